@@ -1,0 +1,172 @@
+//! The decision core shared by `portcullis serve` and `portcullis check`:
+//! gather evidence for each image (cached per digest), then evaluate it with
+//! the pure policy.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use moka::future::Cache;
+use tokio::time::Instant;
+
+use crate::evidence::ImageEvidence;
+use crate::image::{Digest, ImageRef};
+use crate::metrics::Metrics;
+use crate::policy::{evaluate, Policy, Verdict};
+use crate::registry::Registry;
+
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// How long a tag -> digest resolution is reused.
+    pub tag_ttl: Duration,
+    /// How long verified evidence for a digest is reused.
+    pub evidence_ttl: Duration,
+    /// How long a digest with no verified evidence is remembered (short, so a
+    /// developer who attests after a denial is re-evaluated promptly).
+    pub negative_ttl: Duration,
+    pub cache_capacity: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            tag_ttl: Duration::from_secs(30),
+            evidence_ttl: Duration::from_secs(600),
+            negative_ttl: Duration::from_secs(15),
+            cache_capacity: 10_000,
+        }
+    }
+}
+
+type EvidenceKey = (String, Digest, String);
+
+struct EvidenceExpiry {
+    positive: Duration,
+    negative: Duration,
+}
+
+impl moka::Expiry<EvidenceKey, Arc<ImageEvidence>> for EvidenceExpiry {
+    fn expire_after_create(
+        &self,
+        _: &EvidenceKey,
+        v: &Arc<ImageEvidence>,
+        _: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(if v.nothing_verified() {
+            self.negative
+        } else {
+            self.positive
+        })
+    }
+}
+
+pub struct Engine {
+    registry: Arc<Registry>,
+    tags: Cache<String, Digest>,
+    evidence: Cache<EvidenceKey, Arc<ImageEvidence>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Engine {
+    pub fn new(registry: Registry, cfg: &EngineConfig, metrics: Arc<Metrics>) -> Arc<Self> {
+        Arc::new(Engine {
+            registry: Arc::new(registry),
+            tags: Cache::builder()
+                .max_capacity(cfg.cache_capacity)
+                .time_to_live(cfg.tag_ttl)
+                .build(),
+            evidence: Cache::builder()
+                .max_capacity(cfg.cache_capacity)
+                .expire_after(EvidenceExpiry {
+                    positive: cfg.evidence_ttl,
+                    negative: cfg.negative_ttl,
+                })
+                .build(),
+            metrics,
+        })
+    }
+
+    /// Resolves the image and finds its evidence. Concurrent callers asking
+    /// for the same tag or digest share one registry lookup.
+    pub async fn gather(
+        self: &Arc<Self>,
+        image: &ImageRef,
+        policy: &Policy,
+    ) -> Result<Arc<ImageEvidence>, String> {
+        let digest = match &image.digest {
+            Some(d) => d.clone(),
+            None => {
+                let key = image.to_string();
+                let me = self.clone();
+                let img = image.clone();
+                self.tags
+                    .try_get_with(key, async move {
+                        me.metrics.registry_lookup("resolve");
+                        me.registry.resolve(&img).await
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?
+            }
+        };
+        let key = (
+            image.name(),
+            digest.clone(),
+            policy.keyring.fingerprint().to_string(),
+        );
+        let me = self.clone();
+        let img = image.clone();
+        let keyring = policy.keyring.clone();
+        self.evidence
+            .try_get_with(key, async move {
+                me.metrics.registry_lookup("attestations");
+                let found = me.registry.attestations(&img, &digest).await?;
+                Ok::<_, crate::registry::RegistryError>(Arc::new(ImageEvidence::build(
+                    digest,
+                    found.location,
+                    &found.envelopes,
+                    &keyring,
+                )))
+            })
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Evaluates every image for `tier`, answering by `deadline` whatever the
+    /// registries do. A lookup still running at the deadline goes on in the
+    /// background (bounded by the registry timeouts) and fills the cache for
+    /// the API server's retry; the image counts as an error now.
+    pub async fn evaluate_images(
+        self: &Arc<Self>,
+        policy: &Arc<Policy>,
+        tier: &str,
+        images: &[ImageRef],
+        now: DateTime<Utc>,
+        deadline: Instant,
+    ) -> Vec<Verdict> {
+        let tasks = images.iter().map(|image| {
+            let me = self.clone();
+            let img = image.clone();
+            let pol = policy.clone();
+            let task = tokio::spawn(async move { me.gather(&img, &pol).await });
+            async move {
+                let gathered = match tokio::time::timeout_at(deadline, task).await {
+                    Ok(Ok(r)) => r,
+                    Ok(Err(join)) => {
+                        Err(format!("internal error while gathering evidence: {join}"))
+                    }
+                    Err(_) => {
+                        Err("the registry did not answer before the admission deadline".to_string())
+                    }
+                };
+                evaluate(
+                    policy,
+                    tier,
+                    image,
+                    gathered.as_deref().map_err(String::as_str),
+                    now,
+                )
+            }
+        });
+        futures::future::join_all(tasks).await
+    }
+}

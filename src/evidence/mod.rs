@@ -1,0 +1,350 @@
+//! Evidence: verified attestation predicates turned into one model.
+//!
+//! Vulnerability reports (whatever the scanner) become a [`VulnReport`] of
+//! [`Finding`]s; test-result predicates become a [`TestReport`].
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::attest::VerifiedStatement;
+
+mod trivy;
+
+pub const COSIGN_VULN_V1: &str = "https://cosign.sigstore.dev/attestation/vuln/v1";
+pub const TEST_RESULT_V01: &str = "https://in-toto.io/attestation/test-result/v0.1";
+
+/// Severity buckets a tier can limit. Scanner names map case-insensitively;
+/// anything unrecognised is `Unknown`, its own bucket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Critical,
+    High,
+    Medium,
+    Low,
+    Unknown,
+}
+
+impl Severity {
+    pub const ALL: [Severity; 5] = [
+        Severity::Critical,
+        Severity::High,
+        Severity::Medium,
+        Severity::Low,
+        Severity::Unknown,
+    ];
+
+    pub fn parse(s: &str) -> Severity {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "critical" => Severity::Critical,
+            "high" | "important" => Severity::High,
+            "medium" | "moderate" => Severity::Medium,
+            "low" | "negligible" | "minor" => Severity::Low,
+            _ => Severity::Unknown,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Critical => "critical",
+            Severity::High => "high",
+            Severity::Medium => "medium",
+            Severity::Low => "low",
+            Severity::Unknown => "unknown",
+        }
+    }
+}
+
+/// One vulnerability in one package.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Finding {
+    pub id: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+    pub severity: Severity,
+    pub package: String,
+    pub installed_version: String,
+    /// Versions that fix it; empty when no fix is known.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fixed_versions: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub published: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cvss: Option<f64>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub target: String,
+}
+
+impl Finding {
+    pub fn fixable(&self) -> bool {
+        !self.fixed_versions.is_empty()
+    }
+
+    /// `CVE-2024-1111 in openssl 3.0.1, fixed in 3.0.13` (or `, no fix available`).
+    pub fn describe(&self) -> String {
+        let fix = if self.fixable() {
+            format!("fixed in {}", self.fixed_versions.join(" or "))
+        } else {
+            "no fix available".to_string()
+        };
+        format!(
+            "{} in {} {}, {}",
+            self.id, self.package, self.installed_version, fix
+        )
+    }
+}
+
+/// A normalised vulnerability report.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VulnReport {
+    pub scanner: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_on: Option<DateTime<Utc>>,
+    pub findings: Vec<Finding>,
+}
+
+impl VulnReport {
+    /// Drops repeated findings: one per (id, package, installed version)
+    /// across all targets; a finding listed under an alias of one already
+    /// seen is the same finding.
+    pub fn dedup(mut self) -> Self {
+        let mut seen = std::collections::HashSet::new();
+        self.findings.retain(|f| {
+            let mut keys = vec![f.id.clone()];
+            keys.extend(f.aliases.iter().cloned());
+            let fresh = keys.iter().all(|k| {
+                !seen.contains(&(k.clone(), f.package.clone(), f.installed_version.clone()))
+            });
+            if fresh {
+                for k in keys {
+                    seen.insert((k, f.package.clone(), f.installed_version.clone()));
+                }
+            }
+            fresh
+        });
+        self
+    }
+
+    pub fn count(&self, sev: Severity) -> usize {
+        self.findings.iter().filter(|f| f.severity == sev).count()
+    }
+}
+
+/// Outcome of a test run, as the test-result predicate states it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum TestOutcome {
+    Passed,
+    Warned,
+    Failed,
+}
+
+/// `https://in-toto.io/attestation/test-result/v0.1`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TestReport {
+    pub result: TestOutcome,
+    #[serde(default)]
+    pub configuration: Vec<ResourceDescriptor>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub passed_tests: Vec<String>,
+    #[serde(default)]
+    pub warned_tests: Vec<String>,
+    #[serde(default)]
+    pub failed_tests: Vec<String>,
+}
+
+/// The in-toto ResourceDescriptor fields a test configuration is named by.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceDescriptor {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
+}
+
+/// What a verified attestation says.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum Claim {
+    Vulnerabilities(VulnReport),
+    Tests(TestReport),
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EvidenceError {
+    #[error("predicate type {0} is not one Portcullis reads")]
+    UnknownPredicate(String),
+    #[error("{predicate_type} predicate is invalid: {why}")]
+    Invalid { predicate_type: String, why: String },
+}
+
+/// Interprets a verified statement's predicate.
+pub fn claim_of(st: &VerifiedStatement) -> Result<Claim, EvidenceError> {
+    let invalid = |why: String| EvidenceError::Invalid {
+        predicate_type: st.predicate_type.clone(),
+        why,
+    };
+    match st.predicate_type.as_str() {
+        COSIGN_VULN_V1 => cosign_vuln(&st.predicate)
+            .map(Claim::Vulnerabilities)
+            .map_err(invalid),
+        TEST_RESULT_V01 => serde_json::from_value::<TestReport>(st.predicate.clone())
+            .map(Claim::Tests)
+            .map_err(|e| invalid(e.to_string())),
+        other => Err(EvidenceError::UnknownPredicate(other.to_string())),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CosignVulnPredicate {
+    scanner: CosignScanner,
+    #[serde(default)]
+    metadata: CosignScanMetadata,
+}
+
+#[derive(Deserialize)]
+struct CosignScanner {
+    #[serde(default)]
+    uri: String,
+    #[serde(default)]
+    result: serde_json::Value,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct CosignScanMetadata {
+    #[serde(default)]
+    scan_finished_on: Option<String>,
+}
+
+/// Parses an RFC 3339 time; Go's zero time (`0001-01-01T00:00:00Z`, what
+/// cosign writes for an unset time) counts as absent.
+fn parse_time(s: Option<&str>) -> Result<Option<DateTime<Utc>>, String> {
+    let Some(s) = s.filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    let t = DateTime::parse_from_rfc3339(s)
+        .map_err(|e| format!("time {s:?}: {e}"))?
+        .with_timezone(&Utc);
+    Ok((t.timestamp() > 0).then_some(t))
+}
+
+fn cosign_vuln(v: &serde_json::Value) -> Result<VulnReport, String> {
+    let p: CosignVulnPredicate = serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
+    let finished_on = parse_time(p.metadata.scan_finished_on.as_deref())?;
+    let mut report = scanner_report(&p.scanner.result)?;
+    report.finished_on = finished_on;
+    if report.scanner.is_empty() {
+        report.scanner = p.scanner.uri;
+    }
+    Ok(report.dedup())
+}
+
+/// Detects the scanner format of a report and normalises it.
+pub fn scanner_report(v: &serde_json::Value) -> Result<VulnReport, String> {
+    if trivy::looks_like(v) {
+        return trivy::parse(v);
+    }
+    Err(
+        "scanner.result is not a report format Portcullis reads (understood: Trivy JSON)"
+            .to_string(),
+    )
+}
+
+/// Everything found for one image digest, each attestation verified or
+/// rejected with its reason. Built once per digest and keyring, then cached.
+#[derive(Clone, Debug)]
+pub struct ImageEvidence {
+    pub digest: crate::image::Digest,
+    /// Where attestations were looked for.
+    pub location: String,
+    pub attestations: Vec<Attestation>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Attestation {
+    /// Digest of the envelope as stored (cite it to replay a decision).
+    pub envelope: crate::image::Digest,
+    /// Position in the registry's list; later is newer.
+    pub index: usize,
+    /// The predicate type the payload claims. For rejected attestations this
+    /// is unauthenticated and used only to word messages.
+    pub claimed_type: Option<String>,
+    pub outcome: Outcome,
+}
+
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    Verified {
+        signers: Vec<String>,
+        claim: Claim,
+    },
+    Rejected(crate::attest::Problem),
+    /// Correctly signed, but the predicate could not be read.
+    Unreadable {
+        signers: Vec<String>,
+        why: String,
+    },
+    /// Correctly signed, of a predicate type no rule reads (e.g. provenance).
+    Ignored,
+}
+
+impl ImageEvidence {
+    /// Verifies and interprets each envelope against `keyring`.
+    pub fn build(
+        digest: crate::image::Digest,
+        location: String,
+        envelopes: &[impl AsRef<[u8]>],
+        keyring: &crate::attest::Keyring,
+    ) -> Self {
+        let attestations = envelopes
+            .iter()
+            .enumerate()
+            .map(|(index, bytes)| {
+                let bytes = bytes.as_ref();
+                let claimed_type = crate::attest::peek_predicate_type(bytes);
+                let outcome = match crate::attest::verify_envelope(bytes, keyring, &digest) {
+                    Err(p) => Outcome::Rejected(p),
+                    Ok(st) => match claim_of(&st) {
+                        Ok(claim) => Outcome::Verified {
+                            signers: st.signers,
+                            claim,
+                        },
+                        Err(EvidenceError::UnknownPredicate(_)) => Outcome::Ignored,
+                        Err(e) => Outcome::Unreadable {
+                            signers: st.signers,
+                            why: e.to_string(),
+                        },
+                    },
+                };
+                Attestation {
+                    envelope: crate::image::Digest::of(bytes),
+                    index,
+                    claimed_type,
+                    outcome,
+                }
+            })
+            .collect();
+        ImageEvidence {
+            digest,
+            location,
+            attestations,
+        }
+    }
+
+    /// True when nothing verified: such entries are cached briefly, so a
+    /// developer who attests after a denial is not kept waiting.
+    pub fn nothing_verified(&self) -> bool {
+        !self
+            .attestations
+            .iter()
+            .any(|a| matches!(a.outcome, Outcome::Verified { .. }))
+    }
+}

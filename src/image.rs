@@ -1,0 +1,322 @@
+//! Container image references in every form users write them.
+//!
+//! `name`, `name:tag`, `name@sha256:…`, `name:tag@sha256:…` (the digest wins),
+//! Docker Hub short names (`nginx` is `docker.io/library/nginx:latest`), and
+//! registries with ports (`127.0.0.1:5000/shop/api`).
+
+use std::fmt;
+
+/// The default registry for references without one, as Docker resolves them.
+pub const DOCKER_HUB: &str = "docker.io";
+
+/// A `sha256:<64 hex>` content digest.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Digest(String);
+
+impl Digest {
+    /// Parses `sha256:<64 lowercase hex>`.
+    pub fn parse(s: &str) -> Result<Self, ReferenceError> {
+        let hex = s
+            .strip_prefix("sha256:")
+            .ok_or_else(|| ReferenceError::Digest(s.to_string()))?;
+        if hex.len() != 64
+            || !hex
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        {
+            return Err(ReferenceError::Digest(s.to_string()));
+        }
+        Ok(Digest(s.to_string()))
+    }
+
+    /// The digest of `bytes`.
+    pub fn of(bytes: &[u8]) -> Self {
+        use sha2::Digest as _;
+        Digest(format!(
+            "sha256:{}",
+            hex::encode(sha2::Sha256::digest(bytes))
+        ))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The 64 hex characters after `sha256:`.
+    pub fn hex(&self) -> &str {
+        &self.0["sha256:".len()..]
+    }
+
+    /// A short form for messages: `sha256:0123456789ab`.
+    pub fn short(&self) -> &str {
+        &self.0[..("sha256:".len() + 12)]
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ReferenceError {
+    #[error("image reference is empty")]
+    Empty,
+    #[error("image reference {0:?} is too long (more than 512 characters)")]
+    TooLong(String),
+    #[error("invalid digest {0:?}: expected sha256: followed by 64 lowercase hex characters")]
+    Digest(String),
+    #[error("invalid image reference {reference:?}: {why}")]
+    Invalid {
+        reference: String,
+        why: &'static str,
+    },
+}
+
+/// A parsed, normalised image reference.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ImageRef {
+    /// What the user wrote, for messages.
+    pub original: String,
+    /// Registry host, with port if any (`docker.io`, `127.0.0.1:5000`).
+    pub registry: String,
+    /// Repository path (`library/nginx`, `shop/api`).
+    pub repository: String,
+    /// Tag, if written (or `latest` when neither tag nor digest was written).
+    pub tag: Option<String>,
+    /// Digest, if written. When both are written the digest wins.
+    pub digest: Option<Digest>,
+}
+
+impl ImageRef {
+    pub fn parse(input: &str) -> Result<Self, ReferenceError> {
+        let s = input.trim();
+        if s.is_empty() {
+            return Err(ReferenceError::Empty);
+        }
+        if s.len() > 512 {
+            return Err(ReferenceError::TooLong(s.chars().take(64).collect()));
+        }
+        let invalid = |why| ReferenceError::Invalid {
+            reference: s.to_string(),
+            why,
+        };
+        let (name_tag, digest) = match s.split_once('@') {
+            Some((n, d)) => (n, Some(Digest::parse(d)?)),
+            None => (s, None),
+        };
+        // A tag follows the last ':' after the last '/' (a ':' before it is a port).
+        let last_slash = name_tag.rfind('/').map(|i| i + 1).unwrap_or(0);
+        let (name, tag) = match name_tag[last_slash..].rfind(':') {
+            Some(i) => {
+                let i = last_slash + i;
+                (&name_tag[..i], Some(name_tag[i + 1..].to_string()))
+            }
+            None => (name_tag, None),
+        };
+        if let Some(t) = &tag {
+            let ok = !t.is_empty()
+                && t.len() <= 128
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+                && !t.starts_with(['.', '-']);
+            if !ok {
+                return Err(invalid("bad tag"));
+            }
+        }
+        let (registry, repository) = match name.split_once('/') {
+            Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => {
+                (first.to_string(), rest.to_string())
+            }
+            _ => (DOCKER_HUB.to_string(), name.to_string()),
+        };
+        let registry = match registry.as_str() {
+            "index.docker.io" | "registry-1.docker.io" => DOCKER_HUB.to_string(),
+            _ => registry,
+        };
+        let repository = if registry == DOCKER_HUB && !repository.contains('/') {
+            format!("library/{repository}")
+        } else {
+            repository
+        };
+        if repository.is_empty()
+            || !repository.split('/').all(|c| {
+                !c.is_empty()
+                    && c.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b)
+                    })
+            })
+        {
+            return Err(invalid("repository must be lowercase path components"));
+        }
+        if registry.is_empty() || registry.bytes().any(|b| b.is_ascii_whitespace()) {
+            return Err(invalid("bad registry host"));
+        }
+        let tag = match (&tag, &digest) {
+            (None, None) => Some("latest".to_string()),
+            _ => tag,
+        };
+        Ok(ImageRef {
+            original: s.to_string(),
+            registry,
+            repository,
+            tag,
+            digest,
+        })
+    }
+
+    /// `registry/repository`, the name attestations are stored under.
+    pub fn name(&self) -> String {
+        format!("{}/{}", self.registry, self.repository)
+    }
+
+    /// This image pinned to `digest`: `registry/repository@sha256:…`.
+    pub fn pinned(&self, digest: &Digest) -> String {
+        format!("{}@{}", self.name(), digest)
+    }
+
+    /// True for registries on the loopback interface, which are reached over
+    /// plain HTTP (as cosign and crane do).
+    pub fn is_loopback_registry(&self) -> bool {
+        let host = match self.registry.strip_prefix('[') {
+            Some(rest) => rest.split(']').next().unwrap_or(""),
+            None => self.registry.split(':').next().unwrap_or(""),
+        };
+        host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .map(|ip| ip.is_loopback())
+                .unwrap_or(false)
+    }
+}
+
+impl fmt::Display for ImageRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name())?;
+        if let Some(t) = &self.tag {
+            write!(f, ":{t}")?;
+        }
+        if let Some(d) = &self.digest {
+            write!(f, "@{d}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn forms_users_write() {
+        // (input, registry, repository, tag, digest)
+        let rows: &[(&str, &str, &str, Option<&str>, bool)] = &[
+            ("nginx", "docker.io", "library/nginx", Some("latest"), false),
+            (
+                "nginx:1.27",
+                "docker.io",
+                "library/nginx",
+                Some("1.27"),
+                false,
+            ),
+            (
+                "bitnami/redis",
+                "docker.io",
+                "bitnami/redis",
+                Some("latest"),
+                false,
+            ),
+            (
+                "index.docker.io/library/nginx:1",
+                "docker.io",
+                "library/nginx",
+                Some("1"),
+                false,
+            ),
+            (
+                "ghcr.io/acme/api:v2",
+                "ghcr.io",
+                "acme/api",
+                Some("v2"),
+                false,
+            ),
+            (
+                "127.0.0.1:5000/shop/api:v1",
+                "127.0.0.1:5000",
+                "shop/api",
+                Some("v1"),
+                false,
+            ),
+            (
+                "localhost/shop/api",
+                "localhost",
+                "shop/api",
+                Some("latest"),
+                false,
+            ),
+            (
+                "localhost:5000/api",
+                "localhost:5000",
+                "api",
+                Some("latest"),
+                false,
+            ),
+            (
+                &format!("nginx@{D}"),
+                "docker.io",
+                "library/nginx",
+                None,
+                true,
+            ),
+            (
+                &format!("127.0.0.1:5000/shop/api:v1@{D}"),
+                "127.0.0.1:5000",
+                "shop/api",
+                Some("v1"),
+                true,
+            ),
+        ];
+        for (input, registry, repository, tag, has_digest) in rows {
+            let r = ImageRef::parse(input).unwrap_or_else(|e| panic!("{input}: {e}"));
+            assert_eq!(r.registry, *registry, "{input}");
+            assert_eq!(r.repository, *repository, "{input}");
+            assert_eq!(r.tag.as_deref(), *tag, "{input}");
+            assert_eq!(r.digest.is_some(), *has_digest, "{input}");
+        }
+    }
+
+    #[test]
+    fn rejects_bad_references() {
+        for bad in [
+            "",
+            "UPPER/case",
+            "nginx:",
+            "nginx@sha256:abc",
+            "a//b",
+            "nginx:-x",
+            &format!("nginx@{}", D.to_uppercase()),
+        ] {
+            assert!(ImageRef::parse(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn loopback_detection() {
+        for (r, lo) in [
+            ("127.0.0.1:5000/a", true),
+            ("localhost:1/a", true),
+            ("[::1]:5000/a", true),
+            ("ghcr.io/a", false),
+            ("10.0.0.1:5000/a", false),
+        ] {
+            assert_eq!(
+                ImageRef::parse(r).unwrap().is_loopback_registry(),
+                lo,
+                "{r}"
+            );
+        }
+    }
+}

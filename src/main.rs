@@ -1,0 +1,423 @@
+//! The `portcullis` command line: `serve` (admission webhook), `check` (the
+//! same decision from a CI pipeline), `policy lint`.
+#![deny(rust_2018_idioms)]
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use portcullis::audit::AuditLog;
+use portcullis::cluster::{TierSource, TIER_LABEL};
+use portcullis::engine::{Engine, EngineConfig};
+use portcullis::image::ImageRef;
+use portcullis::metrics::Metrics;
+use portcullis::policy::{parse_duration, Policy, EMBEDDED_DEFAULT};
+use portcullis::registry::{Credentials, Limits, Registry};
+use portcullis::webhook::{self, AppState};
+
+/// Admit container images into an environment tier only on signed evidence:
+/// a cosign-attested vulnerability scan and test results, checked against the
+/// tier's thresholds in a PromotionPolicy.
+#[derive(Parser)]
+#[command(name = "portcullis", version, about, long_about = None)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "PORTCULLIS_LOG_FORMAT")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the validating admission webhook over HTTPS.
+    Serve(ServeArgs),
+    /// Decide whether images may enter a tier, as admission would (exit 0 admit, 1 deny, 2 error).
+    Check(CheckArgs),
+    /// Work with policy files.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Validate a PromotionPolicy file and report every problem with its location.
+    Lint {
+        /// The policy file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct RegistryArgs {
+    /// A registry (host[:port]) to reach over plain HTTP; loopback registries always are. Repeatable.
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    insecure_registries: Vec<String>,
+    /// PEM CA bundle trusted for HTTPS registries, besides the system roots.
+    #[arg(long, value_name = "FILE")]
+    registry_ca: Option<PathBuf>,
+    /// Docker config.json with registry credentials (`auths`), e.g. a mounted pull secret.
+    #[arg(long, value_name = "FILE", env = "PORTCULLIS_REGISTRY_AUTH")]
+    registry_auth: Option<PathBuf>,
+    /// Timeout for one registry request.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    registry_timeout: Duration,
+    /// Largest attestation envelope read from a registry, in bytes.
+    #[arg(long, default_value_t = 16 << 20)]
+    max_attestation_bytes: usize,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8443", env = "PORTCULLIS_LISTEN")]
+    listen: SocketAddr,
+    /// Serving certificate (PEM); reloaded when it changes.
+    #[arg(long, default_value = "certs-dev/tls.crt")]
+    tls_cert: PathBuf,
+    /// Serving key (PEM).
+    #[arg(long, default_value = "certs-dev/tls.key")]
+    tls_key: PathBuf,
+    /// PromotionPolicy file, reloaded when it changes; the embedded default when absent.
+    #[arg(long, env = "PORTCULLIS_POLICY")]
+    policy: Option<PathBuf>,
+    /// Time budget for one decision; keep it below the webhook's timeoutSeconds.
+    #[arg(long, default_value = "8s", value_parser = parse_duration)]
+    deadline: Duration,
+    /// Where namespace tiers come from: the cluster (namespace label), the policy's static map, or auto (cluster when a kubeconfig or in-cluster config exists).
+    #[arg(long, value_enum, default_value_t = ClusterMode::Auto)]
+    cluster: ClusterMode,
+    /// Namespace label naming the tier.
+    #[arg(long, default_value = TIER_LABEL)]
+    tier_label: String,
+    /// How long a tag -> digest resolution is reused.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    tag_cache_ttl: Duration,
+    /// How long verified evidence for a digest is reused.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    evidence_cache_ttl: Duration,
+    /// How long a digest without verified evidence is remembered.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    negative_cache_ttl: Duration,
+    /// Audit log: `-` for stdout, or a file to append JSON lines to.
+    #[arg(long, default_value = "-")]
+    audit_log: String,
+    /// How often the policy file and certificate are checked for changes.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    reload_interval: Duration,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ClusterMode {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    /// Images to check (any form: name, name:tag, name@sha256:…).
+    #[arg(required = true)]
+    images: Vec<String>,
+    /// PromotionPolicy file; the embedded default when absent.
+    #[arg(long)]
+    policy: Option<PathBuf>,
+    /// The tier to check against (a tier the policy defines).
+    #[arg(long)]
+    tier: String,
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+    /// Overall time budget.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    timeout: Duration,
+    /// Evaluate as of this time (RFC 3339), to replay a recorded decision.
+    #[arg(long)]
+    at: Option<chrono::DateTime<chrono::Utc>>,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    portcullis::install_crypto_provider();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = rt.block_on(async {
+        match cli.command {
+            Command::Serve(a) => serve(a).await.map(|_| ExitCode::SUCCESS),
+            Command::Check(a) => check(a).await,
+            Command::Policy(PolicyCommand::Lint { file }) => lint(&file),
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => b.init(),
+        LogFormat::Json => b.json().init(),
+    }
+}
+
+fn load_policy(path: Option<&PathBuf>) -> anyhow::Result<Policy> {
+    match path {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("reading policy {}", p.display()))?;
+            Ok(Policy::from_yaml(&text, &p.display().to_string())?)
+        }
+        None => Ok(Policy::from_yaml(
+            EMBEDDED_DEFAULT,
+            "embedded default policy",
+        )?),
+    }
+}
+
+fn registry(a: &RegistryArgs) -> anyhow::Result<Registry> {
+    let limits = Limits {
+        request_timeout: a.registry_timeout,
+        attestation_bytes: a.max_attestation_bytes,
+        ..Limits::default()
+    };
+    let credentials = match &a.registry_auth {
+        Some(p) => Credentials::from_docker_config(
+            &std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
+        )?,
+        None => Credentials::default(),
+    };
+    let roots = match &a.registry_ca {
+        Some(p) => vec![std::fs::read(p).with_context(|| format!("reading {}", p.display()))?],
+        None => vec![],
+    };
+    Registry::new(limits, a.insecure_registries.clone(), credentials, &roots)
+        .map_err(anyhow::Error::msg)
+}
+
+async fn serve(a: ServeArgs) -> anyhow::Result<()> {
+    let policy =
+        load_policy(a.policy.as_ref()).context("refusing to start on an invalid policy")?;
+    tracing::info!(digest = %policy.digest, source = %a.policy.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "embedded default".into()), "policy loaded");
+    let tiers = match a.cluster {
+        ClusterMode::Never => TierSource::Static,
+        mode => match kube::Client::try_default().await {
+            Ok(client) => {
+                tracing::info!(label = %a.tier_label, "tiers from namespace labels (cluster)");
+                TierSource::cluster(client, a.tier_label.clone())
+            }
+            Err(e) if mode == ClusterMode::Always => {
+                return Err(anyhow::anyhow!("no Kubernetes configuration: {e}"))
+            }
+            Err(_) => {
+                tracing::info!("no Kubernetes configuration: tiers from the policy's namespaceTiers and defaultTier");
+                TierSource::Static
+            }
+        },
+    };
+    let metrics = Arc::new(Metrics::default());
+    let cfg = EngineConfig {
+        tag_ttl: a.tag_cache_ttl,
+        evidence_ttl: a.evidence_cache_ttl,
+        negative_ttl: a.negative_cache_ttl,
+        ..EngineConfig::default()
+    };
+    let engine = Engine::new(registry(&a.registry)?, &cfg, metrics.clone());
+    let state = Arc::new(AppState {
+        engine,
+        policy: RwLock::new(Arc::new(policy)),
+        tiers,
+        metrics,
+        audit: AuditLog::open(&a.audit_log)
+            .with_context(|| format!("opening audit log {}", a.audit_log))?,
+        deadline: a.deadline,
+    });
+    let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&a.tls_cert, &a.tls_key)
+        .await
+        .with_context(|| {
+            format!(
+                "loading TLS certificate {} and key {} (run `make certs` for dev certificates)",
+                a.tls_cert.display(),
+                a.tls_key.display()
+            )
+        })?;
+    webhook::spawn_reloader(
+        state.clone(),
+        a.policy.clone(),
+        tls.clone(),
+        a.tls_cert.clone(),
+        a.tls_key.clone(),
+        a.reload_interval,
+    );
+    let server = webhook::serve(state, a.listen, tls)
+        .await
+        .with_context(|| format!("listening on {}", a.listen))?;
+    tracing::info!(addr = %server.addr, "portcullis serving https://{}/validate", server.addr);
+    let handle = server.handle.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        handle.graceful_shutdown(Some(Duration::from_secs(10)));
+    });
+    server
+        .task
+        .await
+        .context("server task")?
+        .context("server")?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+async fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
+    let policy = Arc::new(load_policy(a.policy.as_ref())?);
+    if policy.tier(&a.tier).is_none() {
+        anyhow::bail!(
+            "tier {:?} is not defined in the policy (defined: {})",
+            a.tier,
+            policy.tier_names().join(", ")
+        );
+    }
+    let refs = a
+        .images
+        .iter()
+        .map(|i| ImageRef::parse(i))
+        .collect::<Result<Vec<_>, _>>()?;
+    let engine = Engine::new(
+        registry(&a.registry)?,
+        &EngineConfig::default(),
+        Arc::new(Metrics::default()),
+    );
+    let now = a.at.unwrap_or_else(chrono::Utc::now);
+    let deadline = tokio::time::Instant::now() + a.timeout;
+    let verdicts = engine
+        .evaluate_images(&policy, &a.tier, &refs, now, deadline)
+        .await;
+    let errored = verdicts.iter().any(|v| v.error.is_some());
+    let allowed = verdicts.iter().all(|v| v.admitted);
+    match a.output {
+        Output::Json => {
+            let out = serde_json::json!({
+                "allowed": allowed,
+                "tier": a.tier,
+                "policyDigest": policy.digest,
+                "evaluatedAt": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                "verdicts": verdicts,
+            });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        Output::Text => {
+            for v in &verdicts {
+                let digest = v
+                    .digest
+                    .as_deref()
+                    .map(|d| format!("@{d}"))
+                    .unwrap_or_default();
+                if !v.admitted {
+                    println!("DENY   {}", v.denial_message());
+                } else if !v.problems.is_empty() {
+                    println!(
+                        "WARN   {}{digest} admitted in tier {} (mode warn) despite: {}",
+                        v.image,
+                        v.tier,
+                        v.problems.join("; ")
+                    );
+                } else {
+                    println!("ADMIT  {}{digest} for tier {}", v.image, v.tier);
+                }
+                for n in &v.notes {
+                    println!("       note: {n}");
+                }
+                for e in &v.exceptions {
+                    println!("       exception: {e}");
+                }
+            }
+            println!(
+                "policy {} evaluated at {}",
+                policy.digest,
+                now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            );
+        }
+    }
+    Ok(ExitCode::from(if errored {
+        2
+    } else if allowed {
+        0
+    } else {
+        1
+    }))
+}
+
+fn lint(file: &PathBuf) -> anyhow::Result<ExitCode> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    match Policy::from_yaml(&text, &file.display().to_string()) {
+        Ok(p) => {
+            println!(
+                "{}: ok ({} tiers, {} signers, digest {})",
+                file.display(),
+                p.file.spec.tiers.len(),
+                p.file.spec.signers.len(),
+                p.digest
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            for p in &e.problems {
+                println!("{}:{p}", file.display());
+            }
+            Ok(ExitCode::from(1))
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! The promotion policy: its file format and its pure evaluation.
+//!
+//! Evaluation does no I/O and reads no clock: `now` is an argument, so the
+//! same inputs always give the same verdict, in `portcullis check` and at
+//! admission alike.
+
+mod breakglass;
+mod eval;
+mod model;
+
+pub use breakglass::{
+    break_glass, BreakGlass, BreakGlassRequest, ANNOTATION as BREAK_GLASS_ANNOTATION,
+    TICKET_ANNOTATION as BREAK_GLASS_TICKET_ANNOTATION,
+};
+pub use eval::{evaluate, Verdict};
+pub use model::*;

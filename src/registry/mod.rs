@@ -1,0 +1,508 @@
+//! OCI registry access: tag -> digest resolution and cosign attestation discovery.
+//!
+//! Every read is bounded in size (manifests, blobs, the number of layers) and
+//! in time (connect timeout here, an overall deadline from the caller). Digests
+//! of what is fetched by digest are verified. Registries on loopback, and those
+//! configured as insecure, are reached over plain HTTP; all others over HTTPS.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use bytes::{Bytes, BytesMut};
+use oci_client::manifest::OciImageManifest;
+use reqwest::{header, StatusCode};
+use serde::Deserialize;
+
+use crate::image::{Digest, ImageRef};
+
+mod credentials;
+pub use credentials::{Credentials, CredentialsError};
+
+/// Media type of a DSSE envelope layer in a cosign attestation manifest.
+pub const DSSE_MEDIA_TYPE: &str = "application/vnd.dsse.envelope.v1+json";
+
+const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
+application/vnd.docker.distribution.manifest.list.v2+json, \
+application/vnd.oci.image.manifest.v1+json, \
+application/vnd.docker.distribution.manifest.v2+json";
+
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Largest manifest read.
+    pub manifest_bytes: usize,
+    /// Largest attestation (DSSE envelope) read.
+    pub attestation_bytes: usize,
+    /// Most attestation layers read for one image.
+    pub attestation_layers: usize,
+    /// Timeout for establishing a connection.
+    pub connect_timeout: Duration,
+    /// Timeout for one whole HTTP exchange, body included.
+    pub request_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            manifest_bytes: 4 << 20,
+            attestation_bytes: 16 << 20,
+            attestation_layers: 32,
+            connect_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum RegistryError {
+    #[error("registry {registry} unreachable: {why}")]
+    Unreachable { registry: String, why: String },
+    #[error("registry {registry} did not answer within {secs:.1}s")]
+    Timeout { registry: String, secs: f64 },
+    #[error("{what} not found in registry")]
+    NotFound { what: String },
+    #[error("registry {registry} refused access to {repository} ({status}); configure pull credentials for it")]
+    Unauthorized {
+        registry: String,
+        repository: String,
+        status: u16,
+    },
+    #[error("registry {registry} answered {status} for {what}")]
+    Status {
+        registry: String,
+        what: String,
+        status: u16,
+    },
+    #[error("{what} is larger than the limit of {limit} bytes")]
+    TooLarge { what: String, limit: usize },
+    #[error("{what}: content does not match its digest {expected}")]
+    DigestMismatch { what: String, expected: String },
+    #[error("{what}: {why}")]
+    Protocol { what: String, why: String },
+}
+
+/// Attestation envelopes found for an image, in the order the registry lists them.
+#[derive(Clone, Debug, Default)]
+pub struct Attestations {
+    /// Where they were looked for (`registry/repo:sha256-<hex>.att`).
+    pub location: String,
+    pub envelopes: Vec<Bytes>,
+}
+
+/// A small OCI distribution client with bounded reads.
+pub struct Registry {
+    http: reqwest::Client,
+    insecure: HashSet<String>,
+    credentials: Credentials,
+    limits: Limits,
+    tokens: Mutex<HashMap<(String, String), (String, Instant)>>,
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    access_token: String,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+impl Registry {
+    /// `insecure` lists registries (`host[:port]`) reached over plain HTTP in
+    /// addition to loopback ones; `extra_roots` are PEM CA certificates trusted
+    /// for HTTPS registries besides the system roots.
+    pub fn new(
+        limits: Limits,
+        insecure: Vec<String>,
+        credentials: Credentials,
+        extra_roots: &[Vec<u8>],
+    ) -> Result<Self, String> {
+        let mut b = reqwest::Client::builder()
+            .connect_timeout(limits.connect_timeout)
+            .timeout(limits.request_timeout)
+            .redirect(reqwest::redirect::Policy::limited(5))
+            .user_agent(concat!("portcullis/", env!("CARGO_PKG_VERSION")));
+        for pem in extra_roots {
+            for cert in reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| format!("registry CA bundle: {e}"))?
+            {
+                b = b.add_root_certificate(cert);
+            }
+        }
+        let http = b
+            .build()
+            .map_err(|e| format!("building the registry client: {e}"))?;
+        Ok(Registry {
+            http,
+            insecure: insecure.into_iter().collect(),
+            credentials,
+            limits,
+            tokens: Mutex::default(),
+        })
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    fn base(&self, image: &ImageRef) -> String {
+        let scheme = if image.is_loopback_registry() || self.insecure.contains(&image.registry) {
+            "http"
+        } else {
+            "https"
+        };
+        let host = if image.registry == crate::image::DOCKER_HUB {
+            "registry-1.docker.io"
+        } else {
+            &image.registry
+        };
+        format!("{scheme}://{host}/v2/{}", image.repository)
+    }
+
+    /// Resolves the image's tag to the digest the registry serves now. An
+    /// image pinned by digest is returned as it is.
+    pub async fn resolve(&self, image: &ImageRef) -> Result<Digest, RegistryError> {
+        if let Some(d) = &image.digest {
+            return Ok(d.clone());
+        }
+        let tag = image.tag.as_deref().unwrap_or("latest");
+        let url = format!("{}/manifests/{tag}", self.base(image));
+        let what = format!("image {}:{tag}", image.name());
+        let resp = self.send(image, reqwest::Method::HEAD, &url, &what).await?;
+        if let Some(d) = resp
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+        {
+            if let Ok(d) = Digest::parse(d) {
+                return Ok(d);
+            }
+        }
+        // No usable header: fetch the manifest and hash it.
+        let resp = self.send(image, reqwest::Method::GET, &url, &what).await?;
+        let body = read_bounded(resp, self.limits.manifest_bytes, &what).await?;
+        Ok(Digest::of(&body))
+    }
+
+    /// Finds the cosign attestations of `digest` (legacy scheme: the tag
+    /// `sha256-<hex>.att` in the image's repository). None is not an error.
+    pub async fn attestations(
+        &self,
+        image: &ImageRef,
+        digest: &Digest,
+    ) -> Result<Attestations, RegistryError> {
+        let tag = format!("sha256-{}.att", digest.hex());
+        let location = format!("{}:{tag}", image.name());
+        let url = format!("{}/manifests/{tag}", self.base(image));
+        let resp = match self
+            .send(image, reqwest::Method::GET, &url, &location)
+            .await
+        {
+            Ok(r) => r,
+            Err(RegistryError::NotFound { .. }) => {
+                return Ok(Attestations {
+                    location,
+                    envelopes: vec![],
+                })
+            }
+            Err(e) => return Err(e),
+        };
+        let body = read_bounded(resp, self.limits.manifest_bytes, &location).await?;
+        let manifest: OciImageManifest =
+            serde_json::from_slice(&body).map_err(|e| RegistryError::Protocol {
+                what: location.clone(),
+                why: format!("not an image manifest: {e}"),
+            })?;
+        let layers: Vec<_> = manifest
+            .layers
+            .iter()
+            .filter(|l| l.media_type == DSSE_MEDIA_TYPE)
+            .collect();
+        if layers.len() > self.limits.attestation_layers {
+            return Err(RegistryError::TooLarge {
+                what: format!("{location} ({} attestation layers)", layers.len()),
+                limit: self.limits.attestation_layers,
+            });
+        }
+        let loc = &location;
+        let fetches = layers.iter().map(|l| async move {
+            let d = Digest::parse(&l.digest).map_err(|e| RegistryError::Protocol {
+                what: loc.clone(),
+                why: e.to_string(),
+            })?;
+            if l.size < 0 || l.size as u64 > self.limits.attestation_bytes as u64 {
+                return Err(RegistryError::TooLarge {
+                    what: format!("attestation {}", d.short()),
+                    limit: self.limits.attestation_bytes,
+                });
+            }
+            self.blob(image, &d, self.limits.attestation_bytes).await
+        });
+        let envelopes = futures::future::try_join_all(fetches).await?;
+        Ok(Attestations {
+            location,
+            envelopes,
+        })
+    }
+
+    /// Fetches a blob by digest, bounded to `limit` bytes, and checks its digest.
+    pub async fn blob(
+        &self,
+        image: &ImageRef,
+        digest: &Digest,
+        limit: usize,
+    ) -> Result<Bytes, RegistryError> {
+        let what = format!("blob {} in {}", digest.short(), image.name());
+        let url = format!("{}/blobs/{digest}", self.base(image));
+        let resp = self.send(image, reqwest::Method::GET, &url, &what).await?;
+        let body = read_bounded(resp, limit, &what).await?;
+        if Digest::of(&body) != *digest {
+            return Err(RegistryError::DigestMismatch {
+                what,
+                expected: digest.to_string(),
+            });
+        }
+        Ok(body)
+    }
+
+    /// Sends a request, answering a bearer or basic challenge once.
+    async fn send(
+        &self,
+        image: &ImageRef,
+        method: reqwest::Method,
+        url: &str,
+        what: &str,
+    ) -> Result<reqwest::Response, RegistryError> {
+        let key = (image.registry.clone(), image.repository.clone());
+        let cached = self.tokens.lock().ok().and_then(|t| {
+            t.get(&key)
+                .filter(|(_, exp)| *exp > Instant::now())
+                .map(|(t, _)| t.clone())
+        });
+        let mut auth = cached.map(|t| format!("Bearer {t}"));
+        for attempt in 0..2 {
+            let mut req = self
+                .http
+                .request(method.clone(), url)
+                .header(header::ACCEPT, MANIFEST_ACCEPT);
+            if let Some(a) = &auth {
+                req = req.header(header::AUTHORIZATION, a);
+            }
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| self.transport_error(image, e))?;
+            match resp.status() {
+                s if s.is_success() => return Ok(resp),
+                StatusCode::NOT_FOUND => {
+                    return Err(RegistryError::NotFound {
+                        what: what.to_string(),
+                    })
+                }
+                StatusCode::UNAUTHORIZED if attempt == 0 => {
+                    let challenge = resp
+                        .headers()
+                        .get(header::WWW_AUTHENTICATE)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_string();
+                    auth = Some(self.answer_challenge(image, &challenge).await?);
+                }
+                s @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => {
+                    return Err(RegistryError::Unauthorized {
+                        registry: image.registry.clone(),
+                        repository: image.repository.clone(),
+                        status: s.as_u16(),
+                    })
+                }
+                s => {
+                    return Err(RegistryError::Status {
+                        registry: image.registry.clone(),
+                        what: what.to_string(),
+                        status: s.as_u16(),
+                    })
+                }
+            }
+        }
+        Err(RegistryError::Unauthorized {
+            registry: image.registry.clone(),
+            repository: image.repository.clone(),
+            status: 401,
+        })
+    }
+
+    async fn answer_challenge(
+        &self,
+        image: &ImageRef,
+        challenge: &str,
+    ) -> Result<String, RegistryError> {
+        let basic = self.credentials.get(&image.registry);
+        let (scheme, params) = parse_challenge(challenge);
+        if scheme.eq_ignore_ascii_case("basic") {
+            return match basic {
+                Some((u, p)) => Ok(format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+                )),
+                None => Err(RegistryError::Unauthorized {
+                    registry: image.registry.clone(),
+                    repository: image.repository.clone(),
+                    status: 401,
+                }),
+            };
+        }
+        let realm = params.get("realm").ok_or_else(|| RegistryError::Protocol {
+            what: format!("registry {}", image.registry),
+            why: format!("unsupported authentication challenge {challenge:?}"),
+        })?;
+        let mut req = self
+            .http
+            .get(realm)
+            .query(&[("scope", format!("repository:{}:pull", image.repository))]);
+        if let Some(service) = params.get("service") {
+            req = req.query(&[("service", service)]);
+        }
+        if let Some((u, p)) = basic {
+            req = req.basic_auth(u, Some(p));
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| self.transport_error(image, e))?;
+        if !resp.status().is_success() {
+            return Err(RegistryError::Unauthorized {
+                registry: image.registry.clone(),
+                repository: image.repository.clone(),
+                status: resp.status().as_u16(),
+            });
+        }
+        let what = format!("token from {realm}");
+        let body = read_bounded(resp, 64 << 10, &what).await?;
+        let t: TokenResponse =
+            serde_json::from_slice(&body).map_err(|e| RegistryError::Protocol {
+                what,
+                why: e.to_string(),
+            })?;
+        let token = if t.token.is_empty() {
+            t.access_token
+        } else {
+            t.token
+        };
+        let ttl =
+            Duration::from_secs(t.expires_in.unwrap_or(60).clamp(10, 300)) - Duration::from_secs(5);
+        if let Ok(mut m) = self.tokens.lock() {
+            m.insert(
+                (image.registry.clone(), image.repository.clone()),
+                (token.clone(), Instant::now() + ttl),
+            );
+        }
+        Ok(format!("Bearer {token}"))
+    }
+
+    fn transport_error(&self, image: &ImageRef, e: reqwest::Error) -> RegistryError {
+        if e.is_timeout() {
+            RegistryError::Timeout {
+                registry: image.registry.clone(),
+                secs: self.limits.request_timeout.as_secs_f64(),
+            }
+        } else {
+            let mut why = e.to_string();
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                why = format!("{why}: {s}");
+                src = s.source();
+            }
+            RegistryError::Unreachable {
+                registry: image.registry.clone(),
+                why,
+            }
+        }
+    }
+}
+
+/// Reads a response body, failing as soon as it passes `limit` bytes.
+async fn read_bounded(
+    mut resp: reqwest::Response,
+    limit: usize,
+    what: &str,
+) -> Result<Bytes, RegistryError> {
+    let too_large = || RegistryError::TooLarge {
+        what: what.to_string(),
+        limit,
+    };
+    if resp.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let mut buf = BytesMut::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(c)) => {
+                if buf.len() + c.len() > limit {
+                    return Err(too_large());
+                }
+                buf.extend_from_slice(&c);
+            }
+            Ok(None) => return Ok(buf.freeze()),
+            Err(e) if e.is_timeout() => {
+                return Err(RegistryError::Timeout {
+                    registry: what.to_string(),
+                    secs: 0.0,
+                })
+            }
+            Err(e) => {
+                return Err(RegistryError::Protocol {
+                    what: what.to_string(),
+                    why: format!("reading body: {e}"),
+                })
+            }
+        }
+    }
+}
+
+/// Parses `Bearer realm="…",service="…",scope="…"`.
+fn parse_challenge(h: &str) -> (String, HashMap<String, String>) {
+    let (scheme, rest) = h.trim().split_once(' ').unwrap_or((h.trim(), ""));
+    let mut params = HashMap::new();
+    let mut rest = rest.trim();
+    while !rest.is_empty() {
+        let Some((k, after)) = rest.split_once('=') else {
+            break;
+        };
+        let k = k.trim().trim_start_matches(',').trim().to_ascii_lowercase();
+        let after = after.trim_start();
+        let (v, next) = if let Some(q) = after.strip_prefix('"') {
+            match q.find('"') {
+                Some(end) => (&q[..end], &q[end + 1..]),
+                None => (q, ""),
+            }
+        } else {
+            after.split_once(',').unwrap_or((after, ""))
+        };
+        params.insert(k, v.to_string());
+        rest = next.trim_start_matches([',', ' ']);
+    }
+    (scheme.to_string(), params)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_bearer_challenges() {
+        let (s, p) = parse_challenge(
+            r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/nginx:pull""#,
+        );
+        assert_eq!(s, "Bearer");
+        assert_eq!(p["realm"], "https://auth.docker.io/token");
+        assert_eq!(p["service"], "registry.docker.io");
+        assert_eq!(p["scope"], "repository:library/nginx:pull");
+        let (s, p) = parse_challenge(r#"Basic realm="Registry Realm""#);
+        assert_eq!(
+            (s.as_str(), p["realm"].as_str()),
+            ("Basic", "Registry Realm")
+        );
+    }
+}

@@ -1,0 +1,585 @@
+//! Test harness: a real OCI registry (distribution) and the real cosign,
+//! both built by `make tools`, started on loopback by the tests themselves.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+pub fn tool(env: &str, name: &str) -> PathBuf {
+    if let Ok(p) = std::env::var(env) {
+        return PathBuf::from(p);
+    }
+    let home = std::env::var("HOME").unwrap_or_default();
+    let dir = PathBuf::from(home).join(".cache/portcullis/tools");
+    let found = std::fs::read_dir(&dir)
+        .ok()
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join(name))
+        .find(|p| {
+            p.exists()
+                && p.parent().is_some_and(|d| {
+                    d.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with(name))
+                })
+        });
+    found.unwrap_or_else(|| {
+        panic!(
+            "{name} not found: set {env} or run `make tools` (it builds {name} into {})",
+            dir.display()
+        )
+    })
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A real `registry` (CNCF distribution) process on a free loopback port.
+pub struct Registry {
+    child: Child,
+    pub host: String,
+    _dir: tempfile::TempDir,
+    http: reqwest::Client,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Registry {
+    pub async fn start() -> Registry {
+        let bin = tool("PORTCULLIS_REGISTRY", "registry");
+        let dir = tempfile::tempdir().unwrap();
+        // Port 0 is not reported back by the registry: pick a free port; retry on a lost race.
+        for _ in 0..5 {
+            let port = free_port();
+            let cfg = dir.path().join("config.yml");
+            std::fs::write(
+                &cfg,
+                format!(
+                    "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                    dir.path().join("data").display()
+                ),
+            )
+            .unwrap();
+            let mut child = Command::new(&bin)
+                .arg("serve")
+                .arg(&cfg)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
+            let host = format!("127.0.0.1:{port}");
+            let http = reqwest::Client::new();
+            let until = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < until {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break; // exited: port taken, try another
+                }
+                if let Ok(r) = http.get(format!("http://{host}/v2/")).send().await {
+                    if r.status().is_success() {
+                        return Registry {
+                            child,
+                            host,
+                            _dir: dir,
+                            http,
+                        };
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("registry did not start");
+    }
+
+    async fn put_blob(&self, repo: &str, data: &[u8]) -> String {
+        let digest = format!(
+            "sha256:{}",
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(data))
+        );
+        let r = self
+            .http
+            .post(format!("http://{}/v2/{repo}/blobs/uploads/", self.host))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202, "starting a blob upload");
+        let loc = r.headers()["location"].to_str().unwrap().to_string();
+        let loc = if loc.starts_with("http") {
+            loc
+        } else {
+            format!("http://{}{loc}", self.host)
+        };
+        let sep = if loc.contains('?') { '&' } else { '?' };
+        let r = self
+            .http
+            .put(format!("{loc}{sep}digest={digest}"))
+            .header("content-type", "application/octet-stream")
+            .body(data.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "uploading a blob");
+        digest
+    }
+
+    pub async fn put_manifest(&self, repo: &str, reference: &str, manifest: &Value) -> String {
+        let body = serde_json::to_vec(manifest).unwrap();
+        let r = self
+            .http
+            .put(format!(
+                "http://{}/v2/{repo}/manifests/{reference}",
+                self.host
+            ))
+            .header(
+                "content-type",
+                manifest["mediaType"]
+                    .as_str()
+                    .unwrap_or("application/vnd.oci.image.manifest.v1+json"),
+            )
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            201,
+            "pushing manifest {repo}:{reference}: {:?}",
+            r.text().await
+        );
+        format!(
+            "sha256:{}",
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+                serde_json::to_vec(manifest).unwrap()
+            ))
+        )
+    }
+
+    pub async fn get_manifest(&self, repo: &str, reference: &str) -> Value {
+        let r = self
+            .http
+            .get(format!(
+                "http://{}/v2/{repo}/manifests/{reference}",
+                self.host
+            ))
+            .header("accept", "application/vnd.oci.image.manifest.v1+json")
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.status().is_success(),
+            "manifest {repo}:{reference}: {}",
+            r.status()
+        );
+        r.json().await.unwrap()
+    }
+
+    pub async fn get_blob(&self, repo: &str, digest: &str) -> Vec<u8> {
+        let r = self
+            .http
+            .get(format!("http://{}/v2/{repo}/blobs/{digest}", self.host))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+        r.bytes().await.unwrap().to_vec()
+    }
+
+    /// Pushes a tiny, unique image (`seed` makes it distinct) and tags it.
+    /// Returns `host/repo@sha256:…`.
+    pub async fn push_image(&self, repo: &str, tag: &str, seed: &str) -> String {
+        let config = serde_json::to_vec(&json!({"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]},"config":{"Labels":{"seed":seed}}})).unwrap();
+        let layer = format!("layer of {seed}").into_bytes();
+        let cd = self.put_blob(repo, &config).await;
+        let ld = self.put_blob(repo, &layer).await;
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": config.len()},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": ld, "size": layer.len()}]
+        });
+        let d = self.put_manifest(repo, tag, &manifest).await;
+        format!("{}/{repo}@{d}", self.host)
+    }
+
+    /// Makes `to`'s attestation tag hold exactly `from`'s attestations, as
+    /// an attacker copying evidence between images would.
+    pub async fn copy_attestations(&self, repo: &str, from: &str, to: &str) {
+        let m = self.get_manifest(repo, &att_tag(from)).await;
+        self.put_manifest(repo, &att_tag(to), &m).await;
+    }
+
+    /// Rewrites the payload of `image`'s first attestation with `edit`,
+    /// keeping the original signature.
+    pub async fn tamper_attestation(&self, repo: &str, image: &str, edit: impl Fn(&str) -> String) {
+        let tag = att_tag(image);
+        let mut m = self.get_manifest(repo, &tag).await;
+        let layer_digest = m["layers"][0]["digest"].as_str().unwrap().to_string();
+        let mut env: Value =
+            serde_json::from_slice(&self.get_blob(repo, &layer_digest).await).unwrap();
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let payload =
+            String::from_utf8(b64.decode(env["payload"].as_str().unwrap()).unwrap()).unwrap();
+        let edited = edit(&payload);
+        assert_ne!(edited, payload, "the edit must change the payload");
+        env["payload"] = Value::String(b64.encode(edited));
+        let bytes = serde_json::to_vec(&env).unwrap();
+        let d = self.put_blob(repo, &bytes).await;
+        m["layers"][0]["digest"] = Value::String(d);
+        m["layers"][0]["size"] = json!(bytes.len());
+        self.put_manifest(repo, &tag, &m).await;
+    }
+}
+
+/// `sha256-<hex>.att` for `host/repo@sha256:<hex>`.
+pub fn att_tag(image: &str) -> String {
+    let hex = image.rsplit("sha256:").next().unwrap();
+    format!("sha256-{hex}.att")
+}
+
+/// The real cosign, with key pairs generated for this test run.
+pub struct Cosign {
+    bin: PathBuf,
+    pub dir: tempfile::TempDir,
+}
+
+impl Cosign {
+    pub fn new() -> Cosign {
+        Cosign {
+            bin: tool("PORTCULLIS_COSIGN", "cosign"),
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(&self.bin);
+        c.current_dir(self.dir.path())
+            .env("COSIGN_PASSWORD", "")
+            .env("COSIGN_YES", "true")
+            .env("HOME", self.dir.path())
+            .env("TUF_ROOT", self.dir.path().join("tuf"))
+            .env("SIGSTORE_NO_CACHE", "true");
+        c
+    }
+
+    /// Generates a key pair named `name`; returns the public key PEM.
+    pub fn keygen(&self, name: &str) -> String {
+        let out = self
+            .cmd()
+            .args(["generate-key-pair", "--output-key-prefix", name])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "cosign generate-key-pair: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::read_to_string(self.dir.path().join(format!("{name}.pub"))).unwrap()
+    }
+
+    /// `cosign attest --key <key>.key --tlog-upload=false --type <type> --predicate <file> <image>`.
+    pub fn attest(&self, key: &str, image: &str, predicate_type: &str, predicate: &Value) {
+        let file = self.dir.path().join(format!("pred-{}.json", rand_suffix()));
+        std::fs::write(&file, serde_json::to_vec_pretty(predicate).unwrap()).unwrap();
+        let out = self
+            .cmd()
+            .args([
+                "attest",
+                "--key",
+                &format!("{key}.key"),
+                "--tlog-upload=false",
+                "--type",
+                predicate_type,
+                "--predicate",
+            ])
+            .arg(&file)
+            .arg(image)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "cosign attest {image}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+fn rand_suffix() -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+pub const TEST_RESULT: &str = "https://in-toto.io/attestation/test-result/v0.1";
+
+/// A cosign vuln predicate wrapping a Trivy report with `vulns`
+/// (id, package, installed, fixed, severity), finished at `finished`.
+pub fn vuln_predicate(
+    vulns: &[(&str, &str, &str, &str, &str)],
+    finished: chrono::DateTime<chrono::Utc>,
+) -> Value {
+    let vulnerabilities: Vec<Value> = vulns
+        .iter()
+        .map(|(id, pkg, inst, fixed, sev)| {
+            json!({"VulnerabilityID": id, "PkgName": pkg, "InstalledVersion": inst, "FixedVersion": fixed, "Severity": sev,
+                   "Status": if fixed.is_empty() { "affected" } else { "fixed" }, "PrimaryURL": format!("https://avd.aquasec.com/nvd/{}", id.to_lowercase())})
+        })
+        .collect();
+    json!({
+        "invocation": {"parameters": null, "uri": "", "event_id": "", "builder.id": ""},
+        "scanner": {
+            "uri": "pkg:github/aquasecurity/trivy@v0.58.1",
+            "version": "0.58.1",
+            "db": {"uri": "", "version": ""},
+            "result": {
+                "SchemaVersion": 2,
+                "ArtifactName": "image",
+                "ArtifactType": "container_image",
+                "Results": [{"Target": "image (debian 12.8)", "Class": "os-pkgs", "Type": "debian", "Vulnerabilities": vulnerabilities}]
+            }
+        },
+        "metadata": {
+            "scanStartedOn": (finished - chrono::Duration::minutes(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "scanFinishedOn": finished.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        }
+    })
+}
+
+pub fn test_predicate(result: &str, failed: &[&str]) -> Value {
+    json!({
+        "result": result,
+        "configuration": [{"name": "integration-suite", "uri": "https://ci.example.com/suites/integration"}],
+        "url": "https://ci.example.com/runs/4242",
+        "passedTests": ["checkout", "payments"],
+        "warnedTests": [],
+        "failedTests": failed
+    })
+}
+
+/// A policy trusting `scanner` and `ci`, with production and development tiers.
+pub fn policy_yaml(scanner_pem: &str, ci_pem: &str) -> String {
+    let indent = |p: &str| {
+        p.trim()
+            .lines()
+            .map(|l| format!("        {l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    format!(
+        r#"apiVersion: portcullis.dev/v1alpha1
+kind: PromotionPolicy
+metadata:
+  name: test
+spec:
+  signers:
+    scanner:
+      publicKey: |
+{}
+    ci:
+      publicKey: |
+{}
+  namespaceTiers:
+    prod: production
+    dev: development
+  tiers:
+    development:
+      mode: warn
+      onError: allow
+      vulnerabilities: {{ signedBy: [scanner], maxAge: 168h, max: {{ critical: 0 }} }}
+    production:
+      mode: enforce
+      onError: deny
+      vulnerabilities: {{ signedBy: [scanner], maxAge: 24h, max: {{ critical: 0, high: 0, medium: 10 }} }}
+      tests: {{ signedBy: [ci], require: PASSED }}
+      breakGlass: {{ allowed: true, groups: [sre-oncall], requireTicket: true }}
+"#,
+        indent(scanner_pem),
+        indent(ci_pem)
+    )
+}
+
+/// A throwaway CA and serving certificate for 127.0.0.1, made in-process.
+pub struct TestTls {
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+pub fn test_tls() -> TestTls {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "portcullis test CA");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params =
+        rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    TestTls {
+        ca_pem: ca_cert.pem(),
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    }
+}
+
+/// An in-process `portcullis serve` over real TLS.
+pub struct Webhook {
+    pub url: String,
+    pub client: reqwest::Client,
+    pub state: Arc<portcullis::webhook::AppState>,
+    server: portcullis::webhook::Server,
+}
+
+impl Drop for Webhook {
+    fn drop(&mut self) {
+        self.server.handle.shutdown();
+    }
+}
+
+impl Webhook {
+    pub async fn start(policy: &str, cfg: portcullis::engine::EngineConfig) -> Webhook {
+        portcullis::install_crypto_provider();
+        let policy = portcullis::policy::Policy::from_yaml(policy, "test policy").unwrap();
+        let metrics = Arc::new(portcullis::metrics::Metrics::default());
+        let registry = portcullis::registry::Registry::new(
+            Default::default(),
+            vec![],
+            Default::default(),
+            &[],
+        )
+        .unwrap();
+        let state = Arc::new(portcullis::webhook::AppState {
+            engine: portcullis::engine::Engine::new(registry, &cfg, metrics.clone()),
+            policy: std::sync::RwLock::new(Arc::new(policy)),
+            tiers: portcullis::cluster::TierSource::Static,
+            metrics,
+            audit: portcullis::audit::AuditLog::open("-").unwrap(),
+            deadline: Duration::from_secs(8),
+        });
+        let tls = test_tls();
+        let rustls = axum_server::tls_rustls::RustlsConfig::from_pem(
+            tls.cert_pem.into_bytes(),
+            tls.key_pem.into_bytes(),
+        )
+        .await
+        .unwrap();
+        let server =
+            portcullis::webhook::serve(state.clone(), "127.0.0.1:0".parse().unwrap(), rustls)
+                .await
+                .unwrap();
+        let client = reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(tls.ca_pem.as_bytes()).unwrap()])
+            .build()
+            .unwrap();
+        Webhook {
+            url: format!("https://127.0.0.1:{}", server.addr.port()),
+            client,
+            state,
+            server,
+        }
+    }
+
+    /// Sends a Pod CREATE review for `images` in `namespace`; returns the response object.
+    pub async fn admit_pod(
+        &self,
+        namespace: &str,
+        images: &[&str],
+        annotations: Value,
+        groups: &[&str],
+    ) -> Value {
+        let review = pod_review(namespace, images, annotations, groups);
+        let r = self
+            .client
+            .post(format!("{}/validate?timeout=10s", self.url))
+            .json(&review)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(
+            v["response"]["uid"], review["request"]["uid"],
+            "the response must carry the request uid"
+        );
+        v["response"].clone()
+    }
+
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+}
+
+pub fn pod_review(namespace: &str, images: &[&str], annotations: Value, groups: &[&str]) -> Value {
+    let containers: Vec<Value> = images
+        .iter()
+        .enumerate()
+        .map(|(i, im)| json!({"name": format!("c{i}"), "image": im}))
+        .collect();
+    json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": format!("uid-{}", rand_suffix()),
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "requestKind": {"group": "", "version": "v1", "kind": "Pod"},
+            "requestResource": {"group": "", "version": "v1", "resource": "pods"},
+            "name": "web",
+            "namespace": namespace,
+            "operation": "CREATE",
+            "userInfo": {"username": "alice@example.com", "groups": groups},
+            "object": {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "web", "namespace": namespace, "annotations": annotations},
+                "spec": {"containers": containers}
+            },
+            "oldObject": null,
+            "dryRun": false,
+            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"}
+        }
+    })
+}
+
+/// Every metric line `name{labels} value` whose text starts with `prefix`, summed.
+pub fn metric(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
