@@ -42,16 +42,9 @@ impl AuditLog {
         let out: Box<dyn Write + Send> = if path == "-" {
             Box::new(std::io::stdout())
         } else {
-            Box::new(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)?,
-            )
+            Box::new(std::fs::OpenOptions::new().create(true).append(true).open(path)?)
         };
-        Ok(AuditLog {
-            out: Mutex::new(out),
-        })
+        Ok(AuditLog { out: Mutex::new(out) })
     }
 
     pub fn write(&self, r: &Record) {

@@ -20,12 +20,7 @@ pub enum TierSource {
     /// `spec.namespaceTiers` of the policy, then `spec.defaultTier`.
     Static,
     /// The namespace label, from a reflector over all namespaces.
-    Cluster {
-        store: Store<Namespace>,
-        client: Client,
-        label: String,
-        ready: Arc<AtomicBool>,
-    },
+    Cluster { store: Store<Namespace>, client: Client, label: String, ready: Arc<AtomicBool> },
 }
 
 impl TierSource {
@@ -34,10 +29,7 @@ impl TierSource {
     pub fn cluster(client: Client, label: String) -> Self {
         let (store, writer) = reflector::store();
         let api: Api<Namespace> = Api::all(client.clone());
-        let stream = watcher(api, watcher::Config::default())
-            .default_backoff()
-            .reflect(writer)
-            .applied_objects();
+        let stream = watcher(api, watcher::Config::default()).default_backoff().reflect(writer).applied_objects();
         tokio::spawn(async move {
             use futures::StreamExt;
             futures::pin_mut!(stream);
@@ -55,12 +47,7 @@ impl TierSource {
                 tracing::info!(namespaces = s.state().len(), "namespace cache ready");
             }
         });
-        TierSource::Cluster {
-            store,
-            client,
-            label,
-            ready,
-        }
+        TierSource::Cluster { store, client, label, ready }
     }
 
     pub fn ready(&self) -> bool {
@@ -75,19 +62,11 @@ impl TierSource {
         let spec = &policy.file.spec;
         let labelled: Option<String> = match self {
             TierSource::Static => spec.namespace_tiers.get(namespace).cloned(),
-            TierSource::Cluster {
-                store,
-                client,
-                label,
-                ..
-            } => {
+            TierSource::Cluster { store, client, label, .. } => {
                 let labels = match store.get(&ObjectRef::new(namespace)) {
                     Some(ns) => ns.metadata.labels.clone(),
                     // Not in the cache yet (created a moment ago): ask once.
-                    None => match Api::<Namespace>::all(client.clone())
-                        .get_opt(namespace)
-                        .await
-                    {
+                    None => match Api::<Namespace>::all(client.clone()).get_opt(namespace).await {
                         Ok(Some(ns)) => ns.metadata.labels,
                         Ok(None) => None,
                         Err(e) => return Err(format!("could not read namespace {namespace}: {e}")),

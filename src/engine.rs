@@ -46,17 +46,8 @@ struct EvidenceExpiry {
 }
 
 impl moka::Expiry<EvidenceKey, Arc<ImageEvidence>> for EvidenceExpiry {
-    fn expire_after_create(
-        &self,
-        _: &EvidenceKey,
-        v: &Arc<ImageEvidence>,
-        _: std::time::Instant,
-    ) -> Option<Duration> {
-        Some(if v.nothing_verified() {
-            self.negative
-        } else {
-            self.positive
-        })
+    fn expire_after_create(&self, _: &EvidenceKey, v: &Arc<ImageEvidence>, _: std::time::Instant) -> Option<Duration> {
+        Some(if v.nothing_verified() { self.negative } else { self.positive })
     }
 }
 
@@ -71,16 +62,10 @@ impl Engine {
     pub fn new(registry: Registry, cfg: &EngineConfig, metrics: Arc<Metrics>) -> Arc<Self> {
         Arc::new(Engine {
             registry: Arc::new(registry),
-            tags: Cache::builder()
-                .max_capacity(cfg.cache_capacity)
-                .time_to_live(cfg.tag_ttl)
-                .build(),
+            tags: Cache::builder().max_capacity(cfg.cache_capacity).time_to_live(cfg.tag_ttl).build(),
             evidence: Cache::builder()
                 .max_capacity(cfg.cache_capacity)
-                .expire_after(EvidenceExpiry {
-                    positive: cfg.evidence_ttl,
-                    negative: cfg.negative_ttl,
-                })
+                .expire_after(EvidenceExpiry { positive: cfg.evidence_ttl, negative: cfg.negative_ttl })
                 .build(),
             metrics,
         })
@@ -88,11 +73,7 @@ impl Engine {
 
     /// Resolves the image and finds its evidence. Concurrent callers asking
     /// for the same tag or digest share one registry lookup.
-    pub async fn gather(
-        self: &Arc<Self>,
-        image: &ImageRef,
-        policy: &Policy,
-    ) -> Result<Arc<ImageEvidence>, String> {
+    pub async fn gather(self: &Arc<Self>, image: &ImageRef, policy: &Policy) -> Result<Arc<ImageEvidence>, String> {
         let digest = match &image.digest {
             Some(d) => d.clone(),
             None => {
@@ -108,11 +89,7 @@ impl Engine {
                     .map_err(|e| e.to_string())?
             }
         };
-        let key = (
-            image.name(),
-            digest.clone(),
-            policy.keyring.fingerprint().to_string(),
-        );
+        let key = (image.name(), digest.clone(), policy.keyring.fingerprint().to_string());
         let me = self.clone();
         let img = image.clone();
         let keyring = policy.keyring.clone();
@@ -151,20 +128,10 @@ impl Engine {
             async move {
                 let gathered = match tokio::time::timeout_at(deadline, task).await {
                     Ok(Ok(r)) => r,
-                    Ok(Err(join)) => {
-                        Err(format!("internal error while gathering evidence: {join}"))
-                    }
-                    Err(_) => {
-                        Err("the registry did not answer before the admission deadline".to_string())
-                    }
+                    Ok(Err(join)) => Err(format!("internal error while gathering evidence: {join}")),
+                    Err(_) => Err("the registry did not answer before the admission deadline".to_string()),
                 };
-                evaluate(
-                    policy,
-                    tier,
-                    image,
-                    gathered.as_deref().map_err(String::as_str),
-                    now,
-                )
+                evaluate(policy, tier, image, gathered.as_deref().map_err(String::as_str), now)
             }
         });
         futures::future::join_all(tasks).await

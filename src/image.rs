@@ -16,14 +16,8 @@ pub struct Digest(String);
 impl Digest {
     /// Parses `sha256:<64 lowercase hex>`.
     pub fn parse(s: &str) -> Result<Self, ReferenceError> {
-        let hex = s
-            .strip_prefix("sha256:")
-            .ok_or_else(|| ReferenceError::Digest(s.to_string()))?;
-        if hex.len() != 64
-            || !hex
-                .bytes()
-                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-        {
+        let hex = s.strip_prefix("sha256:").ok_or_else(|| ReferenceError::Digest(s.to_string()))?;
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
             return Err(ReferenceError::Digest(s.to_string()));
         }
         Ok(Digest(s.to_string()))
@@ -32,10 +26,7 @@ impl Digest {
     /// The digest of `bytes`.
     pub fn of(bytes: &[u8]) -> Self {
         use sha2::Digest as _;
-        Digest(format!(
-            "sha256:{}",
-            hex::encode(sha2::Sha256::digest(bytes))
-        ))
+        Digest(format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes))))
     }
 
     pub fn as_str(&self) -> &str {
@@ -68,10 +59,7 @@ pub enum ReferenceError {
     #[error("invalid digest {0:?}: expected sha256: followed by 64 lowercase hex characters")]
     Digest(String),
     #[error("invalid image reference {reference:?}: {why}")]
-    Invalid {
-        reference: String,
-        why: &'static str,
-    },
+    Invalid { reference: String, why: &'static str },
 }
 
 /// A parsed, normalised image reference.
@@ -98,10 +86,7 @@ impl ImageRef {
         if s.len() > 512 {
             return Err(ReferenceError::TooLong(s.chars().take(64).collect()));
         }
-        let invalid = |why| ReferenceError::Invalid {
-            reference: s.to_string(),
-            why,
-        };
+        let invalid = |why| ReferenceError::Invalid { reference: s.to_string(), why };
         let (name_tag, digest) = match s.split_once('@') {
             Some((n, d)) => (n, Some(Digest::parse(d)?)),
             None => (s, None),
@@ -118,8 +103,7 @@ impl ImageRef {
         if let Some(t) = &tag {
             let ok = !t.is_empty()
                 && t.len() <= 128
-                && t.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+                && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
                 && !t.starts_with(['.', '-']);
             if !ok {
                 return Err(invalid("bad tag"));
@@ -142,10 +126,7 @@ impl ImageRef {
         };
         if repository.is_empty()
             || !repository.split('/').all(|c| {
-                !c.is_empty()
-                    && c.bytes().all(|b| {
-                        b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b)
-                    })
+                !c.is_empty() && c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
             })
         {
             return Err(invalid("repository must be lowercase path components"));
@@ -157,13 +138,7 @@ impl ImageRef {
             (None, None) => Some("latest".to_string()),
             _ => tag,
         };
-        Ok(ImageRef {
-            original: s.to_string(),
-            registry,
-            repository,
-            tag,
-            digest,
-        })
+        Ok(ImageRef { original: s.to_string(), registry, repository, tag, digest })
     }
 
     /// `registry/repository`, the name attestations are stored under.
@@ -183,11 +158,7 @@ impl ImageRef {
             Some(rest) => rest.split(']').next().unwrap_or(""),
             None => self.registry.split(':').next().unwrap_or(""),
         };
-        host == "localhost"
-            || host
-                .parse::<std::net::IpAddr>()
-                .map(|ip| ip.is_loopback())
-                .unwrap_or(false)
+        host == "localhost" || host.parse::<std::net::IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false)
     }
 }
 
@@ -215,69 +186,15 @@ mod tests {
         // (input, registry, repository, tag, digest)
         let rows: &[(&str, &str, &str, Option<&str>, bool)] = &[
             ("nginx", "docker.io", "library/nginx", Some("latest"), false),
-            (
-                "nginx:1.27",
-                "docker.io",
-                "library/nginx",
-                Some("1.27"),
-                false,
-            ),
-            (
-                "bitnami/redis",
-                "docker.io",
-                "bitnami/redis",
-                Some("latest"),
-                false,
-            ),
-            (
-                "index.docker.io/library/nginx:1",
-                "docker.io",
-                "library/nginx",
-                Some("1"),
-                false,
-            ),
-            (
-                "ghcr.io/acme/api:v2",
-                "ghcr.io",
-                "acme/api",
-                Some("v2"),
-                false,
-            ),
-            (
-                "127.0.0.1:5000/shop/api:v1",
-                "127.0.0.1:5000",
-                "shop/api",
-                Some("v1"),
-                false,
-            ),
-            (
-                "localhost/shop/api",
-                "localhost",
-                "shop/api",
-                Some("latest"),
-                false,
-            ),
-            (
-                "localhost:5000/api",
-                "localhost:5000",
-                "api",
-                Some("latest"),
-                false,
-            ),
-            (
-                &format!("nginx@{D}"),
-                "docker.io",
-                "library/nginx",
-                None,
-                true,
-            ),
-            (
-                &format!("127.0.0.1:5000/shop/api:v1@{D}"),
-                "127.0.0.1:5000",
-                "shop/api",
-                Some("v1"),
-                true,
-            ),
+            ("nginx:1.27", "docker.io", "library/nginx", Some("1.27"), false),
+            ("bitnami/redis", "docker.io", "bitnami/redis", Some("latest"), false),
+            ("index.docker.io/library/nginx:1", "docker.io", "library/nginx", Some("1"), false),
+            ("ghcr.io/acme/api:v2", "ghcr.io", "acme/api", Some("v2"), false),
+            ("127.0.0.1:5000/shop/api:v1", "127.0.0.1:5000", "shop/api", Some("v1"), false),
+            ("localhost/shop/api", "localhost", "shop/api", Some("latest"), false),
+            ("localhost:5000/api", "localhost:5000", "api", Some("latest"), false),
+            (&format!("nginx@{D}"), "docker.io", "library/nginx", None, true),
+            (&format!("127.0.0.1:5000/shop/api:v1@{D}"), "127.0.0.1:5000", "shop/api", Some("v1"), true),
         ];
         for (input, registry, repository, tag, has_digest) in rows {
             let r = ImageRef::parse(input).unwrap_or_else(|e| panic!("{input}: {e}"));
@@ -290,15 +207,9 @@ mod tests {
 
     #[test]
     fn rejects_bad_references() {
-        for bad in [
-            "",
-            "UPPER/case",
-            "nginx:",
-            "nginx@sha256:abc",
-            "a//b",
-            "nginx:-x",
-            &format!("nginx@{}", D.to_uppercase()),
-        ] {
+        for bad in
+            ["", "UPPER/case", "nginx:", "nginx@sha256:abc", "a//b", "nginx:-x", &format!("nginx@{}", D.to_uppercase())]
+        {
             assert!(ImageRef::parse(bad).is_err(), "{bad:?} should be rejected");
         }
     }
@@ -312,11 +223,7 @@ mod tests {
             ("ghcr.io/a", false),
             ("10.0.0.1:5000/a", false),
         ] {
-            assert_eq!(
-                ImageRef::parse(r).unwrap().is_loopback_registry(),
-                lo,
-                "{r}"
-            );
+            assert_eq!(ImageRef::parse(r).unwrap().is_loopback_registry(), lo, "{r}");
         }
     }
 }

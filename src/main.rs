@@ -161,10 +161,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     portcullis::install_crypto_provider();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: starting the runtime: {e}");
@@ -188,11 +185,8 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => b.init(),
         LogFormat::Json => b.json().init(),
@@ -202,40 +196,31 @@ fn init_logging(format: LogFormat) {
 fn load_policy(path: Option<&PathBuf>) -> anyhow::Result<Policy> {
     match path {
         Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .with_context(|| format!("reading policy {}", p.display()))?;
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading policy {}", p.display()))?;
             Ok(Policy::from_yaml(&text, &p.display().to_string())?)
         }
-        None => Ok(Policy::from_yaml(
-            EMBEDDED_DEFAULT,
-            "embedded default policy",
-        )?),
+        None => Ok(Policy::from_yaml(EMBEDDED_DEFAULT, "embedded default policy")?),
     }
 }
 
 fn registry(a: &RegistryArgs) -> anyhow::Result<Registry> {
-    let limits = Limits {
-        request_timeout: a.registry_timeout,
-        attestation_bytes: a.max_attestation_bytes,
-        ..Limits::default()
-    };
+    let limits =
+        Limits { request_timeout: a.registry_timeout, attestation_bytes: a.max_attestation_bytes, ..Limits::default() };
     let credentials = match &a.registry_auth {
-        Some(p) => Credentials::from_docker_config(
-            &std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
-        )?,
+        Some(p) => {
+            Credentials::from_docker_config(&std::fs::read(p).with_context(|| format!("reading {}", p.display()))?)?
+        }
         None => Credentials::default(),
     };
     let roots = match &a.registry_ca {
         Some(p) => vec![std::fs::read(p).with_context(|| format!("reading {}", p.display()))?],
         None => vec![],
     };
-    Registry::new(limits, a.insecure_registries.clone(), credentials, &roots)
-        .map_err(anyhow::Error::msg)
+    Registry::new(limits, a.insecure_registries.clone(), credentials, &roots).map_err(anyhow::Error::msg)
 }
 
 async fn serve(a: ServeArgs) -> anyhow::Result<()> {
-    let policy =
-        load_policy(a.policy.as_ref()).context("refusing to start on an invalid policy")?;
+    let policy = load_policy(a.policy.as_ref()).context("refusing to start on an invalid policy")?;
     tracing::info!(digest = %policy.digest, source = %a.policy.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "embedded default".into()), "policy loaded");
     let tiers = match a.cluster {
         ClusterMode::Never => TierSource::Static,
@@ -244,9 +229,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
                 tracing::info!(label = %a.tier_label, "tiers from namespace labels (cluster)");
                 TierSource::cluster(client, a.tier_label.clone())
             }
-            Err(e) if mode == ClusterMode::Always => {
-                return Err(anyhow::anyhow!("no Kubernetes configuration: {e}"))
-            }
+            Err(e) if mode == ClusterMode::Always => return Err(anyhow::anyhow!("no Kubernetes configuration: {e}")),
             Err(_) => {
                 tracing::info!("no Kubernetes configuration: tiers from the policy's namespaceTiers and defaultTier");
                 TierSource::Static
@@ -266,13 +249,11 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         policy: RwLock::new(Arc::new(policy)),
         tiers,
         metrics,
-        audit: AuditLog::open(&a.audit_log)
-            .with_context(|| format!("opening audit log {}", a.audit_log))?,
+        audit: AuditLog::open(&a.audit_log).with_context(|| format!("opening audit log {}", a.audit_log))?,
         deadline: a.deadline,
     });
-    let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&a.tls_cert, &a.tls_key)
-        .await
-        .with_context(|| {
+    let tls =
+        axum_server::tls_rustls::RustlsConfig::from_pem_file(&a.tls_cert, &a.tls_key).await.with_context(|| {
             format!(
                 "loading TLS certificate {} and key {} (run `make certs` for dev certificates)",
                 a.tls_cert.display(),
@@ -287,9 +268,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         a.tls_key.clone(),
         a.reload_interval,
     );
-    let server = webhook::serve(state, a.listen, tls)
-        .await
-        .with_context(|| format!("listening on {}", a.listen))?;
+    let server = webhook::serve(state, a.listen, tls).await.with_context(|| format!("listening on {}", a.listen))?;
     tracing::info!(addr = %server.addr, "portcullis serving https://{}/validate", server.addr);
     let handle = server.handle.clone();
     tokio::spawn(async move {
@@ -297,11 +276,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("shutting down");
         handle.graceful_shutdown(Some(Duration::from_secs(10)));
     });
-    server
-        .task
-        .await
-        .context("server task")?
-        .context("server")?;
+    server.task.await.context("server task")?.context("server")?;
     Ok(())
 }
 
@@ -309,11 +284,10 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return std::future::pending().await,
-            };
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
         tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
     }
     #[cfg(not(unix))]
@@ -323,27 +297,13 @@ async fn shutdown_signal() {
 async fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
     let policy = Arc::new(load_policy(a.policy.as_ref())?);
     if policy.tier(&a.tier).is_none() {
-        anyhow::bail!(
-            "tier {:?} is not defined in the policy (defined: {})",
-            a.tier,
-            policy.tier_names().join(", ")
-        );
+        anyhow::bail!("tier {:?} is not defined in the policy (defined: {})", a.tier, policy.tier_names().join(", "));
     }
-    let refs = a
-        .images
-        .iter()
-        .map(|i| ImageRef::parse(i))
-        .collect::<Result<Vec<_>, _>>()?;
-    let engine = Engine::new(
-        registry(&a.registry)?,
-        &EngineConfig::default(),
-        Arc::new(Metrics::default()),
-    );
+    let refs = a.images.iter().map(|i| ImageRef::parse(i)).collect::<Result<Vec<_>, _>>()?;
+    let engine = Engine::new(registry(&a.registry)?, &EngineConfig::default(), Arc::new(Metrics::default()));
     let now = a.at.unwrap_or_else(chrono::Utc::now);
     let deadline = tokio::time::Instant::now() + a.timeout;
-    let verdicts = engine
-        .evaluate_images(&policy, &a.tier, &refs, now, deadline)
-        .await;
+    let verdicts = engine.evaluate_images(&policy, &a.tier, &refs, now, deadline).await;
     let errored = verdicts.iter().any(|v| v.error.is_some());
     let allowed = verdicts.iter().all(|v| v.admitted);
     match a.output {
@@ -359,11 +319,7 @@ async fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
         }
         Output::Text => {
             for v in &verdicts {
-                let digest = v
-                    .digest
-                    .as_deref()
-                    .map(|d| format!("@{d}"))
-                    .unwrap_or_default();
+                let digest = v.digest.as_deref().map(|d| format!("@{d}")).unwrap_or_default();
                 if !v.admitted {
                     println!("DENY   {}", v.denial_message());
                 } else if !v.problems.is_empty() {
@@ -400,8 +356,7 @@ async fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn lint(file: &PathBuf) -> anyhow::Result<ExitCode> {
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     match Policy::from_yaml(&text, &file.display().to_string()) {
         Ok(p) => {
             println!(

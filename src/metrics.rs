@@ -5,9 +5,7 @@ use std::fmt::Write as _;
 use std::sync::Mutex;
 
 /// Decision latency buckets, in seconds.
-const BUCKETS: [f64; 12] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-];
+const BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
 
 #[derive(Default)]
 struct Histogram {
@@ -48,13 +46,7 @@ impl Metrics {
     }
 
     pub fn image(&self, tier: &str, admitted: bool) {
-        bump(
-            &self.images,
-            (
-                tier.to_string(),
-                if admitted { "admitted" } else { "denied" }.to_string(),
-            ),
-        );
+        bump(&self.images, (tier.to_string(), if admitted { "admitted" } else { "denied" }.to_string()));
     }
 
     /// A registry lookup that missed the cache (`resolve` or `attestations`).
@@ -80,19 +72,10 @@ impl Metrics {
                    m: &Mutex<BTreeMap<(String, String), u64>>| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
             for ((a, b), v) in m.lock().map(|m| m.clone()).unwrap_or_default() {
-                let _ = writeln!(
-                    out,
-                    "{name}{{{l1}=\"{}\",{l2}=\"{}\"}} {v}",
-                    esc(&a),
-                    esc(&b)
-                );
+                let _ = writeln!(out, "{name}{{{l1}=\"{}\",{l2}=\"{}\"}} {v}", esc(&a), esc(&b));
             }
         };
-        let one = |out: &mut String,
-                   name: &str,
-                   help: &str,
-                   l: &str,
-                   m: &Mutex<BTreeMap<String, u64>>| {
+        let one = |out: &mut String, name: &str, help: &str, l: &str, m: &Mutex<BTreeMap<String, u64>>| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
             for (a, v) in m.lock().map(|m| m.clone()).unwrap_or_default() {
                 let _ = writeln!(out, "{name}{{{l}=\"{}\"}} {v}", esc(&a));
@@ -121,34 +104,14 @@ impl Metrics {
             "kind",
             &self.lookups,
         );
-        one(
-            &mut out,
-            "portcullis_break_glass_total",
-            "Admissions granted by break-glass.",
-            "tier",
-            &self.break_glass,
-        );
-        one(
-            &mut out,
-            "portcullis_policy_reloads_total",
-            "Policy reload attempts by result.",
-            "result",
-            &self.reloads,
-        );
+        one(&mut out, "portcullis_break_glass_total", "Admissions granted by break-glass.", "tier", &self.break_glass);
+        one(&mut out, "portcullis_policy_reloads_total", "Policy reload attempts by result.", "result", &self.reloads);
         let _ = writeln!(out, "# HELP portcullis_decision_seconds Time to answer an admission request.\n# TYPE portcullis_decision_seconds histogram");
         if let Ok(h) = self.latency.lock() {
             for (i, b) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(
-                    out,
-                    "portcullis_decision_seconds_bucket{{le=\"{b}\"}} {}",
-                    h.counts[i]
-                );
+                let _ = writeln!(out, "portcullis_decision_seconds_bucket{{le=\"{b}\"}} {}", h.counts[i]);
             }
-            let _ = writeln!(
-                out,
-                "portcullis_decision_seconds_bucket{{le=\"+Inf\"}} {}",
-                h.count
-            );
+            let _ = writeln!(out, "portcullis_decision_seconds_bucket{{le=\"+Inf\"}} {}", h.count);
             let _ = writeln!(
                 out,
                 "portcullis_decision_seconds_sum {}\nportcullis_decision_seconds_count {}",
@@ -160,7 +123,5 @@ impl Metrics {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }

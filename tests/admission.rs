@@ -22,28 +22,15 @@ async fn world() -> World {
     let scanner = cosign.keygen("scanner");
     let ci = cosign.keygen("ci");
     cosign.keygen("rogue");
-    World {
-        reg,
-        cosign,
-        policy: policy_yaml(&scanner, &ci),
-    }
+    World { reg, cosign, policy: policy_yaml(&scanner, &ci) }
 }
 
 impl World {
     /// Pushes `repo:tag` and attests it: `scan` by `scan_key`, `tests` by `ci`.
-    async fn image(
-        &self,
-        repo: &str,
-        tag: &str,
-        scan: Option<(&str, Value)>,
-        tests: Option<(&str, Value)>,
-    ) -> String {
+    async fn image(&self, repo: &str, tag: &str, scan: Option<(&str, Value)>, tests: Option<(&str, Value)>) -> String {
         static PUSHES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = PUSHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let image = self
-            .reg
-            .push_image(repo, tag, &format!("{repo}:{tag}#{n}"))
-            .await;
+        let image = self.reg.push_image(repo, tag, &format!("{repo}:{tag}#{n}")).await;
         if let Some((key, pred)) = scan {
             self.cosign.attest(key, &image, VULN, &pred);
         }
@@ -74,21 +61,13 @@ fn passed() -> Value {
 }
 
 fn message(resp: &Value) -> String {
-    resp["status"]["message"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
+    resp["status"]["message"].as_str().unwrap_or_default().to_string()
 }
 
 fn warnings(resp: &Value) -> String {
     resp["warnings"]
         .as_array()
-        .map(|w| {
-            w.iter()
-                .map(|x| x.as_str().unwrap_or("").to_string())
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
+        .map(|w| w.iter().map(|x| x.as_str().unwrap_or("").to_string()).collect::<Vec<_>>().join("\n"))
         .unwrap_or_default()
 }
 
@@ -96,31 +75,10 @@ fn warnings(resp: &Value) -> String {
 async fn admission_table() {
     let w = world().await;
     let h = &w.reg.host;
-    let clean_img = w
-        .image(
-            "shop/api",
-            "clean",
-            Some(("scanner", clean())),
-            Some(("ci", passed())),
-        )
-        .await;
-    let crit_img = w
-        .image(
-            "shop/api",
-            "crit",
-            Some(("scanner", criticals())),
-            Some(("ci", passed())),
-        )
-        .await;
+    let clean_img = w.image("shop/api", "clean", Some(("scanner", clean())), Some(("ci", passed()))).await;
+    let crit_img = w.image("shop/api", "crit", Some(("scanner", criticals())), Some(("ci", passed()))).await;
     let bare_img = w.image("shop/api", "bare", None, None).await;
-    let rogue_img = w
-        .image(
-            "shop/api",
-            "rogue",
-            Some(("rogue", clean())),
-            Some(("rogue", passed())),
-        )
-        .await;
+    let rogue_img = w.image("shop/api", "rogue", Some(("rogue", clean())), Some(("rogue", passed()))).await;
     let stale_img = w
         .image(
             "shop/api",
@@ -137,28 +95,12 @@ async fn admission_table() {
             Some(("ci", test_predicate("FAILED", &["payments", "refunds"]))),
         )
         .await;
-    let wrong_signer_img = w
-        .image(
-            "shop/api",
-            "wrongsigner",
-            Some(("ci", clean())),
-            Some(("ci", passed())),
-        )
-        .await;
+    let wrong_signer_img = w.image("shop/api", "wrongsigner", Some(("ci", clean())), Some(("ci", passed()))).await;
     // Copied: the other image's attestations under this image's attestation tag.
     let copied_img = w.image("shop/api", "copied", None, None).await;
-    w.reg
-        .copy_attestations("shop/api", &clean_img, &copied_img)
-        .await;
+    w.reg.copy_attestations("shop/api", &clean_img, &copied_img).await;
     // Tampered: criticals attested, then the payload edited to claim none.
-    let tampered_img = w
-        .image(
-            "shop/api",
-            "tampered",
-            Some(("scanner", criticals())),
-            Some(("ci", passed())),
-        )
-        .await;
+    let tampered_img = w.image("shop/api", "tampered", Some(("scanner", criticals())), Some(("ci", passed()))).await;
     w.reg
         .tamper_attestation("shop/api", &tampered_img, |p| {
             let mut st: Value = serde_json::from_str(p).unwrap();
@@ -175,10 +117,10 @@ async fn admission_table() {
         ("clean image, production, by digest", "prod", clean_img.clone(), true, ""),
         ("criticals, production", "prod", tag("crit"), false, "2 critical vulnerabilities exceed the limit 0 (CVE-2024-1111 in openssl 3.0.1, fixed in 3.0.13; CVE-2024-2222 in zlib 1.2.11, fixed in 1.2.13)"),
         ("criticals, development (warn)", "dev", tag("crit"), true, "would be denied for tier development: 2 critical vulnerabilities exceed the limit 0"),
-        ("no attestation, production", "prod", tag("bare"), false, "no attestations found (looked for"),
+        ("no attestation, production", "prod", tag("bare"), false, "no attestations found (looked for 127.0.0.1"),
         ("untrusted key, production", "prod", rogue_img.clone(), false, "does not verify with any trusted key"),
         ("subject digest mismatch, production", "prod", copied_img.clone(), false, "attestation is for another image"),
-        ("scan older than maxAge, production", "prod", stale_img.clone(), false, "older than the maxAge 1day of tier production"),
+        ("scan older than maxAge, production", "prod", stale_img.clone(), false, "older than the maxAge 24h of tier production"),
         ("FAILED tests, production", "prod", failed_img.clone(), false, "test result is FAILED (2 failed: payments, refunds), tier production requires PASSED"),
         ("payload tampered after signing, production", "prod", tampered_img.clone(), false, "does not verify with any trusted key"),
         ("scan signed by the wrong signer, production", "prod", wrong_signer_img.clone(), false, "the vulnerability scan is signed by ci, but tier production accepts only scanner"),
@@ -192,95 +134,69 @@ async fn admission_table() {
         let got_allowed = resp["allowed"].as_bool().unwrap();
         let said = format!("{}\n{}", message(&resp), warnings(&resp));
         if got_allowed != *allowed || !said.contains(text) {
-            failures.push(format!(
-                "{case}: allowed={got_allowed}, want {allowed}; expected {text:?} in:\n{said}"
-            ));
+            failures.push(format!("{case}: allowed={got_allowed}, want {allowed}; expected {text:?} in:\n{said}"));
         }
         if !allowed {
             let m = message(&resp);
-            assert!(
-                m.contains("[policy sha256:"),
-                "{case}: the denial names the policy digest: {m}"
-            );
+            assert!(m.contains("[policy sha256:"), "{case}: the denial names the policy digest: {m}");
             assert_eq!(resp["status"]["code"], 403, "{case}");
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} rows failed:\n{}",
-        failures.len(),
-        failures.join("\n\n")
-    );
+    assert!(failures.is_empty(), "{} rows failed:\n{}", failures.len(), failures.join("\n\n"));
 
     // A denial names the image by digest, for the tier.
-    let resp = hook
-        .admit_pod("prod", &[&tag("crit")], json!({}), &[])
-        .await;
+    let resp = hook.admit_pod("prod", &[&tag("crit")], json!({}), &[]).await;
     let crit_digest = crit_img.rsplit('@').next().unwrap();
     assert!(
-        message(&resp).starts_with(&format!(
-            "{h}/shop/api@{crit_digest} denied for tier production: "
-        )),
+        message(&resp).starts_with(&format!("{h}/shop/api@{crit_digest} denied for tier production: ")),
         "{}",
         message(&resp)
     );
 
     // Several images: each denied one is named; the clean one is not.
-    let resp = hook
-        .admit_pod(
-            "prod",
-            &[&tag("clean"), &tag("crit"), &tag("bare")],
-            json!({}),
-            &[],
-        )
-        .await;
+    let resp = hook.admit_pod("prod", &[&tag("clean"), &tag("crit"), &tag("bare")], json!({}), &[]).await;
     let m = message(&resp);
     assert_eq!(resp["allowed"], false);
-    assert!(
-        m.contains(crit_digest) && m.contains(bare_img.rsplit('@').next().unwrap()),
-        "{m}"
-    );
+    assert!(m.contains(crit_digest) && m.contains(bare_img.rsplit('@').next().unwrap()), "{m}");
     assert!(!m.contains(clean_img.rsplit('@').next().unwrap()), "{m}");
 
     // Break-glass: justified, by an allowed group, with a ticket: admitted and said loudly.
     let bg = json!({"portcullis.dev/break-glass": "payments outage, rolling forward the hotfix", "portcullis.dev/break-glass-ticket": "INC-4242"});
-    let resp = hook
-        .admit_pod("prod", &[&tag("crit")], bg.clone(), &["sre-oncall"])
-        .await;
+    let resp = hook.admit_pod("prod", &[&tag("crit")], bg.clone(), &["sre-oncall"]).await;
     assert_eq!(resp["allowed"], true, "{resp}");
-    assert!(
-        warnings(&resp).contains("BREAK-GLASS by alice@example.com"),
-        "{}",
-        warnings(&resp)
-    );
+    assert!(warnings(&resp).contains("BREAK-GLASS by alice@example.com"), "{}", warnings(&resp));
     // ... but not by someone outside the group.
-    let resp = hook
-        .admit_pod("prod", &[&tag("crit")], bg, &["developers"])
-        .await;
+    let resp = hook.admit_pod("prod", &[&tag("crit")], bg, &["developers"]).await;
     assert_eq!(resp["allowed"], false);
     assert!(
-        message(&resp)
-            .contains("break-glass refused: user alice@example.com is not in a group allowed"),
+        message(&resp).contains("break-glass refused: user alice@example.com is not in a group allowed"),
         "{}",
         message(&resp)
     );
-    assert!(hook
-        .metrics()
-        .await
-        .contains("portcullis_break_glass_total{tier=\"production\"} 1"));
+    assert!(hook.metrics().await.contains("portcullis_break_glass_total{tier=\"production\"} 1"));
+
+    // Every decision left an audit record with what is needed to replay it.
+    let audit = hook.audit();
+    assert_eq!(audit.len(), rows.len() + 4, "one audit record per decision");
+    let policy_digest = hook.state.policy().digest.clone();
+    for r in &audit {
+        assert_eq!(r["policyDigest"], policy_digest.as_str());
+        assert!(r["evaluatedAt"].as_str().is_some_and(|t| t.ends_with('Z')), "{r}");
+    }
+    let glass = audit.iter().find(|r| r["breakGlass"]["breakGlass"] == "granted").expect("break-glass is audited");
+    assert_eq!(glass["breakGlass"]["ticket"], "INC-4242");
+    assert_eq!(glass["breakGlass"]["user"], "alice@example.com");
+    let denied = audit
+        .iter()
+        .find(|r| r["allowed"] == false && r["images"][0]["evidence"].as_array().is_some_and(|e| !e.is_empty()))
+        .unwrap();
+    assert!(denied["images"][0]["evidence"][0].as_str().unwrap().starts_with("sha256:"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_requests_for_a_new_image_share_one_lookup() {
     let w = world().await;
-    let img = w
-        .image(
-            "shop/web",
-            "v1",
-            Some(("scanner", clean())),
-            Some(("ci", passed())),
-        )
-        .await;
+    let img = w.image("shop/web", "v1", Some(("scanner", clean())), Some(("ci", passed()))).await;
     let hook = Webhook::start(&w.policy, EngineConfig::default()).await;
     let tagged = format!("{}/shop/web:v1", w.reg.host);
     let images = [tagged.as_str()];
@@ -289,96 +205,45 @@ async fn concurrent_requests_for_a_new_image_share_one_lookup() {
         assert_eq!(resp["allowed"], true, "{resp}");
     }
     let m = hook.metrics().await;
-    assert_eq!(
-        metric(&m, "portcullis_registry_lookups_total{kind=\"resolve\"}"),
-        1.0,
-        "{m}"
-    );
-    assert_eq!(
-        metric(
-            &m,
-            "portcullis_registry_lookups_total{kind=\"attestations\"}"
-        ),
-        1.0,
-        "{m}"
-    );
+    assert_eq!(metric(&m, "portcullis_registry_lookups_total{kind=\"resolve\"}"), 1.0, "{m}");
+    assert_eq!(metric(&m, "portcullis_registry_lookups_total{kind=\"attestations\"}"), 1.0, "{m}");
     // Pinned by digest, the same evidence is reused with no new lookup.
     let resp = hook.admit_pod("prod", &[&img], json!({}), &[]).await;
     assert_eq!(resp["allowed"], true);
-    assert_eq!(
-        metric(
-            &hook.metrics().await,
-            "portcullis_registry_lookups_total{kind=\"attestations\"}"
-        ),
-        1.0
-    );
+    assert_eq!(metric(&hook.metrics().await, "portcullis_registry_lookups_total{kind=\"attestations\"}"), 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_moved_tag_is_reevaluated_after_the_tag_cache_expires() {
     let w = world().await;
-    let first = w
-        .image(
-            "shop/cart",
-            "release",
-            Some(("scanner", clean())),
-            Some(("ci", passed())),
-        )
-        .await;
+    let first = w.image("shop/cart", "release", Some(("scanner", clean())), Some(("ci", passed()))).await;
     let ttl = std::time::Duration::from_millis(1500);
-    let hook = Webhook::start(
-        &w.policy,
-        EngineConfig {
-            tag_ttl: ttl,
-            ..EngineConfig::default()
-        },
-    )
-    .await;
+    let hook = Webhook::start(&w.policy, EngineConfig { tag_ttl: ttl, ..EngineConfig::default() }).await;
     let tagged = format!("{}/shop/cart:release", w.reg.host);
     let resp = hook.admit_pod("prod", &[&tagged], json!({}), &[]).await;
     assert_eq!(resp["allowed"], true, "{resp}");
 
     // The tag moves to an image with criticals.
     let moved_at = std::time::Instant::now();
-    let second = w
-        .image(
-            "shop/cart",
-            "release",
-            Some(("scanner", criticals())),
-            Some(("ci", passed())),
-        )
-        .await;
+    let second = w.image("shop/cart", "release", Some(("scanner", criticals())), Some(("ci", passed()))).await;
     assert_ne!(first, second);
     let second_digest = second.rsplit('@').next().unwrap();
 
     // Inside the TTL the cached resolution still answers (unless attesting took longer than the TTL).
     let resp = hook.admit_pod("prod", &[&tagged], json!({}), &[]).await;
     if moved_at.elapsed() < ttl {
-        assert_eq!(
-            resp["allowed"], true,
-            "within the tag TTL the old digest is still used: {resp}"
-        );
+        assert_eq!(resp["allowed"], true, "within the tag TTL the old digest is still used: {resp}");
     }
     // After it, the new digest is resolved and judged on its own evidence.
     let until = std::time::Instant::now() + ttl * 10;
     loop {
         let resp = hook.admit_pod("prod", &[&tagged], json!({}), &[]).await;
         if resp["allowed"] == false {
-            assert!(
-                message(&resp).contains(second_digest),
-                "the denial names the new digest: {}",
-                message(&resp)
-            );
-            assert!(
-                moved_at.elapsed() >= ttl,
-                "re-resolved before the TTL expired"
-            );
+            assert!(message(&resp).contains(second_digest), "the denial names the new digest: {}", message(&resp));
+            assert!(moved_at.elapsed() >= ttl, "re-resolved before the TTL expired");
             break;
         }
-        assert!(
-            std::time::Instant::now() < until,
-            "the moved tag was never re-resolved"
-        );
+        assert!(std::time::Instant::now() < until, "the moved tag was never re-resolved");
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
@@ -388,110 +253,61 @@ async fn malformed_and_oversized_reviews_get_clear_errors() {
     let w = world().await;
     let hook = Webhook::start(&w.policy, EngineConfig::default()).await;
     let post = |body: Vec<u8>| {
-        hook.client
-            .post(format!("{}/validate", hook.url))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
+        hook.client.post(format!("{}/validate", hook.url)).header("content-type", "application/json").body(body).send()
     };
 
     // Not JSON at all: 400 with a reason.
     let r = post(b"this is not json".to_vec()).await.unwrap();
     assert_eq!(r.status(), 400);
     let v: Value = r.json().await.unwrap();
-    assert!(
-        v["response"]["status"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("invalid AdmissionReview"),
-        "{v}"
-    );
+    assert!(v["response"]["status"]["message"].as_str().unwrap().contains("invalid AdmissionReview"), "{v}");
     assert_eq!(v["response"]["allowed"], false);
 
     // JSON with a uid but missing fields: answered as a review, with the uid, not allowed.
-    let r = post(
-        br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u-1"}}"#
-            .to_vec(),
-    )
-    .await
-    .unwrap();
+    let r = post(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u-1"}}"#.to_vec())
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["response"]["uid"], "u-1");
     assert_eq!(v["response"]["allowed"], false);
-    assert!(
-        v["response"]["status"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("invalid AdmissionReview"),
-        "{v}"
-    );
+    assert!(v["response"]["status"]["message"].as_str().unwrap().contains("invalid AdmissionReview"), "{v}");
 
     // A review without a request.
-    let r = post(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#.to_vec())
-        .await
-        .unwrap();
+    let r = post(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#.to_vec()).await.unwrap();
     assert_eq!(r.status(), 400);
 
     // Oversized: refused before parsing, with the limit named.
-    let mut big =
-        br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":""#
-            .to_vec();
-    big.extend(std::iter::repeat_n(
-        b'a',
-        portcullis::webhook::MAX_BODY + 10,
-    ));
+    let mut big = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":""#.to_vec();
+    big.extend(std::iter::repeat_n(b'a', portcullis::webhook::MAX_BODY + 10));
     big.extend(br#""}}"#);
     let r = post(big).await.unwrap();
     assert_eq!(r.status(), 413);
     assert!(r.text().await.unwrap().contains("larger than the limit"));
 
     // Still serving.
-    let r = hook
-        .client
-        .get(format!("{}/healthz", hook.url))
-        .send()
-        .await
-        .unwrap();
+    let r = hook.client.get(format!("{}/healthz", hook.url)).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    let resp = hook
-        .admit_pod(
-            "prod",
-            &[&format!("{}/shop/none:v1", w.reg.host)],
-            json!({}),
-            &[],
-        )
-        .await;
+    let resp = hook.admit_pod("prod", &[&format!("{}/shop/none:v1", w.reg.host)], json!({}), &[]).await;
     assert_eq!(resp["allowed"], false);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn other_kinds_pass_untouched_and_workloads_are_checked() {
     let w = world().await;
-    w.image(
-        "shop/svc",
-        "v1",
-        Some(("scanner", criticals())),
-        Some(("ci", passed())),
-    )
-    .await;
+    w.image("shop/svc", "v1", Some(("scanner", criticals())), Some(("ci", passed()))).await;
     let hook = Webhook::start(&w.policy, EngineConfig::default()).await;
     let image = format!("{}/shop/svc:v1", w.reg.host);
     let hook = &hook;
     let send = |review: Value| async move {
-        let r = hook
-            .client
-            .post(format!("{}/validate", hook.url))
-            .json(&review)
-            .send()
-            .await
-            .unwrap();
+        let r = hook.client.post(format!("{}/validate", hook.url)).json(&review).send().await.unwrap();
         r.json::<Value>().await.unwrap()["response"].clone()
     };
     // A ConfigMap is allowed without a look.
     let mut cm = pod_review("prod", &[], json!({}), &[]);
     cm["request"]["kind"] = json!({"group": "", "version": "v1", "kind": "ConfigMap"});
-    cm["request"]["object"] = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "data": {"a": "b"}});
+    cm["request"]["object"] =
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "data": {"a": "b"}});
     assert_eq!(send(cm).await["allowed"], true);
     // A Deployment's pod template is checked like a Pod.
     let mut dep = pod_review("prod", &[&image], json!({}), &[]);
@@ -508,7 +324,6 @@ async fn other_kinds_pass_untouched_and_workloads_are_checked() {
     upd["request"]["oldObject"] = upd["request"]["object"].clone();
     assert_eq!(send(upd.clone()).await["allowed"], true);
     // An UPDATE that changes an image is.
-    upd["request"]["oldObject"]["spec"]["containers"][0]["image"] =
-        json!("registry.example/other:v0");
+    upd["request"]["oldObject"]["spec"]["containers"][0]["image"] = json!("registry.example/other:v0");
     assert_eq!(send(upd).await["allowed"], false);
 }

@@ -16,23 +16,12 @@ use crate::image::Digest;
 
 /// The payload type of an in-toto Statement in a DSSE envelope.
 pub const IN_TOTO_PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
-const STATEMENT_TYPES: [&str; 2] = [
-    "https://in-toto.io/Statement/v0.1",
-    "https://in-toto.io/Statement/v1",
-];
+const STATEMENT_TYPES: [&str; 2] = ["https://in-toto.io/Statement/v0.1", "https://in-toto.io/Statement/v1"];
 
 /// DSSE pre-authentication encoding: what the signature covers.
 pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(payload.len() + payload_type.len() + 32);
-    out.extend_from_slice(
-        format!(
-            "DSSEv1 {} {} {} ",
-            payload_type.len(),
-            payload_type,
-            payload.len()
-        )
-        .as_bytes(),
-    );
+    out.extend_from_slice(format!("DSSEv1 {} {} {} ", payload_type.len(), payload_type, payload.len()).as_bytes());
     out.extend_from_slice(payload);
     out
 }
@@ -53,7 +42,9 @@ pub struct Keyring {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("signer {signer:?}: public key is not a PEM public key cosign can use (ECDSA P-256/P-384, RSA, Ed25519): {why}")]
+#[error(
+    "signer {signer:?}: public key is not a PEM public key cosign can use (ECDSA P-256/P-384, RSA, Ed25519): {why}"
+)]
 pub struct KeyError {
     pub signer: String,
     pub why: String,
@@ -66,25 +57,15 @@ impl Keyring {
         let mut keys = Vec::new();
         let mut h = sha2::Sha256::new();
         for (signer, pem) in pems {
-            let key = CosignVerificationKey::try_from_pem(pem.trim().as_bytes()).map_err(|e| {
-                KeyError {
-                    signer: signer.to_string(),
-                    why: e.to_string(),
-                }
-            })?;
+            let key = CosignVerificationKey::try_from_pem(pem.trim().as_bytes())
+                .map_err(|e| KeyError { signer: signer.to_string(), why: e.to_string() })?;
             h.update(signer.as_bytes());
             h.update([0]);
             h.update(pem.trim().as_bytes());
             h.update([0]);
-            keys.push(TrustedKey {
-                signer: signer.to_string(),
-                key,
-            });
+            keys.push(TrustedKey { signer: signer.to_string(), key });
         }
-        Ok(Keyring {
-            keys,
-            fingerprint: hex::encode(h.finalize()),
-        })
+        Ok(Keyring { keys, fingerprint: hex::encode(h.finalize()) })
     }
 
     /// Changes whenever a signer or key changes; part of the evidence cache key.
@@ -194,28 +175,16 @@ struct Subject {
 const MAX_SIGNATURES: usize = 16;
 
 /// Verifies one DSSE envelope (as stored in the registry) for `image`.
-pub fn verify_envelope(
-    bytes: &[u8],
-    keyring: &Keyring,
-    image: &Digest,
-) -> Result<VerifiedStatement, Problem> {
+pub fn verify_envelope(bytes: &[u8], keyring: &Keyring, image: &Digest) -> Result<VerifiedStatement, Problem> {
     let malformed = |why: String| Problem::Malformed { why };
-    let env: Envelope = serde_json::from_slice(bytes)
-        .map_err(|e| malformed(format!("not a DSSE envelope: {e}")))?;
+    let env: Envelope = serde_json::from_slice(bytes).map_err(|e| malformed(format!("not a DSSE envelope: {e}")))?;
     if env.payload_type != IN_TOTO_PAYLOAD_TYPE {
-        return Err(malformed(format!(
-            "payloadType {:?}, expected {IN_TOTO_PAYLOAD_TYPE}",
-            env.payload_type
-        )));
+        return Err(malformed(format!("payloadType {:?}, expected {IN_TOTO_PAYLOAD_TYPE}", env.payload_type)));
     }
     let payload = base64::engine::general_purpose::STANDARD
         .decode(env.payload.as_bytes())
         .map_err(|e| malformed(format!("payload is not base64: {e}")))?;
-    let sigs: Vec<&EnvelopeSignature> = env
-        .signatures
-        .iter()
-        .filter(|s| !s.sig.is_empty())
-        .collect();
+    let sigs: Vec<&EnvelopeSignature> = env.signatures.iter().filter(|s| !s.sig.is_empty()).collect();
     if sigs.is_empty() {
         return Err(Problem::Unsigned);
     }
@@ -233,32 +202,22 @@ pub fn verify_envelope(
         return Err(Problem::UntrustedSignature);
     }
     // Only now, with the payload authenticated, is it worth interpreting.
-    let st: Statement = serde_json::from_slice(&payload)
-        .map_err(|e| malformed(format!("payload is not an in-toto Statement: {e}")))?;
+    let st: Statement =
+        serde_json::from_slice(&payload).map_err(|e| malformed(format!("payload is not an in-toto Statement: {e}")))?;
     if !STATEMENT_TYPES.contains(&st.type_.as_str()) {
         return Err(malformed(format!("unknown Statement _type {:?}", st.type_)));
     }
-    if !st
-        .subject
-        .iter()
-        .any(|s| s.digest.get("sha256").map(String::as_str) == Some(image.hex()))
-    {
+    if !st.subject.iter().any(|s| s.digest.get("sha256").map(String::as_str) == Some(image.hex())) {
         let subjects = st
             .subject
             .iter()
             .filter_map(|s| {
-                s.digest
-                    .get("sha256")
-                    .map(|h| format!("sha256:{}", h.chars().take(12).collect::<String>()))
+                s.digest.get("sha256").map(|h| format!("sha256:{}", h.chars().take(12).collect::<String>()))
             })
             .collect();
         return Err(Problem::SubjectMismatch { subjects });
     }
-    Ok(VerifiedStatement {
-        predicate_type: st.predicate_type,
-        predicate: st.predicate,
-        signers,
-    })
+    Ok(VerifiedStatement { predicate_type: st.predicate_type, predicate: st.predicate, signers })
 }
 
 /// Reads the predicate type a payload claims, without verifying anything.
@@ -274,12 +233,8 @@ pub fn peek_predicate_type(bytes: &[u8]) -> Option<String> {
         predicate_type: String,
     }
     let env: Peek = serde_json::from_slice(bytes).ok()?;
-    let payload = base64::engine::general_purpose::STANDARD
-        .decode(env.payload.as_bytes())
-        .ok()?;
-    serde_json::from_slice::<PeekStatement>(&payload)
-        .ok()
-        .map(|s| s.predicate_type)
+    let payload = base64::engine::general_purpose::STANDARD.decode(env.payload.as_bytes()).ok()?;
+    serde_json::from_slice::<PeekStatement>(&payload).ok().map(|s| s.predicate_type)
 }
 
 #[cfg(test)]
@@ -299,24 +254,26 @@ mod tests {
     fn garbage_is_malformed_not_a_panic() {
         let kr = Keyring::default();
         let d = Digest::of(b"x");
-        for bytes in [&b""[..], b"{}", b"[1,2]", b"{\"payloadType\":\"application/vnd.in-toto+json\",\"payload\":\"!!\",\"signatures\":[]}"] {
-            assert!(matches!(verify_envelope(bytes, &kr, &d), Err(Problem::Malformed { .. })), "{:?}", String::from_utf8_lossy(bytes));
+        for bytes in [
+            &b""[..],
+            b"{}",
+            b"[1,2]",
+            b"{\"payloadType\":\"application/vnd.in-toto+json\",\"payload\":\"!!\",\"signatures\":[]}",
+        ] {
+            assert!(
+                matches!(verify_envelope(bytes, &kr, &d), Err(Problem::Malformed { .. })),
+                "{:?}",
+                String::from_utf8_lossy(bytes)
+            );
         }
-        let unsigned =
-            br#"{"payloadType":"application/vnd.in-toto+json","payload":"e30=","signatures":[]}"#;
-        assert_eq!(
-            verify_envelope(unsigned, &kr, &d).unwrap_err(),
-            Problem::Unsigned
-        );
+        let unsigned = br#"{"payloadType":"application/vnd.in-toto+json","payload":"e30=","signatures":[]}"#;
+        assert_eq!(verify_envelope(unsigned, &kr, &d).unwrap_err(), Problem::Unsigned);
     }
 
     #[test]
     fn bad_pem_is_a_clear_error() {
-        let err = Keyring::new([(
-            "scanner",
-            "-----BEGIN PUBLIC KEY-----\nnope\n-----END PUBLIC KEY-----",
-        )])
-        .unwrap_err();
+        let err =
+            Keyring::new([("scanner", "-----BEGIN PUBLIC KEY-----\nnope\n-----END PUBLIC KEY-----")]).unwrap_err();
         assert!(err.to_string().contains("scanner"), "{err}");
     }
 }

@@ -26,13 +26,8 @@ pub enum Severity {
 }
 
 impl Severity {
-    pub const ALL: [Severity; 5] = [
-        Severity::Critical,
-        Severity::High,
-        Severity::Medium,
-        Severity::Low,
-        Severity::Unknown,
-    ];
+    pub const ALL: [Severity; 5] =
+        [Severity::Critical, Severity::High, Severity::Medium, Severity::Low, Severity::Unknown];
 
     pub fn parse(s: &str) -> Severity {
         match s.trim().to_ascii_lowercase().as_str() {
@@ -88,10 +83,7 @@ impl Finding {
         } else {
             "no fix available".to_string()
         };
-        format!(
-            "{} in {} {}, {}",
-            self.id, self.package, self.installed_version, fix
-        )
+        format!("{} in {} {}, {}", self.id, self.package, self.installed_version, fix)
     }
 }
 
@@ -114,9 +106,8 @@ impl VulnReport {
         self.findings.retain(|f| {
             let mut keys = vec![f.id.clone()];
             keys.extend(f.aliases.iter().cloned());
-            let fresh = keys.iter().all(|k| {
-                !seen.contains(&(k.clone(), f.package.clone(), f.installed_version.clone()))
-            });
+            let fresh =
+                keys.iter().all(|k| !seen.contains(&(k.clone(), f.package.clone(), f.installed_version.clone())));
             if fresh {
                 for k in keys {
                     seen.insert((k, f.package.clone(), f.installed_version.clone()));
@@ -186,14 +177,9 @@ pub enum EvidenceError {
 
 /// Interprets a verified statement's predicate.
 pub fn claim_of(st: &VerifiedStatement) -> Result<Claim, EvidenceError> {
-    let invalid = |why: String| EvidenceError::Invalid {
-        predicate_type: st.predicate_type.clone(),
-        why,
-    };
+    let invalid = |why: String| EvidenceError::Invalid { predicate_type: st.predicate_type.clone(), why };
     match st.predicate_type.as_str() {
-        COSIGN_VULN_V1 => cosign_vuln(&st.predicate)
-            .map(Claim::Vulnerabilities)
-            .map_err(invalid),
+        COSIGN_VULN_V1 => cosign_vuln(&st.predicate).map(Claim::Vulnerabilities).map_err(invalid),
         TEST_RESULT_V01 => serde_json::from_value::<TestReport>(st.predicate.clone())
             .map(Claim::Tests)
             .map_err(|e| invalid(e.to_string())),
@@ -230,9 +216,7 @@ fn parse_time(s: Option<&str>) -> Result<Option<DateTime<Utc>>, String> {
     let Some(s) = s.filter(|s| !s.is_empty()) else {
         return Ok(None);
     };
-    let t = DateTime::parse_from_rfc3339(s)
-        .map_err(|e| format!("time {s:?}: {e}"))?
-        .with_timezone(&Utc);
+    let t = DateTime::parse_from_rfc3339(s).map_err(|e| format!("time {s:?}: {e}"))?.with_timezone(&Utc);
     Ok((t.timestamp() > 0).then_some(t))
 }
 
@@ -252,10 +236,7 @@ pub fn scanner_report(v: &serde_json::Value) -> Result<VulnReport, String> {
     if trivy::looks_like(v) {
         return trivy::parse(v);
     }
-    Err(
-        "scanner.result is not a report format Portcullis reads (understood: Trivy JSON)"
-            .to_string(),
-    )
+    Err("scanner.result is not a report format Portcullis reads (understood: Trivy JSON)".to_string())
 }
 
 /// Everything found for one image digest, each attestation verified or
@@ -313,38 +294,20 @@ impl ImageEvidence {
                 let outcome = match crate::attest::verify_envelope(bytes, keyring, &digest) {
                     Err(p) => Outcome::Rejected(p),
                     Ok(st) => match claim_of(&st) {
-                        Ok(claim) => Outcome::Verified {
-                            signers: st.signers,
-                            claim,
-                        },
+                        Ok(claim) => Outcome::Verified { signers: st.signers, claim },
                         Err(EvidenceError::UnknownPredicate(_)) => Outcome::Ignored,
-                        Err(e) => Outcome::Unreadable {
-                            signers: st.signers,
-                            why: e.to_string(),
-                        },
+                        Err(e) => Outcome::Unreadable { signers: st.signers, why: e.to_string() },
                     },
                 };
-                Attestation {
-                    envelope: crate::image::Digest::of(bytes),
-                    index,
-                    claimed_type,
-                    outcome,
-                }
+                Attestation { envelope: crate::image::Digest::of(bytes), index, claimed_type, outcome }
             })
             .collect();
-        ImageEvidence {
-            digest,
-            location,
-            attestations,
-        }
+        ImageEvidence { digest, location, attestations }
     }
 
     /// True when nothing verified: such entries are cached briefly, so a
     /// developer who attests after a denial is not kept waiting.
     pub fn nothing_verified(&self) -> bool {
-        !self
-            .attestations
-            .iter()
-            .any(|a| matches!(a.outcome, Outcome::Verified { .. }))
+        !self.attestations.iter().any(|a| matches!(a.outcome, Outcome::Verified { .. }))
     }
 }

@@ -55,18 +55,10 @@ pub(super) fn parse(v: &serde_json::Value) -> std::result::Result<VulnReport, St
     let mut findings = Vec::new();
     for res in r.results.unwrap_or_default() {
         for vu in res.vulnerabilities.unwrap_or_default() {
-            let fixed_versions = vu
-                .fixed_version
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect();
-            let cvss = vu
-                .cvss
-                .as_ref()
-                .and_then(|m| m.get("nvd").or_else(|| m.values().next()))
-                .and_then(|c| c.v3_score);
+            let fixed_versions =
+                vu.fixed_version.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
+            let cvss =
+                vu.cvss.as_ref().and_then(|m| m.get("nvd").or_else(|| m.values().next())).and_then(|c| c.v3_score);
             findings.push(Finding {
                 id: vu.id,
                 aliases: vu.vendor_ids,
@@ -80,9 +72,5 @@ pub(super) fn parse(v: &serde_json::Value) -> std::result::Result<VulnReport, St
             });
         }
     }
-    Ok(VulnReport {
-        scanner: "trivy".to_string(),
-        finished_on: None,
-        findings,
-    })
+    Ok(VulnReport { scanner: "trivy".to_string(), finished_on: None, findings })
 }

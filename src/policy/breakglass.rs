@@ -22,14 +22,8 @@ pub struct BreakGlassRequest<'a> {
 #[serde(tag = "breakGlass", rename_all = "camelCase")]
 pub enum BreakGlass {
     NotRequested,
-    Granted {
-        user: String,
-        justification: String,
-        ticket: Option<String>,
-    },
-    Refused {
-        why: String,
-    },
+    Granted { user: String, justification: String, ticket: Option<String> },
+    Refused { why: String },
 }
 
 /// Decides whether a break-glass request may override denials in `tier`.
@@ -56,9 +50,7 @@ pub fn break_glass(tier_name: &str, tier: &TierSpec, req: &BreakGlassRequest<'_>
     }
     let ticket = req.ticket.map(str::trim).filter(|t| !t.is_empty());
     if bg.require_ticket && ticket.is_none() {
-        return refuse(format!(
-            "tier {tier_name} requires a ticket in the {TICKET_ANNOTATION} annotation"
-        ));
+        return refuse(format!("tier {tier_name} requires a ticket in the {TICKET_ANNOTATION} annotation"));
     }
     BreakGlass::Granted {
         user: req.user.to_string(),

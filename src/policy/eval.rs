@@ -5,8 +5,7 @@ use serde::Serialize;
 
 use super::model::{ExceptionSpec, Mode, OnError, Policy, TestRule, VulnRule};
 use crate::evidence::{
-    Attestation, Claim, Finding, ImageEvidence, Outcome, Severity, TestOutcome, TestReport,
-    VulnReport,
+    Attestation, Claim, Finding, ImageEvidence, Outcome, Severity, TestOutcome, TestReport, VulnReport,
 };
 use crate::evidence::{COSIGN_VULN_V1, TEST_RESULT_V01};
 use crate::image::ImageRef;
@@ -57,11 +56,7 @@ impl Verdict {
             Some(d) if !self.name.is_empty() => format!("{}@{d}", self.name),
             _ => self.image.clone(),
         };
-        format!(
-            "{what} denied for tier {}: {}",
-            self.tier,
-            self.problems.join("; ")
-        )
+        format!("{what} denied for tier {}: {}", self.tier, self.problems.join("; "))
     }
 }
 
@@ -100,25 +95,36 @@ pub fn evaluate(
             match tier.on_error {
                 OnError::Allow => {
                     v.admitted = true;
-                    v.notes.push(format!("could not verify {}: {error}; admitted because tier {tier_name} has onError: allow", image.original));
+                    v.notes.push(format!(
+                        "could not verify {}: {error}; admitted because tier {tier_name} has onError: allow",
+                        image.original
+                    ));
                 }
-                OnError::Deny => v.problems.push(format!("could not verify the image: {error}; tier {tier_name} fails closed (onError: deny)")),
+                OnError::Deny => v.problems.push(format!(
+                    "could not verify the image: {error}; tier {tier_name} fails closed (onError: deny)"
+                )),
             }
             return v;
         }
     };
-    let ctx = Ctx {
-        tier: tier_name,
-        image,
-        ev,
-        now,
-        exceptions: &policy.file.spec.exceptions,
-    };
-    if let Some(rule) = &tier.vulnerabilities {
-        ctx.vulnerabilities(rule, &mut v);
-    }
-    if let Some(rule) = &tier.tests {
-        ctx.tests(rule, &mut v);
+    let ctx = Ctx { tier: tier_name, image, ev, now, exceptions: &policy.file.spec.exceptions };
+    if ev.attestations.is_empty() && (tier.vulnerabilities.is_some() || tier.tests.is_some()) {
+        // One reason, naming everything the tier needs.
+        let mut how = Vec::new();
+        if tier.vulnerabilities.is_some() {
+            how.push("a signed vulnerability scan (`cosign attest --type vuln`)".to_string());
+        }
+        if tier.tests.is_some() {
+            how.push(format!("a signed test result (`cosign attest --type {TEST_RESULT_V01}`)"));
+        }
+        v.problems.push(format!("no attestations found (looked for {}); attach {}", ev.location, how.join(" and ")));
+    } else {
+        if let Some(rule) = &tier.vulnerabilities {
+            ctx.vulnerabilities(rule, &mut v);
+        }
+        if let Some(rule) = &tier.tests {
+            ctx.tests(rule, &mut v);
+        }
     }
     v.admitted = v.problems.is_empty() || tier.mode == Mode::Warn;
     v
@@ -139,19 +145,13 @@ impl Ctx<'_> {
             .attestations
             .iter()
             .filter_map(|a| match &a.outcome {
-                Outcome::Verified {
-                    signers,
-                    claim: Claim::Vulnerabilities(r),
-                } => Some((a, signers.as_slice(), r)),
+                Outcome::Verified { signers, claim: Claim::Vulnerabilities(r) } => Some((a, signers.as_slice(), r)),
                 _ => None,
             })
             .collect();
-        let accepted = found
-            .iter()
-            .filter(|(_, s, _)| signed_by_any(s, &rule.signed_by));
+        let accepted = found.iter().filter(|(_, s, _)| signed_by_any(s, &rule.signed_by));
         // The newest scan wins: by finish time, then by position.
-        let Some((att, _, report)) = accepted.max_by_key(|(a, _, r)| (r.finished_on, a.index))
-        else {
+        let Some((att, _, report)) = accepted.max_by_key(|(a, _, r)| (r.finished_on, a.index)) else {
             let signers: Vec<&[String]> = found.iter().map(|(_, s, _)| *s).collect();
             v.problems.push(self.missing(
                 "vulnerability scan",
@@ -165,18 +165,18 @@ impl Ctx<'_> {
         v.evidence.push(att.envelope.to_string());
         match (report.finished_on, rule.max_age) {
             (Some(t), _) if (t - self.now).num_seconds() > MAX_SKEW_SECS => {
-                v.problems.push(format!("the vulnerability scan claims to finish in the future ({}); check the scanner's clock and rescan", t.to_rfc3339()));
+                v.problems.push(format!("the vulnerability scan claims to finish in the future ({}); check the scanner's clock and rescan", rfc3339(t)));
             }
             (Some(t), Some(max)) if to_chrono(max) < self.now - t => v.problems.push(format!(
                 "the newest vulnerability scan finished {} ({} ago), older than the maxAge {} of tier {}; rescan the image and attest the new report",
-                t.to_rfc3339(),
+                rfc3339(t),
                 human(self.now - t),
-                humantime::format_duration(max),
+                fmt_duration(max),
                 self.tier
             )),
             (None, Some(max)) => v.problems.push(format!(
                 "the vulnerability scan records no finish time (metadata.scanFinishedOn), so its age cannot be checked against the maxAge {} of tier {}; attest a scan with its time",
-                humantime::format_duration(max),
+                fmt_duration(max),
                 self.tier
             )),
             _ => {}
@@ -189,17 +189,15 @@ impl Ctx<'_> {
             if self.excepted(f, v) {
                 continue;
             }
-            if let (Some(grace), Some(published)) =
-                (rule.grace_period.get(&f.severity), f.published)
-            {
+            if let (Some(grace), Some(published)) = (rule.grace_period.get(&f.severity), f.published) {
                 let until = published + to_chrono(*grace);
                 if self.now < until {
                     v.notes.push(format!(
                         "{} ({}) is inside its {} remediation window until {}",
                         f.describe(),
                         f.severity.as_str(),
-                        humantime::format_duration(*grace),
-                        until.to_rfc3339()
+                        fmt_duration(*grace),
+                        rfc3339(until)
                     ));
                     continue;
                 }
@@ -213,19 +211,12 @@ impl Ctx<'_> {
             if list.len() as u64 <= max as u64 {
                 continue;
             }
-            let mut listed: Vec<String> = list
-                .iter()
-                .take(LIST_FINDINGS)
-                .map(|f| f.describe())
-                .collect();
+            let mut listed: Vec<String> = list.iter().take(LIST_FINDINGS).map(|f| f.describe()).collect();
             if list.len() > LIST_FINDINGS {
                 listed.push(format!("and {} more", list.len() - LIST_FINDINGS));
             }
-            let (noun, verb) = if list.len() == 1 {
-                ("vulnerability", "exceeds")
-            } else {
-                ("vulnerabilities", "exceed")
-            };
+            let (noun, verb) =
+                if list.len() == 1 { ("vulnerability", "exceeds") } else { ("vulnerabilities", "exceed") };
             v.problems.push(format!(
                 "{} {} {noun} {verb} the limit {max} ({})",
                 list.len(),
@@ -240,37 +231,26 @@ impl Ctx<'_> {
         let today = self.now.date_naive();
         let name = self.image.name();
         for e in self.exceptions {
-            let id_matches = e.id.eq_ignore_ascii_case(&f.id)
-                || f.aliases.iter().any(|a| a.eq_ignore_ascii_case(&e.id));
+            let id_matches =
+                e.id.eq_ignore_ascii_case(&f.id) || f.aliases.iter().any(|a| a.eq_ignore_ascii_case(&e.id));
             let tier_matches = e.tiers.is_empty() || e.tiers.iter().any(|t| t == self.tier);
             let image_matches = e.images.is_empty()
-                || e.images.iter().any(|g| {
-                    globset::Glob::new(g)
-                        .map(|g| g.compile_matcher().is_match(&name))
-                        .unwrap_or(false)
-                });
+                || e.images
+                    .iter()
+                    .any(|g| globset::Glob::new(g).map(|g| g.compile_matcher().is_match(&name)).unwrap_or(false));
             if !(id_matches && tier_matches && image_matches) {
                 continue;
             }
             if today > e.expires {
-                v.notes.push(format!(
-                    "exception for {} expired on {}; it no longer applies",
-                    e.id, e.expires
-                ));
+                v.notes.push(format!("exception for {} expired on {}; it no longer applies", e.id, e.expires));
                 continue;
             }
-            let label = format!(
-                "{} (approved by {}, expires {}: {})",
-                e.id, e.approved_by, e.expires, e.reason
-            );
+            let label = format!("{} (approved by {}, expires {}: {})", e.id, e.approved_by, e.expires, e.reason);
             if !v.exceptions.contains(&label) {
                 v.exceptions.push(label);
             }
             if days_until(today, e.expires) <= EXCEPTION_WARNING_DAYS {
-                let note = format!(
-                    "exception for {} expires on {}; fix {} before then",
-                    e.id, e.expires, f.package
-                );
+                let note = format!("exception for {} expires on {}; fix {} before then", e.id, e.expires, f.package);
                 if !v.notes.contains(&note) {
                     v.notes.push(note);
                 }
@@ -286,18 +266,13 @@ impl Ctx<'_> {
             .attestations
             .iter()
             .filter_map(|a| match &a.outcome {
-                Outcome::Verified {
-                    signers,
-                    claim: Claim::Tests(r),
-                } => Some((a, signers.as_slice(), r)),
+                Outcome::Verified { signers, claim: Claim::Tests(r) } => Some((a, signers.as_slice(), r)),
                 _ => None,
             })
             .collect();
         // Test results carry no time: the last one attached wins.
-        let Some((att, _, report)) = found
-            .iter()
-            .filter(|(_, s, _)| signed_by_any(s, &rule.signed_by))
-            .max_by_key(|(a, _, _)| a.index)
+        let Some((att, _, report)) =
+            found.iter().filter(|(_, s, _)| signed_by_any(s, &rule.signed_by)).max_by_key(|(a, _, _)| a.index)
         else {
             let signers: Vec<&[String]> = found.iter().map(|(_, s, _)| *s).collect();
             v.problems.push(self.missing(
@@ -317,46 +292,23 @@ impl Ctx<'_> {
         let failed = if report.failed_tests.is_empty() {
             String::new()
         } else {
-            let mut names: Vec<&str> = report
-                .failed_tests
-                .iter()
-                .take(LIST_FINDINGS)
-                .map(String::as_str)
-                .collect();
+            let mut names: Vec<&str> = report.failed_tests.iter().take(LIST_FINDINGS).map(String::as_str).collect();
             let more = report.failed_tests.len().saturating_sub(LIST_FINDINGS);
-            let extra = if more > 0 {
-                format!(", and {more} more")
-            } else {
-                String::new()
-            };
+            let extra = if more > 0 { format!(", and {more} more") } else { String::new() };
             names.sort_unstable();
-            format!(
-                " ({} failed: {}{extra})",
-                report.failed_tests.len(),
-                names.join(", ")
-            )
+            format!(" ({} failed: {}{extra})", report.failed_tests.len(), names.join(", "))
         };
-        let url = report
-            .url
-            .as_deref()
-            .map(|u| format!("; see {u}"))
-            .unwrap_or_default();
+        let url = report.url.as_deref().map(|u| format!("; see {u}")).unwrap_or_default();
         if !ok {
             v.problems.push(format!(
                 "test result is {}{failed}, tier {} requires {}{url}",
                 outcome_str(report.result),
                 self.tier,
-                if rule.require == TestOutcome::Passed {
-                    "PASSED"
-                } else {
-                    "PASSED or WARNED"
-                }
+                if rule.require == TestOutcome::Passed { "PASSED" } else { "PASSED or WARNED" }
             ));
         } else if !report.failed_tests.is_empty() {
-            v.problems.push(format!(
-                "test result is {} but lists failed tests{failed}{url}",
-                outcome_str(report.result)
-            ));
+            v.problems
+                .push(format!("test result is {} but lists failed tests{failed}{url}", outcome_str(report.result)));
         }
     }
 
@@ -381,11 +333,7 @@ impl Ctx<'_> {
             .ev
             .attestations
             .iter()
-            .filter(|a| {
-                a.claimed_type
-                    .as_deref()
-                    .is_none_or(|t| t == predicate_type)
-            })
+            .filter(|a| a.claimed_type.as_deref().is_none_or(|t| t == predicate_type))
             .filter_map(|a| match &a.outcome {
                 Outcome::Rejected(p) => Some(p.to_string()),
                 Outcome::Unreadable { why, .. } => Some(why.clone()),
@@ -397,10 +345,7 @@ impl Ctx<'_> {
             return format!("no valid {what}: {}", why.join("; "));
         }
         if self.ev.attestations.is_empty() {
-            format!(
-                "no attestations found (looked for {}); attach a signed {what} with `{how}`",
-                self.ev.location
-            )
+            format!("no attestations found (looked for {}); attach a signed {what} with `{how}`", self.ev.location)
         } else {
             format!(
                 "no {what} among the {} attestations at {}; attach one with `{how}`",
@@ -427,6 +372,27 @@ fn to_chrono(d: std::time::Duration) -> ChronoDuration {
     ChronoDuration::from_std(d).unwrap_or(ChronoDuration::MAX)
 }
 
+/// Durations as policies write them: `24h`, `90m`, `1h30m`, `45s`.
+pub fn fmt_duration(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    let (h, m, sec) = (s / 3600, (s / 60) % 60, s % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    if sec > 0 || out.is_empty() {
+        out.push_str(&format!("{sec}s"));
+    }
+    out
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
 fn days_until(today: NaiveDate, day: NaiveDate) -> i64 {
     (day - today).num_days()
 }
@@ -439,5 +405,380 @@ fn human(d: ChronoDuration) -> String {
         (0, 0) => format!("{mins}m"),
         (0, _) => format!("{hours}h {mins}m"),
         _ => format!("{days}d {hours}h"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The policy as a table: one row per rule and boundary.
+    use super::*;
+    use crate::attest::Problem;
+    use crate::evidence::{Finding, ImageEvidence, TestReport};
+    use crate::image::Digest;
+
+    const KEY: &str = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE7QtNpX/PTPA4pOkBdBOmWT3S3HhP\nhVxygajXbNEXKMRxbQMUMhUF/8RAIKvGJDujIcIveyrBAUZ07McENQdDrw==\n-----END PUBLIC KEY-----";
+
+    fn now() -> DateTime<Utc> {
+        "2026-06-15T12:00:00Z".parse().unwrap()
+    }
+
+    fn policy(tier_yaml: &str, exceptions: &str) -> Policy {
+        let key = KEY.lines().map(|l| format!("        {l}")).collect::<Vec<_>>().join("\n");
+        let y = format!(
+            "apiVersion: portcullis.dev/v1alpha1\nkind: PromotionPolicy\nspec:\n  signers:\n    scanner:\n      publicKey: |\n{key}\n    ci:\n      publicKey: |\n{key}\n  tiers:\n    t:\n{}\n{exceptions}",
+            tier_yaml.lines().map(|l| format!("      {l}")).collect::<Vec<_>>().join("\n")
+        );
+        Policy::from_yaml(&y, "table").unwrap_or_else(|e| panic!("{e}\n{y}"))
+    }
+
+    fn finding(id: &str, sev: Severity, fixed: &str, published: Option<&str>) -> Finding {
+        Finding {
+            id: id.into(),
+            aliases: vec![],
+            severity: sev,
+            package: "openssl".into(),
+            installed_version: "3.0.1".into(),
+            fixed_versions: if fixed.is_empty() { vec![] } else { vec![fixed.into()] },
+            published: published.map(|p| p.parse().unwrap()),
+            cvss: None,
+            target: String::new(),
+        }
+    }
+
+    fn scan(signer: &str, age: ChronoDuration, findings: Vec<Finding>) -> Outcome {
+        Outcome::Verified {
+            signers: vec![signer.into()],
+            claim: Claim::Vulnerabilities(VulnReport {
+                scanner: "trivy".into(),
+                finished_on: Some(now() - age),
+                findings,
+            }),
+        }
+    }
+
+    fn tests(signer: &str, result: TestOutcome, failed: &[&str]) -> Outcome {
+        Outcome::Verified {
+            signers: vec![signer.into()],
+            claim: Claim::Tests(TestReport {
+                result,
+                configuration: vec![],
+                url: None,
+                passed_tests: vec![],
+                warned_tests: vec![],
+                failed_tests: failed.iter().map(|s| s.to_string()).collect(),
+            }),
+        }
+    }
+
+    fn evidence(outcomes: Vec<Outcome>) -> ImageEvidence {
+        ImageEvidence {
+            digest: Digest::of(b"image"),
+            location: "r.example/app:sha256-x.att".into(),
+            attestations: outcomes
+                .into_iter()
+                .enumerate()
+                .map(|(index, outcome)| crate::evidence::Attestation {
+                    envelope: Digest::of(index.to_string().as_bytes()),
+                    index,
+                    claimed_type: None,
+                    outcome,
+                })
+                .collect(),
+        }
+    }
+
+    const VULNS: &str = "vulnerabilities: { signedBy: [scanner], maxAge: 24h, max: { critical: 0, high: 2 } }";
+    const VULNS_UNFIXED: &str = "vulnerabilities: { signedBy: [scanner], ignoreUnfixed: true, max: { critical: 0 } }";
+    const VULNS_GRACE: &str = "vulnerabilities: { signedBy: [scanner], max: { high: 0 }, gracePeriod: { high: 72h } }";
+    const TESTS: &str = "tests: { signedBy: [ci], require: PASSED }";
+    const TESTS_WARNED: &str = "tests: { signedBy: [ci], require: WARNED }";
+    const EXC_ACTIVE: &str = "  exceptions:\n    - { id: CVE-1, images: [\"r.example/*\"], tiers: [t], expires: 2026-12-31, reason: unreachable, approvedBy: sec@example.com }";
+    const EXC_SOON: &str =
+        "  exceptions:\n    - { id: CVE-1, expires: 2026-06-20, reason: unreachable, approvedBy: sec@example.com }";
+    const EXC_EXPIRED: &str =
+        "  exceptions:\n    - { id: CVE-1, expires: 2026-06-14, reason: unreachable, approvedBy: sec@example.com }";
+    const EXC_TODAY: &str =
+        "  exceptions:\n    - { id: CVE-1, expires: 2026-06-15, reason: unreachable, approvedBy: sec@example.com }";
+    const EXC_OTHER_IMAGE: &str = "  exceptions:\n    - { id: CVE-1, images: [\"other.example/*\"], expires: 2026-12-31, reason: unreachable, approvedBy: sec@example.com }";
+
+    fn h(n: i64) -> ChronoDuration {
+        ChronoDuration::hours(n)
+    }
+
+    #[test]
+    fn policy_table() {
+        use Severity::*;
+        let crit = || finding("CVE-1", Critical, "3.0.13", None);
+        let high = |id: &str| finding(id, High, "3.0.13", None);
+        // (case, tier yaml, exceptions, evidence, admitted, text in problems/notes)
+        let rows: Vec<(&str, String, &str, Vec<Outcome>, bool, &str)> = vec![
+            ("no findings", VULNS.into(), "", vec![scan("scanner", h(1), vec![])], true, ""),
+            (
+                "critical: one over the limit 0",
+                VULNS.into(),
+                "",
+                vec![scan("scanner", h(1), vec![crit()])],
+                false,
+                "1 critical vulnerability exceeds the limit 0 (CVE-1 in openssl 3.0.1, fixed in 3.0.13)",
+            ),
+            (
+                "high: exactly at the limit 2",
+                VULNS.into(),
+                "",
+                vec![scan("scanner", h(1), vec![high("H1"), high("H2")])],
+                true,
+                "",
+            ),
+            (
+                "high: one over the limit 2",
+                VULNS.into(),
+                "",
+                vec![scan("scanner", h(1), vec![high("H1"), high("H2"), high("H3")])],
+                false,
+                "3 high vulnerabilities exceed the limit 2",
+            ),
+            (
+                "unlimited severity is not counted",
+                VULNS.into(),
+                "",
+                vec![scan("scanner", h(1), vec![finding("L", Low, "", None)])],
+                true,
+                "",
+            ),
+            ("maxAge: exactly 24h old", VULNS.into(), "", vec![scan("scanner", h(24), vec![])], true, ""),
+            (
+                "maxAge: a second older",
+                VULNS.into(),
+                "",
+                vec![scan("scanner", h(24) + ChronoDuration::seconds(1), vec![])],
+                false,
+                "older than the maxAge 24h of tier t",
+            ),
+            ("scan from the future", VULNS.into(), "", vec![scan("scanner", -h(2), vec![])], false, "in the future"),
+            (
+                "newest scan wins",
+                VULNS.into(),
+                "",
+                vec![scan("scanner", h(3), vec![crit()]), scan("scanner", h(1), vec![])],
+                true,
+                "",
+            ),
+            (
+                "newest scan wins, whatever the order",
+                VULNS.into(),
+                "",
+                vec![scan("scanner", h(1), vec![crit()]), scan("scanner", h(3), vec![])],
+                false,
+                "critical",
+            ),
+            (
+                "scan by the wrong signer",
+                VULNS.into(),
+                "",
+                vec![scan("ci", h(1), vec![])],
+                false,
+                "signed by ci, but tier t accepts only scanner",
+            ),
+            (
+                "no scan among attestations",
+                VULNS.into(),
+                "",
+                vec![tests("ci", TestOutcome::Passed, &[])],
+                false,
+                "no vulnerability scan among the 1 attestations",
+            ),
+            (
+                "rejected scan explains itself",
+                VULNS.into(),
+                "",
+                vec![Outcome::Rejected(Problem::UntrustedSignature)],
+                false,
+                "does not verify with any trusted key",
+            ),
+            (
+                "nothing attested",
+                format!("{VULNS}\n{TESTS}"),
+                "",
+                vec![],
+                false,
+                "no attestations found (looked for r.example/app:sha256-x.att); attach a signed vulnerability scan",
+            ),
+            (
+                "ignoreUnfixed: unfixed critical ignored",
+                VULNS_UNFIXED.into(),
+                "",
+                vec![scan("scanner", h(1), vec![finding("C", Critical, "", None)])],
+                true,
+                "",
+            ),
+            (
+                "ignoreUnfixed: fixable critical counts",
+                VULNS_UNFIXED.into(),
+                "",
+                vec![scan("scanner", h(1), vec![crit()])],
+                false,
+                "1 critical",
+            ),
+            (
+                "grace: published a minute inside the window",
+                VULNS_GRACE.into(),
+                "",
+                vec![scan("scanner", h(1), vec![finding("H", High, "2", Some("2026-06-12T12:01:00Z"))])],
+                true,
+                "inside its 72h remediation window",
+            ),
+            (
+                "grace: published a minute past the window",
+                VULNS_GRACE.into(),
+                "",
+                vec![scan("scanner", h(1), vec![finding("H", High, "2", Some("2026-06-12T11:59:00Z"))])],
+                false,
+                "1 high vulnerability exceeds the limit 0",
+            ),
+            (
+                "grace: no published date counts at once",
+                VULNS_GRACE.into(),
+                "",
+                vec![scan("scanner", h(1), vec![finding("H", High, "2", None)])],
+                false,
+                "1 high",
+            ),
+            ("exception applies", VULNS.into(), EXC_ACTIVE, vec![scan("scanner", h(1), vec![crit()])], true, ""),
+            (
+                "exception expiring within 14 days warns",
+                VULNS.into(),
+                EXC_SOON,
+                vec![scan("scanner", h(1), vec![crit()])],
+                true,
+                "exception for CVE-1 expires on 2026-06-20",
+            ),
+            (
+                "exception on its last day applies",
+                VULNS.into(),
+                EXC_TODAY,
+                vec![scan("scanner", h(1), vec![crit()])],
+                true,
+                "",
+            ),
+            (
+                "exception the day after expiry",
+                VULNS.into(),
+                EXC_EXPIRED,
+                vec![scan("scanner", h(1), vec![crit()])],
+                false,
+                "exception for CVE-1 expired on 2026-06-14",
+            ),
+            (
+                "exception for other images",
+                VULNS.into(),
+                EXC_OTHER_IMAGE,
+                vec![scan("scanner", h(1), vec![crit()])],
+                false,
+                "1 critical",
+            ),
+            ("tests PASSED", TESTS.into(), "", vec![tests("ci", TestOutcome::Passed, &[])], true, ""),
+            (
+                "tests WARNED, PASSED required",
+                TESTS.into(),
+                "",
+                vec![tests("ci", TestOutcome::Warned, &[])],
+                false,
+                "test result is WARNED, tier t requires PASSED",
+            ),
+            (
+                "tests WARNED, WARNED accepted",
+                TESTS_WARNED.into(),
+                "",
+                vec![tests("ci", TestOutcome::Warned, &[])],
+                true,
+                "",
+            ),
+            (
+                "tests FAILED",
+                TESTS_WARNED.into(),
+                "",
+                vec![tests("ci", TestOutcome::Failed, &["a"])],
+                false,
+                "test result is FAILED (1 failed: a), tier t requires PASSED or WARNED",
+            ),
+            (
+                "tests PASSED yet listing failures",
+                TESTS.into(),
+                "",
+                vec![tests("ci", TestOutcome::Passed, &["flaky"])],
+                false,
+                "lists failed tests",
+            ),
+            (
+                "last test result wins",
+                TESTS.into(),
+                "",
+                vec![tests("ci", TestOutcome::Failed, &["a"]), tests("ci", TestOutcome::Passed, &[])],
+                true,
+                "",
+            ),
+            (
+                "tests signed by the scanner key",
+                TESTS.into(),
+                "",
+                vec![tests("scanner", TestOutcome::Passed, &[])],
+                false,
+                "signed by scanner, but tier t accepts only ci",
+            ),
+            (
+                "warn mode admits, keeping the reason",
+                format!("mode: warn\n{VULNS}"),
+                "",
+                vec![scan("scanner", h(1), vec![crit()])],
+                true,
+                "1 critical",
+            ),
+        ];
+        let mut failures = Vec::new();
+        for (case, tier, exc, outcomes, admitted, text) in rows {
+            let p = policy(&tier, exc);
+            let ev = evidence(outcomes);
+            let img = ImageRef::parse("r.example/app:v1").unwrap();
+            let v = evaluate(&p, "t", &img, Ok(&ev), now());
+            let said = format!("{} | {}", v.problems.join("; "), v.notes.join("; "));
+            if v.admitted != admitted || !said.contains(text) {
+                failures.push(format!("{case}: admitted={} want {admitted}; want {text:?} in {said:?}", v.admitted));
+            }
+            // Deterministic: the same inputs give the same verdict.
+            assert_eq!(v, evaluate(&p, "t", &img, Ok(&ev), now()), "{case}");
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn applied_exceptions_are_named() {
+        let p = policy(VULNS, EXC_ACTIVE);
+        let ev = evidence(vec![scan("scanner", h(1), vec![finding("CVE-1", Severity::Critical, "2", None)])]);
+        let v = evaluate(&p, "t", &ImageRef::parse("r.example/app:v1").unwrap(), Ok(&ev), now());
+        assert!(v.admitted);
+        assert_eq!(v.exceptions, ["CVE-1 (approved by sec@example.com, expires 2026-12-31: unreachable)"]);
+    }
+
+    #[test]
+    fn errors_follow_on_error() {
+        let img = ImageRef::parse("r.example/app:v1").unwrap();
+        for (tier, admitted) in [
+            ("onError: allow\nvulnerabilities: { signedBy: [scanner] }", true),
+            ("onError: deny\nvulnerabilities: { signedBy: [scanner] }", false),
+            ("vulnerabilities: { signedBy: [scanner] }", false),
+        ] {
+            let v = evaluate(&policy(tier, ""), "t", &img, Err("registry r.example unreachable"), now());
+            assert_eq!(v.admitted, admitted, "{tier}");
+            assert_eq!(v.error.as_deref(), Some("registry r.example unreachable"));
+        }
+        let v = evaluate(&policy(VULNS, ""), "nope", &img, Err("x"), now());
+        assert!(!v.admitted && v.problems[0].contains("tier \"nope\" is not defined"), "{v:?}");
+    }
+
+    #[test]
+    fn durations_print_as_written() {
+        for (secs, s) in [(86400, "24h"), (5400, "1h30m"), (90, "1m30s"), (0, "0s"), (604800, "168h")] {
+            assert_eq!(fmt_duration(std::time::Duration::from_secs(secs)), s);
+        }
     }
 }

@@ -12,5 +12,5 @@ pub use breakglass::{
     break_glass, BreakGlass, BreakGlassRequest, ANNOTATION as BREAK_GLASS_ANNOTATION,
     TICKET_ANNOTATION as BREAK_GLASS_TICKET_ANNOTATION,
 };
-pub use eval::{evaluate, Verdict};
+pub use eval::{evaluate, fmt_duration, Verdict};
 pub use model::*;

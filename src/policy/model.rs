@@ -64,10 +64,7 @@ pub struct SignerSpec {
 
 impl SignerSpec {
     pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.public_key
-            .iter()
-            .chain(self.public_keys.iter())
-            .map(String::as_str)
+        self.public_key.iter().chain(self.public_keys.iter()).map(String::as_str)
     }
 }
 
@@ -111,11 +108,7 @@ pub struct TierSpec {
 pub struct VulnRule {
     /// Signers any one of which must have signed the scan.
     pub signed_by: Vec<String>,
-    #[serde(
-        default,
-        with = "opt_duration",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, with = "opt_duration", skip_serializing_if = "Option::is_none")]
     pub max_age: Option<Duration>,
     /// Do not count findings without a known fix.
     #[serde(default)]
@@ -125,11 +118,7 @@ pub struct VulnRule {
     pub max: Limits,
     /// A finding of this severity counts only once it is older than this
     /// (from its published date; a finding without one counts at once).
-    #[serde(
-        default,
-        skip_serializing_if = "BTreeMap::is_empty",
-        deserialize_with = "grace_periods"
-    )]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "grace_periods")]
     pub grace_period: BTreeMap<Severity, Duration>,
 }
 
@@ -206,29 +195,19 @@ mod opt_duration {
     use super::*;
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
         let s = String::deserialize(d)?;
-        super::parse_duration(&s)
-            .map(Some)
-            .map_err(serde::de::Error::custom)
+        super::parse_duration(&s).map(Some).map_err(serde::de::Error::custom)
     }
     pub fn serialize<S: serde::Serializer>(v: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
         match v {
-            Some(d) => s.serialize_str(&humantime::format_duration(*d).to_string()),
+            Some(d) => s.serialize_str(&super::super::fmt_duration(*d)),
             None => s.serialize_none(),
         }
     }
 }
 
-fn grace_periods<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<BTreeMap<Severity, Duration>, D::Error> {
+fn grace_periods<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<Severity, Duration>, D::Error> {
     let raw = BTreeMap::<Severity, String>::deserialize(d)?;
-    raw.into_iter()
-        .map(|(k, v)| {
-            parse_duration(&v)
-                .map(|d| (k, d))
-                .map_err(serde::de::Error::custom)
-        })
-        .collect()
+    raw.into_iter().map(|(k, v)| parse_duration(&v).map(|d| (k, d)).map_err(serde::de::Error::custom)).collect()
 }
 
 /// Parses durations as Kubernetes users write them: `24h`, `90m`, `1h30m`, `7d`.
@@ -270,19 +249,11 @@ pub struct Policy {
 impl Policy {
     /// Parses and validates a policy; `source_name` names it in errors.
     pub fn from_yaml(text: &str, source_name: &str) -> Result<Policy, PolicyError> {
-        let err = |problems| PolicyError {
-            source_name: source_name.to_string(),
-            problems,
-        };
+        let err = |problems| PolicyError { source_name: source_name.to_string(), problems };
         let file: PolicyFile = serde_yaml::from_str(text).map_err(|e| {
-            let location = e
-                .location()
-                .map(|l| format!("{}:{}", l.line(), l.column()))
-                .unwrap_or_else(|| "document".to_string());
-            err(vec![Problem {
-                location,
-                message: e.to_string(),
-            }])
+            let location =
+                e.location().map(|l| format!("{}:{}", l.line(), l.column())).unwrap_or_else(|| "document".to_string());
+            err(vec![Problem { location, message: e.to_string() }])
         })?;
         let mut problems = validate(&file);
         let mut pems = Vec::new();
@@ -294,21 +265,14 @@ impl Policy {
         let keyring = match Keyring::new(pems) {
             Ok(k) => k,
             Err(e) => {
-                problems.push(Problem {
-                    location: format!("spec.signers.{}", e.signer),
-                    message: e.to_string(),
-                });
+                problems.push(Problem { location: format!("spec.signers.{}", e.signer), message: e.to_string() });
                 Keyring::default()
             }
         };
         if !problems.is_empty() {
             return Err(err(problems));
         }
-        Ok(Policy {
-            file,
-            digest: crate::image::Digest::of(text.as_bytes()).to_string(),
-            keyring,
-        })
+        Ok(Policy { file, digest: crate::image::Digest::of(text.as_bytes()).to_string(), keyring })
     }
 
     pub fn tier(&self, name: &str) -> Option<&TierSpec> {
@@ -324,10 +288,7 @@ fn validate(f: &PolicyFile) -> Vec<Problem> {
     let mut out = Vec::new();
     let mut p = |location: String, message: String| out.push(Problem { location, message });
     if f.api_version != API_VERSION {
-        p(
-            "apiVersion".into(),
-            format!("is {:?}, expected {API_VERSION:?}", f.api_version),
-        );
+        p("apiVersion".into(), format!("is {:?}, expected {API_VERSION:?}", f.api_version));
     }
     if f.kind != KIND {
         p("kind".into(), format!("is {:?}, expected {KIND:?}", f.kind));
@@ -335,10 +296,7 @@ fn validate(f: &PolicyFile) -> Vec<Problem> {
     let spec = &f.spec;
     for (name, s) in &spec.signers {
         if s.keys().next().is_none() {
-            p(
-                format!("spec.signers.{name}"),
-                "has no publicKey or publicKeys".into(),
-            );
+            p(format!("spec.signers.{name}"), "has no publicKey or publicKeys".into());
         }
     }
     if spec.tiers.is_empty() {
@@ -347,51 +305,33 @@ fn validate(f: &PolicyFile) -> Vec<Problem> {
     let tier_known = |t: &str| spec.tiers.contains_key(t);
     if let Some(t) = &spec.default_tier {
         if !tier_known(t) {
-            p(
-                "spec.defaultTier".into(),
-                format!("names undefined tier {t:?}"),
-            );
+            p("spec.defaultTier".into(), format!("names undefined tier {t:?}"));
         }
     }
     for (ns, t) in &spec.namespace_tiers {
         if !tier_known(t) {
-            p(
-                format!("spec.namespaceTiers.{ns}"),
-                format!("names undefined tier {t:?}"),
-            );
+            p(format!("spec.namespaceTiers.{ns}"), format!("names undefined tier {t:?}"));
         }
     }
     for (tier, t) in &spec.tiers {
         let signed_by = [
-            (
-                "vulnerabilities",
-                t.vulnerabilities.as_ref().map(|v| &v.signed_by),
-            ),
+            ("vulnerabilities", t.vulnerabilities.as_ref().map(|v| &v.signed_by)),
             ("tests", t.tests.as_ref().map(|v| &v.signed_by)),
         ];
         for (what, list) in signed_by {
             let Some(list) = list else { continue };
             if list.is_empty() {
-                p(
-                    format!("spec.tiers.{tier}.{what}.signedBy"),
-                    "is empty: name at least one signer".into(),
-                );
+                p(format!("spec.tiers.{tier}.{what}.signedBy"), "is empty: name at least one signer".into());
             }
             for (i, s) in list.iter().enumerate() {
                 if !spec.signers.contains_key(s) {
-                    p(
-                        format!("spec.tiers.{tier}.{what}.signedBy[{i}]"),
-                        format!("names undefined signer {s:?}"),
-                    );
+                    p(format!("spec.tiers.{tier}.{what}.signedBy[{i}]"), format!("names undefined signer {s:?}"));
                 }
             }
         }
         if let Some(tests) = &t.tests {
             if tests.require == TestOutcome::Failed {
-                p(
-                    format!("spec.tiers.{tier}.tests.require"),
-                    "must be PASSED or WARNED".into(),
-                );
+                p(format!("spec.tiers.{tier}.tests.require"), "must be PASSED or WARNED".into());
             }
         }
         if let Some(bg) = &t.break_glass {
@@ -408,25 +348,16 @@ fn validate(f: &PolicyFile) -> Vec<Problem> {
             p(format!("spec.exceptions[{i}].reason"), "is empty".into());
         }
         if e.approved_by.trim().is_empty() {
-            p(
-                format!("spec.exceptions[{i}].approvedBy"),
-                "is empty".into(),
-            );
+            p(format!("spec.exceptions[{i}].approvedBy"), "is empty".into());
         }
         for (j, t) in e.tiers.iter().enumerate() {
             if !tier_known(t) {
-                p(
-                    format!("spec.exceptions[{i}].tiers[{j}]"),
-                    format!("names undefined tier {t:?}"),
-                );
+                p(format!("spec.exceptions[{i}].tiers[{j}]"), format!("names undefined tier {t:?}"));
             }
         }
         for (j, g) in e.images.iter().enumerate() {
             if let Err(err) = globset::Glob::new(g) {
-                p(
-                    format!("spec.exceptions[{i}].images[{j}]"),
-                    format!("bad pattern: {err}"),
-                );
+                p(format!("spec.exceptions[{i}].images[{j}]"), format!("bad pattern: {err}"));
             }
         }
     }

@@ -63,17 +63,9 @@ pub enum RegistryError {
     #[error("{what} not found in registry")]
     NotFound { what: String },
     #[error("registry {registry} refused access to {repository} ({status}); configure pull credentials for it")]
-    Unauthorized {
-        registry: String,
-        repository: String,
-        status: u16,
-    },
+    Unauthorized { registry: String, repository: String, status: u16 },
     #[error("registry {registry} answered {status} for {what}")]
-    Status {
-        registry: String,
-        what: String,
-        status: u16,
-    },
+    Status { registry: String, what: String, status: u16 },
     #[error("{what} is larger than the limit of {limit} bytes")]
     TooLarge { what: String, limit: usize },
     #[error("{what}: content does not match its digest {expected}")]
@@ -125,22 +117,12 @@ impl Registry {
             .redirect(reqwest::redirect::Policy::limited(5))
             .user_agent(concat!("portcullis/", env!("CARGO_PKG_VERSION")));
         for pem in extra_roots {
-            for cert in reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|e| format!("registry CA bundle: {e}"))?
-            {
+            for cert in reqwest::Certificate::from_pem_bundle(pem).map_err(|e| format!("registry CA bundle: {e}"))? {
                 b = b.add_root_certificate(cert);
             }
         }
-        let http = b
-            .build()
-            .map_err(|e| format!("building the registry client: {e}"))?;
-        Ok(Registry {
-            http,
-            insecure: insecure.into_iter().collect(),
-            credentials,
-            limits,
-            tokens: Mutex::default(),
-        })
+        let http = b.build().map_err(|e| format!("building the registry client: {e}"))?;
+        Ok(Registry { http, insecure: insecure.into_iter().collect(), credentials, limits, tokens: Mutex::default() })
     }
 
     pub fn limits(&self) -> &Limits {
@@ -148,16 +130,9 @@ impl Registry {
     }
 
     fn base(&self, image: &ImageRef) -> String {
-        let scheme = if image.is_loopback_registry() || self.insecure.contains(&image.registry) {
-            "http"
-        } else {
-            "https"
-        };
-        let host = if image.registry == crate::image::DOCKER_HUB {
-            "registry-1.docker.io"
-        } else {
-            &image.registry
-        };
+        let scheme =
+            if image.is_loopback_registry() || self.insecure.contains(&image.registry) { "http" } else { "https" };
+        let host = if image.registry == crate::image::DOCKER_HUB { "registry-1.docker.io" } else { &image.registry };
         format!("{scheme}://{host}/v2/{}", image.repository)
     }
 
@@ -171,11 +146,7 @@ impl Registry {
         let url = format!("{}/manifests/{tag}", self.base(image));
         let what = format!("image {}:{tag}", image.name());
         let resp = self.send(image, reqwest::Method::HEAD, &url, &what).await?;
-        if let Some(d) = resp
-            .headers()
-            .get("docker-content-digest")
-            .and_then(|v| v.to_str().ok())
-        {
+        if let Some(d) = resp.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()) {
             if let Ok(d) = Digest::parse(d) {
                 return Ok(d);
             }
@@ -188,38 +159,21 @@ impl Registry {
 
     /// Finds the cosign attestations of `digest` (legacy scheme: the tag
     /// `sha256-<hex>.att` in the image's repository). None is not an error.
-    pub async fn attestations(
-        &self,
-        image: &ImageRef,
-        digest: &Digest,
-    ) -> Result<Attestations, RegistryError> {
+    pub async fn attestations(&self, image: &ImageRef, digest: &Digest) -> Result<Attestations, RegistryError> {
         let tag = format!("sha256-{}.att", digest.hex());
         let location = format!("{}:{tag}", image.name());
         let url = format!("{}/manifests/{tag}", self.base(image));
-        let resp = match self
-            .send(image, reqwest::Method::GET, &url, &location)
-            .await
-        {
+        let resp = match self.send(image, reqwest::Method::GET, &url, &location).await {
             Ok(r) => r,
-            Err(RegistryError::NotFound { .. }) => {
-                return Ok(Attestations {
-                    location,
-                    envelopes: vec![],
-                })
-            }
+            Err(RegistryError::NotFound { .. }) => return Ok(Attestations { location, envelopes: vec![] }),
             Err(e) => return Err(e),
         };
         let body = read_bounded(resp, self.limits.manifest_bytes, &location).await?;
-        let manifest: OciImageManifest =
-            serde_json::from_slice(&body).map_err(|e| RegistryError::Protocol {
-                what: location.clone(),
-                why: format!("not an image manifest: {e}"),
-            })?;
-        let layers: Vec<_> = manifest
-            .layers
-            .iter()
-            .filter(|l| l.media_type == DSSE_MEDIA_TYPE)
-            .collect();
+        let manifest: OciImageManifest = serde_json::from_slice(&body).map_err(|e| RegistryError::Protocol {
+            what: location.clone(),
+            why: format!("not an image manifest: {e}"),
+        })?;
+        let layers: Vec<_> = manifest.layers.iter().filter(|l| l.media_type == DSSE_MEDIA_TYPE).collect();
         if layers.len() > self.limits.attestation_layers {
             return Err(RegistryError::TooLarge {
                 what: format!("{location} ({} attestation layers)", layers.len()),
@@ -228,10 +182,8 @@ impl Registry {
         }
         let loc = &location;
         let fetches = layers.iter().map(|l| async move {
-            let d = Digest::parse(&l.digest).map_err(|e| RegistryError::Protocol {
-                what: loc.clone(),
-                why: e.to_string(),
-            })?;
+            let d = Digest::parse(&l.digest)
+                .map_err(|e| RegistryError::Protocol { what: loc.clone(), why: e.to_string() })?;
             if l.size < 0 || l.size as u64 > self.limits.attestation_bytes as u64 {
                 return Err(RegistryError::TooLarge {
                     what: format!("attestation {}", d.short()),
@@ -241,28 +193,17 @@ impl Registry {
             self.blob(image, &d, self.limits.attestation_bytes).await
         });
         let envelopes = futures::future::try_join_all(fetches).await?;
-        Ok(Attestations {
-            location,
-            envelopes,
-        })
+        Ok(Attestations { location, envelopes })
     }
 
     /// Fetches a blob by digest, bounded to `limit` bytes, and checks its digest.
-    pub async fn blob(
-        &self,
-        image: &ImageRef,
-        digest: &Digest,
-        limit: usize,
-    ) -> Result<Bytes, RegistryError> {
+    pub async fn blob(&self, image: &ImageRef, digest: &Digest, limit: usize) -> Result<Bytes, RegistryError> {
         let what = format!("blob {} in {}", digest.short(), image.name());
         let url = format!("{}/blobs/{digest}", self.base(image));
         let resp = self.send(image, reqwest::Method::GET, &url, &what).await?;
         let body = read_bounded(resp, limit, &what).await?;
         if Digest::of(&body) != *digest {
-            return Err(RegistryError::DigestMismatch {
-                what,
-                expected: digest.to_string(),
-            });
+            return Err(RegistryError::DigestMismatch { what, expected: digest.to_string() });
         }
         Ok(body)
     }
@@ -276,31 +217,21 @@ impl Registry {
         what: &str,
     ) -> Result<reqwest::Response, RegistryError> {
         let key = (image.registry.clone(), image.repository.clone());
-        let cached = self.tokens.lock().ok().and_then(|t| {
-            t.get(&key)
-                .filter(|(_, exp)| *exp > Instant::now())
-                .map(|(t, _)| t.clone())
-        });
+        let cached = self
+            .tokens
+            .lock()
+            .ok()
+            .and_then(|t| t.get(&key).filter(|(_, exp)| *exp > Instant::now()).map(|(t, _)| t.clone()));
         let mut auth = cached.map(|t| format!("Bearer {t}"));
         for attempt in 0..2 {
-            let mut req = self
-                .http
-                .request(method.clone(), url)
-                .header(header::ACCEPT, MANIFEST_ACCEPT);
+            let mut req = self.http.request(method.clone(), url).header(header::ACCEPT, MANIFEST_ACCEPT);
             if let Some(a) = &auth {
                 req = req.header(header::AUTHORIZATION, a);
             }
-            let resp = req
-                .send()
-                .await
-                .map_err(|e| self.transport_error(image, e))?;
+            let resp = req.send().await.map_err(|e| self.transport_error(image, e))?;
             match resp.status() {
                 s if s.is_success() => return Ok(resp),
-                StatusCode::NOT_FOUND => {
-                    return Err(RegistryError::NotFound {
-                        what: what.to_string(),
-                    })
-                }
+                StatusCode::NOT_FOUND => return Err(RegistryError::NotFound { what: what.to_string() }),
                 StatusCode::UNAUTHORIZED if attempt == 0 => {
                     let challenge = resp
                         .headers()
@@ -333,19 +264,14 @@ impl Registry {
         })
     }
 
-    async fn answer_challenge(
-        &self,
-        image: &ImageRef,
-        challenge: &str,
-    ) -> Result<String, RegistryError> {
+    async fn answer_challenge(&self, image: &ImageRef, challenge: &str) -> Result<String, RegistryError> {
         let basic = self.credentials.get(&image.registry);
         let (scheme, params) = parse_challenge(challenge);
         if scheme.eq_ignore_ascii_case("basic") {
             return match basic {
-                Some((u, p)) => Ok(format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
-                )),
+                Some((u, p)) => {
+                    Ok(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))))
+                }
                 None => Err(RegistryError::Unauthorized {
                     registry: image.registry.clone(),
                     repository: image.repository.clone(),
@@ -357,20 +283,14 @@ impl Registry {
             what: format!("registry {}", image.registry),
             why: format!("unsupported authentication challenge {challenge:?}"),
         })?;
-        let mut req = self
-            .http
-            .get(realm)
-            .query(&[("scope", format!("repository:{}:pull", image.repository))]);
+        let mut req = self.http.get(realm).query(&[("scope", format!("repository:{}:pull", image.repository))]);
         if let Some(service) = params.get("service") {
             req = req.query(&[("service", service)]);
         }
         if let Some((u, p)) = basic {
             req = req.basic_auth(u, Some(p));
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| self.transport_error(image, e))?;
+        let resp = req.send().await.map_err(|e| self.transport_error(image, e))?;
         if !resp.status().is_success() {
             return Err(RegistryError::Unauthorized {
                 registry: image.registry.clone(),
@@ -381,32 +301,18 @@ impl Registry {
         let what = format!("token from {realm}");
         let body = read_bounded(resp, 64 << 10, &what).await?;
         let t: TokenResponse =
-            serde_json::from_slice(&body).map_err(|e| RegistryError::Protocol {
-                what,
-                why: e.to_string(),
-            })?;
-        let token = if t.token.is_empty() {
-            t.access_token
-        } else {
-            t.token
-        };
-        let ttl =
-            Duration::from_secs(t.expires_in.unwrap_or(60).clamp(10, 300)) - Duration::from_secs(5);
+            serde_json::from_slice(&body).map_err(|e| RegistryError::Protocol { what, why: e.to_string() })?;
+        let token = if t.token.is_empty() { t.access_token } else { t.token };
+        let ttl = Duration::from_secs(t.expires_in.unwrap_or(60).clamp(10, 300)) - Duration::from_secs(5);
         if let Ok(mut m) = self.tokens.lock() {
-            m.insert(
-                (image.registry.clone(), image.repository.clone()),
-                (token.clone(), Instant::now() + ttl),
-            );
+            m.insert((image.registry.clone(), image.repository.clone()), (token.clone(), Instant::now() + ttl));
         }
         Ok(format!("Bearer {token}"))
     }
 
     fn transport_error(&self, image: &ImageRef, e: reqwest::Error) -> RegistryError {
         if e.is_timeout() {
-            RegistryError::Timeout {
-                registry: image.registry.clone(),
-                secs: self.limits.request_timeout.as_secs_f64(),
-            }
+            RegistryError::Timeout { registry: image.registry.clone(), secs: self.limits.request_timeout.as_secs_f64() }
         } else {
             let mut why = e.to_string();
             let mut src = std::error::Error::source(&e);
@@ -414,24 +320,14 @@ impl Registry {
                 why = format!("{why}: {s}");
                 src = s.source();
             }
-            RegistryError::Unreachable {
-                registry: image.registry.clone(),
-                why,
-            }
+            RegistryError::Unreachable { registry: image.registry.clone(), why }
         }
     }
 }
 
 /// Reads a response body, failing as soon as it passes `limit` bytes.
-async fn read_bounded(
-    mut resp: reqwest::Response,
-    limit: usize,
-    what: &str,
-) -> Result<Bytes, RegistryError> {
-    let too_large = || RegistryError::TooLarge {
-        what: what.to_string(),
-        limit,
-    };
+async fn read_bounded(mut resp: reqwest::Response, limit: usize, what: &str) -> Result<Bytes, RegistryError> {
+    let too_large = || RegistryError::TooLarge { what: what.to_string(), limit };
     if resp.content_length().is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
@@ -445,17 +341,9 @@ async fn read_bounded(
                 buf.extend_from_slice(&c);
             }
             Ok(None) => return Ok(buf.freeze()),
-            Err(e) if e.is_timeout() => {
-                return Err(RegistryError::Timeout {
-                    registry: what.to_string(),
-                    secs: 0.0,
-                })
-            }
+            Err(e) if e.is_timeout() => return Err(RegistryError::Timeout { registry: what.to_string(), secs: 0.0 }),
             Err(e) => {
-                return Err(RegistryError::Protocol {
-                    what: what.to_string(),
-                    why: format!("reading body: {e}"),
-                })
+                return Err(RegistryError::Protocol { what: what.to_string(), why: format!("reading body: {e}") })
             }
         }
     }
@@ -500,9 +388,6 @@ mod tests {
         assert_eq!(p["service"], "registry.docker.io");
         assert_eq!(p["scope"], "repository:library/nginx:pull");
         let (s, p) = parse_challenge(r#"Basic realm="Registry Realm""#);
-        assert_eq!(
-            (s.as_str(), p["realm"].as_str()),
-            ("Basic", "Registry Realm")
-        );
+        assert_eq!((s.as_str(), p["realm"].as_str()), ("Basic", "Registry Realm"));
     }
 }

@@ -15,30 +15,18 @@ pub fn pod_spec<'a>(kind: &str, object: &'a Value) -> Option<&'a Value> {
     match kind {
         "Pod" => object.get("spec"),
         "CronJob" => object.pointer("/spec/jobTemplate/spec/template/spec"),
-        "Deployment"
-        | "ReplicaSet"
-        | "StatefulSet"
-        | "DaemonSet"
-        | "Job"
-        | "ReplicationController"
-        | "PodTemplate" => object
-            .pointer("/spec/template/spec")
-            .or_else(|| object.pointer("/template/spec")),
+        "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" | "Job" | "ReplicationController" | "PodTemplate" => {
+            object.pointer("/spec/template/spec").or_else(|| object.pointer("/template/spec"))
+        }
         _ => None,
     }
 }
 
 /// Metadata of the pod template (or the Pod itself), where break-glass
 /// annotations are read from.
-pub fn pod_annotations<'a>(
-    kind: &str,
-    object: &'a Value,
-) -> Vec<&'a serde_json::Map<String, Value>> {
+pub fn pod_annotations<'a>(kind: &str, object: &'a Value) -> Vec<&'a serde_json::Map<String, Value>> {
     let mut out = Vec::new();
-    if let Some(a) = object
-        .pointer("/metadata/annotations")
-        .and_then(Value::as_object)
-    {
+    if let Some(a) = object.pointer("/metadata/annotations").and_then(Value::as_object) {
         out.push(a);
     }
     let tmpl = match kind {
@@ -58,20 +46,11 @@ pub fn pod_annotations<'a>(
 pub fn images(spec: &Value) -> Vec<ContainerImage> {
     let mut out = Vec::new();
     for field in ["initContainers", "containers", "ephemeralContainers"] {
-        for c in spec
-            .get(field)
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
+        for c in spec.get(field).and_then(Value::as_array).into_iter().flatten() {
             let name = c.get("name").and_then(Value::as_str).unwrap_or("?");
             out.push(ContainerImage {
                 path: format!("{field}[{name}]"),
-                image: c
-                    .get("image")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string(),
+                image: c.get("image").and_then(Value::as_str).unwrap_or("").to_string(),
             });
         }
     }
@@ -91,16 +70,10 @@ mod tests {
             ("Deployment", json!({"spec":{"template":{"spec": spec}}})),
             ("StatefulSet", json!({"spec":{"template":{"spec": spec}}})),
             ("Job", json!({"spec":{"template":{"spec": spec}}})),
-            (
-                "CronJob",
-                json!({"spec":{"jobTemplate":{"spec":{"template":{"spec": spec}}}}}),
-            ),
+            ("CronJob", json!({"spec":{"jobTemplate":{"spec":{"template":{"spec": spec}}}}})),
         ];
         for (kind, obj) in rows {
-            let got: Vec<String> = images(pod_spec(kind, &obj).unwrap())
-                .into_iter()
-                .map(|c| c.image)
-                .collect();
+            let got: Vec<String> = images(pod_spec(kind, &obj).unwrap()).into_iter().map(|c| c.image).collect();
             assert_eq!(got, ["a", "b", "c"], "{kind}");
         }
         assert!(pod_spec("ConfigMap", &json!({"data":{}})).is_none());

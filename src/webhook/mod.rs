@@ -47,10 +47,7 @@ pub struct AppState {
 
 impl AppState {
     pub fn policy(&self) -> Arc<Policy> {
-        self.policy
-            .read()
-            .map(|p| p.clone())
-            .unwrap_or_else(|e| e.into_inner().clone())
+        self.policy.read().map(|p| p.clone()).unwrap_or_else(|e| e.into_inner().clone())
     }
 
     pub fn set_policy(&self, p: Policy) {
@@ -75,20 +72,12 @@ async fn readyz(State(st): State<Arc<AppState>>) -> Response {
     if st.tiers.ready() {
         (StatusCode::OK, "ready").into_response()
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "namespace cache not synced yet",
-        )
-            .into_response()
+        (StatusCode::SERVICE_UNAVAILABLE, "namespace cache not synced yet").into_response()
     }
 }
 
 async fn metrics(State(st): State<Arc<AppState>>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        st.metrics.render(),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], st.metrics.render()).into_response()
 }
 
 /// A running server.
@@ -99,27 +88,19 @@ pub struct Server {
 }
 
 /// Serves `router(state)` over TLS on `listen` (port 0 picks a free port).
-pub async fn serve(
-    state: Arc<AppState>,
-    listen: SocketAddr,
-    tls: RustlsConfig,
-) -> std::io::Result<Server> {
+pub async fn serve(state: Arc<AppState>, listen: SocketAddr, tls: RustlsConfig) -> std::io::Result<Server> {
     let handle = axum_server::Handle::new();
     let app = router(state);
     let h = handle.clone();
-    let task = tokio::spawn(async move {
-        axum_server::bind_rustls(listen, tls)
-            .handle(h)
-            .serve(app.into_make_service())
-            .await
-    });
+    let task =
+        tokio::spawn(
+            async move { axum_server::bind_rustls(listen, tls).handle(h).serve(app.into_make_service()).await },
+        );
     match handle.listening().await {
         Some(addr) => Ok(Server { addr, handle, task }),
         None => match task.await {
             Ok(Err(e)) => Err(e),
-            _ => Err(std::io::Error::other(format!(
-                "could not listen on {listen}"
-            ))),
+            _ => Err(std::io::Error::other(format!("could not listen on {listen}"))),
         },
     }
 }
@@ -148,8 +129,7 @@ pub fn spawn_reloader(
             if let Some(p) = &policy_path {
                 let now = read(p.clone()).await;
                 if now.is_some() && now != last_policy {
-                    let text =
-                        String::from_utf8_lossy(now.as_deref().unwrap_or_default()).into_owned();
+                    let text = String::from_utf8_lossy(now.as_deref().unwrap_or_default()).into_owned();
                     match Policy::from_yaml(&text, &p.display().to_string()) {
                         Ok(pol) => {
                             tracing::info!(digest = %pol.digest, path = %p.display(), "policy reloaded");
@@ -196,13 +176,10 @@ fn review_response(resp: AdmissionResponse) -> Response {
 /// AdmissionReview answer; without one, a 400.
 fn invalid(body: &[u8], why: String) -> Response {
     tracing::warn!(error = %why, "invalid AdmissionReview");
-    let uid = serde_json::from_slice::<Value>(body).ok().and_then(|v| {
-        v.pointer("/request/uid")
-            .and_then(Value::as_str)
-            .map(String::from)
-    });
-    let mut resp =
-        AdmissionResponse::invalid(format!("portcullis: invalid AdmissionReview: {why}"));
+    let uid = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v.pointer("/request/uid").and_then(Value::as_str).map(String::from));
+    let mut resp = AdmissionResponse::invalid(format!("portcullis: invalid AdmissionReview: {why}"));
     match uid {
         Some(uid) => {
             resp.uid = uid;
@@ -223,9 +200,7 @@ async fn validate(
         Err(e) => {
             let status = e.status();
             let msg = if status == StatusCode::PAYLOAD_TOO_LARGE {
-                format!(
-                    "portcullis: AdmissionReview body is larger than the limit of {MAX_BODY} bytes"
-                )
+                format!("portcullis: AdmissionReview body is larger than the limit of {MAX_BODY} bytes")
             } else {
                 format!("portcullis: could not read the request body: {e}")
             };
@@ -242,30 +217,19 @@ async fn validate(
     };
     // The API server says how long it waits (`?timeout=10s`); answer before that.
     let mut budget = st.deadline;
-    if let Some(t) = query
-        .get("timeout")
-        .and_then(|t| policy::parse_duration(t).ok())
-    {
+    if let Some(t) = query.get("timeout").and_then(|t| policy::parse_duration(t).ok()) {
         budget = budget.min(t.saturating_sub(Duration::from_millis(500)));
     }
     let (resp, record) = decide(&st, &req, start + budget).await;
     let elapsed = start.elapsed().as_secs_f64();
-    let record = Record {
-        latency_ms: elapsed * 1000.0,
-        ..record
-    };
-    let result = match (
-        &record.allowed,
-        record.images.iter().any(|v| v.error.is_some()),
-        record.warnings.is_empty(),
-    ) {
+    let record = Record { latency_ms: elapsed * 1000.0, ..record };
+    let result = match (&record.allowed, record.images.iter().any(|v| v.error.is_some()), record.warnings.is_empty()) {
         (false, _, _) => "denied",
         (true, true, _) => "error",
         (true, false, false) => "warned",
         (true, false, true) => "allowed",
     };
-    st.metrics
-        .decision(record.tier.as_deref().unwrap_or("none"), result, elapsed);
+    st.metrics.decision(record.tier.as_deref().unwrap_or("none"), result, elapsed);
     if record.tier.is_some() {
         st.audit.write(&record);
     }
@@ -286,20 +250,11 @@ pub async fn decide(
     let policy = st.policy();
     let now = Utc::now();
     let kind = req.kind.kind.clone();
-    let object = req
-        .object
-        .as_ref()
-        .and_then(|o| serde_json::to_value(o).ok())
-        .unwrap_or(Value::Null);
+    let object = req.object.as_ref().and_then(|o| serde_json::to_value(o).ok()).unwrap_or(Value::Null);
     let namespace = req
         .namespace
         .clone()
-        .or_else(|| {
-            object
-                .pointer("/metadata/namespace")
-                .and_then(Value::as_str)
-                .map(String::from)
-        })
+        .or_else(|| object.pointer("/metadata/namespace").and_then(Value::as_str).map(String::from))
         .unwrap_or_default();
     let mut record = Record {
         time: now.to_rfc3339_opts(SecondsFormat::Millis, true),
@@ -334,11 +289,7 @@ pub async fn decide(
     if req.operation == Operation::Update {
         // Only images that change are evaluated: an update that keeps the
         // images (labels, scaling, status) is not re-judged.
-        let old = req
-            .old_object
-            .as_ref()
-            .and_then(|o| serde_json::to_value(o).ok())
-            .unwrap_or(Value::Null);
+        let old = req.old_object.as_ref().and_then(|o| serde_json::to_value(o).ok()).unwrap_or(Value::Null);
         let before: BTreeSet<String> = extract::pod_spec(&kind, &old)
             .map(extract::images)
             .unwrap_or_default()
@@ -350,10 +301,7 @@ pub async fn decide(
     if images.is_empty() {
         return (allow, record);
     }
-    let policy_tag = format!(
-        "[policy {}]",
-        &policy.digest[..std::cmp::min(policy.digest.len(), 19)]
-    );
+    let policy_tag = format!("[policy {}]", &policy.digest[..std::cmp::min(policy.digest.len(), 19)]);
     let tier = match st.tiers.tier_of(&namespace, &policy).await {
         Ok(t) => t,
         Err(why) => {
@@ -396,11 +344,7 @@ pub async fn decide(
             }),
         }
     }
-    verdicts.extend(
-        st.engine
-            .evaluate_images(&policy, &tier, &refs, now, deadline)
-            .await,
-    );
+    verdicts.extend(st.engine.evaluate_images(&policy, &tier, &refs, now, deadline).await);
     for v in &verdicts {
         st.metrics.image(&tier, v.admitted);
     }
@@ -410,8 +354,7 @@ pub async fn decide(
         if v.admitted && !v.problems.is_empty() {
             warnings.push(format!(
                 "{} (tier {tier}, mode warn)",
-                v.denial_message()
-                    .replacen(" denied for tier ", " would be denied for tier ", 1)
+                v.denial_message().replacen(" denied for tier ", " would be denied for tier ", 1)
             ));
         }
         warnings.extend(v.notes.iter().cloned());
@@ -419,11 +362,7 @@ pub async fn decide(
     let denied: Vec<&Verdict> = verdicts.iter().filter(|v| is_deny(v)).collect();
 
     let annotations = extract::pod_annotations(&kind, &object);
-    let ann = |k: &str| {
-        annotations
-            .iter()
-            .find_map(|a| a.get(k).and_then(Value::as_str))
-    };
+    let ann = |k: &str| annotations.iter().find_map(|a| a.get(k).and_then(Value::as_str));
     let bg = policy::break_glass(
         &tier,
         &tier_spec,
@@ -439,32 +378,19 @@ pub async fn decide(
 
     let resp = if denied.is_empty() {
         allow
-    } else if let BreakGlass::Granted {
-        user,
-        justification,
-        ticket,
-    } = &bg
-    {
+    } else if let BreakGlass::Granted { user, justification, ticket } = &bg {
         st.metrics.break_glass(&tier);
         tracing::warn!(%user, %justification, ticket = ?ticket, ns = %namespace, "break-glass admission");
         warnings.insert(
             0,
             format!(
                 "BREAK-GLASS by {user}: admitted despite policy failures (audited): {}",
-                denied
-                    .iter()
-                    .map(|v| v.denial_message())
-                    .collect::<Vec<_>>()
-                    .join(" | ")
+                denied.iter().map(|v| v.denial_message()).collect::<Vec<_>>().join(" | ")
             ),
         );
         allow
     } else {
-        let mut msg = denied
-            .iter()
-            .map(|v| v.denial_message())
-            .collect::<Vec<_>>()
-            .join("\n");
+        let mut msg = denied.iter().map(|v| v.denial_message()).collect::<Vec<_>>().join("\n");
         if let BreakGlass::Refused { why } = &bg {
             msg.push_str(&format!("\nbreak-glass refused: {why}"));
         }
@@ -476,10 +402,7 @@ pub async fn decide(
     };
     let mut resp = resp;
     warnings.dedup();
-    let warnings: Vec<String> = warnings
-        .into_iter()
-        .map(|w| truncate(&w, MAX_WARNING))
-        .collect();
+    let warnings: Vec<String> = warnings.into_iter().map(|w| truncate(&w, MAX_WARNING)).collect();
     if !warnings.is_empty() {
         resp.warnings = Some(warnings.clone());
     }

@@ -17,33 +17,16 @@ pub fn tool(env: &str, name: &str) -> PathBuf {
     }
     let home = std::env::var("HOME").unwrap_or_default();
     let dir = PathBuf::from(home).join(".cache/portcullis/tools");
-    let found = std::fs::read_dir(&dir)
-        .ok()
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path().join(name))
-        .find(|p| {
-            p.exists()
-                && p.parent().is_some_and(|d| {
-                    d.file_name()
-                        .is_some_and(|n| n.to_string_lossy().starts_with(name))
-                })
-        });
+    let found = std::fs::read_dir(&dir).ok().into_iter().flatten().flatten().map(|e| e.path().join(name)).find(|p| {
+        p.exists() && p.parent().is_some_and(|d| d.file_name().is_some_and(|n| n.to_string_lossy().starts_with(name)))
+    });
     found.unwrap_or_else(|| {
-        panic!(
-            "{name} not found: set {env} or run `make tools` (it builds {name} into {})",
-            dir.display()
-        )
+        panic!("{name} not found: set {env} or run `make tools` (it builds {name} into {})", dir.display())
     })
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A real `registry` (CNCF distribution) process on a free loopback port.
@@ -93,12 +76,7 @@ impl Registry {
                 }
                 if let Ok(r) = http.get(format!("http://{host}/v2/")).send().await {
                     if r.status().is_success() {
-                        return Registry {
-                            child,
-                            host,
-                            _dir: dir,
-                            http,
-                        };
+                        return Registry { child, host, _dir: dir, http };
                     }
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -110,23 +88,11 @@ impl Registry {
     }
 
     async fn put_blob(&self, repo: &str, data: &[u8]) -> String {
-        let digest = format!(
-            "sha256:{}",
-            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(data))
-        );
-        let r = self
-            .http
-            .post(format!("http://{}/v2/{repo}/blobs/uploads/", self.host))
-            .send()
-            .await
-            .unwrap();
+        let digest = format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(data)));
+        let r = self.http.post(format!("http://{}/v2/{repo}/blobs/uploads/", self.host)).send().await.unwrap();
         assert_eq!(r.status(), 202, "starting a blob upload");
         let loc = r.headers()["location"].to_str().unwrap().to_string();
-        let loc = if loc.starts_with("http") {
-            loc
-        } else {
-            format!("http://{}{loc}", self.host)
-        };
+        let loc = if loc.starts_with("http") { loc } else { format!("http://{}{loc}", self.host) };
         let sep = if loc.contains('?') { '&' } else { '?' };
         let r = self
             .http
@@ -144,60 +110,33 @@ impl Registry {
         let body = serde_json::to_vec(manifest).unwrap();
         let r = self
             .http
-            .put(format!(
-                "http://{}/v2/{repo}/manifests/{reference}",
-                self.host
-            ))
+            .put(format!("http://{}/v2/{repo}/manifests/{reference}", self.host))
             .header(
                 "content-type",
-                manifest["mediaType"]
-                    .as_str()
-                    .unwrap_or("application/vnd.oci.image.manifest.v1+json"),
+                manifest["mediaType"].as_str().unwrap_or("application/vnd.oci.image.manifest.v1+json"),
             )
             .body(body)
             .send()
             .await
             .unwrap();
-        assert_eq!(
-            r.status(),
-            201,
-            "pushing manifest {repo}:{reference}: {:?}",
-            r.text().await
-        );
-        format!(
-            "sha256:{}",
-            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
-                serde_json::to_vec(manifest).unwrap()
-            ))
-        )
+        assert_eq!(r.status(), 201, "pushing manifest {repo}:{reference}: {:?}", r.text().await);
+        format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(serde_json::to_vec(manifest).unwrap())))
     }
 
     pub async fn get_manifest(&self, repo: &str, reference: &str) -> Value {
         let r = self
             .http
-            .get(format!(
-                "http://{}/v2/{repo}/manifests/{reference}",
-                self.host
-            ))
+            .get(format!("http://{}/v2/{repo}/manifests/{reference}", self.host))
             .header("accept", "application/vnd.oci.image.manifest.v1+json")
             .send()
             .await
             .unwrap();
-        assert!(
-            r.status().is_success(),
-            "manifest {repo}:{reference}: {}",
-            r.status()
-        );
+        assert!(r.status().is_success(), "manifest {repo}:{reference}: {}", r.status());
         r.json().await.unwrap()
     }
 
     pub async fn get_blob(&self, repo: &str, digest: &str) -> Vec<u8> {
-        let r = self
-            .http
-            .get(format!("http://{}/v2/{repo}/blobs/{digest}", self.host))
-            .send()
-            .await
-            .unwrap();
+        let r = self.http.get(format!("http://{}/v2/{repo}/blobs/{digest}", self.host)).send().await.unwrap();
         assert!(r.status().is_success());
         r.bytes().await.unwrap().to_vec()
     }
@@ -232,11 +171,9 @@ impl Registry {
         let tag = att_tag(image);
         let mut m = self.get_manifest(repo, &tag).await;
         let layer_digest = m["layers"][0]["digest"].as_str().unwrap().to_string();
-        let mut env: Value =
-            serde_json::from_slice(&self.get_blob(repo, &layer_digest).await).unwrap();
+        let mut env: Value = serde_json::from_slice(&self.get_blob(repo, &layer_digest).await).unwrap();
         let b64 = base64::engine::general_purpose::STANDARD;
-        let payload =
-            String::from_utf8(b64.decode(env["payload"].as_str().unwrap()).unwrap()).unwrap();
+        let payload = String::from_utf8(b64.decode(env["payload"].as_str().unwrap()).unwrap()).unwrap();
         let edited = edit(&payload);
         assert_ne!(edited, payload, "the edit must change the payload");
         env["payload"] = Value::String(b64.encode(edited));
@@ -262,10 +199,7 @@ pub struct Cosign {
 
 impl Cosign {
     pub fn new() -> Cosign {
-        Cosign {
-            bin: tool("PORTCULLIS_COSIGN", "cosign"),
-            dir: tempfile::tempdir().unwrap(),
-        }
+        Cosign { bin: tool("PORTCULLIS_COSIGN", "cosign"), dir: tempfile::tempdir().unwrap() }
     }
 
     fn cmd(&self) -> Command {
@@ -281,16 +215,8 @@ impl Cosign {
 
     /// Generates a key pair named `name`; returns the public key PEM.
     pub fn keygen(&self, name: &str) -> String {
-        let out = self
-            .cmd()
-            .args(["generate-key-pair", "--output-key-prefix", name])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "cosign generate-key-pair: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = self.cmd().args(["generate-key-pair", "--output-key-prefix", name]).output().unwrap();
+        assert!(out.status.success(), "cosign generate-key-pair: {}", String::from_utf8_lossy(&out.stderr));
         std::fs::read_to_string(self.dir.path().join(format!("{name}.pub"))).unwrap()
     }
 
@@ -313,11 +239,7 @@ impl Cosign {
             .arg(image)
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "cosign attest {image}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "cosign attest {image}: {}", String::from_utf8_lossy(&out.stderr));
     }
 
     pub fn path(&self) -> &Path {
@@ -328,21 +250,14 @@ impl Cosign {
 fn rand_suffix() -> String {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static N: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+    format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
 
 pub const TEST_RESULT: &str = "https://in-toto.io/attestation/test-result/v0.1";
 
 /// A cosign vuln predicate wrapping a Trivy report with `vulns`
 /// (id, package, installed, fixed, severity), finished at `finished`.
-pub fn vuln_predicate(
-    vulns: &[(&str, &str, &str, &str, &str)],
-    finished: chrono::DateTime<chrono::Utc>,
-) -> Value {
+pub fn vuln_predicate(vulns: &[(&str, &str, &str, &str, &str)], finished: chrono::DateTime<chrono::Utc>) -> Value {
     let vulnerabilities: Vec<Value> = vulns
         .iter()
         .map(|(id, pkg, inst, fixed, sev)| {
@@ -383,13 +298,7 @@ pub fn test_predicate(result: &str, failed: &[&str]) -> Value {
 
 /// A policy trusting `scanner` and `ci`, with production and development tiers.
 pub fn policy_yaml(scanner_pem: &str, ci_pem: &str) -> String {
-    let indent = |p: &str| {
-        p.trim()
-            .lines()
-            .map(|l| format!("        {l}"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
+    let indent = |p: &str| p.trim().lines().map(|l| format!("        {l}")).collect::<Vec<_>>().join("\n");
     format!(
         r#"apiVersion: portcullis.dev/v1alpha1
 kind: PromotionPolicy
@@ -434,20 +343,13 @@ pub fn test_tls() -> TestTls {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(rcgen::DnType::CommonName, "portcullis test CA");
+    ca.distinguished_name.push(rcgen::DnType::CommonName, "portcullis test CA");
     let ca_cert = ca.self_signed(&ca_key).unwrap();
     let issuer = rcgen::Issuer::new(ca, ca_key);
     let key = rcgen::KeyPair::generate().unwrap();
-    let params =
-        rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-            .unwrap();
+    let params = rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
     let cert = params.signed_by(&key, &issuer).unwrap();
-    TestTls {
-        ca_pem: ca_cert.pem(),
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
-    }
+    TestTls { ca_pem: ca_cert.pem(), cert_pem: cert.pem(), key_pem: key.serialize_pem() }
 }
 
 /// An in-process `portcullis serve` over real TLS.
@@ -456,6 +358,7 @@ pub struct Webhook {
     pub client: reqwest::Client,
     pub state: Arc<portcullis::webhook::AppState>,
     server: portcullis::webhook::Server,
+    audit_dir: tempfile::TempDir,
 }
 
 impl Drop for Webhook {
@@ -469,87 +372,54 @@ impl Webhook {
         portcullis::install_crypto_provider();
         let policy = portcullis::policy::Policy::from_yaml(policy, "test policy").unwrap();
         let metrics = Arc::new(portcullis::metrics::Metrics::default());
-        let registry = portcullis::registry::Registry::new(
-            Default::default(),
-            vec![],
-            Default::default(),
-            &[],
-        )
-        .unwrap();
+        let audit_dir = tempfile::tempdir().unwrap();
+        let registry =
+            portcullis::registry::Registry::new(Default::default(), vec![], Default::default(), &[]).unwrap();
         let state = Arc::new(portcullis::webhook::AppState {
             engine: portcullis::engine::Engine::new(registry, &cfg, metrics.clone()),
             policy: std::sync::RwLock::new(Arc::new(policy)),
             tiers: portcullis::cluster::TierSource::Static,
             metrics,
-            audit: portcullis::audit::AuditLog::open("-").unwrap(),
+            audit: portcullis::audit::AuditLog::open(audit_dir.path().join("audit.jsonl").to_str().unwrap()).unwrap(),
             deadline: Duration::from_secs(8),
         });
         let tls = test_tls();
-        let rustls = axum_server::tls_rustls::RustlsConfig::from_pem(
-            tls.cert_pem.into_bytes(),
-            tls.key_pem.into_bytes(),
-        )
-        .await
-        .unwrap();
-        let server =
-            portcullis::webhook::serve(state.clone(), "127.0.0.1:0".parse().unwrap(), rustls)
+        let rustls =
+            axum_server::tls_rustls::RustlsConfig::from_pem(tls.cert_pem.into_bytes(), tls.key_pem.into_bytes())
                 .await
                 .unwrap();
+        let server = portcullis::webhook::serve(state.clone(), "127.0.0.1:0".parse().unwrap(), rustls).await.unwrap();
         let client = reqwest::Client::builder()
             .tls_certs_only([reqwest::Certificate::from_pem(tls.ca_pem.as_bytes()).unwrap()])
             .build()
             .unwrap();
-        Webhook {
-            url: format!("https://127.0.0.1:{}", server.addr.port()),
-            client,
-            state,
-            server,
-        }
+        Webhook { url: format!("https://127.0.0.1:{}", server.addr.port()), client, state, server, audit_dir }
+    }
+
+    /// The audit records written so far.
+    pub fn audit(&self) -> Vec<Value> {
+        let text = std::fs::read_to_string(self.audit_dir.path().join("audit.jsonl")).unwrap_or_default();
+        text.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["audit"].clone()).collect()
     }
 
     /// Sends a Pod CREATE review for `images` in `namespace`; returns the response object.
-    pub async fn admit_pod(
-        &self,
-        namespace: &str,
-        images: &[&str],
-        annotations: Value,
-        groups: &[&str],
-    ) -> Value {
+    pub async fn admit_pod(&self, namespace: &str, images: &[&str], annotations: Value, groups: &[&str]) -> Value {
         let review = pod_review(namespace, images, annotations, groups);
-        let r = self
-            .client
-            .post(format!("{}/validate?timeout=10s", self.url))
-            .json(&review)
-            .send()
-            .await
-            .unwrap();
+        let r = self.client.post(format!("{}/validate?timeout=10s", self.url)).json(&review).send().await.unwrap();
         assert_eq!(r.status(), 200);
         let v: Value = r.json().await.unwrap();
-        assert_eq!(
-            v["response"]["uid"], review["request"]["uid"],
-            "the response must carry the request uid"
-        );
+        assert_eq!(v["response"]["uid"], review["request"]["uid"], "the response must carry the request uid");
         v["response"].clone()
     }
 
     pub async fn metrics(&self) -> String {
-        self.client
-            .get(format!("{}/metrics", self.url))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        self.client.get(format!("{}/metrics", self.url)).send().await.unwrap().text().await.unwrap()
     }
 }
 
 pub fn pod_review(namespace: &str, images: &[&str], annotations: Value, groups: &[&str]) -> Value {
-    let containers: Vec<Value> = images
-        .iter()
-        .enumerate()
-        .map(|(i, im)| json!({"name": format!("c{i}"), "image": im}))
-        .collect();
+    let containers: Vec<Value> =
+        images.iter().enumerate().map(|(i, im)| json!({"name": format!("c{i}"), "image": im})).collect();
     json!({
         "apiVersion": "admission.k8s.io/v1",
         "kind": "AdmissionReview",
@@ -578,8 +448,5 @@ pub fn pod_review(namespace: &str, images: &[&str], annotations: Value, groups: 
 
 /// Every metric line `name{labels} value` whose text starts with `prefix`, summed.
 pub fn metric(text: &str, prefix: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(prefix))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    text.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
 }
