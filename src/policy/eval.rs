@@ -505,13 +505,16 @@ mod tests {
         ChronoDuration::hours(n)
     }
 
+    /// (case, tier yaml, exceptions, attestations, admitted, text expected in problems or notes)
+    type Row = (&'static str, String, &'static str, Vec<Outcome>, bool, &'static str);
+
     #[test]
     fn policy_table() {
         use Severity::*;
         let crit = || finding("CVE-1", Critical, "3.0.13", None);
         let high = |id: &str| finding(id, High, "3.0.13", None);
         // (case, tier yaml, exceptions, evidence, admitted, text in problems/notes)
-        let rows: Vec<(&str, String, &str, Vec<Outcome>, bool, &str)> = vec![
+        let rows: Vec<Row> = vec![
             ("no findings", VULNS.into(), "", vec![scan("scanner", h(1), vec![])], true, ""),
             (
                 "critical: one over the limit 0",
