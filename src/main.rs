@@ -186,7 +186,11 @@ fn main() -> ExitCode {
 
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    use std::io::IsTerminal as _;
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Text => b.init(),
         LogFormat::Json => b.json().init(),
@@ -320,7 +324,9 @@ async fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
         Output::Text => {
             for v in &verdicts {
                 let digest = v.digest.as_deref().map(|d| format!("@{d}")).unwrap_or_default();
-                if !v.admitted {
+                if v.error.is_some() && !v.admitted {
+                    println!("ERROR  {}", v.denial_message());
+                } else if !v.admitted {
                     println!("DENY   {}", v.denial_message());
                 } else if !v.problems.is_empty() {
                     println!(

@@ -8,58 +8,6 @@ use common::*;
 use portcullis::engine::EngineConfig;
 use serde_json::{json, Value};
 
-const VULN: &str = "vuln";
-
-struct World {
-    reg: Registry,
-    cosign: Cosign,
-    policy: String,
-}
-
-async fn world() -> World {
-    let reg = Registry::start().await;
-    let cosign = Cosign::new();
-    let scanner = cosign.keygen("scanner");
-    let ci = cosign.keygen("ci");
-    cosign.keygen("rogue");
-    World { reg, cosign, policy: policy_yaml(&scanner, &ci) }
-}
-
-impl World {
-    /// Pushes `repo:tag` and attests it: `scan` by `scan_key`, `tests` by `ci`.
-    async fn image(&self, repo: &str, tag: &str, scan: Option<(&str, Value)>, tests: Option<(&str, Value)>) -> String {
-        static PUSHES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = PUSHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let image = self.reg.push_image(repo, tag, &format!("{repo}:{tag}#{n}")).await;
-        if let Some((key, pred)) = scan {
-            self.cosign.attest(key, &image, VULN, &pred);
-        }
-        if let Some((key, pred)) = tests {
-            self.cosign.attest(key, &image, TEST_RESULT, &pred);
-        }
-        image
-    }
-}
-
-fn clean() -> Value {
-    vuln_predicate(&[], Utc::now() - Age::hours(1))
-}
-
-fn criticals() -> Value {
-    vuln_predicate(
-        &[
-            ("CVE-2024-1111", "openssl", "3.0.1", "3.0.13", "CRITICAL"),
-            ("CVE-2024-2222", "zlib", "1.2.11", "1.2.13", "CRITICAL"),
-            ("CVE-2024-3333", "bash", "5.2", "", "LOW"),
-        ],
-        Utc::now() - Age::hours(1),
-    )
-}
-
-fn passed() -> Value {
-    test_predicate("PASSED", &[])
-}
-
 fn message(resp: &Value) -> String {
     resp["status"]["message"].as_str().unwrap_or_default().to_string()
 }
@@ -175,9 +123,31 @@ async fn admission_table() {
     );
     assert!(hook.metrics().await.contains("portcullis_break_glass_total{tier=\"production\"} 1"));
 
+    // A controller creating a Pod from its owner's template carries the
+    // owner's break-glass (judged when the owner was admitted); the same Pod
+    // without an owner, from the same account, does not.
+    let controller_pod = |owned: bool| {
+        let mut r = pod_review(
+            "prod",
+            &[&tag("crit")],
+            json!({"portcullis.dev/break-glass": "payments outage, rolling forward the hotfix", "portcullis.dev/break-glass-ticket": "INC-4242"}),
+            &[],
+        );
+        r["request"]["userInfo"] = json!({"username": "system:serviceaccount:kube-system:replicaset-controller", "groups": ["system:serviceaccounts", "system:serviceaccounts:kube-system"]});
+        if owned {
+            r["request"]["object"]["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-5d8f", "uid": "1", "controller": true}]);
+        }
+        r
+    };
+    for (owned, allowed) in [(true, true), (false, false)] {
+        let r = hook.client.post(format!("{}/validate", hook.url)).json(&controller_pod(owned)).send().await.unwrap();
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["response"]["allowed"], allowed, "owned={owned}: {v}");
+    }
+
     // Every decision left an audit record with what is needed to replay it.
     let audit = hook.audit();
-    assert_eq!(audit.len(), rows.len() + 4, "one audit record per decision");
+    assert_eq!(audit.len(), rows.len() + 6, "one audit record per decision");
     let policy_digest = hook.state.policy().digest.clone();
     for r in &audit {
         assert_eq!(r["policyDigest"], policy_digest.as_str());
@@ -326,4 +296,33 @@ async fn other_kinds_pass_untouched_and_workloads_are_checked() {
     // An UPDATE that changes an image is.
     upd["request"]["oldObject"]["spec"]["containers"][0]["image"] = json!("registry.example/other:v0");
     assert_eq!(send(upd).await["allowed"], false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_registry_does_not_hold_the_answer() {
+    // A registry that accepts connections and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    let held = std::sync::Arc::new(tokio::sync::Mutex::new(Vec::new()));
+    let keep = held.clone();
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            keep.lock().await.push(sock);
+        }
+    });
+    let w = world().await;
+    let deadline = std::time::Duration::from_secs(1);
+    let hook = Webhook::start_with_deadline(&w.policy, EngineConfig::default(), deadline).await;
+    let image = format!("{host}/shop/slow:v1");
+    for (ns, allowed) in [("prod", false), ("dev", true)] {
+        let started = std::time::Instant::now();
+        let resp = hook.admit_pod(ns, &[&image], json!({}), &[]).await;
+        let took = started.elapsed();
+        assert_eq!(resp["allowed"], allowed, "{ns}: {resp}");
+        let said = format!("{}{}", message(&resp), warnings(&resp));
+        assert!(said.contains("did not answer before the admission deadline"), "{ns}: {said}");
+        // Answered at the deadline, well inside the API server's timeoutSeconds (10s).
+        assert!(took < deadline * 4, "{ns}: answered after {took:?}");
+    }
+    assert!(!held.lock().await.is_empty(), "the registry was really asked");
 }

@@ -314,13 +314,12 @@ impl Registry {
         if e.is_timeout() {
             RegistryError::Timeout { registry: image.registry.clone(), secs: self.limits.request_timeout.as_secs_f64() }
         } else {
-            let mut why = e.to_string();
-            let mut src = std::error::Error::source(&e);
-            while let Some(s) = src {
-                why = format!("{why}: {s}");
-                src = s.source();
+            // The root cause says it best ("Connection refused", "failed to lookup address").
+            let mut root: &dyn std::error::Error = &e;
+            while let Some(s) = root.source() {
+                root = s;
             }
-            RegistryError::Unreachable { registry: image.registry.clone(), why }
+            RegistryError::Unreachable { registry: image.registry.clone(), why: root.to_string() }
         }
     }
 }

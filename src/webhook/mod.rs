@@ -296,7 +296,17 @@ pub async fn decide(
             .into_iter()
             .map(|c| c.image)
             .collect();
-        images.retain(|c| !before.contains(&c.image));
+        // A break-glass annotation added or changed is judged with all images,
+        // so that a controller copying it later copies a granted one.
+        let glass = |o: &Value| {
+            extract::pod_annotations(&kind, o)
+                .iter()
+                .find_map(|a| a.get(policy::BREAK_GLASS_ANNOTATION).and_then(Value::as_str).map(String::from))
+        };
+        let glass_changed = glass(&object).is_some() && glass(&object) != glass(&old);
+        if !glass_changed {
+            images.retain(|c| !before.contains(&c.image));
+        }
     }
     if images.is_empty() {
         return (allow, record);
@@ -371,6 +381,7 @@ pub async fn decide(
             ticket: ann(policy::BREAK_GLASS_TICKET_ANNOTATION),
             user: req.user_info.username.as_deref().unwrap_or(""),
             groups: req.user_info.groups.as_deref().unwrap_or(&[]),
+            by_controller: is_controller_copy(req, &object),
         },
     );
     record.break_glass = bg.clone();
@@ -408,6 +419,21 @@ pub async fn decide(
     }
     record.warnings = warnings;
     (resp, record)
+}
+
+/// True when a built-in controller (kube-system service account) creates an
+/// object on behalf of its owner (a ReplicaSet for a Deployment, a Pod for a
+/// ReplicaSet): the owner's pod template, annotations included, was judged
+/// when the owner was admitted, so its break-glass is not asked again of the
+/// controller's own groups.
+fn is_controller_copy(req: &AdmissionRequest<DynamicObject>, object: &Value) -> bool {
+    let system_controller =
+        req.user_info.username.as_deref().is_some_and(|u| u.starts_with("system:serviceaccount:kube-system:"));
+    let owned = object
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .is_some_and(|refs| refs.iter().any(|r| r.get("controller").and_then(Value::as_bool) == Some(true)));
+    system_controller && owned
 }
 
 fn truncate(s: &str, max: usize) -> String {

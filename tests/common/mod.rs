@@ -369,6 +369,14 @@ impl Drop for Webhook {
 
 impl Webhook {
     pub async fn start(policy: &str, cfg: portcullis::engine::EngineConfig) -> Webhook {
+        Self::start_with_deadline(policy, cfg, Duration::from_secs(8)).await
+    }
+
+    pub async fn start_with_deadline(
+        policy: &str,
+        cfg: portcullis::engine::EngineConfig,
+        deadline: Duration,
+    ) -> Webhook {
         portcullis::install_crypto_provider();
         let policy = portcullis::policy::Policy::from_yaml(policy, "test policy").unwrap();
         let metrics = Arc::new(portcullis::metrics::Metrics::default());
@@ -381,7 +389,7 @@ impl Webhook {
             tiers: portcullis::cluster::TierSource::Static,
             metrics,
             audit: portcullis::audit::AuditLog::open(audit_dir.path().join("audit.jsonl").to_str().unwrap()).unwrap(),
-            deadline: Duration::from_secs(8),
+            deadline,
         });
         let tls = test_tls();
         let rustls =
@@ -449,4 +457,62 @@ pub fn pod_review(namespace: &str, images: &[&str], annotations: Value, groups: 
 /// Every metric line `name{labels} value` whose text starts with `prefix`, summed.
 pub fn metric(text: &str, prefix: &str) -> f64 {
     text.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
+}
+
+pub const VULN: &str = "vuln";
+
+pub struct World {
+    pub reg: Registry,
+    pub cosign: Cosign,
+    pub policy: String,
+}
+
+pub async fn world() -> World {
+    let reg = Registry::start().await;
+    let cosign = Cosign::new();
+    let scanner = cosign.keygen("scanner");
+    let ci = cosign.keygen("ci");
+    cosign.keygen("rogue");
+    World { reg, cosign, policy: policy_yaml(&scanner, &ci) }
+}
+
+impl World {
+    /// Pushes `repo:tag` and attests it: `scan` by `scan_key`, `tests` by `ci`.
+    pub async fn image(
+        &self,
+        repo: &str,
+        tag: &str,
+        scan: Option<(&str, Value)>,
+        tests: Option<(&str, Value)>,
+    ) -> String {
+        static PUSHES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = PUSHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let image = self.reg.push_image(repo, tag, &format!("{repo}:{tag}#{n}")).await;
+        if let Some((key, pred)) = scan {
+            self.cosign.attest(key, &image, VULN, &pred);
+        }
+        if let Some((key, pred)) = tests {
+            self.cosign.attest(key, &image, TEST_RESULT, &pred);
+        }
+        image
+    }
+}
+
+pub fn clean() -> Value {
+    vuln_predicate(&[], chrono::Utc::now() - chrono::Duration::hours(1))
+}
+
+pub fn criticals() -> Value {
+    vuln_predicate(
+        &[
+            ("CVE-2024-1111", "openssl", "3.0.1", "3.0.13", "CRITICAL"),
+            ("CVE-2024-2222", "zlib", "1.2.11", "1.2.13", "CRITICAL"),
+            ("CVE-2024-3333", "bash", "5.2", "", "LOW"),
+        ],
+        chrono::Utc::now() - chrono::Duration::hours(1),
+    )
+}
+
+pub fn passed() -> Value {
+    test_predicate("PASSED", &[])
 }

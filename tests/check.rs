@@ -1,0 +1,142 @@
+//! `portcullis check` (the CI entry point) and `portcullis policy lint`, run
+//! as the real binary against a real registry and cosign attestations.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+use portcullis::engine::EngineConfig;
+use serde_json::{json, Value};
+
+fn portcullis(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_portcullis")).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_exit_codes_and_the_same_verdict_as_admission() {
+    let w = world().await;
+    let clean_img = w.image("shop/api", "clean", Some(("scanner", clean())), Some(("ci", passed()))).await;
+    let crit_img = w.image("shop/api", "crit", Some(("scanner", criticals())), Some(("ci", passed()))).await;
+    let stale = vuln_predicate(&[], chrono::Utc::now() - chrono::Duration::hours(48));
+    let stale_img = w.image("shop/api", "stale", Some(("scanner", stale)), Some(("ci", passed()))).await;
+    let policy = w.cosign.path().join("policy.yaml");
+    std::fs::write(&policy, &w.policy).unwrap();
+    let policy = policy.to_str().unwrap();
+
+    // (case, image, tier, exit code, text on stdout)
+    let rows = [
+        ("clean in production", clean_img.as_str(), "production", 0, "ADMIT"),
+        (
+            "criticals in production",
+            crit_img.as_str(),
+            "production",
+            1,
+            "2 critical vulnerabilities exceed the limit 0",
+        ),
+        ("criticals in development (warn)", crit_img.as_str(), "development", 0, "WARN"),
+        ("stale scan in production", stale_img.as_str(), "production", 1, "older than the maxAge 24h"),
+    ];
+    for (case, image, tier, code, text) in rows {
+        let (got, out, err) = portcullis(&["check", image, "--policy", policy, "--tier", tier]);
+        assert_eq!(got, code, "{case}: stdout {out} stderr {err}");
+        assert!(out.contains(text), "{case}: {out}");
+    }
+
+    // Errors exit 2: an unknown tier, an unreachable registry, a bad reference.
+    let (code, _, err) = portcullis(&["check", &clean_img, "--policy", policy, "--tier", "prod"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("tier \"prod\" is not defined"), "{err}");
+    let (code, out, _) = portcullis(&["check", "127.0.0.1:1/shop/api:v1", "--policy", policy, "--tier", "production"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("registry 127.0.0.1:1 unreachable"), "{out}");
+    let (code, _, err) = portcullis(&["check", "Bad Ref", "--policy", policy, "--tier", "production"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("invalid image reference"), "{err}");
+
+    // Replaying at the recorded time gives the recorded verdict: the stale
+    // scan was fresh a day ago.
+    let yesterday = (chrono::Utc::now() - chrono::Duration::hours(36)).to_rfc3339();
+    let (code, out, _) =
+        portcullis(&["check", &stale_img, "--policy", policy, "--tier", "production", "--at", &yesterday]);
+    assert_eq!(code, 0, "{out}");
+
+    // The webhook and check agree, reason for reason.
+    let hook = Webhook::start(&w.policy, EngineConfig::default()).await;
+    for image in [&clean_img, &crit_img, &stale_img] {
+        let (_, out, _) = portcullis(&["check", image, "--policy", policy, "--tier", "production", "--output", "json"]);
+        let cli: Value = serde_json::from_str(&out).unwrap();
+        let resp = hook.admit_pod("prod", &[image], json!({}), &[]).await;
+        let audit = hook.audit();
+        let admitted = audit.last().unwrap();
+        assert_eq!(cli["allowed"], resp["allowed"], "{image}");
+        assert_eq!(cli["policyDigest"], admitted["policyDigest"]);
+        for field in ["admitted", "digest", "problems", "evidence", "exceptions"] {
+            assert_eq!(cli["verdicts"][0][field], admitted["images"][0][field], "{image}: {field}");
+        }
+    }
+}
+
+#[test]
+fn lint_reports_every_problem_with_its_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        r#"apiVersion: portcullis.dev/v1alpha1
+kind: PromotionPolicy
+spec:
+  signers:
+    scanner: { publicKey: "-----BEGIN PUBLIC KEY-----\nnot a key\n-----END PUBLIC KEY-----" }
+  defaultTier: prod
+  tiers:
+    production:
+      vulnerabilities: { signedBy: [scanner, qa], max: { critical: 0 } }
+      tests: { signedBy: [ci] }
+  exceptions:
+    - { id: CVE-1, tiers: [staging], expires: 2026-12-31, reason: "", approvedBy: sec }
+"#,
+    )
+    .unwrap();
+    let (code, out, _) = portcullis(&["policy", "lint", bad.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    for expected in [
+        "spec.defaultTier: names undefined tier \"prod\"",
+        "spec.tiers.production.vulnerabilities.signedBy[1]: names undefined signer \"qa\"",
+        "spec.tiers.production.tests.signedBy[0]: names undefined signer \"ci\"",
+        "spec.exceptions[0].reason: is empty",
+        "spec.exceptions[0].tiers[0]: names undefined tier \"staging\"",
+        "spec.signers.scanner",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+
+    // Syntax and schema errors carry line and column.
+    std::fs::write(&bad, "apiVersion: portcullis.dev/v1alpha1\nkind: PromotionPolicy\nspec:\n  signers: {}\n  tiers:\n    production:\n      mood: enforce\n").unwrap();
+    let (code, out, _) = portcullis(&["policy", "lint", bad.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(out.contains(":7:") && out.contains("unknown field `mood`"), "{out}");
+    std::fs::write(&bad, "apiVersion: portcullis.dev/v1alpha1\nkind: PromotionPolicy\nspec:\n  signers: {}\n  tiers:\n    p: { vulnerabilities: { signedBy: [], maxAge: soon } }\n").unwrap();
+    let (_, out, _) = portcullis(&["policy", "lint", bad.to_str().unwrap()]);
+    assert!(out.contains("duration \"soon\" does not parse"), "{out}");
+
+    // The embedded default and the shipped manifests' policy are valid.
+    let (code, out, _) = portcullis(&["policy", "lint", "src/policy/default-policy.yaml"]);
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn serve_refuses_an_invalid_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "kind: Nope\n").unwrap();
+    let (code, _, err) =
+        portcullis(&["serve", "--policy", bad.to_str().unwrap(), "--cluster", "never", "--listen", "127.0.0.1:0"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("refusing to start on an invalid policy"), "{err}");
+}
