@@ -39,6 +39,26 @@ impl Severity {
         }
     }
 
+    /// CVSS v3 qualitative bands: 9.0+ critical, 7.0+ high, 4.0+ medium, else low.
+    pub fn from_cvss(score: f64) -> Severity {
+        match score {
+            s if s >= 9.0 => Severity::Critical,
+            s if s >= 7.0 => Severity::High,
+            s if s >= 4.0 => Severity::Medium,
+            s if s >= 0.0 => Severity::Low,
+            _ => Severity::Unknown,
+        }
+    }
+
+    /// The scanner's severity name; when it is missing or unrecognised, the
+    /// CVSS score's band; else `Unknown`.
+    pub fn from_name_or_cvss(name: &str, cvss: Option<f64>) -> Severity {
+        match (Severity::parse(name), cvss) {
+            (Severity::Unknown, Some(score)) => Severity::from_cvss(score),
+            (s, _) => s,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Severity::Critical => "critical",
@@ -63,6 +83,7 @@ pub struct Finding {
     /// Versions that fix it; empty when no fix is known.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub fixed_versions: Vec<String>,
+    pub fix_state: FixState,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub published: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -71,7 +92,34 @@ pub struct Finding {
     pub target: String,
 }
 
+/// Whether the vendor ships a fix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FixState {
+    Fixed,
+    NotFixed,
+    WontFix,
+    Unknown,
+}
+
+impl FixState {
+    /// Maps scanner fix states (`fixed`, `not-fixed`, `affected`, `wont-fix`,
+    /// `will_not_fix`, …) case-insensitively; a fixed version implies `Fixed`.
+    pub fn parse(state: &str, has_fixed_version: bool) -> FixState {
+        if has_fixed_version {
+            return FixState::Fixed;
+        }
+        match state.trim().to_ascii_lowercase().replace('_', "-").as_str() {
+            "fixed" => FixState::Fixed,
+            "not-fixed" | "affected" | "fix-deferred" | "under-investigation" => FixState::NotFixed,
+            "wont-fix" | "will-not-fix" | "end-of-life" => FixState::WontFix,
+            _ => FixState::Unknown,
+        }
+    }
+}
+
 impl Finding {
+    /// A fix is available: a fixed version is known.
     pub fn fixable(&self) -> bool {
         !self.fixed_versions.is_empty()
     }

@@ -38,6 +38,8 @@ struct Vuln {
     fixed_version: String,
     #[serde(rename = "Severity", default)]
     severity: String,
+    #[serde(rename = "Status", default)]
+    status: String,
     #[serde(rename = "PublishedDate", default)]
     published_date: Option<String>,
     #[serde(rename = "CVSS", default)]
@@ -55,16 +57,17 @@ pub(super) fn parse(v: &serde_json::Value) -> std::result::Result<VulnReport, St
     let mut findings = Vec::new();
     for res in r.results.unwrap_or_default() {
         for vu in res.vulnerabilities.unwrap_or_default() {
-            let fixed_versions =
+            let fixed_versions: Vec<String> =
                 vu.fixed_version.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
             let cvss =
                 vu.cvss.as_ref().and_then(|m| m.get("nvd").or_else(|| m.values().next())).and_then(|c| c.v3_score);
             findings.push(Finding {
                 id: vu.id,
                 aliases: vu.vendor_ids,
-                severity: Severity::parse(&vu.severity),
+                severity: Severity::from_name_or_cvss(&vu.severity, cvss),
                 package: vu.pkg_name,
                 installed_version: vu.installed_version,
+                fix_state: super::FixState::parse(&vu.status, !fixed_versions.is_empty()),
                 fixed_versions,
                 published: parse_time(vu.published_date.as_deref()).unwrap_or(None),
                 cvss,

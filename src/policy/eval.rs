@@ -439,6 +439,7 @@ mod tests {
             package: "openssl".into(),
             installed_version: "3.0.1".into(),
             fixed_versions: if fixed.is_empty() { vec![] } else { vec![fixed.into()] },
+            fix_state: crate::evidence::FixState::parse("", !fixed.is_empty()),
             published: published.map(|p| p.parse().unwrap()),
             cvss: None,
             target: String::new(),

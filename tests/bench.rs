@@ -1,0 +1,62 @@
+//! Decision latency through the HTTPS endpoint against a real registry:
+//! uncached (tag resolution, attestation fetch, verification) and cached.
+//! Run with `make bench`; it prints numbers and asserts nothing about speed.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use portcullis::engine::EngineConfig;
+use serde_json::json;
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run with `make bench`"]
+async fn decision_latency() {
+    let w = world().await;
+    let n = 20;
+    let mut images = Vec::new();
+    for i in 0..n {
+        w.image("bench/app", &format!("v{i}"), Some(("scanner", criticals())), Some(("ci", passed()))).await;
+        images.push(format!("{}/bench/app:v{i}", w.reg.host));
+    }
+    let hook = Webhook::start(&w.policy, EngineConfig::default()).await;
+    // Warm the TLS connection so both series measure the decision, not the handshake.
+    hook.client.get(format!("{}/healthz", hook.url)).send().await.unwrap();
+
+    let mut uncached = Vec::new();
+    for image in &images {
+        let t = Instant::now();
+        let resp = hook.admit_pod("prod", &[image], json!({}), &[]).await;
+        uncached.push(t.elapsed());
+        assert_eq!(resp["allowed"], false);
+    }
+    let mut cached = Vec::new();
+    for _ in 0..10 {
+        for image in &images {
+            let t = Instant::now();
+            hook.admit_pod("prod", &[image], json!({}), &[]).await;
+            cached.push(t.elapsed());
+        }
+    }
+    uncached.sort();
+    cached.sort();
+    println!(
+        "uncached decision (resolve + attestations + verify + evaluate), {} images: p50 {:?}  p90 {:?}  max {:?}",
+        uncached.len(),
+        percentile(&uncached, 0.5),
+        percentile(&uncached, 0.9),
+        uncached.last().unwrap()
+    );
+    println!(
+        "cached decision, {} requests: p50 {:?}  p90 {:?}  p99 {:?}",
+        cached.len(),
+        percentile(&cached, 0.5),
+        percentile(&cached, 0.9),
+        percentile(&cached, 0.99)
+    );
+}
