@@ -106,8 +106,8 @@ spec:
     let (code, out, _) = portcullis(&["policy", "lint", bad.to_str().unwrap()]);
     assert_eq!(code, 1, "{out}");
     for expected in [
-        "spec.defaultTier: names undefined tier \"prod\"",
-        "spec.tiers.production.vulnerabilities.signedBy[1]: names undefined signer \"qa\"",
+        "bad.yaml:6:3: spec.defaultTier: names undefined tier \"prod\"",
+        "bad.yaml:9:46: spec.tiers.production.vulnerabilities.signedBy[1]: names undefined signer \"qa\"",
         "spec.tiers.production.tests.signedBy[0]: names undefined signer \"ci\"",
         "spec.exceptions[0].reason: is empty",
         "spec.exceptions[0].tiers[0]: names undefined tier \"staging\"",

@@ -195,6 +195,11 @@ pub struct TestReport {
     pub warned_tests: Vec<String>,
     #[serde(default)]
     pub failed_tests: Vec<String>,
+    /// When the run finished. Not part of test-result v0.1, which carries no
+    /// time; read from an optional RFC 3339 `finishedOn` field CI may add,
+    /// so that `tests.maxAge` can be enforced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_on: Option<DateTime<Utc>>,
 }
 
 /// The in-toto ResourceDescriptor fields a test configuration is named by.

@@ -1,8 +1,17 @@
 //! Trivy JSON (`trivy image --format json`, schema version 2).
+//!
+//! Field names follow `pkg/types/report.go` and `DetectedVulnerability` in
+//! aquasecurity/trivy: the report's `CreatedAt` is the scan time (absent in
+//! reports older than v0.48); each vulnerability carries `Severity` (upper
+//! case as Trivy writes it, matched case-insensitively here), `Status`,
+//! `FixedVersion` (comma-separated when several branches fix it),
+//! `VendorIDs`, `PublishedDate` and per-source `CVSS` scores.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Deserialize;
 
-use super::{parse_time, Finding, Severity, VulnReport};
+use super::{parse_time, Finding, FixState, Severity, VulnReport};
 
 pub(super) fn looks_like(v: &serde_json::Value) -> bool {
     v.get("SchemaVersion").is_some() || v.get("Results").is_some()
@@ -11,6 +20,8 @@ pub(super) fn looks_like(v: &serde_json::Value) -> bool {
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct Report {
+    #[serde(default)]
+    created_at: Option<String>,
     #[serde(default)]
     results: Option<Vec<Result>>,
 }
@@ -29,7 +40,7 @@ struct Vuln {
     #[serde(rename = "VulnerabilityID")]
     id: String,
     #[serde(rename = "VendorIDs", default)]
-    vendor_ids: Vec<String>,
+    vendor_ids: Option<Vec<String>>,
     #[serde(rename = "PkgName", default)]
     pkg_name: String,
     #[serde(rename = "InstalledVersion", default)]
@@ -38,36 +49,57 @@ struct Vuln {
     fixed_version: String,
     #[serde(rename = "Severity", default)]
     severity: String,
+    #[serde(rename = "SeveritySource", default)]
+    severity_source: String,
     #[serde(rename = "Status", default)]
     status: String,
     #[serde(rename = "PublishedDate", default)]
     published_date: Option<String>,
     #[serde(rename = "CVSS", default)]
-    cvss: Option<std::collections::BTreeMap<String, Cvss>>,
+    cvss: Option<BTreeMap<String, Cvss>>,
 }
 
 #[derive(Deserialize)]
 struct Cvss {
     #[serde(rename = "V3Score", default)]
     v3_score: Option<f64>,
+    #[serde(rename = "V40Score", default)]
+    v40_score: Option<f64>,
+}
+
+/// The CVSS base score to band a severity by: v3 from the source Trivy took
+/// the severity from, else NVD's, else any source's (highest); a v4.0 score
+/// only when no source has v3 (both versions share the qualitative bands).
+/// v2 scores are never used: their bands differ.
+fn best_cvss(vu: &Vuln) -> Option<f64> {
+    let m = vu.cvss.as_ref()?;
+    let valid = |s: Option<f64>| s.filter(|s| s.is_finite() && *s > 0.0);
+    let preferred = [vu.severity_source.as_str(), "nvd"];
+    let pick = |score: &dyn Fn(&Cvss) -> Option<f64>| {
+        preferred
+            .iter()
+            .find_map(|src| m.get(*src).and_then(|c| valid(score(c))))
+            .or_else(|| m.values().filter_map(|c| valid(score(c))).reduce(f64::max))
+    };
+    pick(&|c| c.v3_score).or_else(|| pick(&|c| c.v40_score))
 }
 
 pub(super) fn parse(v: &serde_json::Value) -> std::result::Result<VulnReport, String> {
     let r: Report = serde_json::from_value(v.clone()).map_err(|e| format!("Trivy report: {e}"))?;
+    let finished_on = parse_time(r.created_at.as_deref()).map_err(|e| format!("Trivy report CreatedAt: {e}"))?;
     let mut findings = Vec::new();
     for res in r.results.unwrap_or_default() {
         for vu in res.vulnerabilities.unwrap_or_default() {
             let fixed_versions: Vec<String> =
                 vu.fixed_version.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
-            let cvss =
-                vu.cvss.as_ref().and_then(|m| m.get("nvd").or_else(|| m.values().next())).and_then(|c| c.v3_score);
+            let cvss = best_cvss(&vu);
             findings.push(Finding {
+                aliases: vu.vendor_ids.clone().unwrap_or_default(),
                 id: vu.id,
-                aliases: vu.vendor_ids,
                 severity: Severity::from_name_or_cvss(&vu.severity, cvss),
                 package: vu.pkg_name,
                 installed_version: vu.installed_version,
-                fix_state: super::FixState::parse(&vu.status, !fixed_versions.is_empty()),
+                fix_state: FixState::parse(&vu.status, !fixed_versions.is_empty()),
                 fixed_versions,
                 published: parse_time(vu.published_date.as_deref()).unwrap_or(None),
                 cvss,
@@ -75,5 +107,38 @@ pub(super) fn parse(v: &serde_json::Value) -> std::result::Result<VulnReport, St
             });
         }
     }
-    Ok(VulnReport { scanner: "trivy".to_string(), finished_on: None, findings })
+    keep_distinct_aliases(&mut findings);
+    Ok(VulnReport { scanner: "trivy".to_string(), finished_on, findings })
+}
+
+/// Keeps only the aliases that name one vulnerability. Scanners list, next
+/// to a vulnerability's id, other ids for it (a GHSA for a CVE), but also
+/// vendor advisories that fix several vulnerabilities at once: Trivy's
+/// `VendorIDs` for Amazon, Oracle or Debian hold an ALAS/ELSA/DSA that
+/// covers every CVE it fixes in that package. Taken as aliases, those would
+/// make [`VulnReport::dedup`] count all those CVEs as one. So an alias that
+/// more than one id of the same package and version claims is dropped, as
+/// is an alias equal to the finding's own id.
+pub(super) fn keep_distinct_aliases(findings: &mut [Finding]) {
+    let mut claimed: HashMap<(&str, &str, &str), HashSet<&str>> = HashMap::new();
+    for f in findings.iter() {
+        for a in f.aliases.iter().filter(|a| **a != f.id) {
+            claimed.entry((a, &f.package, &f.installed_version)).or_default().insert(&f.id);
+        }
+    }
+    let shared: HashSet<(String, String, String)> = claimed
+        .into_iter()
+        .filter(|(_, ids)| ids.len() > 1)
+        .map(|((a, p, v), _)| (a.to_string(), p.to_string(), v.to_string()))
+        .collect();
+    for f in findings.iter_mut() {
+        let (id, package, version) = (f.id.clone(), f.package.clone(), f.installed_version.clone());
+        let mut seen = HashSet::new();
+        f.aliases.retain(|a| {
+            !a.is_empty()
+                && *a != id
+                && seen.insert(a.clone())
+                && !shared.contains(&(a.clone(), package.clone(), version.clone()))
+        });
+    }
 }

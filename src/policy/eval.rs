@@ -270,9 +270,11 @@ impl Ctx<'_> {
                 _ => None,
             })
             .collect();
-        // Test results carry no time: the last one attached wins.
-        let Some((att, _, report)) =
-            found.iter().filter(|(_, s, _)| signed_by_any(s, &rule.signed_by)).max_by_key(|(a, _, _)| a.index)
+        // The newest by finishedOn when results carry it, else the last attached.
+        let Some((att, _, report)) = found
+            .iter()
+            .filter(|(_, s, _)| signed_by_any(s, &rule.signed_by))
+            .max_by_key(|(a, _, r)| (r.finished_on, a.index))
         else {
             let signers: Vec<&[String]> = found.iter().map(|(_, s, _)| *s).collect();
             v.problems.push(self.missing(
@@ -309,6 +311,49 @@ impl Ctx<'_> {
         } else if !report.failed_tests.is_empty() {
             v.problems
                 .push(format!("test result is {} but lists failed tests{failed}{url}", outcome_str(report.result)));
+        }
+        let ran =
+            |c: &str| report.configuration.iter().any(|d| d.name.as_deref() == Some(c) || d.uri.as_deref() == Some(c));
+        let missing: Vec<&str> = rule.require_configurations.iter().map(String::as_str).filter(|c| !ran(c)).collect();
+        if !missing.is_empty() {
+            v.problems.push(format!(
+                "required test configuration{} {} did not run (tier {}){url}",
+                if missing.len() == 1 { "" } else { "s" },
+                missing.join(", "),
+                self.tier
+            ));
+        }
+        let passed = |t: &str| {
+            report.passed_tests.iter().any(|p| p == t)
+                || (rule.require != TestOutcome::Passed && report.warned_tests.iter().any(|p| p == t))
+        };
+        let not_passed: Vec<&str> = rule.require_tests.iter().map(String::as_str).filter(|t| !passed(t)).collect();
+        if !not_passed.is_empty() {
+            v.problems.push(format!("required tests not passed: {} (tier {}){url}", not_passed.join(", "), self.tier));
+        }
+        if let Some(min) = rule.min_passed {
+            if (report.passed_tests.len() as u64) < min as u64 {
+                v.problems.push(format!(
+                    "only {} passed tests, tier {} requires at least {min}{url}",
+                    report.passed_tests.len(),
+                    self.tier
+                ));
+            }
+        }
+        match (report.finished_on, rule.max_age) {
+            (Some(t), Some(max)) if to_chrono(max) < self.now - t => v.problems.push(format!(
+                "the newest test result finished {} ({} ago), older than the tests maxAge {} of tier {}; rerun the tests and attest the result",
+                rfc3339(t),
+                human(self.now - t),
+                fmt_duration(max),
+                self.tier
+            )),
+            (None, Some(max)) => v.problems.push(format!(
+                "the test result records no finish time (finishedOn), so its age cannot be checked against the tests maxAge {} of tier {}",
+                fmt_duration(max),
+                self.tier
+            )),
+            _ => {}
         }
     }
 
@@ -467,6 +512,26 @@ mod tests {
                 passed_tests: vec![],
                 warned_tests: vec![],
                 failed_tests: failed.iter().map(|s| s.to_string()).collect(),
+                finished_on: None,
+            }),
+        }
+    }
+
+    /// A PASSED result with these passed tests and configurations, finished `age` ago.
+    fn run(passed: &[&str], configs: &[&str], age: Option<ChronoDuration>) -> Outcome {
+        Outcome::Verified {
+            signers: vec!["ci".into()],
+            claim: Claim::Tests(TestReport {
+                result: TestOutcome::Passed,
+                configuration: configs
+                    .iter()
+                    .map(|c| crate::evidence::ResourceDescriptor { name: Some(c.to_string()), uri: None })
+                    .collect(),
+                url: None,
+                passed_tests: passed.iter().map(|s| s.to_string()).collect(),
+                warned_tests: vec![],
+                failed_tests: vec![],
+                finished_on: age.map(|a| now() - a),
             }),
         }
     }
@@ -493,6 +558,7 @@ mod tests {
     const VULNS_GRACE: &str = "vulnerabilities: { signedBy: [scanner], max: { high: 0 }, gracePeriod: { high: 72h } }";
     const TESTS: &str = "tests: { signedBy: [ci], require: PASSED }";
     const TESTS_WARNED: &str = "tests: { signedBy: [ci], require: WARNED }";
+    const TESTS_GATES: &str = "tests: { signedBy: [ci], requireConfigurations: [integration], requireTests: [checkout], minPassed: 2, maxAge: 48h }";
     const EXC_ACTIVE: &str = "  exceptions:\n    - { id: CVE-1, images: [\"r.example/*\"], tiers: [t], expires: 2026-12-31, reason: unreachable, approvedBy: sec@example.com }";
     const EXC_SOON: &str =
         "  exceptions:\n    - { id: CVE-1, expires: 2026-06-20, reason: unreachable, approvedBy: sec@example.com }";

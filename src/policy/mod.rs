@@ -6,6 +6,7 @@
 
 mod breakglass;
 mod eval;
+mod locate;
 mod model;
 
 pub use breakglass::{

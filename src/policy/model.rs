@@ -156,6 +156,20 @@ pub struct TestRule {
     /// `PASSED`, or `WARNED` to accept PASSED and WARNED.
     #[serde(default = "passed")]
     pub require: TestOutcome,
+    /// Test configurations (suites) that must have run, by the `name` or `uri`
+    /// of an entry of the predicate's `configuration`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub require_configurations: Vec<String>,
+    /// Tests that must be listed as passed (or warned, with `require: WARNED`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub require_tests: Vec<String>,
+    /// At least this many passed tests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_passed: Option<u32>,
+    /// The newest accepted result must be at most this old (needs the
+    /// result's `finishedOn`; test-result v0.1 has no time of its own).
+    #[serde(default, with = "opt_duration", skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<Duration>,
 }
 
 fn passed() -> TestOutcome {
@@ -219,14 +233,29 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// A problem found in a policy, with where it is.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Problem {
-    /// `line:column` for syntax errors, or the field path (`spec.tiers.production.tests.signedBy[0]`).
-    pub location: String,
+    /// 1-based line and column in the file, when known.
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    /// The field (`spec.tiers.production.tests.signedBy[0]`); empty for syntax errors.
+    pub path: String,
     pub message: String,
+}
+
+impl Problem {
+    fn at(path: String, message: String) -> Problem {
+        Problem { line: None, column: None, path, message }
+    }
 }
 
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.location, self.message)
+        if let (Some(l), Some(c)) = (self.line, self.column) {
+            write!(f, "{l}:{c}: ")?;
+        }
+        if !self.path.is_empty() {
+            write!(f, "{}: ", self.path)?;
+        }
+        f.write_str(&self.message)
     }
 }
 
@@ -251,9 +280,8 @@ impl Policy {
     pub fn from_yaml(text: &str, source_name: &str) -> Result<Policy, PolicyError> {
         let err = |problems| PolicyError { source_name: source_name.to_string(), problems };
         let file: PolicyFile = serde_yaml::from_str(text).map_err(|e| {
-            let location =
-                e.location().map(|l| format!("{}:{}", l.line(), l.column())).unwrap_or_else(|| "document".to_string());
-            err(vec![Problem { location, message: e.to_string() }])
+            let (line, column) = e.location().map(|l| (Some(l.line()), Some(l.column()))).unwrap_or((None, None));
+            err(vec![Problem { line, column, path: String::new(), message: e.to_string() }])
         })?;
         let mut problems = validate(&file);
         let mut pems = Vec::new();
@@ -265,11 +293,17 @@ impl Policy {
         let keyring = match Keyring::new(pems) {
             Ok(k) => k,
             Err(e) => {
-                problems.push(Problem { location: format!("spec.signers.{}", e.signer), message: e.to_string() });
+                problems.push(Problem::at(format!("spec.signers.{}", e.signer), e.to_string()));
                 Keyring::default()
             }
         };
         if !problems.is_empty() {
+            let at = super::locate::locations(text);
+            for p in &mut problems {
+                if let Some((l, c)) = super::locate::locate(&at, &p.path) {
+                    (p.line, p.column) = (Some(l), Some(c));
+                }
+            }
             return Err(err(problems));
         }
         Ok(Policy { file, digest: crate::image::Digest::of(text.as_bytes()).to_string(), keyring })
@@ -286,7 +320,7 @@ impl Policy {
 
 fn validate(f: &PolicyFile) -> Vec<Problem> {
     let mut out = Vec::new();
-    let mut p = |location: String, message: String| out.push(Problem { location, message });
+    let mut p = |path: String, message: String| out.push(Problem::at(path, message));
     if f.api_version != API_VERSION {
         p("apiVersion".into(), format!("is {:?}, expected {API_VERSION:?}", f.api_version));
     }
