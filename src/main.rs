@@ -305,7 +305,7 @@ async fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
     }
     let refs = a.images.iter().map(|i| ImageRef::parse(i)).collect::<Result<Vec<_>, _>>()?;
     let engine = Engine::new(registry(&a.registry)?, &EngineConfig::default(), Arc::new(Metrics::default()));
-    let now = a.at.unwrap_or_else(chrono::Utc::now);
+    let now = a.at.unwrap_or_else(webhook::portcullis_now);
     let deadline = tokio::time::Instant::now() + a.timeout;
     let verdicts = engine.evaluate_images(&policy, &a.tier, &refs, now, deadline).await;
     let errored = verdicts.iter().any(|v| v.error.is_some());
@@ -316,7 +316,7 @@ async fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
                 "allowed": allowed,
                 "tier": a.tier,
                 "policyDigest": policy.digest,
-                "evaluatedAt": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                "evaluatedAt": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                 "verdicts": verdicts,
             });
             println!("{}", serde_json::to_string_pretty(&out)?);

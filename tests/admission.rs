@@ -326,3 +326,40 @@ async fn a_hanging_registry_does_not_hold_the_answer() {
     }
     assert!(!held.lock().await.is_empty(), "the registry was really asked");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_policy_is_reloaded_and_a_bad_one_rejected() {
+    let w = world().await;
+    w.image("shop/pay", "v1", Some(("scanner", criticals())), Some(("ci", passed()))).await;
+    let image = format!("{}/shop/pay:v1", w.reg.host);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.yaml");
+    std::fs::write(&path, &w.policy).unwrap();
+    let hook = Webhook::start(&w.policy, EngineConfig::default()).await;
+    hook.watch_policy(&path, std::time::Duration::from_millis(50));
+    let first = hook.state.policy().digest.clone();
+    assert_eq!(hook.admit_pod("prod", &[&image], json!({}), &[]).await["allowed"], false);
+
+    // Production now tolerates two criticals: the running server picks it up.
+    let lenient =
+        w.policy.replace("max: { critical: 0, high: 0, medium: 10 }", "max: { critical: 2, high: 0, medium: 10 }");
+    assert_ne!(lenient, w.policy);
+    std::fs::write(&path, &lenient).unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while hook.state.policy().digest == first {
+        assert!(std::time::Instant::now() < until, "the changed policy was never loaded");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let second = hook.state.policy().digest.clone();
+    let resp = hook.admit_pod("prod", &[&image], json!({}), &[]).await;
+    assert_eq!(resp["allowed"], true, "{resp}");
+
+    // A broken version is rejected; the last good one stays in force.
+    std::fs::write(&path, lenient.replace("signedBy: [scanner]", "signedBy: [nobody]")).unwrap();
+    while metric(&hook.metrics().await, "portcullis_policy_reloads_total{result=\"rejected\"}") < 1.0 {
+        assert!(std::time::Instant::now() < until, "the broken policy was never looked at");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(hook.state.policy().digest, second);
+    assert_eq!(hook.admit_pod("prod", &[&image], json!({}), &[]).await["allowed"], true);
+}

@@ -69,11 +69,15 @@ async fn check_exit_codes_and_the_same_verdict_as_admission() {
     // The webhook and check agree, reason for reason.
     let hook = Webhook::start(&w.policy, EngineConfig::default()).await;
     for image in [&clean_img, &crit_img, &stale_img] {
-        let (_, out, _) = portcullis(&["check", image, "--policy", policy, "--tier", "production", "--output", "json"]);
-        let cli: Value = serde_json::from_str(&out).unwrap();
         let resp = hook.admit_pod("prod", &[image], json!({}), &[]).await;
         let audit = hook.audit();
         let admitted = audit.last().unwrap();
+        // Replayed at the recorded time with the recorded policy: the same verdict, reason for reason.
+        let at = admitted["evaluatedAt"].as_str().unwrap();
+        let args = ["check", image, "--policy", policy, "--tier", "production", "--output", "json", "--at", at];
+        let (_, out, _) = portcullis(&args);
+        let cli: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(cli["evaluatedAt"], at);
         assert_eq!(cli["allowed"], resp["allowed"], "{image}");
         assert_eq!(cli["policyDigest"], admitted["policyDigest"]);
         for field in ["admitted", "digest", "problems", "evidence", "exceptions"] {

@@ -127,8 +127,9 @@ pub(super) fn parse(v: &serde_json::Value) -> Result<VulnReport, String> {
         let vu = m.vulnerability;
         let related = m.related_vulnerabilities.unwrap_or_default();
         // Grype bands its own SARIF by the related records' scores too.
-        let cvss = best_cvss(vu.cvss.as_deref().unwrap_or_default())
-            .or_else(|| related.iter().filter_map(|r| best_cvss(r.cvss.as_deref().unwrap_or_default())).reduce(f64::max));
+        let cvss = best_cvss(vu.cvss.as_deref().unwrap_or_default()).or_else(|| {
+            related.iter().filter_map(|r| best_cvss(r.cvss.as_deref().unwrap_or_default())).reduce(f64::max)
+        });
         let (fixed_versions, state) = match vu.fix {
             Some(fix) => (
                 fix.versions

@@ -8,9 +8,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::attest::VerifiedStatement;
 
+mod grype;
+mod intoto;
+mod sarif;
+#[cfg(test)]
+mod tests;
 mod trivy;
 
 pub const COSIGN_VULN_V1: &str = "https://cosign.sigstore.dev/attestation/vuln/v1";
+/// The in-toto vulnerabilities predicate, unversioned and per version.
+pub const INTOTO_VULNS: &str = "https://in-toto.io/attestation/vulns";
+pub const INTOTO_VULNS_V01: &str = "https://in-toto.io/attestation/vulns/v0.1";
+pub const INTOTO_VULNS_V02: &str = "https://in-toto.io/attestation/vulns/v0.2";
 pub const TEST_RESULT_V01: &str = "https://in-toto.io/attestation/test-result/v0.1";
 
 /// Severity buckets a tier can limit. Scanner names map case-insensitively;
@@ -233,6 +242,9 @@ pub fn claim_of(st: &VerifiedStatement) -> Result<Claim, EvidenceError> {
     let invalid = |why: String| EvidenceError::Invalid { predicate_type: st.predicate_type.clone(), why };
     match st.predicate_type.as_str() {
         COSIGN_VULN_V1 => cosign_vuln(&st.predicate).map(Claim::Vulnerabilities).map_err(invalid),
+        INTOTO_VULNS | INTOTO_VULNS_V01 | INTOTO_VULNS_V02 => {
+            intoto::parse(&st.predicate).map(Claim::Vulnerabilities).map_err(invalid)
+        }
         TEST_RESULT_V01 => serde_json::from_value::<TestReport>(st.predicate.clone())
             .map(Claim::Tests)
             .map_err(|e| invalid(e.to_string())),
@@ -284,12 +296,58 @@ fn cosign_vuln(v: &serde_json::Value) -> Result<VulnReport, String> {
     Ok(report.dedup())
 }
 
-/// Detects the scanner format of a report and normalises it.
+/// Detects the scanner format of a report (Trivy JSON, Grype JSON, SARIF
+/// 2.1.0 from Trivy, Grype or another tool) and normalises it.
 pub fn scanner_report(v: &serde_json::Value) -> Result<VulnReport, String> {
     if trivy::looks_like(v) {
         return trivy::parse(v);
     }
-    Err("scanner.result is not a report format Portcullis reads (understood: Trivy JSON)".to_string())
+    if grype::looks_like(v) {
+        return grype::parse(v);
+    }
+    if sarif::looks_like(v) {
+        return sarif::parse(v);
+    }
+    Err("scanner.result is not a report format Portcullis reads (understood: Trivy JSON, Grype JSON, \
+         SARIF 2.1.0 (Trivy, Grype), cosign vuln predicate, in-toto vulns predicate)"
+        .to_string())
+}
+
+/// Reads a vulnerability report file, whatever its format: a bare Trivy
+/// JSON, Grype JSON or SARIF report; a cosign vuln or in-toto vulns
+/// predicate; or an in-toto Statement (`_type`, `predicateType`,
+/// `predicate`) holding either predicate. The result is deduplicated.
+pub fn parse_report(bytes: &[u8]) -> Result<VulnReport, String> {
+    const UNDERSTOOD: &str = "understood: Trivy JSON, Grype JSON, SARIF 2.1.0 (Trivy, Grype), \
+                              cosign vuln predicate, in-toto vulns predicate";
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err("not JSON: the input is empty".to_string());
+    }
+    let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
+    let statement = (v.get("predicateType").and_then(serde_json::Value::as_str), v.get("predicate"));
+    let report = if let (Some(predicate_type), Some(predicate)) = statement {
+        let read = match predicate_type {
+            COSIGN_VULN_V1 => cosign_vuln(predicate),
+            t if intoto::is_vulns_type(t) => intoto::parse(predicate),
+            t => {
+                return Err(format!("the statement's predicate type {t} is not a vulnerability report ({UNDERSTOOD})"))
+            }
+        };
+        read.map_err(|e| format!("{predicate_type} predicate: {e}"))?
+    } else if intoto::is_scanner_report(&v) {
+        scanner_report(&v)?
+    } else if v.get("scanner").is_some_and(serde_json::Value::is_object) {
+        // A bare predicate: cosign's wraps a scanner report in
+        // scanner.result, in-toto's lists the vulnerabilities there.
+        if v.pointer("/scanner/result").is_some_and(intoto::is_scanner_report) {
+            cosign_vuln(&v).map_err(|e| format!("cosign vuln predicate: {e}"))?
+        } else {
+            intoto::parse(&v).map_err(|e| format!("in-toto vulns predicate: {e}"))?
+        }
+    } else {
+        return Err(format!("not a vulnerability report Portcullis reads ({UNDERSTOOD})"));
+    };
+    Ok(report.dedup())
 }
 
 /// Everything found for one image digest, each attestation verified or

@@ -117,10 +117,8 @@ pub fn spawn_reloader(
 ) {
     tokio::spawn(async move {
         let read = |p: PathBuf| async move { tokio::fs::read(&p).await.ok() };
-        let mut last_policy = match &policy_path {
-            Some(p) => read(p.clone()).await,
-            None => None,
-        };
+        // The last content looked at, so a rejected version is reported once.
+        let mut last_policy: Option<Vec<u8>> = None;
         let mut last_cert = (read(cert.clone()).await, read(key.clone()).await);
         let mut tick = tokio::time::interval(every);
         tick.tick().await;
@@ -128,7 +126,11 @@ pub fn spawn_reloader(
             tick.tick().await;
             if let Some(p) = &policy_path {
                 let now = read(p.clone()).await;
-                if now.is_some() && now != last_policy {
+                // Compared with the policy in force, not with the file at start-up:
+                // a change made before the first look is not missed.
+                let changed =
+                    now.as_deref().is_some_and(|b| crate::image::Digest::of(b).as_str() != state.policy().digest);
+                if now.is_some() && now != last_policy && changed {
                     let text = String::from_utf8_lossy(now.as_deref().unwrap_or_default()).into_owned();
                     match Policy::from_yaml(&text, &p.display().to_string()) {
                         Ok(pol) => {
@@ -248,7 +250,8 @@ pub async fn decide(
     deadline: Instant,
 ) -> (AdmissionResponse, Record) {
     let policy = st.policy();
-    let now = Utc::now();
+    // Millisecond precision, as recorded, so that a replay at `evaluatedAt` is exact.
+    let now = portcullis_now();
     let kind = req.kind.kind.clone();
     let object = req.object.as_ref().and_then(|o| serde_json::to_value(o).ok()).unwrap_or(Value::Null);
     let namespace = req
@@ -271,7 +274,7 @@ pub async fn decide(
         allowed: true,
         dry_run: req.dry_run,
         policy_digest: policy.digest.clone(),
-        evaluated_at: now.to_rfc3339_opts(SecondsFormat::Secs, true),
+        evaluated_at: now.to_rfc3339_opts(SecondsFormat::Millis, true),
         images: vec![],
         break_glass: BreakGlass::NotRequested,
         message: None,
@@ -434,6 +437,12 @@ fn is_controller_copy(req: &AdmissionRequest<DynamicObject>, object: &Value) -> 
         .and_then(Value::as_array)
         .is_some_and(|refs| refs.iter().any(|r| r.get("controller").and_then(Value::as_bool) == Some(true)));
     system_controller && owned
+}
+
+/// The current time at the precision decisions record it (milliseconds).
+pub fn portcullis_now() -> chrono::DateTime<Utc> {
+    let now = Utc::now();
+    chrono::DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
 }
 
 fn truncate(s: &str, max: usize) -> String {

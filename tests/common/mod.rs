@@ -359,6 +359,7 @@ pub struct Webhook {
     pub state: Arc<portcullis::webhook::AppState>,
     server: portcullis::webhook::Server,
     audit_dir: tempfile::TempDir,
+    tls: axum_server::tls_rustls::RustlsConfig,
 }
 
 impl Drop for Webhook {
@@ -392,16 +393,38 @@ impl Webhook {
             deadline,
         });
         let tls = test_tls();
+        std::fs::write(audit_dir.path().join("tls.crt"), &tls.cert_pem).unwrap();
+        std::fs::write(audit_dir.path().join("tls.key"), &tls.key_pem).unwrap();
         let rustls =
             axum_server::tls_rustls::RustlsConfig::from_pem(tls.cert_pem.into_bytes(), tls.key_pem.into_bytes())
                 .await
                 .unwrap();
-        let server = portcullis::webhook::serve(state.clone(), "127.0.0.1:0".parse().unwrap(), rustls).await.unwrap();
+        let server =
+            portcullis::webhook::serve(state.clone(), "127.0.0.1:0".parse().unwrap(), rustls.clone()).await.unwrap();
         let client = reqwest::Client::builder()
             .tls_certs_only([reqwest::Certificate::from_pem(tls.ca_pem.as_bytes()).unwrap()])
             .build()
             .unwrap();
-        Webhook { url: format!("https://127.0.0.1:{}", server.addr.port()), client, state, server, audit_dir }
+        Webhook {
+            url: format!("https://127.0.0.1:{}", server.addr.port()),
+            client,
+            state,
+            server,
+            audit_dir,
+            tls: rustls,
+        }
+    }
+
+    /// Watches `policy` (and the serving certificate) as `portcullis serve` does.
+    pub fn watch_policy(&self, policy: &Path, every: Duration) {
+        portcullis::webhook::spawn_reloader(
+            self.state.clone(),
+            Some(policy.to_path_buf()),
+            self.tls.clone(),
+            self.audit_dir.path().join("tls.crt"),
+            self.audit_dir.path().join("tls.key"),
+            every,
+        );
     }
 
     /// The audit records written so far.

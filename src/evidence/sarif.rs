@@ -1,0 +1,281 @@
+//! SARIF 2.1.0 vulnerability reports: Trivy's (`--format sarif`), Grype's
+//! (`-o sarif`), and, as well as their text allows, other producers'.
+//!
+//! Which tool wrote a run is read from `runs[].tool.driver.name`. The two
+//! differ (cf. trivy `pkg/report/sarif.go`, grype `grype/presenter/sarif`):
+//!
+//! - Trivy: one rule per vulnerability id (the first package found with it
+//!   fills the rule's help), one result per package. The result's
+//!   `message.text` has `Package:`, `Installed Version:`, `Severity:` and
+//!   `Fixed Version:` lines. Rules carry `properties.tags`
+//!   (`vulnerability`, `security`, severity) and `security-severity`: the
+//!   CVSS v3 score, or 9.5/8.0/5.5/2.0 by severity, or 0.0 when unknown.
+//!   Misconfiguration, secret and license results share the run and are
+//!   skipped.
+//! - Grype: one rule per vulnerability and package name, `<id>-<package>`,
+//!   whose `help.text` has `Vulnerability`, `Severity:`, `Package:`,
+//!   `Version:` and `Fix Version:` lines; the result's message names the
+//!   package and version (`… package: NAME, version VERSION was found …`).
+//!   Grype writes `critical`, `high` or `medium`, and `low` for anything
+//!   else (negligible, unknown, or no metadata); its `security-severity` is
+//!   the best CVSS score, else 9.0/7.0/4.0/1.0 by severity, else 0.0. So a
+//!   `low` is banded by `security-severity`, and 0.0 there means unknown.
+//!
+//! SARIF carries no aliases (a GHSA's CVE), no fix state beyond the fixed
+//! version, and no publication dates; `cvss` is the rule's
+//! `security-severity`, which may be derived from the severity name.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use super::{parse_time, Finding, FixState, Severity, VulnReport};
+
+pub(super) fn looks_like(v: &Value) -> bool {
+    v.get("runs").is_some_and(Value::is_array)
+        && (str_at(v, "/version").starts_with("2.1") || str_at(v, "/$schema").to_ascii_lowercase().contains("sarif"))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Producer {
+    Trivy,
+    Grype,
+    Other,
+}
+
+fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
+    v.pointer(pointer).and_then(Value::as_str).unwrap_or_default()
+}
+
+/// `Key: value` from a line of text; the first line that has the key.
+fn line_value<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    text.lines().find_map(|l| l.trim_start().strip_prefix(key)?.strip_prefix(':').map(str::trim))
+}
+
+/// `X` from a `Vulnerability X` line (no colon: both tools write it so).
+fn vulnerability_line(text: &str) -> Option<&str> {
+    text.lines().find_map(|l| l.trim().strip_prefix("Vulnerability ")).map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// The first of `keys` found in any of `texts`, texts in order.
+fn first_value<'a>(texts: &[&'a str], keys: &[&str]) -> Option<&'a str> {
+    texts.iter().find_map(|t| keys.iter().find_map(|k| line_value(t, k)))
+}
+
+fn split_versions(s: &str) -> Vec<String> {
+    s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+}
+
+/// `security-severity` as a score; 0.0 (what Trivy and Grype write when
+/// they know no severity) and anything unparseable count as absent.
+fn security_severity(props: Option<&Value>) -> Option<f64> {
+    let v = props?.get("security-severity")?;
+    let score = match v {
+        Value::String(s) => s.trim().parse::<f64>().ok()?,
+        Value::Number(n) => n.as_f64()?,
+        _ => return None,
+    };
+    (score.is_finite() && score > 0.0).then_some(score)
+}
+
+fn tags(rule: Option<&Value>) -> Vec<&str> {
+    rule.and_then(|r| r.pointer("/properties/tags"))
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+fn first_location(result: &Value) -> String {
+    result
+        .get("locations")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find_map(|l| l.pointer("/physicalLocation/artifactLocation/uri").and_then(Value::as_str))
+        .unwrap_or_default()
+        .to_string()
+}
+
+pub(super) fn parse(v: &Value) -> Result<VulnReport, String> {
+    let runs = v.get("runs").and_then(Value::as_array).ok_or("SARIF report: runs is not a list")?;
+    let mut scanners: Vec<String> = Vec::new();
+    let mut finished_on = None;
+    let mut findings = Vec::new();
+    for (i, run) in runs.iter().enumerate() {
+        let driver = str_at(run, "/tool/driver/name").trim();
+        let producer = match driver.to_ascii_lowercase() {
+            d if d.contains("trivy") => Producer::Trivy,
+            d if d.contains("grype") => Producer::Grype,
+            _ => Producer::Other,
+        };
+        let name = match producer {
+            Producer::Trivy => "trivy",
+            Producer::Grype => "grype",
+            Producer::Other if driver.is_empty() => "sarif",
+            Producer::Other => driver,
+        };
+        if !scanners.iter().any(|s| s == name) {
+            scanners.push(name.to_string());
+        }
+        // SARIF's own scan time, when the producer records the invocation.
+        for inv in run.get("invocations").and_then(Value::as_array).into_iter().flatten() {
+            let end = inv.get("endTimeUtc").and_then(Value::as_str);
+            if let Some(t) = parse_time(end).map_err(|e| format!("SARIF runs[{i}] endTimeUtc: {e}"))? {
+                finished_on = finished_on.max(Some(t));
+            }
+        }
+        let rules: Vec<&Value> =
+            run.pointer("/tool/driver/rules").and_then(Value::as_array).map(|a| a.iter().collect()).unwrap_or_default();
+        let by_id: HashMap<&str, &Value> =
+            rules.iter().filter_map(|r| Some((r.get("id")?.as_str()?, *r))).rev().collect();
+        for result in run.get("results").and_then(Value::as_array).into_iter().flatten() {
+            if matches!(str_at(result, "/kind"), "pass" | "notApplicable" | "informational") {
+                continue;
+            }
+            let rule_id = result
+                .get("ruleId")
+                .and_then(Value::as_str)
+                .or_else(|| result.pointer("/rule/id").and_then(Value::as_str))
+                .unwrap_or_default();
+            let rule = by_id.get(rule_id).copied().or_else(|| {
+                let idx = result.get("ruleIndex").or_else(|| result.pointer("/rule/index"))?.as_u64()?;
+                rules.get(usize::try_from(idx).ok()?).copied()
+            });
+            let finding = match producer {
+                Producer::Trivy => trivy_result(result, rule, rule_id),
+                Producer::Grype => grype_result(result, rule, rule_id),
+                Producer::Other => other_result(result, rule, rule_id),
+            };
+            findings.extend(finding);
+        }
+    }
+    let scanner = if scanners.is_empty() { "sarif".to_string() } else { scanners.join(", ") };
+    Ok(VulnReport { scanner, finished_on, findings })
+}
+
+struct Texts<'a> {
+    message: &'a str,
+    help: &'a str,
+    full: &'a str,
+}
+
+impl<'a> Texts<'a> {
+    fn of(result: &'a Value, rule: Option<&'a Value>) -> Self {
+        let rule_text = |p: &str| rule.map(|r| str_at(r, p)).unwrap_or_default();
+        Texts {
+            message: str_at(result, "/message/text"),
+            help: rule_text("/help/text"),
+            full: rule_text("/fullDescription/text"),
+        }
+    }
+}
+
+fn trivy_result(result: &Value, rule: Option<&Value>, rule_id: &str) -> Option<Finding> {
+    let t = Texts::of(result, rule);
+    let tags = tags(rule);
+    let is_vuln = tags.contains(&"vulnerability")
+        || (line_value(t.message, "Package").is_some() && line_value(t.message, "Installed Version").is_some());
+    if !is_vuln || tags.iter().any(|t| matches!(*t, "misconfiguration" | "secret" | "license")) {
+        return None;
+    }
+    // The result's message is per package; the rule's help text belongs to
+    // the first package Trivy found with this vulnerability.
+    let id = Some(rule_id).filter(|s| !s.is_empty()).or_else(|| vulnerability_line(t.message)).unwrap_or_default();
+    if id.is_empty() {
+        return None;
+    }
+    let fixed_versions = split_versions(first_value(&[t.message, t.help], &["Fixed Version"]).unwrap_or_default());
+    let name = first_value(&[t.message, t.help], &["Severity"])
+        .or_else(|| tags.iter().copied().find(|t| Severity::parse(t) != Severity::Unknown))
+        .unwrap_or_default();
+    let cvss = security_severity(rule.and_then(|r| r.get("properties")));
+    Some(Finding {
+        id: id.to_string(),
+        aliases: Vec::new(),
+        severity: Severity::from_name_or_cvss(name, cvss),
+        package: first_value(&[t.message, t.help], &["Package"]).unwrap_or_default().to_string(),
+        installed_version: line_value(t.message, "Installed Version").unwrap_or_default().to_string(),
+        fix_state: FixState::parse("", !fixed_versions.is_empty()),
+        fixed_versions,
+        published: None,
+        cvss,
+        target: first_location(result),
+    })
+}
+
+/// `NAME` and `VERSION` from Grype's `… package: NAME, version VERSION was found …`.
+fn grype_message(message: &str) -> Option<(&str, &str)> {
+    let (_, rest) = message.split_once(" package: ")?;
+    let (name, rest) = rest.split_once(", version ")?;
+    let version = rest.split_once(" was found").map_or(rest, |(v, _)| v);
+    Some((name.trim(), version.trim()))
+}
+
+fn grype_result(result: &Value, rule: Option<&Value>, rule_id: &str) -> Option<Finding> {
+    let t = Texts::of(result, rule);
+    let from_message = grype_message(t.message);
+    let package = from_message.map(|(n, _)| n).or_else(|| line_value(t.help, "Package")).unwrap_or_default();
+    // The rule is per vulnerability and package name: a second version of
+    // the package shares it, so the version comes from the result.
+    let version = from_message.map(|(_, v)| v).or_else(|| line_value(t.help, "Version")).unwrap_or_default();
+    let id = vulnerability_line(t.help)
+        .or_else(|| rule_id.strip_suffix(package).and_then(|s| s.strip_suffix('-')).filter(|s| !s.is_empty()))
+        .unwrap_or(rule_id);
+    if id.is_empty() {
+        return None;
+    }
+    let fixed_versions = split_versions(line_value(t.help, "Fix Version").unwrap_or_default());
+    let cvss = security_severity(rule.and_then(|r| r.get("properties")));
+    let name = line_value(t.help, "Severity")
+        .or_else(|| t.message.strip_prefix("A ")?.split_whitespace().next())
+        .unwrap_or_default();
+    let severity = match Severity::parse(name) {
+        // Grype's `low` also stands for negligible and unknown: let its
+        // score decide (1.0 for a true low without CVSS; none: unknown).
+        Severity::Low | Severity::Unknown => cvss.map_or(Severity::Unknown, Severity::from_cvss),
+        s => s,
+    };
+    Some(Finding {
+        id: id.to_string(),
+        aliases: Vec::new(),
+        severity,
+        package: package.to_string(),
+        installed_version: version.to_string(),
+        fix_state: FixState::parse("", !fixed_versions.is_empty()),
+        fixed_versions,
+        published: None,
+        cvss,
+        target: first_location(result),
+    })
+}
+
+/// Any other producer: the id is the rule id; package, version, fix and
+/// severity come from `Key: value` lines of the result's message or the
+/// rule's help and description, the severity else from the rule's tags,
+/// else from `security-severity` in CVSS bands.
+fn other_result(result: &Value, rule: Option<&Value>, rule_id: &str) -> Option<Finding> {
+    if rule_id.is_empty() {
+        return None;
+    }
+    let t = Texts::of(result, rule);
+    let texts = [t.message, t.help, t.full];
+    let fixed_versions =
+        split_versions(first_value(&texts, &["Fixed Version", "Fixed Versions", "Fix Version"]).unwrap_or_default());
+    let name = first_value(&texts, &["Severity"])
+        .or_else(|| tags(rule).into_iter().find(|t| Severity::parse(t) != Severity::Unknown))
+        .unwrap_or_default();
+    let cvss = security_severity(result.get("properties"))
+        .or_else(|| security_severity(rule.and_then(|r| r.get("properties"))));
+    Some(Finding {
+        id: rule_id.to_string(),
+        aliases: Vec::new(),
+        severity: Severity::from_name_or_cvss(name, cvss),
+        package: first_value(&texts, &["Package", "PkgName"]).unwrap_or_default().to_string(),
+        installed_version: first_value(&texts, &["Installed Version", "Version"]).unwrap_or_default().to_string(),
+        fix_state: FixState::parse("", !fixed_versions.is_empty()),
+        fixed_versions,
+        published: None,
+        cvss,
+        target: first_location(result),
+    })
+}
