@@ -14,7 +14,9 @@ export CGO_ENABLED := 0
 export PORTCULLIS_COSIGN := $(COSIGN)
 export PORTCULLIS_REGISTRY := $(REGISTRY)
 
-.PHONY: all build run test unit lint fmt tools certs bench clean-certs
+include mk/e2e-tools.mk
+
+.PHONY: all build run test unit e2e lint fmt tools certs bench clean-certs
 
 all: build
 
@@ -25,9 +27,13 @@ build:
 run: certs
 	$(CARGO) run -- serve $(ARGS)
 
-## test: everything: unit tests, then integration tests against a real registry and real cosign
-test: tools certs
+## test: everything: unit, integration (real registry, real cosign) and end-to-end (real kube-apiserver) tests
+test: tools e2e-tools certs
 	$(CARGO) test --all-targets
+
+## e2e: only the end-to-end suite against a real kube-apiserver and etcd
+e2e: tools e2e-tools
+	$(CARGO) test --test e2e -- --nocapture
 
 ## unit: only the fast tests that need no tools
 unit:

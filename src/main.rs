@@ -114,6 +114,10 @@ struct ServeArgs {
     /// Audit log: `-` for stdout, or a file to append JSON lines to.
     #[arg(long, default_value = "-")]
     audit_log: String,
+    /// Write every AdmissionReview received into this directory (debugging;
+    /// the files hold whole objects).
+    #[arg(long, value_name = "DIR")]
+    record_dir: Option<PathBuf>,
     /// How often the policy file and certificate are checked for changes.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     reload_interval: Duration,
@@ -255,6 +259,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         metrics,
         audit: AuditLog::open(&a.audit_log).with_context(|| format!("opening audit log {}", a.audit_log))?,
         deadline: a.deadline,
+        record_dir: a.record_dir.clone(),
     });
     let tls =
         axum_server::tls_rustls::RustlsConfig::from_pem_file(&a.tls_cert, &a.tls_key).await.with_context(|| {

@@ -363,3 +363,32 @@ async fn a_changed_policy_is_reloaded_and_a_bad_one_rejected() {
     assert_eq!(hook.state.policy().digest, second);
     assert_eq!(hook.admit_pod("prod", &[&image], json!({}), &[]).await["allowed"], true);
 }
+
+/// AdmissionReviews recorded from a real kube-apiserver by the end-to-end
+/// suite (`PORTCULLIS_UPDATE_FIXTURES=1 make e2e`), replayed against a live registry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reviews_recorded_from_a_real_api_server() {
+    let w = world().await;
+    w.image("shop/api", "crit", Some(("scanner", criticals())), Some(("ci", passed()))).await;
+    let hook = Webhook::start(&w.policy, EngineConfig::default()).await;
+    // (fixture, allowed, text in the message or warnings)
+    let rows = [
+        ("pod-create-prod.json", false, "denied for tier production: 2 critical vulnerabilities exceed the limit 0"),
+        (
+            "deployment-create-prod.json",
+            false,
+            "denied for tier production: 2 critical vulnerabilities exceed the limit 0",
+        ),
+        ("pod-create-dev.json", true, "would be denied for tier development: 2 critical vulnerabilities"),
+    ];
+    for (file, allowed, text) in rows {
+        let raw = std::fs::read_to_string(format!("tests/fixtures/recorded/{file}")).unwrap();
+        let review: Value = serde_json::from_str(&raw.replace("registry.invalid:5000", &w.reg.host)).unwrap();
+        let r = hook.client.post(format!("{}/validate?timeout=10s", hook.url)).json(&review).send().await.unwrap();
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["response"]["uid"], review["request"]["uid"], "{file}");
+        assert_eq!(v["response"]["allowed"], allowed, "{file}: {v}");
+        let said = format!("{}{}", message(&v["response"]), warnings(&v["response"]));
+        assert!(said.contains(text), "{file}: {said}");
+    }
+}

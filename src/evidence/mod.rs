@@ -159,6 +159,9 @@ impl VulnReport {
     /// across all targets; a finding listed under an alias of one already
     /// seen is the same finding.
     pub fn dedup(mut self) -> Self {
+        // The most severe listing of a finding is the one kept (stable, so
+        // otherwise the report's order stands).
+        self.findings.sort_by_key(|f| f.severity);
         let mut seen = std::collections::HashSet::new();
         self.findings.retain(|f| {
             let mut keys = vec![f.id.clone()];
@@ -289,7 +292,11 @@ fn cosign_vuln(v: &serde_json::Value) -> Result<VulnReport, String> {
     let p: CosignVulnPredicate = serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
     let finished_on = parse_time(p.metadata.scan_finished_on.as_deref())?;
     let mut report = scanner_report(&p.scanner.result)?;
-    report.finished_on = finished_on;
+    // The predicate's time wins; without one, the report's own (Grype's
+    // descriptor.timestamp, Trivy's CreatedAt) stands.
+    if finished_on.is_some() {
+        report.finished_on = finished_on;
+    }
     if report.scanner.is_empty() {
         report.scanner = p.scanner.uri;
     }
@@ -323,7 +330,18 @@ pub fn parse_report(bytes: &[u8]) -> Result<VulnReport, String> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err("not JSON: the input is empty".to_string());
     }
-    let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
+    let mut v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
+    // A DSSE envelope as stored in a registry: read the Statement inside
+    // (unverified: this is for looking, not for deciding).
+    if let Some(payload) =
+        v.get("payload").and_then(serde_json::Value::as_str).filter(|_| v.get("payloadType").is_some())
+    {
+        use base64::Engine as _;
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(payload)
+            .map_err(|e| format!("DSSE envelope payload is not base64: {e}"))?;
+        v = serde_json::from_slice(&raw).map_err(|e| format!("DSSE envelope payload is not JSON: {e}"))?;
+    }
     let statement = (v.get("predicateType").and_then(serde_json::Value::as_str), v.get("predicate"));
     let report = if let (Some(predicate_type), Some(predicate)) = statement {
         let read = match predicate_type {

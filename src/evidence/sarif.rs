@@ -132,15 +132,12 @@ pub(super) fn parse(v: &Value) -> Result<VulnReport, String> {
             if matches!(str_at(result, "/kind"), "pass" | "notApplicable" | "informational") {
                 continue;
             }
-            let rule_id = result
-                .get("ruleId")
-                .and_then(Value::as_str)
-                .or_else(|| result.pointer("/rule/id").and_then(Value::as_str))
-                .unwrap_or_default();
-            let rule = by_id.get(rule_id).copied().or_else(|| {
+            let named = result.get("ruleId").or_else(|| result.pointer("/rule/id")).and_then(Value::as_str);
+            let rule = named.and_then(|id| by_id.get(id).copied()).or_else(|| {
                 let idx = result.get("ruleIndex").or_else(|| result.pointer("/rule/index"))?.as_u64()?;
                 rules.get(usize::try_from(idx).ok()?).copied()
             });
+            let rule_id = named.or_else(|| rule?.get("id")?.as_str()).unwrap_or_default();
             let finding = match producer {
                 Producer::Trivy => trivy_result(result, rule, rule_id),
                 Producer::Grype => grype_result(result, rule, rule_id),

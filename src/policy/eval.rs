@@ -7,7 +7,10 @@ use super::model::{ExceptionSpec, Mode, OnError, Policy, TestRule, VulnRule};
 use crate::evidence::{
     Attestation, Claim, Finding, ImageEvidence, Outcome, Severity, TestOutcome, TestReport, VulnReport,
 };
-use crate::evidence::{COSIGN_VULN_V1, TEST_RESULT_V01};
+use crate::evidence::{COSIGN_VULN_V1, INTOTO_VULNS, INTOTO_VULNS_V01, INTOTO_VULNS_V02, TEST_RESULT_V01};
+
+/// Predicate types that carry a vulnerability scan.
+const VULN_TYPES: &[&str] = &[COSIGN_VULN_V1, INTOTO_VULNS, INTOTO_VULNS_V01, INTOTO_VULNS_V02];
 use crate::image::ImageRef;
 
 /// An exception expiring within this many days is flagged in a warning.
@@ -156,7 +159,7 @@ impl Ctx<'_> {
             v.problems.push(self.missing(
                 "vulnerability scan",
                 "cosign attest --type vuln",
-                COSIGN_VULN_V1,
+                VULN_TYPES,
                 &signers,
                 &rule.signed_by,
             ));
@@ -280,7 +283,7 @@ impl Ctx<'_> {
             v.problems.push(self.missing(
                 "test result",
                 &format!("cosign attest --type {TEST_RESULT_V01}"),
-                TEST_RESULT_V01,
+                &[TEST_RESULT_V01],
                 &signers,
                 &rule.signed_by,
             ));
@@ -362,7 +365,7 @@ impl Ctx<'_> {
         &self,
         what: &str,
         how: &str,
-        predicate_type: &str,
+        predicate_types: &[&str],
         other_signers: &[&[String]],
         wanted: &[String],
     ) -> String {
@@ -378,7 +381,7 @@ impl Ctx<'_> {
             .ev
             .attestations
             .iter()
-            .filter(|a| a.claimed_type.as_deref().is_none_or(|t| t == predicate_type))
+            .filter(|a| a.claimed_type.as_deref().is_none_or(|t| predicate_types.contains(&t)))
             .filter_map(|a| match &a.outcome {
                 Outcome::Rejected(p) => Some(p.to_string()),
                 Outcome::Unreadable { why, .. } => Some(why.clone()),

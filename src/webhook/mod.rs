@@ -43,6 +43,9 @@ pub struct AppState {
     pub audit: AuditLog,
     /// Time budget for one decision, kept below the webhook's timeoutSeconds.
     pub deadline: Duration,
+    /// When set, every AdmissionReview received is written here (debugging,
+    /// fixtures). The files hold whole objects: keep the directory private.
+    pub record_dir: Option<PathBuf>,
 }
 
 impl AppState {
@@ -160,6 +163,15 @@ pub fn spawn_reloader(
     });
 }
 
+async fn record(dir: &std::path::Path, body: &[u8]) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let path = dir.join(format!("review-{:06}.json", N.fetch_add(1, Ordering::Relaxed)));
+    if let Err(e) = tokio::fs::write(&path, body).await {
+        tracing::warn!(error = %e, path = %path.display(), "could not record the AdmissionReview");
+    }
+}
+
 /// A denial as the API server shows it: 403 Forbidden with our message.
 fn deny(resp: AdmissionResponse, msg: String) -> AdmissionResponse {
     let mut resp = resp.deny(msg);
@@ -209,6 +221,9 @@ async fn validate(
             return (status, msg).into_response();
         }
     };
+    if let Some(dir) = &st.record_dir {
+        record(dir, &body).await;
+    }
     let review: AdmissionReview<DynamicObject> = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => return invalid(&body, e.to_string()),

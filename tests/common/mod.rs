@@ -391,6 +391,7 @@ impl Webhook {
             metrics,
             audit: portcullis::audit::AuditLog::open(audit_dir.path().join("audit.jsonl").to_str().unwrap()).unwrap(),
             deadline,
+            record_dir: None,
         });
         let tls = test_tls();
         std::fs::write(audit_dir.path().join("tls.crt"), &tls.cert_pem).unwrap();
