@@ -49,6 +49,19 @@ enum Command {
     /// Work with policy files.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Show a scanner report as the gate sees it: counts per severity, fixable counts, the worst findings.
+    ///
+    /// Reads Trivy JSON, Grype JSON, SARIF 2.1.0 (Trivy, Grype), a cosign vuln predicate, an in-toto
+    /// vulns predicate, or an in-toto Statement or DSSE envelope wrapping one; the format is detected.
+    Normalize {
+        /// The report file, or `-` for standard input.
+        report: PathBuf,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+        /// How many of the worst findings to list (text output).
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -177,6 +190,7 @@ fn main() -> ExitCode {
             Command::Serve(a) => serve(a).await.map(|_| ExitCode::SUCCESS),
             Command::Check(a) => check(a).await,
             Command::Policy(PolicyCommand::Lint { file }) => lint(&file),
+            Command::Normalize { report, output, top } => normalize(&report, output, top),
         }
     });
     match result {
@@ -364,6 +378,68 @@ async fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
     } else {
         1
     }))
+}
+
+fn normalize(path: &PathBuf, output: Output, top: usize) -> anyhow::Result<ExitCode> {
+    use portcullis::evidence::{parse_report, Severity};
+    let bytes = if path.as_os_str() == "-" {
+        let mut b = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut b).context("reading standard input")?;
+        b
+    } else {
+        std::fs::read(path).with_context(|| format!("reading {}", path.display()))?
+    };
+    let report = parse_report(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let counts: Vec<(Severity, usize, usize)> = Severity::ALL
+        .iter()
+        .map(|s| {
+            let of: Vec<_> = report.findings.iter().filter(|f| f.severity == *s).collect();
+            (*s, of.len(), of.iter().filter(|f| f.fixable()).count())
+        })
+        .collect();
+    let finished = report.finished_on.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    match output {
+        Output::Json => {
+            let by_sev: serde_json::Map<String, serde_json::Value> = counts
+                .iter()
+                .map(|(s, n, f)| (s.as_str().to_string(), serde_json::json!({"total": n, "fixable": f})))
+                .collect();
+            let out = serde_json::json!({
+                "scanner": report.scanner,
+                "finishedOn": finished,
+                "total": report.findings.len(),
+                "fixable": report.findings.iter().filter(|f| f.fixable()).count(),
+                "counts": by_sev,
+                "findings": report.findings,
+            });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        Output::Text => {
+            println!(
+                "scanner {}, finished {}, {} findings ({} fixable)",
+                if report.scanner.is_empty() { "unknown" } else { &report.scanner },
+                finished.as_deref().unwrap_or("(no time recorded)"),
+                report.findings.len(),
+                report.findings.iter().filter(|f| f.fixable()).count()
+            );
+            println!("\n{:<10} {:>6} {:>8}", "severity", "count", "fixable");
+            for (s, n, f) in &counts {
+                println!("{:<10} {n:>6} {f:>8}", s.as_str());
+            }
+            if !report.findings.is_empty() && top > 0 {
+                println!("\nworst findings:");
+                // Findings come most severe first.
+                for f in report.findings.iter().take(top) {
+                    let target = if f.target.is_empty() { String::new() } else { format!("  [{}]", f.target) };
+                    println!("  {:<8} {}{target}", f.severity.as_str().to_uppercase(), f.describe());
+                }
+                if report.findings.len() > top {
+                    println!("  … and {} more (--top N, or --output json)", report.findings.len() - top);
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn lint(file: &PathBuf) -> anyhow::Result<ExitCode> {

@@ -141,6 +141,41 @@ spec:
 }
 
 #[test]
+fn normalize_shows_what_the_gate_sees() {
+    // (fixture, total, critical, high, fixable)
+    let rows = [
+        ("trivy.json", 7, 2, 2, 5),
+        ("grype.json", 6, 2, 2, 4),
+        ("trivy.sarif", 6, 1, 3, 4),
+        ("grype.sarif", 7, 2, 2, 4),
+        ("intoto-vulns-v0.1.json", 7, 2, 2, 1),
+        ("intoto-vulns-v0.2.json", 6, 3, 2, 4),
+        ("cosign-vuln-grype.json", 6, 2, 2, 4),
+        ("statement-intoto-vulns.json", 6, 1, 1, 5),
+    ];
+    for (file, total, critical, high, fixable) in rows {
+        let path = format!("tests/fixtures/reports/{file}");
+        let (code, out, err) = portcullis(&["normalize", &path, "--output", "json"]);
+        assert_eq!(code, 0, "{file}: {err}");
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["total"], total, "{file}");
+        assert_eq!(v["counts"]["critical"]["total"], critical, "{file}");
+        assert_eq!(v["counts"]["high"]["total"], high, "{file}");
+        assert_eq!(v["fixable"], fixable, "{file}");
+        let (code, text, _) = portcullis(&["normalize", &path]);
+        assert_eq!(code, 0);
+        assert!(text.contains("worst findings:") && text.contains("critical"), "{file}: {text}");
+    }
+    // An unrecognised file says which formats are understood.
+    let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("sbom.json");
+    std::fs::write(&other, r#"{"bomFormat": "CycloneDX", "components": []}"#).unwrap();
+    let (code, _, err) = portcullis(&["normalize", other.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("understood: Trivy JSON, Grype JSON, SARIF 2.1.0"), "{err}");
+}
+
+#[test]
 fn serve_refuses_an_invalid_policy() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.yaml");

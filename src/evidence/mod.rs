@@ -140,7 +140,11 @@ impl Finding {
         } else {
             "no fix available".to_string()
         };
-        format!("{} in {} {}, {}", self.id, self.package, self.installed_version, fix)
+        match (self.package.is_empty(), self.installed_version.is_empty()) {
+            (true, _) => format!("{} (package not named), {fix}", self.id),
+            (false, true) => format!("{} in {}, {fix}", self.id, self.package),
+            (false, false) => format!("{} in {} {}, {fix}", self.id, self.package, self.installed_version),
+        }
     }
 }
 
