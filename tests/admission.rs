@@ -392,3 +392,30 @@ async fn reviews_recorded_from_a_real_api_server() {
         assert!(said.contains(text), "{file}: {said}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signer_may_have_several_keys_for_rotation() {
+    let w = world().await;
+    // Signed with the new key (here "rogue"), which only the rotated policy lists.
+    let image = w.image("shop/rot", "v1", Some(("rogue", clean())), Some(("ci", passed()))).await;
+    let read = |k: &str| std::fs::read_to_string(w.cosign.path().join(format!("{k}.pub"))).unwrap();
+    let hook = Webhook::start(&w.policy, EngineConfig::default()).await;
+    assert_eq!(hook.admit_pod("prod", &[&image], json!({}), &[]).await["allowed"], false);
+    let indent = |p: String| p.trim().lines().map(|l| format!("          {l}")).collect::<Vec<_>>().join("\n");
+    let scanner_block = format!(
+        "    scanner:\n      publicKey: |\n{}\n",
+        read("scanner").trim().lines().map(|l| format!("        {l}")).collect::<Vec<_>>().join("\n")
+    );
+    assert!(w.policy.contains(&scanner_block), "{}", w.policy);
+    let rotated = w.policy.replace(
+        &scanner_block,
+        &format!(
+            "    scanner:\n      publicKeys:\n        - |\n{}\n        - |\n{}\n",
+            indent(read("scanner")),
+            indent(read("rogue"))
+        ),
+    );
+    let hook = Webhook::start(&rotated, EngineConfig::default()).await;
+    let resp = hook.admit_pod("prod", &[&image], json!({}), &[]).await;
+    assert_eq!(resp["allowed"], true, "{resp}");
+}

@@ -128,6 +128,9 @@ spec:
     std::fs::write(&bad, "apiVersion: portcullis.dev/v1alpha1\nkind: PromotionPolicy\nspec:\n  signers: {}\n  tiers:\n    p: { vulnerabilities: { signedBy: [], maxAge: soon } }\n").unwrap();
     let (_, out, _) = portcullis(&["policy", "lint", bad.to_str().unwrap()]);
     assert!(out.contains("duration \"soon\" does not parse"), "{out}");
+    std::fs::write(&bad, "apiVersion: portcullis.dev/v1alpha1\nkind: PromotionPolicy\nspec:\n  signers: {}\n  tiers: { p: {} }\n  exceptions:\n    - { id: CVE-1, reason: r, approvedBy: a }\n").unwrap();
+    let (_, out, _) = portcullis(&["policy", "lint", bad.to_str().unwrap()]);
+    assert!(out.contains(":7:") && out.contains("missing field `expires`"), "an exception needs an expiry: {out}");
 
     // The embedded default and the shipped manifests' policy are valid.
     let (code, out, _) = portcullis(&["policy", "lint", "src/policy/default-policy.yaml"]);

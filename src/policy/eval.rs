@@ -557,6 +557,7 @@ mod tests {
     }
 
     const VULNS: &str = "vulnerabilities: { signedBy: [scanner], maxAge: 24h, max: { critical: 0, high: 2 } }";
+    const VULNS_UNKNOWN: &str = "vulnerabilities: { signedBy: [scanner], max: { unknown: 1 } }";
     const VULNS_UNFIXED: &str = "vulnerabilities: { signedBy: [scanner], ignoreUnfixed: true, max: { critical: 0 } }";
     const VULNS_GRACE: &str = "vulnerabilities: { signedBy: [scanner], max: { high: 0 }, gracePeriod: { high: 72h } }";
     const TESTS: &str = "tests: { signedBy: [ci], require: PASSED }";
@@ -590,6 +591,8 @@ mod tests {
             ("critical: one over the limit 0", VULNS.into(), "", vec![scan("scanner", h(1), vec![crit()])], false, "1 critical vulnerability exceeds the limit 0 (CVE-1 in openssl 3.0.1, fixed in 3.0.13)"),
             ("high: exactly at the limit 2", VULNS.into(), "", vec![scan("scanner", h(1), vec![high("H1"), high("H2")])], true, ""),
             ("high: one over the limit 2", VULNS.into(), "", vec![scan("scanner", h(1), vec![high("H1"), high("H2"), high("H3")])], false, "3 high vulnerabilities exceed the limit 2"),
+            ("unknown bucket: at its limit 1", VULNS_UNKNOWN.into(), "", vec![scan("scanner", h(1), vec![finding("U1", Unknown, "", None)])], true, ""),
+            ("unknown bucket: one over its limit 1", VULNS_UNKNOWN.into(), "", vec![scan("scanner", h(1), vec![finding("U1", Unknown, "", None), finding("U2", Unknown, "", None)])], false, "2 unknown vulnerabilities exceed the limit 1"),
             ("unlimited severity is not counted", VULNS.into(), "", vec![scan("scanner", h(1), vec![finding("L", Low, "", None)])], true, ""),
             ("maxAge: exactly 24h old", VULNS.into(), "", vec![scan("scanner", h(24), vec![])], true, ""),
             ("maxAge: a second older", VULNS.into(), "", vec![scan("scanner", h(24) + ChronoDuration::seconds(1), vec![])], false, "older than the maxAge 24h of tier t"),
