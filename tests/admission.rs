@@ -419,3 +419,47 @@ async fn a_signer_may_have_several_keys_for_rotation() {
     let resp = hook.admit_pod("prod", &[&image], json!({}), &[]).await;
     assert_eq!(resp["allowed"], true, "{resp}");
 }
+
+/// A hostile registry, written here because no real registry misbehaves on
+/// purpose: it serves a manifest that never ends. The read is cut at the
+/// manifest limit and the image denied, with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_from_a_hostile_registry_are_bounded() {
+    use axum::body::Body;
+    use axum::routing::get;
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    let d = digest.clone();
+    let app = axum::Router::new().route(
+        "/v2/evil/app/manifests/{reference}",
+        get(move |axum::extract::Path(reference): axum::extract::Path<String>| {
+            let d = d.clone();
+            async move {
+                if reference == "v1" {
+                    return axum::response::Response::builder()
+                        .header("docker-content-digest", d)
+                        .body(Body::from("{}"))
+                        .unwrap();
+                }
+                // Endless: 64 KiB chunks, no Content-Length.
+                let chunk = bytes::Bytes::from(vec![b' '; 64 << 10]);
+                let stream = futures::stream::repeat_with(move || Ok::<_, std::io::Error>(chunk.clone()));
+                axum::response::Response::builder().body(Body::from_stream(stream)).unwrap()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let w = world().await;
+    let hook = Webhook::start(&w.policy, EngineConfig::default()).await;
+    let resp = hook.admit_pod("prod", &[&format!("{host}/evil/app:v1")], json!({}), &[]).await;
+    assert_eq!(resp["allowed"], false);
+    let m = message(&resp);
+    assert!(
+        m.contains(&format!(
+            "{host}/evil/app:sha256-{}.att is larger than the limit of 4194304 bytes",
+            "ab".repeat(32)
+        )),
+        "{m}"
+    );
+}

@@ -340,7 +340,12 @@ async fn read_bounded(mut resp: reqwest::Response, limit: usize, what: &str) -> 
                 buf.extend_from_slice(&c);
             }
             Ok(None) => return Ok(buf.freeze()),
-            Err(e) if e.is_timeout() => return Err(RegistryError::Timeout { registry: what.to_string(), secs: 0.0 }),
+            Err(e) if e.is_timeout() => {
+                return Err(RegistryError::Protocol {
+                    what: what.to_string(),
+                    why: "the registry stopped sending it (timed out)".into(),
+                })
+            }
             Err(e) => {
                 return Err(RegistryError::Protocol { what: what.to_string(), why: format!("reading body: {e}") })
             }
