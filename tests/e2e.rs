@@ -64,12 +64,7 @@ impl ControlPlane {
         let d = dir.path();
 
         // PKI: a client CA with an admin in system:masters, and a service-account signing key.
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca.distinguished_name.push(rcgen::DnType::CommonName, "e2e client CA");
-        let ca_cert = ca.self_signed(&ca_key).unwrap();
-        let issuer = rcgen::Issuer::new(ca, ca_key);
+        let (ca_pem, issuer) = test_ca("e2e client CA");
         let admin_key = rcgen::KeyPair::generate().unwrap();
         let mut admin = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         admin.distinguished_name.push(rcgen::DnType::CommonName, "admin");
@@ -77,7 +72,7 @@ impl ControlPlane {
         admin.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
         let admin_cert = admin.signed_by(&admin_key, &issuer).unwrap();
         let sa = rcgen::KeyPair::generate().unwrap();
-        let client_ca = write(&d.join("client-ca.crt"), &ca_cert.pem());
+        let client_ca = write(&d.join("client-ca.crt"), &ca_pem);
         let admin_crt = write(&d.join("admin.crt"), &admin_cert.pem());
         let admin_key = write(&d.join("admin.key"), &admin_key.serialize_pem());
         let sa_key = write(&d.join("sa.key"), &sa.serialize_pem());

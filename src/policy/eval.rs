@@ -4,9 +4,7 @@ use chrono::{DateTime, Duration as ChronoDuration, NaiveDate, Utc};
 use serde::Serialize;
 
 use super::model::{ExceptionSpec, Mode, OnError, Policy, TestRule, VulnRule};
-use crate::evidence::{
-    Attestation, Claim, Finding, ImageEvidence, Outcome, Severity, TestOutcome, TestReport, VulnReport,
-};
+use crate::evidence::{Attestation, Claim, Finding, ImageEvidence, Outcome, Severity, TestOutcome};
 use crate::evidence::{COSIGN_VULN_V1, INTOTO_VULNS, INTOTO_VULNS_V01, INTOTO_VULNS_V02, TEST_RESULT_V01};
 
 /// Predicate types that carry a vulnerability scan.
@@ -141,17 +139,27 @@ struct Ctx<'a> {
     exceptions: &'a [ExceptionSpec],
 }
 
-impl Ctx<'_> {
-    fn vulnerabilities(&self, rule: &VulnRule, v: &mut Verdict) {
-        let found: Vec<(&Attestation, &[String], &VulnReport)> = self
-            .ev
+/// A verified attestation: where it is, who signed it, what it says.
+type Found<'a, T> = (&'a Attestation, &'a [String], &'a T);
+
+impl<'e> Ctx<'e> {
+    /// The verified attestations whose claim `pick` selects.
+    fn verified<T>(&self, pick: impl Fn(&'e Claim) -> Option<&'e T>) -> Vec<Found<'e, T>> {
+        self.ev
             .attestations
             .iter()
             .filter_map(|a| match &a.outcome {
-                Outcome::Verified { signers, claim: Claim::Vulnerabilities(r) } => Some((a, signers.as_slice(), r)),
+                Outcome::Verified { signers, claim } => pick(claim).map(|r| (a, signers.as_slice(), r)),
                 _ => None,
             })
-            .collect();
+            .collect()
+    }
+
+    fn vulnerabilities(&self, rule: &VulnRule, v: &mut Verdict) {
+        let found = self.verified(|c| match c {
+            Claim::Vulnerabilities(r) => Some(r),
+            _ => None,
+        });
         let accepted = found.iter().filter(|(_, s, _)| signed_by_any(s, &rule.signed_by));
         // The newest scan wins: by finish time, then by position.
         let Some((att, _, report)) = accepted.max_by_key(|(a, _, r)| (r.finished_on, a.index)) else {
@@ -264,15 +272,10 @@ impl Ctx<'_> {
     }
 
     fn tests(&self, rule: &TestRule, v: &mut Verdict) {
-        let found: Vec<(&Attestation, &[String], &TestReport)> = self
-            .ev
-            .attestations
-            .iter()
-            .filter_map(|a| match &a.outcome {
-                Outcome::Verified { signers, claim: Claim::Tests(r) } => Some((a, signers.as_slice(), r)),
-                _ => None,
-            })
-            .collect();
+        let found = self.verified(|c| match c {
+            Claim::Tests(r) => Some(r),
+            _ => None,
+        });
         // The newest by finishedOn when results carry it, else the last attached.
         let Some((att, _, report)) = found
             .iter()
@@ -461,7 +464,7 @@ mod tests {
     //! The policy as a table: one row per rule and boundary.
     use super::*;
     use crate::attest::Problem;
-    use crate::evidence::{Finding, ImageEvidence, TestReport};
+    use crate::evidence::{Finding, ImageEvidence, TestReport, VulnReport};
     use crate::image::Digest;
 
     const KEY: &str = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE7QtNpX/PTPA4pOkBdBOmWT3S3HhP\nhVxygajXbNEXKMRxbQMUMhUF/8RAIKvGJDujIcIveyrBAUZ07McENQdDrw==\n-----END PUBLIC KEY-----";

@@ -339,17 +339,22 @@ pub struct TestTls {
     pub key_pem: String,
 }
 
-pub fn test_tls() -> TestTls {
+/// A throwaway CA: its PEM certificate and the issuer that signs with it.
+pub fn test_ca(name: &str) -> (String, rcgen::Issuer<'static, rcgen::KeyPair>) {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(rcgen::DnType::CommonName, "portcullis test CA");
+    ca.distinguished_name.push(rcgen::DnType::CommonName, name);
     let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca, ca_key);
+    (ca_cert.pem(), rcgen::Issuer::new(ca, ca_key))
+}
+
+pub fn test_tls() -> TestTls {
+    let (ca_pem, issuer) = test_ca("portcullis test CA");
     let key = rcgen::KeyPair::generate().unwrap();
     let params = rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
     let cert = params.signed_by(&key, &issuer).unwrap();
-    TestTls { ca_pem: ca_cert.pem(), cert_pem: cert.pem(), key_pem: key.serialize_pem() }
+    TestTls { ca_pem, cert_pem: cert.pem(), key_pem: key.serialize_pem() }
 }
 
 /// An in-process `portcullis serve` over real TLS.
