@@ -24,6 +24,9 @@ pub struct EngineConfig {
     /// How long a digest with no verified evidence is remembered (short, so a
     /// developer who attests after a denial is re-evaluated promptly).
     pub negative_ttl: Duration,
+    /// How long a registry error is remembered, so that a burst of requests
+    /// (a ReplicaSet's pods) does not hammer a registry that is down.
+    pub error_ttl: Duration,
     pub cache_capacity: u64,
 }
 
@@ -33,28 +36,43 @@ impl Default for EngineConfig {
             tag_ttl: Duration::from_secs(30),
             evidence_ttl: Duration::from_secs(600),
             negative_ttl: Duration::from_secs(15),
+            error_ttl: Duration::from_secs(5),
             cache_capacity: 10_000,
         }
     }
 }
 
 type EvidenceKey = (String, Digest, String);
+type Gathered = Result<Arc<ImageEvidence>, String>;
+type Resolved = Result<Digest, String>;
 
-struct EvidenceExpiry {
+/// Per-entry lifetimes: evidence, no evidence, and errors each their own.
+struct Expiry {
     positive: Duration,
     negative: Duration,
+    error: Duration,
 }
 
-impl moka::Expiry<EvidenceKey, Arc<ImageEvidence>> for EvidenceExpiry {
-    fn expire_after_create(&self, _: &EvidenceKey, v: &Arc<ImageEvidence>, _: std::time::Instant) -> Option<Duration> {
-        Some(if v.nothing_verified() { self.negative } else { self.positive })
+impl moka::Expiry<EvidenceKey, Gathered> for Expiry {
+    fn expire_after_create(&self, _: &EvidenceKey, v: &Gathered, _: std::time::Instant) -> Option<Duration> {
+        Some(match v {
+            Ok(ev) if ev.nothing_verified() => self.negative,
+            Ok(_) => self.positive,
+            Err(_) => self.error,
+        })
+    }
+}
+
+impl moka::Expiry<String, Resolved> for Expiry {
+    fn expire_after_create(&self, _: &String, v: &Resolved, _: std::time::Instant) -> Option<Duration> {
+        Some(if v.is_ok() { self.positive } else { self.error })
     }
 }
 
 pub struct Engine {
     registry: Arc<Registry>,
-    tags: Cache<String, Digest>,
-    evidence: Cache<EvidenceKey, Arc<ImageEvidence>>,
+    tags: Cache<String, Resolved>,
+    evidence: Cache<EvidenceKey, Gathered>,
     metrics: Arc<Metrics>,
 }
 
@@ -62,10 +80,13 @@ impl Engine {
     pub fn new(registry: Registry, cfg: &EngineConfig, metrics: Arc<Metrics>) -> Arc<Self> {
         Arc::new(Engine {
             registry: Arc::new(registry),
-            tags: Cache::builder().max_capacity(cfg.cache_capacity).time_to_live(cfg.tag_ttl).build(),
+            tags: Cache::builder()
+                .max_capacity(cfg.cache_capacity)
+                .expire_after(Expiry { positive: cfg.tag_ttl, negative: cfg.tag_ttl, error: cfg.error_ttl })
+                .build(),
             evidence: Cache::builder()
                 .max_capacity(cfg.cache_capacity)
-                .expire_after(EvidenceExpiry { positive: cfg.evidence_ttl, negative: cfg.negative_ttl })
+                .expire_after(Expiry { positive: cfg.evidence_ttl, negative: cfg.negative_ttl, error: cfg.error_ttl })
                 .build(),
             metrics,
         })
@@ -81,12 +102,11 @@ impl Engine {
                 let me = self.clone();
                 let img = image.clone();
                 self.tags
-                    .try_get_with(key, async move {
+                    .get_with(key, async move {
                         me.metrics.registry_lookup("resolve");
-                        me.registry.resolve(&img).await
+                        me.registry.resolve(&img).await.map_err(|e| e.to_string())
                     })
-                    .await
-                    .map_err(|e| e.to_string())?
+                    .await?
             }
         };
         let key = (image.name(), digest.clone(), policy.keyring.fingerprint().to_string());
@@ -94,18 +114,12 @@ impl Engine {
         let img = image.clone();
         let keyring = policy.keyring.clone();
         self.evidence
-            .try_get_with(key, async move {
+            .get_with(key, async move {
                 me.metrics.registry_lookup("attestations");
-                let found = me.registry.attestations(&img, &digest).await?;
-                Ok::<_, crate::registry::RegistryError>(Arc::new(ImageEvidence::build(
-                    digest,
-                    found.location,
-                    &found.envelopes,
-                    &keyring,
-                )))
+                let found = me.registry.attestations(&img, &digest).await.map_err(|e| e.to_string())?;
+                Ok(Arc::new(ImageEvidence::build(digest, found.location, &found.envelopes, &keyring)))
             })
             .await
-            .map_err(|e| e.to_string())
     }
 
     /// Evaluates every image for `tier`, answering by `deadline` whatever the

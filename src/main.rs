@@ -124,6 +124,9 @@ struct ServeArgs {
     /// How long a digest without verified evidence is remembered.
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
     negative_cache_ttl: Duration,
+    /// How long a registry error is remembered before the registry is asked again.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    error_cache_ttl: Duration,
     /// Audit log: `-` for stdout, or a file to append JSON lines to.
     #[arg(long, default_value = "-")]
     audit_log: String,
@@ -263,6 +266,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         tag_ttl: a.tag_cache_ttl,
         evidence_ttl: a.evidence_cache_ttl,
         negative_ttl: a.negative_cache_ttl,
+        error_ttl: a.error_cache_ttl,
         ..EngineConfig::default()
     };
     let engine = Engine::new(registry(&a.registry)?, &cfg, metrics.clone());

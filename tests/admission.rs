@@ -463,3 +463,17 @@ async fn reads_from_a_hostile_registry_are_bounded() {
         "{m}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_error_is_remembered_briefly() {
+    let w = world().await;
+    let hook = Webhook::start(&w.policy, EngineConfig::default()).await;
+    // Nothing listens on port 1: connection refused.
+    for _ in 0..5 {
+        let resp = hook.admit_pod("prod", &["127.0.0.1:1/shop/api:v1"], json!({}), &[]).await;
+        assert_eq!(resp["allowed"], false);
+        assert!(message(&resp).contains("registry 127.0.0.1:1 unreachable"), "{}", message(&resp));
+    }
+    // A burst of requests asked the registry once (error TTL 5s by default).
+    assert_eq!(metric(&hook.metrics().await, "portcullis_registry_lookups_total{kind=\"resolve\"}"), 1.0);
+}
