@@ -380,6 +380,8 @@ async fn reviews_recorded_from_a_real_api_server() {
             "denied for tier production: 2 critical vulnerabilities exceed the limit 0",
         ),
         ("pod-create-dev.json", true, "would be denied for tier development: 2 critical vulnerabilities"),
+        // kubectl debug: an ephemeral container added through the subresource.
+        ("pod-update-prod.json", false, "denied for tier production: 2 critical vulnerabilities exceed the limit 0"),
     ];
     for (file, allowed, text) in rows {
         let raw = std::fs::read_to_string(format!("tests/fixtures/recorded/{file}")).unwrap();

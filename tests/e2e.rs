@@ -359,6 +359,26 @@ fn portcullis_behind_a_real_api_server() {
     let (ok, out) = cp.apply(&pod("dev", "crit", &crit_tag));
     assert!(ok, "{out}");
     assert!(out.contains("Warning:") && out.contains("would be denied for tier development"), "{out}");
+    // `kubectl debug` adds ephemeral containers through a subresource: judged too.
+    let mut running: Value =
+        serde_json::from_str(&cp.kubectl(&["get", "pod", "clean", "-n", "prod", "-o", "json"])).unwrap();
+    let debug = |image: &str, running: &mut Value| {
+        running["spec"]["ephemeralContainers"] = json!([{"name": format!("debug-{}", image.len()), "image": image}]);
+        let f = write(&work.path().join("debug.json"), &running.to_string());
+        cp.kubectl_as(
+            &cp.admin,
+            &["replace", "--raw", "/api/v1/namespaces/prod/pods/clean/ephemeralcontainers", "-f", &f.to_string_lossy()],
+        )
+    };
+    let out = debug(&crit_tag, &mut running);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("2 critical vulnerabilities"),
+        "an ephemeral container is judged: {err}"
+    );
+    let out = debug(&clean_tag, &mut running);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
     // Workloads are judged by their pod template.
     let (ok, out) = cp.apply(&deployment("prod", "crit", &crit_tag));
     assert!(!ok && out.contains("2 critical vulnerabilities"), "{out}");
