@@ -247,7 +247,9 @@ async fn validate(
         (true, false, true) => "allowed",
     };
     st.metrics.decision(record.tier.as_deref().unwrap_or("none"), result, elapsed);
-    if record.tier.is_some() {
+    // Every judged request is audited: one with a tier, or one denied before
+    // a tier was known. Objects without pod specs, and unchanged updates, are not.
+    if record.tier.is_some() || !record.allowed {
         st.audit.write(&record);
     }
     tracing::info!(uid = %record.uid, ns = %record.namespace, name = %record.name, kind = %record.kind, allowed = record.allowed, ms = record.latency_ms, "decision");
@@ -335,7 +337,6 @@ pub async fn decide(
         Err(why) => {
             let msg = format!("portcullis: {why} {policy_tag}");
             record.allowed = false;
-            record.tier = Some(String::new());
             record.message = Some(msg.clone());
             return (deny(allow, msg), record);
         }
@@ -381,7 +382,7 @@ pub async fn decide(
     for v in &verdicts {
         if v.admitted && !v.problems.is_empty() {
             warnings.push(format!(
-                "{} (tier {tier}, mode warn)",
+                "{} (mode warn: admitted)",
                 v.denial_message().replacen(" denied for tier ", " would be denied for tier ", 1)
             ));
         }
@@ -430,8 +431,9 @@ pub async fn decide(
         deny(allow, msg)
     };
     let mut resp = resp;
-    warnings.dedup();
-    let warnings: Vec<String> = warnings.into_iter().map(|w| truncate(&w, MAX_WARNING)).collect();
+    let mut seen = BTreeSet::new();
+    let warnings: Vec<String> =
+        warnings.into_iter().filter(|w| seen.insert(w.clone())).map(|w| truncate(&w, MAX_WARNING)).collect();
     if !warnings.is_empty() {
         resp.warnings = Some(warnings.clone());
     }
