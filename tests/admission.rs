@@ -479,3 +479,49 @@ async fn a_registry_error_is_remembered_briefly() {
     // A burst of requests asked the registry once (error TTL 5s by default).
     assert_eq!(metric(&hook.metrics().await, "portcullis_registry_lookups_total{kind=\"resolve\"}"), 1.0);
 }
+
+/// cosign v3 attaches attestations as sigstore bundles, OCI 1.1 referrers of
+/// the image; this registry has no referrers API, so cosign (and Portcullis)
+/// use the `sha256-<hex>` referrers tag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigstore_bundles_attached_as_oci_referrers() {
+    let w = world().await;
+    let bundled = |repo: &'static str, tag: &'static str, key: &'static str, scan: Value| {
+        let w = &w;
+        async move {
+            let image = w.reg.push_image(repo, tag, &format!("{repo}:{tag}:bundle")).await;
+            w.cosign.attest_bundle(key, &image, VULN, &scan);
+            w.cosign.attest_bundle("ci", &image, TEST_RESULT, &passed());
+            image
+        }
+    };
+    let clean_img = bundled("shop/v3", "clean", "scanner", clean()).await;
+    let crit_img = bundled("shop/v3", "crit", "scanner", criticals()).await;
+    let rogue_img = bundled("shop/v3", "rogue", "rogue", clean()).await;
+    let hook = Webhook::start(&w.policy, EngineConfig::default()).await;
+    // (image, allowed, text)
+    let rows = [
+        (&clean_img, true, ""),
+        (
+            &crit_img,
+            false,
+            "2 critical vulnerabilities exceed the limit 0 (CVE-2024-1111 in openssl 3.0.1, fixed in 3.0.13",
+        ),
+        (&rogue_img, false, "does not verify with any trusted key"),
+    ];
+    for (image, allowed, text) in rows {
+        let resp = hook.admit_pod("prod", &[image], json!({}), &[]).await;
+        assert_eq!(resp["allowed"], allowed, "{image}: {resp}");
+        assert!(message(&resp).contains(text), "{image}: {}", message(&resp));
+    }
+    // The decision cites the bundle blobs it rests on.
+    let audit = hook.audit();
+    let evidence = audit[0]["images"][0]["evidence"].as_array().unwrap();
+    assert_eq!(evidence.len(), 2, "{}", audit[0]);
+    for d in evidence {
+        let layer = d.as_str().unwrap();
+        let blob = w.reg.get_blob("shop/v3", layer).await;
+        let bundle: Value = serde_json::from_slice(&blob).unwrap();
+        assert!(bundle["mediaType"].as_str().unwrap().starts_with("application/vnd.dev.sigstore.bundle"), "{bundle}");
+    }
+}

@@ -415,14 +415,14 @@ impl ImageEvidence {
     pub fn build(
         digest: crate::image::Digest,
         location: String,
-        envelopes: &[impl AsRef<[u8]>],
+        envelopes: &[crate::registry::Envelope],
         keyring: &crate::attest::Keyring,
     ) -> Self {
         let attestations = envelopes
             .iter()
             .enumerate()
-            .map(|(index, bytes)| {
-                let bytes = bytes.as_ref();
+            .map(|(index, found)| {
+                let bytes: &[u8] = &found.bytes;
                 let claimed_type = crate::attest::peek_predicate_type(bytes);
                 let outcome = match crate::attest::verify_envelope(bytes, keyring, &digest) {
                     Err(p) => Outcome::Rejected(p),
@@ -432,7 +432,7 @@ impl ImageEvidence {
                         Err(e) => Outcome::Unreadable { signers: st.signers, why: e.to_string() },
                     },
                 };
-                Attestation { envelope: crate::image::Digest::of(bytes), index, claimed_type, outcome }
+                Attestation { envelope: found.source.clone(), index, claimed_type, outcome }
             })
             .collect();
         ImageEvidence { digest, location, attestations }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use bytes::{Bytes, BytesMut};
-use oci_client::manifest::OciImageManifest;
+use oci_client::manifest::{OciImageIndex, OciImageManifest};
 use reqwest::{header, StatusCode};
 use serde::Deserialize;
 
@@ -22,6 +22,8 @@ pub use credentials::{Credentials, CredentialsError};
 
 /// Media type of a DSSE envelope layer in a cosign attestation manifest.
 pub const DSSE_MEDIA_TYPE: &str = "application/vnd.dsse.envelope.v1+json";
+/// Sigstore bundle media types (`…bundle.v0.3+json`, `…bundle+json;version=0.3`).
+pub const BUNDLE_MEDIA_TYPE_PREFIX: &str = "application/vnd.dev.sigstore.bundle";
 
 const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
 application/vnd.docker.distribution.manifest.list.v2+json, \
@@ -74,12 +76,23 @@ pub enum RegistryError {
     Protocol { what: String, why: String },
 }
 
-/// Attestation envelopes found for an image, in the order the registry lists them.
+/// A DSSE envelope found for an image, and the blob it came from.
+#[derive(Clone, Debug)]
+pub struct Envelope {
+    /// Digest of the registry blob that held it (a legacy `.att` layer, or a
+    /// sigstore bundle), which decisions cite.
+    pub source: Digest,
+    /// The DSSE envelope JSON.
+    pub bytes: Bytes,
+}
+
+/// Attestation envelopes found for an image: the legacy `.att` layers in the
+/// registry's order, then the sigstore bundles among its OCI referrers.
 #[derive(Clone, Debug, Default)]
 pub struct Attestations {
-    /// Where they were looked for (`registry/repo:sha256-<hex>.att`).
+    /// Where they were looked for, for messages.
     pub location: String,
-    pub envelopes: Vec<Bytes>,
+    pub envelopes: Vec<Envelope>,
 }
 
 /// A small OCI distribution client with bounded reads.
@@ -157,18 +170,25 @@ impl Registry {
         Ok(Digest::of(&body))
     }
 
-    /// Finds the cosign attestations of `digest` (legacy scheme: the tag
-    /// `sha256-<hex>.att` in the image's repository). None is not an error.
+    /// Finds the cosign attestations of `digest`, in both schemes cosign
+    /// writes: the legacy tag `sha256-<hex>.att` in the image's repository,
+    /// and sigstore bundles attached as OCI 1.1 referrers (cosign v3's
+    /// default, `--new-bundle-format` before), through the referrers API or,
+    /// where the registry has none, the `sha256-<hex>` referrers tag. Finding
+    /// none is not an error.
     pub async fn attestations(&self, image: &ImageRef, digest: &Digest) -> Result<Attestations, RegistryError> {
+        let location =
+            format!("{}:sha256-{}.att and the OCI referrers of {}", image.name(), digest.hex(), digest.short());
+        let (legacy, bundles) = tokio::join!(self.legacy_attestations(image, digest), self.bundles(image, digest));
+        let mut envelopes = legacy?;
+        envelopes.extend(bundles?);
+        Ok(Attestations { location, envelopes })
+    }
+
+    async fn legacy_attestations(&self, image: &ImageRef, digest: &Digest) -> Result<Vec<Envelope>, RegistryError> {
         let tag = format!("sha256-{}.att", digest.hex());
         let location = format!("{}:{tag}", image.name());
-        let url = format!("{}/manifests/{tag}", self.base(image));
-        let resp = match self.send(image, reqwest::Method::GET, &url, &location).await {
-            Ok(r) => r,
-            Err(RegistryError::NotFound { .. }) => return Ok(Attestations { location, envelopes: vec![] }),
-            Err(e) => return Err(e),
-        };
-        let body = read_bounded(resp, self.limits.manifest_bytes, &location).await?;
+        let Some(body) = self.manifest(image, &tag, &location).await? else { return Ok(vec![]) };
         let manifest: OciImageManifest = serde_json::from_slice(&body).map_err(|e| RegistryError::Protocol {
             what: location.clone(),
             why: format!("not an image manifest: {e}"),
@@ -180,20 +200,94 @@ impl Registry {
                 limit: self.limits.attestation_layers,
             });
         }
-        let loc = &location;
-        let fetches = layers.iter().map(|l| async move {
-            let d = Digest::parse(&l.digest)
-                .map_err(|e| RegistryError::Protocol { what: loc.clone(), why: e.to_string() })?;
-            if l.size < 0 || l.size as u64 > self.limits.attestation_bytes as u64 {
-                return Err(RegistryError::TooLarge {
-                    what: format!("attestation {}", d.short()),
-                    limit: self.limits.attestation_bytes,
-                });
-            }
-            self.blob(image, &d, self.limits.attestation_bytes).await
+        let fetches = layers.iter().map(|l| async {
+            let d = self.descriptor(&l.digest, l.size, &location)?;
+            let bytes = self.blob(image, &d, self.limits.attestation_bytes).await?;
+            Ok::<_, RegistryError>(Envelope { source: d, bytes })
         });
-        let envelopes = futures::future::try_join_all(fetches).await?;
-        Ok(Attestations { location, envelopes })
+        futures::future::try_join_all(fetches).await
+    }
+
+    /// The DSSE envelopes of the sigstore bundles among the image's referrers.
+    async fn bundles(&self, image: &ImageRef, digest: &Digest) -> Result<Vec<Envelope>, RegistryError> {
+        let what = format!("referrers of {}", image.pinned(digest));
+        let url = format!("{}/referrers/{digest}", self.base(image));
+        let index = match self.send(image, reqwest::Method::GET, &url, &what).await {
+            Ok(resp) => read_bounded(resp, self.limits.manifest_bytes, &what).await?,
+            // No referrers API here: the referrers tag schema.
+            Err(RegistryError::NotFound { .. }) | Err(RegistryError::Status { status: 400 | 405 | 501, .. }) => {
+                let tag = format!("sha256-{}", digest.hex());
+                match self.manifest(image, &tag, &format!("{}:{tag}", image.name())).await? {
+                    Some(b) => b,
+                    None => return Ok(vec![]),
+                }
+            }
+            Err(e) => return Err(e),
+        };
+        let index: OciImageIndex = serde_json::from_slice(&index)
+            .map_err(|e| RegistryError::Protocol { what: what.clone(), why: format!("not an image index: {e}") })?;
+        // Newest last; more than the limit keeps the newest.
+        let skip = index.manifests.len().saturating_sub(self.limits.attestation_layers);
+        let fetches = index.manifests.iter().skip(skip).map(|entry| self.bundle(image, &entry.digest, &what));
+        let found = futures::future::try_join_all(fetches).await?;
+        Ok(found.into_iter().flatten().collect())
+    }
+
+    /// One referrer: a sigstore bundle's DSSE envelope, or None for anything
+    /// else (an SBOM, a plain signature). The index's artifactType is not
+    /// trusted; the referrer manifest itself is read.
+    async fn bundle(
+        &self,
+        image: &ImageRef,
+        manifest_digest: &str,
+        what: &str,
+    ) -> Result<Option<Envelope>, RegistryError> {
+        let d = Digest::parse(manifest_digest)
+            .map_err(|e| RegistryError::Protocol { what: what.to_string(), why: e.to_string() })?;
+        let Some(body) = self.manifest(image, d.as_str(), what).await? else { return Ok(None) };
+        if Digest::of(&body) != d {
+            return Err(RegistryError::DigestMismatch {
+                what: format!("referrer {}", d.short()),
+                expected: d.to_string(),
+            });
+        }
+        let Ok(m) = serde_json::from_slice::<OciImageManifest>(&body) else { return Ok(None) };
+        let is_bundle = |t: &str| t.starts_with(BUNDLE_MEDIA_TYPE_PREFIX);
+        let Some(layer) = m.layers.iter().find(|l| is_bundle(&l.media_type)) else { return Ok(None) };
+        let source = self.descriptor(&layer.digest, layer.size, what)?;
+        let blob = self.blob(image, &source, self.limits.attestation_bytes).await?;
+        // A bundle holds a DSSE envelope (attestations) or a message signature (cosign sign).
+        let bundle: serde_json::Value = serde_json::from_slice(&blob).map_err(|e| RegistryError::Protocol {
+            what: format!("sigstore bundle {}", source.short()),
+            why: format!("not JSON: {e}"),
+        })?;
+        let Some(envelope) = bundle.get("dsseEnvelope") else { return Ok(None) };
+        let bytes = serde_json::to_vec(envelope)
+            .map_err(|e| RegistryError::Protocol { what: what.to_string(), why: e.to_string() })?;
+        Ok(Some(Envelope { source, bytes: Bytes::from(bytes) }))
+    }
+
+    /// A manifest by tag or digest, bounded; None when there is none.
+    async fn manifest(&self, image: &ImageRef, reference: &str, what: &str) -> Result<Option<Bytes>, RegistryError> {
+        let url = format!("{}/manifests/{reference}", self.base(image));
+        match self.send(image, reqwest::Method::GET, &url, what).await {
+            Ok(resp) => Ok(Some(read_bounded(resp, self.limits.manifest_bytes, what).await?)),
+            Err(RegistryError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A layer descriptor's digest, its declared size within the attestation limit.
+    fn descriptor(&self, digest: &str, size: i64, what: &str) -> Result<Digest, RegistryError> {
+        let d = Digest::parse(digest)
+            .map_err(|e| RegistryError::Protocol { what: what.to_string(), why: e.to_string() })?;
+        if size < 0 || size as u64 > self.limits.attestation_bytes as u64 {
+            return Err(RegistryError::TooLarge {
+                what: format!("attestation {}", d.short()),
+                limit: self.limits.attestation_bytes,
+            });
+        }
+        Ok(d)
     }
 
     /// Fetches a blob by digest, bounded to `limit` bytes, and checks its digest.

@@ -222,19 +222,23 @@ impl Cosign {
 
     /// `cosign attest --key <key>.key --tlog-upload=false --type <type> --predicate <file> <image>`.
     pub fn attest(&self, key: &str, image: &str, predicate_type: &str, predicate: &Value) {
+        self.attest_with(key, image, predicate_type, predicate, &[]);
+    }
+
+    /// `attest` as a sigstore bundle attached as an OCI referrer (cosign v3's default).
+    pub fn attest_bundle(&self, key: &str, image: &str, predicate_type: &str, predicate: &Value) {
+        self.attest_with(key, image, predicate_type, predicate, &["--new-bundle-format"]);
+    }
+
+    fn attest_with(&self, key: &str, image: &str, predicate_type: &str, predicate: &Value, extra: &[&str]) {
         let file = self.dir.path().join(format!("pred-{}.json", rand_suffix()));
         std::fs::write(&file, serde_json::to_vec_pretty(predicate).unwrap()).unwrap();
+        let key = format!("{key}.key");
         let out = self
             .cmd()
-            .args([
-                "attest",
-                "--key",
-                &format!("{key}.key"),
-                "--tlog-upload=false",
-                "--type",
-                predicate_type,
-                "--predicate",
-            ])
+            .args(["attest", "--key", &key, "--tlog-upload=false", "--type", predicate_type])
+            .args(extra)
+            .arg("--predicate")
             .arg(&file)
             .arg(image)
             .output()
