@@ -90,6 +90,9 @@ struct RegistryArgs {
     /// Largest attestation envelope read from a registry, in bytes.
     #[arg(long, default_value_t = 16 << 20)]
     max_attestation_bytes: usize,
+    /// Most image lookups in flight at once, across all registries (protects registries and their rate limits).
+    #[arg(long, default_value_t = 32)]
+    registry_max_concurrency: usize,
 }
 
 #[derive(Args)]
@@ -229,8 +232,12 @@ fn load_policy(path: Option<&PathBuf>) -> anyhow::Result<Policy> {
 }
 
 fn registry(a: &RegistryArgs) -> anyhow::Result<Registry> {
-    let limits =
-        Limits { request_timeout: a.registry_timeout, attestation_bytes: a.max_attestation_bytes, ..Limits::default() };
+    let limits = Limits {
+        request_timeout: a.registry_timeout,
+        attestation_bytes: a.max_attestation_bytes,
+        concurrent_lookups: a.registry_max_concurrency,
+        ..Limits::default()
+    };
     let credentials = match &a.registry_auth {
         Some(p) => {
             Credentials::from_docker_config(&std::fs::read(p).with_context(|| format!("reading {}", p.display()))?)?

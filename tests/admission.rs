@@ -525,3 +525,26 @@ async fn sigstore_bundles_attached_as_oci_referrers() {
         assert!(bundle["mediaType"].as_str().unwrap().starts_with("application/vnd.dev.sigstore.bundle"), "{bundle}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_lookups_in_flight_are_capped() {
+    // A registry that accepts connections and never answers, counting them.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    let held = std::sync::Arc::new(tokio::sync::Mutex::new(Vec::new()));
+    let keep = held.clone();
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            keep.lock().await.push(sock);
+        }
+    });
+    let w = world().await;
+    let limits = portcullis::registry::Limits { concurrent_lookups: 1, ..Default::default() };
+    let hook =
+        Webhook::start_with_limits(&w.policy, EngineConfig::default(), std::time::Duration::from_secs(1), limits).await;
+    let (a, b) = (format!("{host}/shop/a:v1"), format!("{host}/shop/b:v1"));
+    let resp = hook.admit_pod("prod", &[&a, &b], json!({}), &[]).await;
+    assert_eq!(resp["allowed"], false);
+    // Both images timed out at the deadline, but only one lookup reached the registry.
+    assert_eq!(held.lock().await.len(), 1, "the second lookup waited for the first");
+}

@@ -42,6 +42,9 @@ pub struct Limits {
     pub connect_timeout: Duration,
     /// Timeout for one whole HTTP exchange, body included.
     pub request_timeout: Duration,
+    /// Most image lookups (a tag resolution, or an attestation search) in
+    /// flight at once, across all registries; more wait their turn.
+    pub concurrent_lookups: usize,
 }
 
 impl Default for Limits {
@@ -52,6 +55,7 @@ impl Default for Limits {
             attestation_layers: 32,
             connect_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_secs(5),
+            concurrent_lookups: 32,
         }
     }
 }
@@ -102,6 +106,7 @@ pub struct Registry {
     credentials: Credentials,
     limits: Limits,
     tokens: Mutex<HashMap<(String, String), (String, Instant)>>,
+    lookups: tokio::sync::Semaphore,
 }
 
 #[derive(Deserialize)]
@@ -135,7 +140,15 @@ impl Registry {
             }
         }
         let http = b.build().map_err(|e| format!("building the registry client: {e}"))?;
-        Ok(Registry { http, insecure: insecure.into_iter().collect(), credentials, limits, tokens: Mutex::default() })
+        let lookups = tokio::sync::Semaphore::new(limits.concurrent_lookups.max(1));
+        Ok(Registry {
+            http,
+            insecure: insecure.into_iter().collect(),
+            credentials,
+            limits,
+            tokens: Mutex::default(),
+            lookups,
+        })
     }
 
     pub fn limits(&self) -> &Limits {
@@ -155,6 +168,7 @@ impl Registry {
         if let Some(d) = &image.digest {
             return Ok(d.clone());
         }
+        let _turn = self.turn().await?;
         let tag = image.tag.as_deref().unwrap_or("latest");
         let url = format!("{}/manifests/{tag}", self.base(image));
         let what = format!("image {}:{tag}", image.name());
@@ -177,6 +191,7 @@ impl Registry {
     /// where the registry has none, the `sha256-<hex>` referrers tag. Finding
     /// none is not an error.
     pub async fn attestations(&self, image: &ImageRef, digest: &Digest) -> Result<Attestations, RegistryError> {
+        let _turn = self.turn().await?;
         let location =
             format!("{}:sha256-{}.att and the OCI referrers of {}", image.name(), digest.hex(), digest.short());
         let (legacy, bundles) = tokio::join!(self.legacy_attestations(image, digest), self.bundles(image, digest));
@@ -265,6 +280,14 @@ impl Registry {
         let bytes = serde_json::to_vec(envelope)
             .map_err(|e| RegistryError::Protocol { what: what.to_string(), why: e.to_string() })?;
         Ok(Some(Envelope { source, bytes: Bytes::from(bytes) }))
+    }
+
+    /// Waits for a lookup slot (see [`Limits::concurrent_lookups`]).
+    async fn turn(&self) -> Result<tokio::sync::SemaphorePermit<'_>, RegistryError> {
+        self.lookups
+            .acquire()
+            .await
+            .map_err(|_| RegistryError::Protocol { what: "registry lookups".into(), why: "shutting down".into() })
     }
 
     /// A manifest by tag or digest, bounded; None when there is none.

@@ -387,12 +387,20 @@ impl Webhook {
         cfg: portcullis::engine::EngineConfig,
         deadline: Duration,
     ) -> Webhook {
+        Self::start_with_limits(policy, cfg, deadline, Default::default()).await
+    }
+
+    pub async fn start_with_limits(
+        policy: &str,
+        cfg: portcullis::engine::EngineConfig,
+        deadline: Duration,
+        limits: portcullis::registry::Limits,
+    ) -> Webhook {
         portcullis::install_crypto_provider();
         let policy = portcullis::policy::Policy::from_yaml(policy, "test policy").unwrap();
         let metrics = Arc::new(portcullis::metrics::Metrics::default());
         let audit_dir = tempfile::tempdir().unwrap();
-        let registry =
-            portcullis::registry::Registry::new(Default::default(), vec![], Default::default(), &[]).unwrap();
+        let registry = portcullis::registry::Registry::new(limits, vec![], Default::default(), &[]).unwrap();
         let state = Arc::new(portcullis::webhook::AppState {
             engine: portcullis::engine::Engine::new(registry, &cfg, metrics.clone()),
             policy: std::sync::RwLock::new(Arc::new(policy)),
