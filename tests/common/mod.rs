@@ -557,3 +557,27 @@ pub fn criticals() -> Value {
 pub fn passed() -> Value {
     test_predicate("PASSED", &[])
 }
+
+/// Connections a [`silent_registry`] has accepted and holds open.
+pub struct Held(Arc<tokio::sync::Mutex<Vec<tokio::net::TcpStream>>>);
+
+impl Held {
+    pub async fn connections(&self) -> usize {
+        self.0.lock().await.len()
+    }
+}
+
+/// A "registry" on loopback that accepts connections and never answers:
+/// no real registry can be made to hang, so this stands in for one that does.
+pub async fn silent_registry() -> (String, Held) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    let held = Arc::new(tokio::sync::Mutex::new(Vec::new()));
+    let keep = held.clone();
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            keep.lock().await.push(sock);
+        }
+    });
+    (host, Held(held))
+}
