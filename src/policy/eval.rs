@@ -139,6 +139,14 @@ struct Ctx<'a> {
     exceptions: &'a [ExceptionSpec],
 }
 
+/// How an age problem is worded for one kind of evidence.
+struct Age {
+    what: &'static str,
+    limit: &'static str,
+    field: &'static str,
+    redo: &'static str,
+}
+
 /// A verified attestation: where it is, who signed it, what it says.
 type Found<'a, T> = (&'a Attestation, &'a [String], &'a T);
 
@@ -174,24 +182,13 @@ impl<'e> Ctx<'e> {
             return;
         };
         v.evidence.push(att.envelope.to_string());
-        match (report.finished_on, rule.max_age) {
-            (Some(t), _) if (t - self.now).num_seconds() > MAX_SKEW_SECS => {
-                v.problems.push(format!("the vulnerability scan claims to finish in the future ({}); check the scanner's clock and rescan", rfc3339(t)));
-            }
-            (Some(t), Some(max)) if to_chrono(max) < self.now - t => v.problems.push(format!(
-                "the newest vulnerability scan finished {} ({} ago), older than the maxAge {} of tier {}; rescan the image and attest the new report",
-                rfc3339(t),
-                human(self.now - t),
-                fmt_duration(max),
-                self.tier
-            )),
-            (None, Some(max)) => v.problems.push(format!(
-                "the vulnerability scan records no finish time (metadata.scanFinishedOn), so its age cannot be checked against the maxAge {} of tier {}; attest a scan with its time",
-                fmt_duration(max),
-                self.tier
-            )),
-            _ => {}
-        }
+        let age = Age {
+            what: "vulnerability scan",
+            limit: "maxAge",
+            field: "metadata.scanFinishedOn",
+            redo: "rescan the image and attest the new report",
+        };
+        v.problems.extend(self.age_problem(&age, report.finished_on, rule.max_age));
         let mut counted: std::collections::BTreeMap<Severity, Vec<&Finding>> = Default::default();
         for f in &report.findings {
             if rule.ignore_unfixed && !f.fixable() {
@@ -346,20 +343,43 @@ impl<'e> Ctx<'e> {
                 ));
             }
         }
-        match (report.finished_on, rule.max_age) {
-            (Some(t), Some(max)) if to_chrono(max) < self.now - t => v.problems.push(format!(
-                "the newest test result finished {} ({} ago), older than the tests maxAge {} of tier {}; rerun the tests and attest the result",
+        let age = Age {
+            what: "test result",
+            limit: "tests maxAge",
+            field: "finishedOn",
+            redo: "rerun the tests and attest the result",
+        };
+        v.problems.extend(self.age_problem(&age, report.finished_on, rule.max_age));
+    }
+
+    /// What is wrong with the age of a piece of evidence, if anything: from
+    /// the future (beyond clock skew), older than the limit, or of no known age
+    /// when the tier sets a limit.
+    fn age_problem(
+        &self,
+        age: &Age,
+        finished: Option<DateTime<Utc>>,
+        max: Option<std::time::Duration>,
+    ) -> Option<String> {
+        let Age { what, limit, field, redo } = age;
+        match (finished, max) {
+            (Some(t), _) if (t - self.now).num_seconds() > MAX_SKEW_SECS => Some(format!(
+                "the {what} claims to finish in the future ({}); check the producer's clock and {redo}",
+                rfc3339(t)
+            )),
+            (Some(t), Some(max)) if to_chrono(max) < self.now - t => Some(format!(
+                "the newest {what} finished {} ({} ago), older than the {limit} {} of tier {}; {redo}",
                 rfc3339(t),
                 human(self.now - t),
                 fmt_duration(max),
                 self.tier
             )),
-            (None, Some(max)) => v.problems.push(format!(
-                "the test result records no finish time (finishedOn), so its age cannot be checked against the tests maxAge {} of tier {}",
+            (None, Some(max)) => Some(format!(
+                "the {what} records no finish time ({field}), so its age cannot be checked against the {limit} {} of tier {}; {redo} with its time",
                 fmt_duration(max),
                 self.tier
             )),
-            _ => {}
+            _ => None,
         }
     }
 
@@ -628,6 +648,7 @@ mod tests {
             ("required test not passed", TESTS_GATES.into(), "", vec![run(&["refunds", "search"], &["integration"], Some(h(1)))], false, "required tests not passed: checkout"),
             ("one passed test short of minPassed", TESTS_GATES.into(), "", vec![run(&["checkout"], &["integration"], Some(h(1)))], false, "only 1 passed tests, tier t requires at least 2"),
             ("tests a second past maxAge", TESTS_GATES.into(), "", vec![run(&["checkout", "refunds"], &["integration"], Some(h(48) + ChronoDuration::seconds(1)))], false, "older than the tests maxAge 48h"),
+            ("test result from the future", TESTS_GATES.into(), "", vec![run(&["checkout", "refunds"], &["integration"], Some(-h(2)))], false, "the test result claims to finish in the future"),
             ("tests maxAge without finishedOn", TESTS_GATES.into(), "", vec![run(&["checkout", "refunds"], &["integration"], None)], false, "records no finish time (finishedOn)"),
             ("newest test result by finishedOn wins", TESTS_GATES.into(), "", vec![run(&["checkout", "refunds"], &["integration"], Some(h(1))), run(&["checkout"], &["integration"], Some(h(5)))], true, ""),
             ("warn mode admits, keeping the reason", format!("mode: warn\n{VULNS}"), "", vec![scan("scanner", h(1), vec![crit()])], true, "1 critical"),
