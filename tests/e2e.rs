@@ -109,17 +109,7 @@ impl ControlPlane {
             .spawn()
             .unwrap();
         let server = format!("https://127.0.0.1:{port}");
-        let kubeconfig = |name: &str, user: Value| {
-            let cfg = json!({
-                "apiVersion": "v1", "kind": "Config",
-                "clusters": [{"name": "e2e", "cluster": {"server": server, "certificate-authority": d.join("certs/apiserver.crt")}}],
-                "users": [{"name": name, "user": user}],
-                "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": name}}],
-                "current-context": "e2e"
-            });
-            write(&d.join(format!("{name}.kubeconfig")), &cfg.to_string())
-        };
-        let admin = kubeconfig("admin", json!({"client-certificate": admin_crt, "client-key": admin_key}));
+        let admin = kubeconfig(d, &server, "admin", json!({"client-certificate": admin_crt, "client-key": admin_key}));
         let mut cp = ControlPlane { apiserver, etcd, dir, server, kubectl, admin };
         let log = cp.dir.path().join("apiserver.log");
         wait_until("kube-apiserver /readyz", Duration::from_secs(90), || {
@@ -170,15 +160,21 @@ impl ControlPlane {
     /// A kubeconfig for a service account, with a token from the TokenRequest API.
     fn service_account_kubeconfig(&self, namespace: &str, name: &str) -> PathBuf {
         let token = self.kubectl(&["create", "token", name, "-n", namespace, "--duration=1h"]);
-        let cfg = json!({
-            "apiVersion": "v1", "kind": "Config",
-            "clusters": [{"name": "e2e", "cluster": {"server": self.server, "certificate-authority": self.dir.path().join("certs/apiserver.crt")}}],
-            "users": [{"name": name, "user": {"token": token.trim()}}],
-            "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": name}}],
-            "current-context": "e2e"
-        });
-        write(&self.dir.path().join(format!("{name}-sa.kubeconfig")), &cfg.to_string())
+        kubeconfig(self.dir.path(), &self.server, &format!("{name}-sa"), json!({"token": token.trim()}))
     }
+}
+
+/// Writes `<dir>/<name>.kubeconfig` for `user` on the API server at `server`,
+/// trusting the serving certificate it generated in `<dir>/certs`.
+fn kubeconfig(dir: &Path, server: &str, name: &str, user: Value) -> PathBuf {
+    let cfg = json!({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "e2e", "cluster": {"server": server, "certificate-authority": dir.join("certs/apiserver.crt")}}],
+        "users": [{"name": name, "user": user}],
+        "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": name}}],
+        "current-context": "e2e"
+    });
+    write(&dir.join(format!("{name}.kubeconfig")), &cfg.to_string())
 }
 
 /// `portcullis serve` as a real process, a client of the API server.
