@@ -1,6 +1,6 @@
 # Real Kubernetes control-plane binaries for the end-to-end tests: etcd,
-# kube-apiserver and kubectl, built from the Go module proxy (no prebuilt
-# downloads) into $(TOOLS_DIR)/<name>-<version>/<name>.
+# kube-apiserver, kube-controller-manager and kubectl, built from the Go module
+# proxy (no prebuilt downloads) into $(TOOLS_DIR)/<name>-<version>/<name>.
 #
 # Included by the top-level Makefile, which defines TOOLS_DIR and exports
 # GOTOOLCHAIN=local and CGO_ENABLED=0. Paths are relative to the repo root.
@@ -15,10 +15,12 @@ KUBE_VERSION ?= v1.34.4
 ETCD_VERSION ?= v3.6.16
 
 KUBE_APISERVER := $(TOOLS_DIR)/kube-apiserver-$(KUBE_VERSION)/kube-apiserver
+KUBE_CONTROLLER_MANAGER := $(TOOLS_DIR)/kube-controller-manager-$(KUBE_VERSION)/kube-controller-manager
 KUBECTL := $(TOOLS_DIR)/kubectl-$(KUBE_VERSION)/kubectl
 ETCD := $(TOOLS_DIR)/etcd-$(ETCD_VERSION)/etcd
 
 export PORTCULLIS_KUBE_APISERVER := $(KUBE_APISERVER)
+export PORTCULLIS_KUBE_CONTROLLER_MANAGER := $(KUBE_CONTROLLER_MANAGER)
 export PORTCULLIS_KUBECTL := $(KUBECTL)
 export PORTCULLIS_ETCD := $(ETCD)
 
@@ -39,8 +41,8 @@ KUBE_LDFLAGS = -s -w \
 E2E_GO_BUILD = go build -p $(E2E_GO_BUILD_P) -trimpath -buildvcs=false
 
 .PHONY: e2e-tools
-## e2e-tools: real etcd, kube-apiserver and kubectl, built from the Go module proxy into $(TOOLS_DIR)
-e2e-tools: $(ETCD) $(KUBE_APISERVER) $(KUBECTL)
+## e2e-tools: real etcd, kube-apiserver, kube-controller-manager and kubectl, built from the Go module proxy into $(TOOLS_DIR)
+e2e-tools: $(ETCD) $(KUBE_APISERVER) $(KUBE_CONTROLLER_MANAGER) $(KUBECTL)
 
 # $(call e2e_check_version,<dir>,<module>,<version>): fail if <dir>/go.mod does
 # not require <module> at <version> (a mislabelled cache entry is worse than none).
@@ -56,6 +58,12 @@ $(KUBE_APISERVER):
 	$(call e2e_check_version,tests/e2e-tools/kube,k8s.io/kubernetes,$(KUBE_VERSION))
 	mkdir -p $(@D)
 	cd tests/e2e-tools/kube && $(E2E_GO_BUILD) -ldflags "$(KUBE_LDFLAGS)" -o $(abspath $@).tmp ./cmd/kube-apiserver
+	mv -f $@.tmp $@
+
+$(KUBE_CONTROLLER_MANAGER):
+	$(call e2e_check_version,tests/e2e-tools/kube,k8s.io/kubernetes,$(KUBE_VERSION))
+	mkdir -p $(@D)
+	cd tests/e2e-tools/kube && $(E2E_GO_BUILD) -ldflags "$(KUBE_LDFLAGS)" -o $(abspath $@).tmp ./cmd/kube-controller-manager
 	mv -f $@.tmp $@
 
 $(KUBECTL):
