@@ -78,6 +78,13 @@ pub struct ImageRef {
 }
 
 impl ImageRef {
+    /// Parses a reference as the distribution grammar defines it (the grammar
+    /// `docker pull` and the kubelet use): hosts are DNS names, IPv4 or
+    /// bracketed IPv6 addresses with an optional port; path components are
+    /// lowercase alphanumerics joined by single `.`, `_`, `__` or dashes;
+    /// tags are `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`; digests are sha256.
+    /// Anything else (`..`, `?`, `#`, spaces) is refused, so a reference can
+    /// never address anything but a manifest in a repository.
     pub fn parse(input: &str) -> Result<Self, ReferenceError> {
         let s = input.trim();
         if s.is_empty() {
@@ -87,6 +94,7 @@ impl ImageRef {
             return Err(ReferenceError::TooLong(s.chars().take(64).collect()));
         }
         let invalid = |why| ReferenceError::Invalid { reference: s.to_string(), why };
+        check_grammar(s).map_err(invalid)?;
         let (name_tag, digest) = match s.split_once('@') {
             Some((n, d)) => (n, Some(Digest::parse(d)?)),
             None => (s, None),
@@ -101,6 +109,7 @@ impl ImageRef {
             None => (name_tag, None),
         };
         if let Some(t) = &tag {
+            // The grammar's `\w` is ASCII in the distribution (Go) grammar.
             let ok = !t.is_empty()
                 && t.len() <= 128
                 && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
@@ -110,7 +119,7 @@ impl ImageRef {
             }
         }
         let (registry, repository) = match name.split_once('/') {
-            Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => {
+            Some((first, rest)) if first.contains(['.', ':', '[']) || first == "localhost" => {
                 (first.to_string(), rest.to_string())
             }
             _ => (DOCKER_HUB.to_string(), name.to_string()),
@@ -124,15 +133,10 @@ impl ImageRef {
         } else {
             repository
         };
-        if repository.is_empty()
-            || !repository.split('/').all(|c| {
-                !c.is_empty() && c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
-            })
-        {
+        // The grammar leaves a first component with capitals to be a host;
+        // without a '.' or ':' it is not one here, and paths are lowercase.
+        if !repository.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-/".contains(&b)) {
             return Err(invalid("repository must be lowercase path components"));
-        }
-        if registry.is_empty() || registry.bytes().any(|b| b.is_ascii_whitespace()) {
-            return Err(invalid("bad registry host"));
         }
         let tag = match (&tag, &digest) {
             (None, None) => Some("latest".to_string()),
@@ -159,6 +163,37 @@ impl ImageRef {
             None => self.registry.split(':').next().unwrap_or(""),
         };
         host == "localhost" || host.parse::<std::net::IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false)
+    }
+}
+
+/// The distribution reference grammar, checked by `oci-spec` (the grammar's
+/// own regular expression). That grammar predates bracketed IPv6 hosts, which
+/// the distribution accepts today: such a host is checked as an address and
+/// the rest of the reference by the grammar.
+fn check_grammar(s: &str) -> Result<(), &'static str> {
+    let checked = match s.strip_prefix('[') {
+        Some(rest) => {
+            let (addr, after) = rest.split_once(']').ok_or("unterminated IPv6 address")?;
+            addr.parse::<std::net::Ipv6Addr>().map_err(|_| "bad IPv6 address")?;
+            if !after.starts_with([':', '/']) {
+                return Err("an IPv6 host must be followed by a port or a path");
+            }
+            format!("ipv6.invalid{after}")
+        }
+        None => s.to_string(),
+    };
+    match oci_client::Reference::try_from(checked.as_str()) {
+        Ok(_) => Ok(()),
+        Err(oci_client::ParseError::NameContainsUppercase) => Err("repository must be lowercase path components"),
+        Err(oci_client::ParseError::NameTooLong) => Err("repository name is longer than 255 characters"),
+        Err(oci_client::ParseError::TagInvalidFormat) => Err("bad tag"),
+        Err(
+            oci_client::ParseError::DigestInvalidFormat
+            | oci_client::ParseError::DigestInvalidLength
+            | oci_client::ParseError::DigestUnsupported,
+        ) => Err("digest must be sha256: followed by 64 lowercase hex characters"),
+        Err(_) => Err("not a reference in the distribution grammar (host[:port]/path[:tag][@sha256:digest]; \
+             path components are lowercase letters and digits joined by '.', '_', '__' or '-')"),
     }
 }
 
@@ -193,6 +228,8 @@ mod tests {
             ("127.0.0.1:5000/shop/api:v1", "127.0.0.1:5000", "shop/api", Some("v1"), false),
             ("localhost/shop/api", "localhost", "shop/api", Some("latest"), false),
             ("localhost:5000/api", "localhost:5000", "api", Some("latest"), false),
+            ("[::1]:5000/shop/api:v1", "[::1]:5000", "shop/api", Some("v1"), false),
+            ("ghcr.io/acme/my__app-x.y:V1_2.3-rc", "ghcr.io", "acme/my__app-x.y", Some("V1_2.3-rc"), false),
             (&format!("nginx@{D}"), "docker.io", "library/nginx", None, true),
             (&format!("127.0.0.1:5000/shop/api:v1@{D}"), "127.0.0.1:5000", "shop/api", Some("v1"), true),
         ];
@@ -207,9 +244,30 @@ mod tests {
 
     #[test]
     fn rejects_bad_references() {
-        for bad in
-            ["", "UPPER/case", "nginx:", "nginx@sha256:abc", "a//b", "nginx:-x", &format!("nginx@{}", D.to_uppercase())]
-        {
+        let rows = [
+            "",
+            "UPPER/case",
+            "nginx:",
+            "nginx@sha256:abc",
+            "a//b",
+            "nginx:-x",
+            &format!("nginx@{}", D.to_uppercase()),
+            // Nothing but a manifest in a repository may be addressed.
+            "registry.example.com/shop/../v2",
+            "registry.example.com/shop/..",
+            "registry.example.com/shop/.hidden",
+            "registry.example.com/shop/api?ns=other",
+            "registry.example.com/shop/api#frag",
+            "registry.example.com?x/shop/api",
+            "registry.example.com/shop/api:v1?x",
+            "registry example.com/shop/api",
+            "registry.example.com/shop/api:t\u{e9}",
+            "registry.example.com/shop/api@sha512:abcd",
+            "[not-an-address]:5000/shop/api",
+            "[::1]x/shop/api",
+            "-leading.example.com/shop/api",
+        ];
+        for bad in rows {
             assert!(ImageRef::parse(bad).is_err(), "{bad:?} should be rejected");
         }
     }

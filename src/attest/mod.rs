@@ -202,6 +202,7 @@ pub fn verify_envelope(bytes: &[u8], keyring: &Keyring, image: &Digest) -> Resul
         return Err(Problem::UntrustedSignature);
     }
     // Only now, with the payload authenticated, is it worth interpreting.
+    unambiguous(&payload).map_err(|e| malformed(format!("payload is ambiguous JSON: {e}")))?;
     let st: Statement =
         serde_json::from_slice(&payload).map_err(|e| malformed(format!("payload is not an in-toto Statement: {e}")))?;
     if !STATEMENT_TYPES.contains(&st.type_.as_str()) {
@@ -218,6 +219,79 @@ pub fn verify_envelope(bytes: &[u8], keyring: &Keyring, image: &Digest) -> Resul
         return Err(Problem::SubjectMismatch { subjects });
     }
     Ok(VerifiedStatement { predicate_type: st.predicate_type, predicate: st.predicate, signers })
+}
+
+/// Refuses JSON that readers can disagree on: an object with two keys that
+/// are equal, or equal but for case. Go's `encoding/json` (cosign, most
+/// producers and verifiers) matches keys case-insensitively and keeps the last
+/// one, serde keeps the exact one: `{"result": "PASSED", "Result": "FAILED"}`
+/// would mean PASSED here and FAILED there. Go folds `ſ` (U+017F) to `s` and
+/// the Kelvin sign (U+212A) to `k`; they are folded here too.
+pub fn unambiguous(json: &[u8]) -> Result<(), String> {
+    use serde::de::{DeserializeSeed, Error as _, MapAccess, SeqAccess, Visitor};
+
+    struct Check;
+
+    fn fold(key: &str) -> String {
+        key.chars()
+            .map(|c| match c {
+                '\u{17f}' => 's',
+                '\u{212a}' => 'k',
+                c => c,
+            })
+            .flat_map(char::to_lowercase)
+            .collect()
+    }
+
+    impl<'de> DeserializeSeed<'de> for Check {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(Check)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Check {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("JSON")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while seq.next_element_seed(Check)?.is_some() {}
+            Ok(())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let mut seen: std::collections::HashMap<String, String> = Default::default();
+            while let Some(key) = map.next_key::<String>()? {
+                if let Some(first) = seen.insert(fold(&key), key.clone()) {
+                    return Err(A::Error::custom(format!("an object has both {first:?} and {key:?}")));
+                }
+                map.next_value_seed(Check)?;
+            }
+            Ok(())
+        }
+    }
+
+    let mut de = serde_json::Deserializer::from_slice(json);
+    Check.deserialize(&mut de).map_err(|e| e.to_string())?;
+    de.end().map_err(|e| e.to_string())
 }
 
 /// Reads the predicate type a payload claims, without verifying anything.
@@ -268,6 +342,28 @@ mod tests {
         }
         let unsigned = br#"{"payloadType":"application/vnd.in-toto+json","payload":"e30=","signatures":[]}"#;
         assert_eq!(verify_envelope(unsigned, &kr, &d).unwrap_err(), Problem::Unsigned);
+    }
+
+    #[test]
+    fn json_that_readers_can_disagree_on_is_refused() {
+        // (json, accepted)
+        let rows: &[(&str, bool)] = &[
+            (r#"{"result":"PASSED","passedTests":["a"]}"#, true),
+            (r#"{"result":"PASSED","Result":"FAILED"}"#, false),
+            (r#"{"result":"PASSED","result":"FAILED"}"#, false),
+            (
+                r#"{"predicate":{"scanner":{"result":{"Results":[{"Vulnerabilities":[],"vulnerabilities":[{"x":1}]}]}}}}"#,
+                false,
+            ),
+            (r#"{"reſult":"FAILED","result":"PASSED"}"#, false),
+            (r#"{"Key":1,"key":2}"#, false),
+            (r#"[{"a":1},{"a":2}]"#, true),
+            (r#"{"a":{"b":1},"b":{"a":1}}"#, true),
+            (r#"{"a":1} trailing"#, false),
+        ];
+        for (json, ok) in rows {
+            assert_eq!(unambiguous(json.as_bytes()).is_ok(), *ok, "{json}: {:?}", unambiguous(json.as_bytes()));
+        }
     }
 
     #[test]
