@@ -95,20 +95,7 @@ impl Engine {
     /// Resolves the image and finds its evidence. Concurrent callers asking
     /// for the same tag or digest share one registry lookup.
     pub async fn gather(self: &Arc<Self>, image: &ImageRef, policy: &Policy) -> Result<Arc<ImageEvidence>, String> {
-        let digest = match &image.digest {
-            Some(d) => d.clone(),
-            None => {
-                let key = image.to_string();
-                let me = self.clone();
-                let img = image.clone();
-                self.tags
-                    .get_with(key, async move {
-                        me.metrics.registry_lookup("resolve");
-                        me.registry.resolve(&img).await.map_err(|e| e.to_string())
-                    })
-                    .await?
-            }
-        };
+        let digest = self.resolve(image).await?;
         let key = (image.name(), digest.clone(), policy.keyring.fingerprint().to_string());
         let me = self.clone();
         let img = image.clone();
@@ -117,9 +104,48 @@ impl Engine {
             .get_with(key, async move {
                 me.metrics.registry_lookup("attestations");
                 let found = me.registry.attestations(&img, &digest).await.map_err(|e| e.to_string())?;
-                Ok(Arc::new(ImageEvidence::build(digest, found.location, &found.envelopes, &keyring)))
+                let mut ev = ImageEvidence::build(digest, found.location, &found.envelopes, &keyring);
+                ev.skipped = found.skipped;
+                Ok(Arc::new(ev))
             })
             .await
+    }
+
+    /// The digest `image` names: its own, or its tag's now (cached for the
+    /// tag TTL; concurrent callers share one registry lookup). The mutating
+    /// webhook pins images to exactly this digest, which the validating
+    /// webhook then judges.
+    pub async fn resolve(self: &Arc<Self>, image: &ImageRef) -> Result<Digest, String> {
+        if let Some(d) = &image.digest {
+            return Ok(d.clone());
+        }
+        let me = self.clone();
+        let img = image.clone();
+        self.tags
+            .get_with(image.to_string(), async move {
+                me.metrics.registry_lookup("resolve");
+                me.registry.resolve(&img).await.map_err(|e| e.to_string())
+            })
+            .await
+    }
+
+    /// [`Engine::resolve`] for each image, each answered by `deadline`
+    /// (a lookup still running then goes on in the background, bounded by
+    /// the registry's lookup budget, to fill the cache).
+    pub async fn resolve_all(self: &Arc<Self>, images: &[ImageRef], deadline: Instant) -> Vec<Result<Digest, String>> {
+        let tasks = images.iter().map(|image| {
+            let me = self.clone();
+            let img = image.clone();
+            let task = tokio::spawn(async move { me.resolve(&img).await });
+            async move {
+                match tokio::time::timeout_at(deadline, task).await {
+                    Ok(Ok(r)) => r,
+                    Ok(Err(join)) => Err(format!("internal error while resolving: {join}")),
+                    Err(_) => Err("the registry did not answer before the admission deadline".to_string()),
+                }
+            }
+        });
+        futures::future::join_all(tasks).await
     }
 
     /// Evaluates every image for `tier`, answering by `deadline` whatever the

@@ -380,6 +380,8 @@ pub struct ImageEvidence {
     /// Where attestations were looked for.
     pub location: String,
     pub attestations: Vec<Attestation>,
+    /// Older attestations not read, past the per-image limit.
+    pub skipped: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -435,7 +437,7 @@ impl ImageEvidence {
                 Attestation { envelope: found.source.clone(), index, claimed_type, outcome }
             })
             .collect();
-        ImageEvidence { digest, location, attestations }
+        ImageEvidence { digest, location, attestations, skipped: 0 }
     }
 
     /// True when nothing verified: such entries are cached briefly, so a

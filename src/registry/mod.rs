@@ -1,12 +1,16 @@
 //! OCI registry access: tag -> digest resolution and cosign attestation discovery.
 //!
 //! Every read is bounded in size (manifests, blobs, the number of layers) and
-//! in time (connect timeout here, an overall deadline from the caller). Digests
-//! of what is fetched by digest are verified. Registries on loopback, and those
+//! in time (a connect and a per-request timeout, and a budget for a whole
+//! lookup, waiting included). Lookups in flight are limited per registry and
+//! across registries, and a registry's queue of waiting lookups is bounded, so
+//! a registry that hangs cannot starve reviews of images elsewhere. Digests of
+//! what is fetched by digest are verified. Registries on loopback, and those
 //! configured as insecure, are reached over plain HTTP; all others over HTTPS.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -45,6 +49,15 @@ pub struct Limits {
     /// Most image lookups (a tag resolution, or an attestation search) in
     /// flight at once, across all registries; more wait their turn.
     pub concurrent_lookups: usize,
+    /// Most lookups in flight at once against one registry, so that one that
+    /// hangs holds at most this many of the global slots.
+    pub concurrent_lookups_per_registry: usize,
+    /// Most lookups waiting for one registry; past it, a lookup fails at once.
+    pub queued_lookups_per_registry: usize,
+    /// Budget for one whole lookup, waiting for a slot included. A lookup
+    /// that outlives the admission deadline goes on in the background to fill
+    /// the cache, but never longer than this.
+    pub lookup_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -56,6 +69,9 @@ impl Default for Limits {
             connect_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_secs(5),
             concurrent_lookups: 32,
+            concurrent_lookups_per_registry: 8,
+            queued_lookups_per_registry: 64,
+            lookup_timeout: Duration::from_secs(20),
         }
     }
 }
@@ -78,6 +94,8 @@ pub enum RegistryError {
     DigestMismatch { what: String, expected: String },
     #[error("{what}: {why}")]
     Protocol { what: String, why: String },
+    #[error("registry {registry} is saturated: {waiting} lookups are already waiting for it; try again shortly")]
+    Saturated { registry: String, waiting: usize },
 }
 
 /// A DSSE envelope found for an image, and the blob it came from.
@@ -97,7 +115,33 @@ pub struct Attestations {
     /// Where they were looked for, for messages.
     pub location: String,
     pub envelopes: Vec<Envelope>,
+    /// Older attestations not read, past [`Limits::attestation_layers`] (in
+    /// each scheme, the newest are read).
+    pub skipped: usize,
 }
+
+/// One registry's share of the lookup slots.
+struct Gate {
+    slots: Arc<tokio::sync::Semaphore>,
+    waiting: AtomicUsize,
+}
+
+/// Counts a lookup as waiting until it gets its slot or gives up.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A lookup's slots, held until it ends: its registry's and the global one
+/// (and the gate, so that it is not forgotten while in use).
+#[allow(dead_code)]
+struct Turn<'a>(Arc<Gate>, tokio::sync::OwnedSemaphorePermit, tokio::sync::SemaphorePermit<'a>);
+
+/// Registries remembered for their gates before idle ones are forgotten.
+const GATES_KEPT: usize = 1024;
 
 /// A small OCI distribution client with bounded reads.
 pub struct Registry {
@@ -107,6 +151,7 @@ pub struct Registry {
     limits: Limits,
     tokens: Mutex<HashMap<(String, String), (String, Instant)>>,
     lookups: tokio::sync::Semaphore,
+    gates: Mutex<HashMap<String, Arc<Gate>>>,
 }
 
 #[derive(Deserialize)]
@@ -148,6 +193,7 @@ impl Registry {
             limits,
             tokens: Mutex::default(),
             lookups,
+            gates: Mutex::default(),
         })
     }
 
@@ -168,20 +214,41 @@ impl Registry {
         if let Some(d) = &image.digest {
             return Ok(d.clone());
         }
-        let _turn = self.turn().await?;
-        let tag = image.tag.as_deref().unwrap_or("latest");
-        let url = format!("{}/manifests/{tag}", self.base(image));
-        let what = format!("image {}:{tag}", image.name());
-        let resp = self.send(image, reqwest::Method::HEAD, &url, &what).await?;
-        if let Some(d) = resp.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()) {
-            if let Ok(d) = Digest::parse(d) {
-                return Ok(d);
+        self.bounded(image, async {
+            let _turn = self.turn(image).await?;
+            let tag = image.tag.as_deref().unwrap_or("latest");
+            let url = format!("{}/manifests/{tag}", self.base(image));
+            let what = format!("image {}:{tag}", image.name());
+            let resp = self.send(image, reqwest::Method::HEAD, &url, &what).await?;
+            if let Some(d) = resp.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()) {
+                if let Ok(d) = Digest::parse(d) {
+                    return Ok(d);
+                }
             }
+            // No usable header: fetch the manifest and hash it, once it is
+            // known to be a manifest (never an error page, never anything else).
+            let resp = self.send(image, reqwest::Method::GET, &url, &what).await?;
+            let content_type = resp.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(String::from);
+            let body = read_bounded(resp, self.limits.manifest_bytes, &what).await?;
+            check_manifest(&body, content_type.as_deref()).map_err(|why| RegistryError::Protocol { what, why })?;
+            Ok(Digest::of(&body))
+        })
+        .await
+    }
+
+    /// Runs one lookup within [`Limits::lookup_timeout`], waiting included.
+    async fn bounded<T>(
+        &self,
+        image: &ImageRef,
+        work: impl std::future::Future<Output = Result<T, RegistryError>>,
+    ) -> Result<T, RegistryError> {
+        match tokio::time::timeout(self.limits.lookup_timeout, work).await {
+            Ok(r) => r,
+            Err(_) => Err(RegistryError::Timeout {
+                registry: image.registry.clone(),
+                secs: self.limits.lookup_timeout.as_secs_f64(),
+            }),
         }
-        // No usable header: fetch the manifest and hash it.
-        let resp = self.send(image, reqwest::Method::GET, &url, &what).await?;
-        let body = read_bounded(resp, self.limits.manifest_bytes, &what).await?;
-        Ok(Digest::of(&body))
     }
 
     /// Finds the cosign attestations of `digest`, in both schemes cosign
@@ -191,40 +258,45 @@ impl Registry {
     /// where the registry has none, the `sha256-<hex>` referrers tag. Finding
     /// none is not an error.
     pub async fn attestations(&self, image: &ImageRef, digest: &Digest) -> Result<Attestations, RegistryError> {
-        let _turn = self.turn().await?;
-        let location =
-            format!("{}:sha256-{}.att and the OCI referrers of {}", image.name(), digest.hex(), digest.short());
-        let (legacy, bundles) = tokio::join!(self.legacy_attestations(image, digest), self.bundles(image, digest));
-        let mut envelopes = legacy?;
-        envelopes.extend(bundles?);
-        Ok(Attestations { location, envelopes })
+        self.bounded(image, async {
+            let _turn = self.turn(image).await?;
+            let location =
+                format!("{}:sha256-{}.att and the OCI referrers of {}", image.name(), digest.hex(), digest.short());
+            let (legacy, bundles) = tokio::join!(self.legacy_attestations(image, digest), self.bundles(image, digest));
+            let (mut envelopes, skipped_legacy) = legacy?;
+            let (bundles, skipped_bundles) = bundles?;
+            envelopes.extend(bundles);
+            Ok(Attestations { location, envelopes, skipped: skipped_legacy + skipped_bundles })
+        })
+        .await
     }
 
-    async fn legacy_attestations(&self, image: &ImageRef, digest: &Digest) -> Result<Vec<Envelope>, RegistryError> {
+    /// The DSSE layers of the legacy `.att` manifest: the newest (cosign
+    /// appends) up to the limit, and how many older ones were left.
+    async fn legacy_attestations(
+        &self,
+        image: &ImageRef,
+        digest: &Digest,
+    ) -> Result<(Vec<Envelope>, usize), RegistryError> {
         let tag = format!("sha256-{}.att", digest.hex());
         let location = format!("{}:{tag}", image.name());
-        let Some(body) = self.manifest(image, &tag, &location).await? else { return Ok(vec![]) };
+        let Some(body) = self.manifest(image, &tag, &location).await? else { return Ok((vec![], 0)) };
         let manifest: OciImageManifest = serde_json::from_slice(&body).map_err(|e| RegistryError::Protocol {
             what: location.clone(),
             why: format!("not an image manifest: {e}"),
         })?;
         let layers: Vec<_> = manifest.layers.iter().filter(|l| l.media_type == DSSE_MEDIA_TYPE).collect();
-        if layers.len() > self.limits.attestation_layers {
-            return Err(RegistryError::TooLarge {
-                what: format!("{location} ({} attestation layers)", layers.len()),
-                limit: self.limits.attestation_layers,
-            });
-        }
-        let fetches = layers.iter().map(|l| async {
+        let skipped = layers.len().saturating_sub(self.limits.attestation_layers);
+        let fetches = layers[skipped..].iter().map(|l| async {
             let d = self.descriptor(&l.digest, l.size, &location)?;
             let bytes = self.blob(image, &d, self.limits.attestation_bytes).await?;
             Ok::<_, RegistryError>(Envelope { source: d, bytes })
         });
-        futures::future::try_join_all(fetches).await
+        Ok((futures::future::try_join_all(fetches).await?, skipped))
     }
 
     /// The DSSE envelopes of the sigstore bundles among the image's referrers.
-    async fn bundles(&self, image: &ImageRef, digest: &Digest) -> Result<Vec<Envelope>, RegistryError> {
+    async fn bundles(&self, image: &ImageRef, digest: &Digest) -> Result<(Vec<Envelope>, usize), RegistryError> {
         let what = format!("referrers of {}", image.pinned(digest));
         let url = format!("{}/referrers/{digest}", self.base(image));
         let index = match self.send(image, reqwest::Method::GET, &url, &what).await {
@@ -234,7 +306,7 @@ impl Registry {
                 let tag = format!("sha256-{}", digest.hex());
                 match self.manifest(image, &tag, &format!("{}:{tag}", image.name())).await? {
                     Some(b) => b,
-                    None => return Ok(vec![]),
+                    None => return Ok((vec![], 0)),
                 }
             }
             Err(e) => return Err(e),
@@ -245,7 +317,7 @@ impl Registry {
         let skip = index.manifests.len().saturating_sub(self.limits.attestation_layers);
         let fetches = index.manifests.iter().skip(skip).map(|entry| self.bundle(image, &entry.digest, &what));
         let found = futures::future::try_join_all(fetches).await?;
-        Ok(found.into_iter().flatten().collect())
+        Ok((found.into_iter().flatten().collect(), skip))
     }
 
     /// One referrer: a sigstore bundle's DSSE envelope, or None for anything
@@ -282,12 +354,42 @@ impl Registry {
         Ok(Some(Envelope { source, bytes: Bytes::from(bytes) }))
     }
 
-    /// Waits for a lookup slot (see [`Limits::concurrent_lookups`]).
-    async fn turn(&self) -> Result<tokio::sync::SemaphorePermit<'_>, RegistryError> {
-        self.lookups
-            .acquire()
-            .await
-            .map_err(|_| RegistryError::Protocol { what: "registry lookups".into(), why: "shutting down".into() })
+    /// Waits for a lookup slot: first one of the registry's own
+    /// ([`Limits::concurrent_lookups_per_registry`]), then a global one
+    /// ([`Limits::concurrent_lookups`]), so a registry that hangs holds at most
+    /// its own share of the global slots. Past
+    /// [`Limits::queued_lookups_per_registry`] waiting, fails at once.
+    async fn turn(&self, image: &ImageRef) -> Result<Turn<'_>, RegistryError> {
+        let closed = |_| RegistryError::Protocol { what: "registry lookups".into(), why: "shutting down".into() };
+        let gate = self.gate(&image.registry);
+        let waiting = gate.waiting.fetch_add(1, Ordering::AcqRel);
+        let counted = Waiting(&gate.waiting);
+        if waiting >= self.limits.queued_lookups_per_registry {
+            return Err(RegistryError::Saturated { registry: image.registry.clone(), waiting });
+        }
+        let own = gate.slots.clone().acquire_owned().await.map_err(closed)?;
+        let global = self.lookups.acquire().await.map_err(closed)?;
+        drop(counted);
+        Ok(Turn(gate.clone(), own, global))
+    }
+
+    /// The gate of `registry`, made on first use. Registries no lookup is
+    /// using are forgotten once more than [`GATES_KEPT`] are remembered, so
+    /// references naming endless hosts cannot grow this map without bound.
+    fn gate(&self, registry: &str) -> Arc<Gate> {
+        let mut gates = self.gates.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(g) = gates.get(registry) {
+            return g.clone();
+        }
+        if gates.len() >= GATES_KEPT {
+            gates.retain(|_, g| Arc::strong_count(g) > 1);
+        }
+        let g = Arc::new(Gate {
+            slots: Arc::new(tokio::sync::Semaphore::new(self.limits.concurrent_lookups_per_registry.max(1))),
+            waiting: AtomicUsize::new(0),
+        });
+        gates.insert(registry.to_string(), g.clone());
+        g
     }
 
     /// A manifest by tag or digest, bounded; None when there is none.
@@ -470,6 +572,38 @@ async fn read_bounded(mut resp: reqwest::Response, limit: usize, what: &str) -> 
     }
 }
 
+/// Media types of what a manifest reference can name.
+const MANIFEST_TYPES: [&str; 4] = [
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+];
+
+/// Checks that a body served for a manifest reference is one: a JSON object
+/// with `schemaVersion` 2 and a manifest media type (in the body, or, for
+/// OCI manifests that omit it, in the Content-Type), and a config or layers
+/// (an image) or manifests (an index).
+fn check_manifest(body: &[u8], content_type: Option<&str>) -> Result<(), String> {
+    let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| format!("not a manifest (not JSON: {e})"))?;
+    if v.get("schemaVersion").and_then(serde_json::Value::as_u64) != Some(2) {
+        return Err("not a manifest (no schemaVersion 2)".into());
+    }
+    let declared = v.get("mediaType").and_then(serde_json::Value::as_str);
+    let served = content_type.map(|c| c.split(';').next().unwrap_or("").trim());
+    let media_type = declared.or(served).unwrap_or("");
+    if !MANIFEST_TYPES.contains(&media_type) {
+        return Err(format!("not a manifest (media type {media_type:?})"));
+    }
+    let shaped = v.get("manifests").is_some_and(serde_json::Value::is_array)
+        || (v.get("config").is_some_and(serde_json::Value::is_object)
+            && v.get("layers").is_some_and(serde_json::Value::is_array));
+    if !shaped {
+        return Err("not a manifest (neither layers nor manifests)".into());
+    }
+    Ok(())
+}
+
 /// Parses `Bearer realm="…",service="…",scope="…"`.
 fn parse_challenge(h: &str) -> (String, HashMap<String, String>) {
     let (scheme, rest) = h.trim().split_once(' ').unwrap_or((h.trim(), ""));
@@ -498,6 +632,33 @@ fn parse_challenge(h: &str) -> (String, HashMap<String, String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_manifests_are_hashed_as_digests() {
+        let image =
+            r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{},"layers":[]}"#;
+        let index = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
+        let untyped = r#"{"schemaVersion":2,"config":{},"layers":[]}"#;
+        // (body, Content-Type, accepted)
+        let rows: &[(&str, Option<&str>, bool)] = &[
+            (image, None, true),
+            (index, Some("application/vnd.oci.image.index.v1+json"), true),
+            (untyped, Some("application/vnd.oci.image.manifest.v1+json; charset=utf-8"), true),
+            (untyped, Some("application/json"), false),
+            ("{}", Some("application/json"), false),
+            (r#"{"repositories":[]}"#, None, false),
+            ("<html>login</html>", Some("text/html"), false),
+            (
+                r#"{"schemaVersion":1,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{},"layers":[]}"#,
+                None,
+                false,
+            ),
+            (r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}"#, None, false),
+        ];
+        for (body, ct, ok) in rows {
+            assert_eq!(check_manifest(body.as_bytes(), *ct).is_ok(), *ok, "{body} {ct:?}");
+        }
+    }
 
     #[test]
     fn parses_bearer_challenges() {
