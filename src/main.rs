@@ -17,9 +17,9 @@ use portcullis::cluster::{TierSource, TIER_LABEL};
 use portcullis::engine::{Engine, EngineConfig};
 use portcullis::image::ImageRef;
 use portcullis::metrics::Metrics;
-use portcullis::policy::{parse_duration, Policy, EMBEDDED_DEFAULT};
+use portcullis::policy::{parse_duration, GrantKeys, Policy, EMBEDDED_DEFAULT};
 use portcullis::registry::{Credentials, Limits, Registry};
-use portcullis::webhook::{self, AppState};
+use portcullis::webhook::{self, AppState, PinImages};
 
 /// Admit container images into an environment tier only on signed evidence:
 /// a cosign-attested vulnerability scan and test results, checked against the
@@ -43,9 +43,9 @@ enum LogFormat {
 #[derive(Subcommand)]
 enum Command {
     /// Run the validating admission webhook over HTTPS.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Decide whether images may enter a tier, as admission would (exit 0 admit, 1 deny, 2 error).
-    Check(CheckArgs),
+    Check(Box<CheckArgs>),
     /// Work with policy files.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -93,6 +93,15 @@ struct RegistryArgs {
     /// Most image lookups in flight at once, across all registries (protects registries and their rate limits).
     #[arg(long, default_value_t = 32)]
     registry_max_concurrency: usize,
+    /// Most image lookups in flight at once against one registry, so one that hangs cannot take every slot.
+    #[arg(long, default_value_t = 8)]
+    registry_max_concurrency_per_host: usize,
+    /// Most image lookups waiting for one registry; past it, lookups fail at once.
+    #[arg(long, default_value_t = 64)]
+    registry_max_queue_per_host: usize,
+    /// Budget for one whole lookup (tag resolution, or attestation search), waiting included.
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    registry_lookup_timeout: Duration,
 }
 
 #[derive(Args)]
@@ -140,6 +149,29 @@ struct ServeArgs {
     /// How often the policy file and certificate are checked for changes.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     reload_interval: Duration,
+    /// Key file for break-glass grants (one key of 32+ bytes per line; the first signs, any verifies).
+    /// Every replica must have the same file (a Secret); without one, a random key known to this process only.
+    #[arg(long, value_name = "FILE", env = "PORTCULLIS_GRANT_KEY")]
+    grant_key: Option<PathBuf>,
+    /// What /mutate pins to digests: `pods` (the kubelet pulls what was judged), `all` (also the pod templates
+    /// users apply), or `never`.
+    #[arg(long, value_enum, default_value_t = PinImages::Pods)]
+    pin_images: PinImages,
+    /// Most distinct images judged in one review; an object naming more is denied.
+    #[arg(long, default_value_t = 64)]
+    max_images_per_review: usize,
+    /// Most client connections open at once; more wait to be accepted.
+    #[arg(long, default_value_t = 1024)]
+    max_connections: usize,
+    /// Longest wait for a request's headers (and for the next request on a kept-alive connection).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    header_timeout: Duration,
+    /// Longest wait for a request's whole body.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    body_timeout: Duration,
+    /// A connection with nothing read or written this long is closed (keep above the API server's 90s).
+    #[arg(long, default_value = "120s", value_parser = parse_duration)]
+    idle_timeout: Duration,
     #[command(flatten)]
     registry: RegistryArgs,
 }
@@ -193,8 +225,8 @@ fn main() -> ExitCode {
     };
     let result = rt.block_on(async {
         match cli.command {
-            Command::Serve(a) => serve(a).await.map(|_| ExitCode::SUCCESS),
-            Command::Check(a) => check(a).await,
+            Command::Serve(a) => serve(*a).await.map(|_| ExitCode::SUCCESS),
+            Command::Check(a) => check(*a).await,
             Command::Policy(PolicyCommand::Lint { file }) => lint(&file),
             Command::Normalize { report, output, top } => normalize(&report, output, top),
         }
@@ -236,6 +268,9 @@ fn registry(a: &RegistryArgs) -> anyhow::Result<Registry> {
         request_timeout: a.registry_timeout,
         attestation_bytes: a.max_attestation_bytes,
         concurrent_lookups: a.registry_max_concurrency,
+        concurrent_lookups_per_registry: a.registry_max_concurrency_per_host,
+        queued_lookups_per_registry: a.registry_max_queue_per_host,
+        lookup_timeout: a.registry_lookup_timeout,
         ..Limits::default()
     };
     let credentials = match &a.registry_auth {
@@ -277,6 +312,19 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         ..EngineConfig::default()
     };
     let engine = Engine::new(registry(&a.registry)?, &cfg, metrics.clone());
+    let grant_keys = match &a.grant_key {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading grant key {}", p.display()))?;
+            GrantKeys::from_text(&text).with_context(|| format!("grant key {}", p.display()))?
+        }
+        None => {
+            tracing::warn!(
+                "no --grant-key: break-glass grants are signed with a random key of this process; \
+                 with several replicas, give them all the same key file"
+            );
+            GrantKeys::random()?
+        }
+    };
     let state = Arc::new(AppState {
         engine,
         policy: RwLock::new(Arc::new(policy)),
@@ -285,6 +333,10 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         audit: AuditLog::open(&a.audit_log).with_context(|| format!("opening audit log {}", a.audit_log))?,
         deadline: a.deadline,
         record_dir: a.record_dir.clone(),
+        grant_keys,
+        max_images: a.max_images_per_review,
+        pin: a.pin_images,
+        body_timeout: a.body_timeout,
     });
     let tls =
         axum_server::tls_rustls::RustlsConfig::from_pem_file(&a.tls_cert, &a.tls_key).await.with_context(|| {
@@ -302,7 +354,15 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         a.tls_key.clone(),
         a.reload_interval,
     );
-    let server = webhook::serve(state, a.listen, tls).await.with_context(|| format!("listening on {}", a.listen))?;
+    let limits = webhook::ServerLimits {
+        max_connections: a.max_connections,
+        header_timeout: a.header_timeout,
+        body_timeout: a.body_timeout,
+        idle_timeout: a.idle_timeout,
+        ..Default::default()
+    };
+    let server =
+        webhook::serve(state, a.listen, tls, limits).await.with_context(|| format!("listening on {}", a.listen))?;
     tracing::info!(addr = %server.addr, "portcullis serving https://{}/validate", server.addr);
     let handle = server.handle.clone();
     tokio::spawn(async move {

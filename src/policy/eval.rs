@@ -89,13 +89,23 @@ pub fn evaluate(
         ));
         return v;
     };
+    if tier.require_digest && image.digest.is_none() {
+        v.problems.push(format!(
+            "{} is not pinned by digest, and tier {tier_name} requires digests (requireDigest); write it as {}:{}@sha256:<digest> \
+             (`crane digest {}` or `docker buildx imagetools inspect` prints the digest), or let Portcullis' mutating webhook pin it",
+            image.original,
+            image.name(),
+            image.tag.as_deref().unwrap_or("latest"),
+            image.original
+        ));
+    }
     let ev = match gathered {
         Ok(ev) => ev,
         Err(error) => {
             v.error = Some(error.to_string());
             match tier.on_error {
                 OnError::Allow => {
-                    v.admitted = true;
+                    v.admitted = v.problems.is_empty() || tier.mode == Mode::Warn;
                     v.notes.push(format!(
                         "could not verify {}: {error}; admitted because tier {tier_name} has onError: allow",
                         image.original
@@ -108,6 +118,16 @@ pub fn evaluate(
             return v;
         }
     };
+    if ev.skipped > 0 {
+        v.notes.push(format!(
+            "{} older attestation{} of {} {} not read: only the newest {} are (the per-image limit)",
+            ev.skipped,
+            if ev.skipped == 1 { "" } else { "s" },
+            ev.digest.short(),
+            if ev.skipped == 1 { "was" } else { "were" },
+            ev.attestations.len()
+        ));
+    }
     let ctx = Ctx { tier: tier_name, image, ev, now, exceptions: &policy.file.spec.exceptions };
     if ev.attestations.is_empty() && (tier.vulnerabilities.is_some() || tier.tests.is_some()) {
         // One reason, naming everything the tier needs.
@@ -576,6 +596,7 @@ mod tests {
                     outcome,
                 })
                 .collect(),
+            skipped: 0,
         }
     }
 
@@ -667,6 +688,73 @@ mod tests {
             assert_eq!(v, evaluate(&p, "t", &img, Ok(&ev), now()), "{case}");
         }
         assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn require_digest_denies_tags_even_where_errors_are_tolerated() {
+        let tagged = ImageRef::parse("r.example/app:v1").unwrap();
+        let pinned = ImageRef::parse(&format!("r.example/app:v1@{}", Digest::of(b"image"))).unwrap();
+        let ev = evidence(vec![scan("scanner", h(1), vec![])]);
+        // (case, tier, image, gathered, admitted)
+        type DigestRow<'a> = (&'a str, &'a str, &'a ImageRef, Result<&'a ImageEvidence, &'a str>, bool);
+        let rows: Vec<DigestRow<'_>> = vec![
+            (
+                "tag, requireDigest",
+                "requireDigest: true\nvulnerabilities: { signedBy: [scanner] }",
+                &tagged,
+                Ok(&ev),
+                false,
+            ),
+            (
+                "digest, requireDigest",
+                "requireDigest: true\nvulnerabilities: { signedBy: [scanner] }",
+                &pinned,
+                Ok(&ev),
+                true,
+            ),
+            ("tag, no requireDigest", "vulnerabilities: { signedBy: [scanner] }", &tagged, Ok(&ev), true),
+            (
+                "tag, requireDigest, registry down, onError allow",
+                "requireDigest: true\nonError: allow\nvulnerabilities: { signedBy: [scanner] }",
+                &tagged,
+                Err("down"),
+                false,
+            ),
+            (
+                "tag, requireDigest, warn mode",
+                "requireDigest: true\nmode: warn\nvulnerabilities: { signedBy: [scanner] }",
+                &tagged,
+                Ok(&ev),
+                true,
+            ),
+        ];
+        for (case, tier, image, gathered, admitted) in rows {
+            let v = evaluate(&policy(tier, ""), "t", image, gathered, now());
+            assert_eq!(v.admitted, admitted, "{case}: {v:?}");
+            let said = v.problems.join("; ");
+            assert_eq!(
+                said.contains("is not pinned by digest, and tier t requires digests"),
+                image.digest.is_none() && tier.contains("requireDigest"),
+                "{case}: {said}"
+            );
+        }
+        let v = evaluate(
+            &policy("requireDigest: true\nvulnerabilities: { signedBy: [scanner] }", ""),
+            "t",
+            &tagged,
+            Ok(&ev),
+            now(),
+        );
+        assert!(v.problems[0].contains("write it as r.example/app:v1@sha256:<digest>"), "{}", v.problems[0]);
+    }
+
+    #[test]
+    fn attestations_past_the_limit_are_noted() {
+        let mut ev = evidence(vec![scan("scanner", h(1), vec![])]);
+        ev.skipped = 3;
+        let v = evaluate(&policy(VULNS, ""), "t", &ImageRef::parse("r.example/app:v1").unwrap(), Ok(&ev), now());
+        assert!(v.admitted, "{v:?}");
+        assert!(v.notes.iter().any(|n| n.contains("3 older attestations of sha256:6105d6cc76af were not read: only the newest 1 are")), "{:?}", v.notes);
     }
 
     #[test]

@@ -101,6 +101,10 @@ pub struct TierSpec {
     pub tests: Option<TestRule>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub break_glass: Option<BreakGlassSpec>,
+    /// Deny images not pinned by digest (`name@sha256:…` or
+    /// `name:tag@sha256:…`): what is judged is then exactly what is pulled.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_digest: bool,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -186,6 +190,10 @@ pub struct BreakGlassSpec {
     pub groups: Vec<String>,
     #[serde(default)]
     pub require_ticket: bool,
+    /// How long a break-glass grant lasts (default 24h): the copies
+    /// controllers make of a granted workload are honoured until then.
+    #[serde(default, with = "opt_duration", skip_serializing_if = "Option::is_none")]
+    pub max_duration: Option<Duration>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -374,6 +382,9 @@ fn validate(f: &PolicyFile) -> Vec<Problem> {
                     format!("spec.tiers.{tier}.breakGlass.groups"),
                     "is empty: name the groups allowed to break glass".into(),
                 );
+            }
+            if bg.max_duration.is_some_and(|d| d.is_zero()) {
+                p(format!("spec.tiers.{tier}.breakGlass.maxDuration"), "must be longer than zero".into());
             }
         }
     }

@@ -1,4 +1,8 @@
 //! The admission webhook: HTTPS server, AdmissionReview in and out.
+//!
+//! `/validate` judges every image of every object that carries a pod spec;
+//! `/mutate` (opt-in) pins tags to the digests `/validate` then judges, and
+//! stamps break-glass grants on the pod templates of workloads.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -6,13 +10,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::body::Body;
+use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use axum_server::tls_rustls::RustlsConfig;
-use bytes::Bytes;
 use chrono::{SecondsFormat, Utc};
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use kube::core::DynamicObject;
@@ -22,17 +26,28 @@ use tokio::time::Instant;
 use crate::audit::{AuditLog, Record};
 use crate::cluster::TierSource;
 use crate::engine::Engine;
-use crate::image::ImageRef;
+use crate::image::{Digest, ImageRef};
 use crate::metrics::Metrics;
-use crate::policy::{self, BreakGlass, BreakGlassRequest, Policy, Verdict};
+use crate::policy::{self, BreakGlass, BreakGlassRequest, GrantKeys, Policy, Presented, Verdict};
 
 pub mod extract;
+mod mutate;
+mod server;
+
+pub use mutate::PinImages;
+pub use server::{Handle, Server, ServerLimits};
+
+use extract::{ContainerImage, Shape};
 
 /// Largest AdmissionReview accepted (an object and its old version, each up
 /// to the API server's 3 MiB request limit).
 pub const MAX_BODY: usize = 7 << 20;
 /// Longest single warning returned (the API server truncates longer ones).
 const MAX_WARNING: usize = 256;
+/// Most warnings returned; the rest are counted in the last one.
+const MAX_WARNINGS: usize = 16;
+/// Longest denial message returned; the audit record has everything.
+pub const MAX_MESSAGE: usize = 4096;
 
 /// Everything a request handler needs; shared by all requests.
 pub struct AppState {
@@ -46,6 +61,14 @@ pub struct AppState {
     /// When set, every AdmissionReview received is written here (debugging,
     /// fixtures). The files hold whole objects: keep the directory private.
     pub record_dir: Option<PathBuf>,
+    /// Keys that sign and verify break-glass grants (shared by all replicas).
+    pub grant_keys: GrantKeys,
+    /// Most distinct images judged in one review; more are denied.
+    pub max_images: usize,
+    /// What `/mutate` pins to digests.
+    pub pin: PinImages,
+    /// Longest wait for a request body.
+    pub body_timeout: Duration,
 }
 
 impl AppState {
@@ -64,10 +87,10 @@ impl AppState {
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/validate", post(validate))
+        .route("/mutate", post(mutate))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
 
@@ -83,29 +106,14 @@ async fn metrics(State(st): State<Arc<AppState>>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], st.metrics.render()).into_response()
 }
 
-/// A running server.
-pub struct Server {
-    pub addr: SocketAddr,
-    pub handle: axum_server::Handle<SocketAddr>,
-    pub task: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
 /// Serves `router(state)` over TLS on `listen` (port 0 picks a free port).
-pub async fn serve(state: Arc<AppState>, listen: SocketAddr, tls: RustlsConfig) -> std::io::Result<Server> {
-    let handle = axum_server::Handle::new();
-    let app = router(state);
-    let h = handle.clone();
-    let task =
-        tokio::spawn(
-            async move { axum_server::bind_rustls(listen, tls).handle(h).serve(app.into_make_service()).await },
-        );
-    match handle.listening().await {
-        Some(addr) => Ok(Server { addr, handle, task }),
-        None => match task.await {
-            Ok(Err(e)) => Err(e),
-            _ => Err(std::io::Error::other(format!("could not listen on {listen}"))),
-        },
-    }
+pub async fn serve(
+    state: Arc<AppState>,
+    listen: SocketAddr,
+    tls: RustlsConfig,
+    limits: ServerLimits,
+) -> std::io::Result<Server> {
+    server::serve(router(state), listen, tls, limits).await
 }
 
 /// Watches the policy file and the serving certificate; reloads what changed.
@@ -137,12 +145,12 @@ pub fn spawn_reloader(
                     let text = String::from_utf8_lossy(now.as_deref().unwrap_or_default()).into_owned();
                     match Policy::from_yaml(&text, &p.display().to_string()) {
                         Ok(pol) => {
-                            tracing::info!(digest = %pol.digest, path = %p.display(), "policy reloaded");
+                            tracing::info!(digest = %pol.digest, path = ?p.display(), "policy reloaded");
                             state.set_policy(pol);
                             state.metrics.policy_reload("success");
                         }
                         Err(e) => {
-                            tracing::error!(error = %e, "new policy rejected; the last good policy stays in force");
+                            tracing::error!(error = ?e.to_string(), "new policy rejected; the last good policy stays in force");
                             state.metrics.policy_reload("rejected");
                         }
                     }
@@ -181,7 +189,19 @@ fn deny(resp: AdmissionResponse, msg: String) -> AdmissionResponse {
 }
 
 fn review_response(resp: AdmissionResponse) -> Response {
-    let review = resp.into_review();
+    let patch = resp.patch.clone();
+    let mut review = match serde_json::to_value(resp.into_review()) {
+        Ok(v) => v,
+        Err(e) => {
+            return (StatusCode::INTERNAL_SERVER_ERROR, format!("portcullis: encoding the answer: {e}")).into_response()
+        }
+    };
+    // A JSON patch travels base64-encoded, as the API documents it (kube's
+    // type would write the bytes as a list of numbers).
+    if let Some(p) = patch {
+        use base64::Engine as _;
+        review["response"]["patch"] = Value::String(base64::engine::general_purpose::STANDARD.encode(p));
+    }
     (StatusCode::OK, axum::Json(review)).into_response()
 }
 
@@ -189,7 +209,7 @@ fn review_response(resp: AdmissionResponse) -> Response {
 /// With a request uid the API server can attribute it, so it is an
 /// AdmissionReview answer; without one, a 400.
 fn invalid(body: &[u8], why: String) -> Response {
-    tracing::warn!(error = %why, "invalid AdmissionReview");
+    tracing::warn!(error = ?why, "invalid AdmissionReview");
     let uid = serde_json::from_slice::<Value>(body)
         .ok()
         .and_then(|v| v.pointer("/request/uid").and_then(Value::as_str).map(String::from));
@@ -203,41 +223,58 @@ fn invalid(body: &[u8], why: String) -> Response {
     }
 }
 
-async fn validate(
-    State(st): State<Arc<AppState>>,
-    Query(query): Query<HashMap<String, String>>,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Response {
+/// Reads and decodes an AdmissionReview: the body within [`MAX_BODY`] and
+/// the server's body timeout, and the time budget from the API server's
+/// `?timeout=` (answering before it gives up).
+async fn read_review(
+    st: &AppState,
+    query: &HashMap<String, String>,
+    body: Body,
+) -> Result<(AdmissionRequest<DynamicObject>, Instant), Response> {
     let start = Instant::now();
-    let body = match body {
-        Ok(b) => b,
-        Err(e) => {
-            let status = e.status();
-            let msg = if status == StatusCode::PAYLOAD_TOO_LARGE {
-                format!("portcullis: AdmissionReview body is larger than the limit of {MAX_BODY} bytes")
+    let body = match tokio::time::timeout(st.body_timeout, axum::body::to_bytes(body, MAX_BODY)).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.downcast_ref::<http_body_util::LengthLimitError>().is_some());
+            return Err(if too_large {
+                let msg = format!("portcullis: AdmissionReview body is larger than the limit of {MAX_BODY} bytes");
+                (StatusCode::PAYLOAD_TOO_LARGE, msg).into_response()
             } else {
-                format!("portcullis: could not read the request body: {e}")
-            };
-            return (status, msg).into_response();
+                (StatusCode::BAD_REQUEST, format!("portcullis: could not read the request body: {e}")).into_response()
+            });
+        }
+        Err(_) => {
+            let msg = format!("portcullis: the request body did not arrive within {:?}", st.body_timeout);
+            return Err((StatusCode::REQUEST_TIMEOUT, msg).into_response());
         }
     };
     if let Some(dir) = &st.record_dir {
         record(dir, &body).await;
     }
-    let review: AdmissionReview<DynamicObject> = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => return invalid(&body, e.to_string()),
-    };
-    let req: AdmissionRequest<DynamicObject> = match review.try_into() {
-        Ok(r) => r,
-        Err(e) => return invalid(&body, e.to_string()),
-    };
-    // The API server says how long it waits (`?timeout=10s`); answer before that.
+    let review: AdmissionReview<DynamicObject> =
+        serde_json::from_slice(&body).map_err(|e| invalid(&body, e.to_string()))?;
+    let req: AdmissionRequest<DynamicObject> = review
+        .try_into()
+        .map_err(|e: kube::core::admission::ConvertAdmissionReviewError| invalid(&body, e.to_string()))?;
     let mut budget = st.deadline;
     if let Some(t) = query.get("timeout").and_then(|t| policy::parse_duration(t).ok()) {
         budget = budget.min(t.saturating_sub(Duration::from_millis(500)));
     }
-    let (resp, record) = decide(&st, &req, start + budget).await;
+    Ok((req, start + budget))
+}
+
+async fn validate(
+    State(st): State<Arc<AppState>>,
+    Query(query): Query<HashMap<String, String>>,
+    body: Body,
+) -> Response {
+    let start = Instant::now();
+    let (req, deadline) = match read_review(&st, &query, body).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    let (resp, record) = decide(&st, &req, deadline).await;
     let elapsed = start.elapsed().as_secs_f64();
     let record = Record { latency_ms: elapsed * 1000.0, ..record };
     let result = match (&record.allowed, record.images.iter().any(|v| v.error.is_some()), record.warnings.is_empty()) {
@@ -252,12 +289,71 @@ async fn validate(
     if record.tier.is_some() || !record.allowed {
         st.audit.write(&record);
     }
-    tracing::info!(uid = %record.uid, ns = %record.namespace, name = %record.name, kind = %record.kind, allowed = record.allowed, ms = record.latency_ms, "decision");
+    // Names and messages come from the request: Debug-formatted, so that no
+    // newline in them can forge a line of a text log.
+    tracing::info!(uid = ?record.uid, ns = ?record.namespace, name = ?record.name, kind = ?record.kind, allowed = record.allowed, ms = record.latency_ms, "decision");
     review_response(resp)
 }
 
-fn is_deny(v: &Verdict) -> bool {
-    !v.admitted
+async fn mutate(State(st): State<Arc<AppState>>, Query(query): Query<HashMap<String, String>>, body: Body) -> Response {
+    let (req, deadline) = match read_review(&st, &query, body).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    review_response(mutate::mutate(&st, &req, deadline).await)
+}
+
+/// The object under review, when it is of a kind that carries a pod spec and
+/// the operation can change its images.
+pub(crate) struct Subject {
+    pub shape: Shape,
+    pub object: Value,
+    pub old: Value,
+    pub namespace: String,
+}
+
+impl Subject {
+    pub(crate) fn of(req: &AdmissionRequest<DynamicObject>) -> Option<Subject> {
+        if !matches!(req.operation, Operation::Create | Operation::Update) {
+            return None;
+        }
+        let shape = extract::shape(&req.kind.group, &req.kind.kind)?;
+        let value =
+            |o: &Option<DynamicObject>| o.as_ref().and_then(|o| serde_json::to_value(o).ok()).unwrap_or(Value::Null);
+        let object = value(&req.object);
+        let namespace = req
+            .namespace
+            .clone()
+            .or_else(|| object.pointer("/metadata/namespace").and_then(Value::as_str).map(String::from))
+            .unwrap_or_default();
+        Some(Subject { shape, object, old: value(&req.old_object), namespace })
+    }
+
+    /// The break-glass annotations as the object carries them (justification,
+    /// ticket, grant): a change to any of them is judged with every image.
+    pub(crate) fn glass(&self, object: &Value) -> [Option<String>; 3] {
+        let ann = extract::annotations(&self.shape, object);
+        [
+            extract::annotation(&ann, policy::BREAK_GLASS_ANNOTATION).map(String::from),
+            extract::annotation(&ann, policy::BREAK_GLASS_TICKET_ANNOTATION).map(String::from),
+            extract::grant(&self.shape, object).map(String::from),
+        ]
+    }
+
+    /// The images to judge: every one on CREATE; on UPDATE those that
+    /// changed, or all when the break-glass annotations changed.
+    pub(crate) fn judged(&self, all: Vec<ContainerImage>, op: &Operation) -> Vec<ContainerImage> {
+        if *op != Operation::Update {
+            return all;
+        }
+        let glass = self.glass(&self.object);
+        if glass.iter().any(Option::is_some) && glass != self.glass(&self.old) {
+            return all;
+        }
+        let before: BTreeSet<String> =
+            extract::images(&self.shape, &self.old).unwrap_or_default().into_iter().map(|c| c.image).collect();
+        all.into_iter().filter(|c| !before.contains(&c.image)).collect()
+    }
 }
 
 /// Decides one admission request.
@@ -269,22 +365,16 @@ pub async fn decide(
     let policy = st.policy();
     // Millisecond precision, as recorded, so that a replay at `evaluatedAt` is exact.
     let now = portcullis_now();
-    let kind = req.kind.kind.clone();
-    let object = req.object.as_ref().and_then(|o| serde_json::to_value(o).ok()).unwrap_or(Value::Null);
-    let namespace = req
-        .namespace
-        .clone()
-        .or_else(|| object.pointer("/metadata/namespace").and_then(Value::as_str).map(String::from))
-        .unwrap_or_default();
+    let subject = Subject::of(req);
     let mut record = Record {
         time: now.to_rfc3339_opts(SecondsFormat::Millis, true),
         uid: req.uid.clone(),
         operation: format!("{:?}", req.operation).to_uppercase(),
         kind: match &req.sub_resource {
-            Some(s) => format!("{kind}/{s}"),
-            None => kind.clone(),
+            Some(s) => format!("{}/{s}", req.kind.kind),
+            None => req.kind.kind.clone(),
         },
-        namespace: namespace.clone(),
+        namespace: subject.as_ref().map(|s| s.namespace.clone()).or_else(|| req.namespace.clone()).unwrap_or_default(),
         name: req.name.clone(),
         user: req.user_info.username.clone().unwrap_or_default(),
         tier: None,
@@ -299,54 +389,45 @@ pub async fn decide(
         latency_ms: 0.0,
     };
     let allow = AdmissionResponse::from(req);
-    if !matches!(req.operation, Operation::Create | Operation::Update) {
-        return (allow, record);
-    }
-    let Some(spec) = extract::pod_spec(&kind, &object) else {
+    let Some(subject) = subject else {
         return (allow, record);
     };
-    let mut images = extract::images(spec);
-    if req.operation == Operation::Update {
-        // Only images that change are evaluated: an update that keeps the
-        // images (labels, scaling, status) is not re-judged.
-        let old = req.old_object.as_ref().and_then(|o| serde_json::to_value(o).ok()).unwrap_or(Value::Null);
-        let before: BTreeSet<String> = extract::pod_spec(&kind, &old)
-            .map(extract::images)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|c| c.image)
-            .collect();
-        // A break-glass annotation added or changed is judged with all images,
-        // so that a controller copying it later copies a granted one.
-        let glass = |o: &Value| {
-            extract::pod_annotations(&kind, o)
-                .iter()
-                .find_map(|a| a.get(policy::BREAK_GLASS_ANNOTATION).and_then(Value::as_str).map(String::from))
-        };
-        let glass_changed = glass(&object).is_some() && glass(&object) != glass(&old);
-        if !glass_changed {
-            images.retain(|c| !before.contains(&c.image));
-        }
-    }
+    let policy_tag = format!("[policy {}]", &policy.digest[..std::cmp::min(policy.digest.len(), 19)]);
+    let refuse = |mut record: Record, msg: String| {
+        let msg = format!("portcullis: {msg} {policy_tag}");
+        record.allowed = false;
+        record.message = Some(msg.clone());
+        (deny(AdmissionResponse::from(req), msg), record)
+    };
+    let all = match extract::images(&subject.shape, &subject.object) {
+        Ok(i) => i,
+        Err(e) => return refuse(record, format!("{}: {e}", req.name)),
+    };
+    let images = subject.judged(all, &req.operation);
     if images.is_empty() {
         return (allow, record);
     }
-    let policy_tag = format!("[policy {}]", &policy.digest[..std::cmp::min(policy.digest.len(), 19)]);
-    let tier = match st.tiers.tier_of(&namespace, &policy).await {
+    let distinct: BTreeSet<&str> = images.iter().map(|c| c.image.as_str()).collect();
+    if distinct.len() > st.max_images {
+        return refuse(
+            record,
+            format!(
+                "{} {} names {} distinct images, more than the limit of {} per review (--max-images-per-review); \
+                 split it into several objects",
+                subject.shape.kind,
+                req.name,
+                distinct.len(),
+                st.max_images
+            ),
+        );
+    }
+    let tier = match st.tiers.tier_of(&subject.namespace, &policy).await {
         Ok(t) => t,
-        Err(why) => {
-            let msg = format!("portcullis: {why} {policy_tag}");
-            record.allowed = false;
-            record.message = Some(msg.clone());
-            return (deny(allow, msg), record);
-        }
+        Err(why) => return refuse(record, why),
     };
     record.tier = Some(tier.clone());
     let Some(tier_spec) = policy.tier(&tier).cloned() else {
-        let msg = format!("portcullis: tier {tier} is not defined in the policy {policy_tag}");
-        record.allowed = false;
-        record.message = Some(msg.clone());
-        return (deny(allow, msg), record);
+        return refuse(record, format!("tier {tier} is not defined in the policy"));
     };
 
     // Parse references; a bad one is denied on the spot.
@@ -388,41 +469,72 @@ pub async fn decide(
         }
         warnings.extend(v.notes.iter().cloned());
     }
-    let denied: Vec<&Verdict> = verdicts.iter().filter(|v| is_deny(v)).collect();
+    let denied: Vec<&Verdict> = verdicts.iter().filter(|v| !v.admitted).collect();
 
-    let annotations = extract::pod_annotations(&kind, &object);
-    let ann = |k: &str| annotations.iter().find_map(|a| a.get(k).and_then(Value::as_str));
+    // Break-glass: directly for an allowed user, or through a grant the
+    // object carries, checked against exactly what was judged here.
+    let ann = extract::annotations(&subject.shape, &subject.object);
+    let object = extract::object_id(&subject.shape, &subject.object, &req.name);
+    let carried = extract::grant(&subject.shape, &subject.object);
+    let grant = carried.map(|token| {
+        let presented = Presented {
+            namespace: &subject.namespace,
+            tier: &tier,
+            object: object.clone(),
+            controller: extract::controller(&subject.object),
+            images: verdicts
+                .iter()
+                .map(|v| (v.image.clone(), v.digest.as_deref().and_then(|d| Digest::parse(d).ok())))
+                .collect(),
+        };
+        st.grant_keys.open(token).and_then(|g| {
+            policy::check_grant(&g, &presented, policy::break_glass_max_duration(&tier_spec), now).map(|()| g)
+        })
+    });
     let bg = policy::break_glass(
         &tier,
         &tier_spec,
         &BreakGlassRequest {
-            justification: ann(policy::BREAK_GLASS_ANNOTATION),
-            ticket: ann(policy::BREAK_GLASS_TICKET_ANNOTATION),
+            justification: extract::annotation(&ann, policy::BREAK_GLASS_ANNOTATION),
+            ticket: extract::annotation(&ann, policy::BREAK_GLASS_TICKET_ANNOTATION),
             user: req.user_info.username.as_deref().unwrap_or(""),
             groups: req.user_info.groups.as_deref().unwrap_or(&[]),
-            by_controller: is_controller_copy(req, &object),
+            grant,
         },
+        now,
     );
+    if matches!(&bg, BreakGlass::Granted { carried: None, .. })
+        && subject.shape.is_template()
+        && !denied.is_empty()
+        && carried.is_none()
+    {
+        warnings.push(format!(
+            "no break-glass grant was stamped on the pod template of {object} (is Portcullis' mutating webhook installed?): \
+             the objects controllers make from it will be judged without break-glass"
+        ));
+    }
     record.break_glass = bg.clone();
     record.images = verdicts.clone();
 
-    let resp = if denied.is_empty() {
+    let mut resp = if denied.is_empty() {
         allow
-    } else if let BreakGlass::Granted { user, justification, ticket } = &bg {
+    } else if let BreakGlass::Granted { user, justification, ticket, carried, .. } = &bg {
         st.metrics.break_glass(&tier);
-        tracing::warn!(%user, %justification, ticket = ?ticket, ns = %namespace, "break-glass admission");
+        // Debug-formatted: the justification is the user's text.
+        tracing::warn!(user = ?user, justification = ?justification, ticket = ?ticket, ns = ?subject.namespace, object = ?object.to_string(), carried = carried.is_some(), "break-glass admission");
         warnings.insert(
             0,
             format!(
-                "BREAK-GLASS by {user}: admitted despite policy failures (audited): {}",
+                "BREAK-GLASS by {user}{}: admitted despite policy failures (audited): {}",
+                carried.as_ref().map(|c| format!(" (grant on {})", c.granted_on)).unwrap_or_default(),
                 denied.iter().map(|v| v.denial_message()).collect::<Vec<_>>().join(" | ")
             ),
         );
         allow
     } else {
-        let mut msg = denied.iter().map(|v| v.denial_message()).collect::<Vec<_>>().join("\n");
+        let mut msg = bounded_join(denied.iter().map(|v| v.denial_message()), MAX_MESSAGE - 512);
         if let BreakGlass::Refused { why } = &bg {
-            msg.push_str(&format!("\nbreak-glass refused: {why}"));
+            msg.push_str(&format!("\nbreak-glass refused: {}", truncate(why, 384)));
         }
         msg.push(' ');
         msg.push_str(&policy_tag);
@@ -430,10 +542,7 @@ pub async fn decide(
         record.message = Some(msg.clone());
         deny(allow, msg)
     };
-    let mut resp = resp;
-    let mut seen = BTreeSet::new();
-    let warnings: Vec<String> =
-        warnings.into_iter().filter(|w| seen.insert(w.clone())).map(|w| truncate(&w, MAX_WARNING)).collect();
+    let warnings = bound_warnings(warnings);
     if !warnings.is_empty() {
         resp.warnings = Some(warnings.clone());
     }
@@ -441,19 +550,35 @@ pub async fn decide(
     (resp, record)
 }
 
-/// True when a built-in controller (kube-system service account) creates an
-/// object on behalf of its owner (a ReplicaSet for a Deployment, a Pod for a
-/// ReplicaSet): the owner's pod template, annotations included, was judged
-/// when the owner was admitted, so its break-glass is not asked again of the
-/// controller's own groups.
-fn is_controller_copy(req: &AdmissionRequest<DynamicObject>, object: &Value) -> bool {
-    let system_controller =
-        req.user_info.username.as_deref().is_some_and(|u| u.starts_with("system:serviceaccount:kube-system:"));
-    let owned = object
-        .pointer("/metadata/ownerReferences")
-        .and_then(Value::as_array)
-        .is_some_and(|refs| refs.iter().any(|r| r.get("controller").and_then(Value::as_bool) == Some(true)));
-    system_controller && owned
+/// Joins denial lines until `max` bytes, then says how many were left out.
+fn bounded_join(lines: impl ExactSizeIterator<Item = String>, max: usize) -> String {
+    let total = lines.len();
+    let mut out = String::new();
+    for (i, line) in lines.enumerate() {
+        let line = truncate(&line, max / 2);
+        if !out.is_empty() && out.len() + line.len() + 1 > max {
+            out.push_str(&format!("\n… and {} more images denied (the audit record lists every one)", total - i));
+            break;
+        }
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(&line);
+    }
+    out
+}
+
+/// Deduplicated, each within [`MAX_WARNING`], at most [`MAX_WARNINGS`].
+fn bound_warnings(warnings: Vec<String>) -> Vec<String> {
+    let mut seen = BTreeSet::new();
+    let mut out: Vec<String> =
+        warnings.into_iter().filter(|w| seen.insert(w.clone())).map(|w| truncate(&w, MAX_WARNING)).collect();
+    if out.len() > MAX_WARNINGS {
+        let more = out.len() - (MAX_WARNINGS - 1);
+        out.truncate(MAX_WARNINGS - 1);
+        out.push(format!("… and {more} more warnings (the audit record lists every one)"));
+    }
+    out
 }
 
 /// The current time at the precision decisions record it (milliseconds).
@@ -471,4 +596,28 @@ fn truncate(s: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}...", &s[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_and_warnings_are_bounded() {
+        let lines: Vec<String> =
+            (0..200).map(|i| format!("image-{i} denied for tier production: {}", "x".repeat(200))).collect();
+        let msg = bounded_join(lines.into_iter(), MAX_MESSAGE - 512);
+        assert!(msg.len() <= MAX_MESSAGE, "{}", msg.len());
+        assert!(
+            msg.contains("image-0 denied") && msg.ends_with("more images denied (the audit record lists every one)"),
+            "{msg}"
+        );
+        let one = bounded_join(vec!["y".repeat(100_000)].into_iter(), 1000);
+        assert!(one.len() <= 1000);
+        let w = bound_warnings((0..100).map(|i| format!("w{i} {}", "z".repeat(1000))).collect());
+        assert_eq!(w.len(), MAX_WARNINGS);
+        assert!(w.iter().all(|w| w.len() <= MAX_WARNING));
+        assert_eq!(w[MAX_WARNINGS - 1], "… and 85 more warnings (the audit record lists every one)");
+        assert_eq!(bound_warnings(vec!["a".into(), "a".into(), "b".into()]), ["a", "b"]);
+    }
 }

@@ -87,6 +87,10 @@ impl Registry {
         panic!("registry did not start");
     }
 
+    pub async fn put_blob_public(&self, repo: &str, data: &[u8]) -> String {
+        self.put_blob(repo, data).await
+    }
+
     async fn put_blob(&self, repo: &str, data: &[u8]) -> String {
         let digest = format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(data)));
         let r = self.http.post(format!("http://{}/v2/{repo}/blobs/uploads/", self.host)).send().await.unwrap();
@@ -369,7 +373,36 @@ pub struct Webhook {
     server: portcullis::webhook::Server,
     audit_dir: tempfile::TempDir,
     tls: axum_server::tls_rustls::RustlsConfig,
+    pub ca_pem: String,
 }
+
+/// How a test webhook is set up; the defaults are `portcullis serve`'s.
+pub struct HookOptions {
+    pub cfg: portcullis::engine::EngineConfig,
+    pub deadline: Duration,
+    pub limits: portcullis::registry::Limits,
+    pub server: portcullis::webhook::ServerLimits,
+    pub max_images: usize,
+    pub pin: portcullis::webhook::PinImages,
+    pub grant_key: String,
+}
+
+impl Default for HookOptions {
+    fn default() -> Self {
+        HookOptions {
+            cfg: Default::default(),
+            deadline: Duration::from_secs(8),
+            limits: Default::default(),
+            server: Default::default(),
+            max_images: 64,
+            pin: Default::default(),
+            grant_key: GRANT_KEY.to_string(),
+        }
+    }
+}
+
+/// The grant key test webhooks share (as replicas share a Secret).
+pub const GRANT_KEY: &str = "test-grant-key-0123456789abcdef0123456789";
 
 impl Drop for Webhook {
     fn drop(&mut self) {
@@ -396,19 +429,27 @@ impl Webhook {
         deadline: Duration,
         limits: portcullis::registry::Limits,
     ) -> Webhook {
+        Self::start_with(policy, HookOptions { cfg, deadline, limits, ..HookOptions::default() }).await
+    }
+
+    pub async fn start_with(policy: &str, o: HookOptions) -> Webhook {
         portcullis::install_crypto_provider();
         let policy = portcullis::policy::Policy::from_yaml(policy, "test policy").unwrap();
         let metrics = Arc::new(portcullis::metrics::Metrics::default());
         let audit_dir = tempfile::tempdir().unwrap();
-        let registry = portcullis::registry::Registry::new(limits, vec![], Default::default(), &[]).unwrap();
+        let registry = portcullis::registry::Registry::new(o.limits, vec![], Default::default(), &[]).unwrap();
         let state = Arc::new(portcullis::webhook::AppState {
-            engine: portcullis::engine::Engine::new(registry, &cfg, metrics.clone()),
+            engine: portcullis::engine::Engine::new(registry, &o.cfg, metrics.clone()),
             policy: std::sync::RwLock::new(Arc::new(policy)),
             tiers: portcullis::cluster::TierSource::Static,
             metrics,
             audit: portcullis::audit::AuditLog::open(audit_dir.path().join("audit.jsonl").to_str().unwrap()).unwrap(),
-            deadline,
+            deadline: o.deadline,
             record_dir: None,
+            grant_keys: portcullis::policy::GrantKeys::from_text(&o.grant_key).unwrap(),
+            max_images: o.max_images,
+            pin: o.pin,
+            body_timeout: o.server.body_timeout,
         });
         let tls = test_tls();
         std::fs::write(audit_dir.path().join("tls.crt"), &tls.cert_pem).unwrap();
@@ -418,7 +459,9 @@ impl Webhook {
                 .await
                 .unwrap();
         let server =
-            portcullis::webhook::serve(state.clone(), "127.0.0.1:0".parse().unwrap(), rustls.clone()).await.unwrap();
+            portcullis::webhook::serve(state.clone(), "127.0.0.1:0".parse().unwrap(), rustls.clone(), o.server)
+                .await
+                .unwrap();
         let client = reqwest::Client::builder()
             .tls_certs_only([reqwest::Certificate::from_pem(tls.ca_pem.as_bytes()).unwrap()])
             .build()
@@ -430,6 +473,7 @@ impl Webhook {
             server,
             audit_dir,
             tls: rustls,
+            ca_pem: tls.ca_pem,
         }
     }
 
