@@ -35,6 +35,8 @@ fn kill(child: &mut Child) {
 struct ControlPlane {
     apiserver: Child,
     etcd: Child,
+    /// The real kube-controller-manager, once started.
+    controllers: Option<Child>,
     dir: tempfile::TempDir,
     server: String,
     kubectl: PathBuf,
@@ -44,6 +46,9 @@ struct ControlPlane {
 
 impl Drop for ControlPlane {
     fn drop(&mut self) {
+        if let Some(c) = &mut self.controllers {
+            kill(c);
+        }
         // The API server first: stopping etcd under it makes it linger.
         kill(&mut self.apiserver);
         kill(&mut self.etcd);
@@ -110,7 +115,7 @@ impl ControlPlane {
             .unwrap();
         let server = format!("https://127.0.0.1:{port}");
         let admin = kubeconfig(d, &server, "admin", json!({"client-certificate": admin_crt, "client-key": admin_key}));
-        let mut cp = ControlPlane { apiserver, etcd, dir, server, kubectl, admin };
+        let mut cp = ControlPlane { apiserver, etcd, controllers: None, dir, server, kubectl, admin };
         let log = cp.dir.path().join("apiserver.log");
         wait_until("kube-apiserver /readyz", Duration::from_secs(90), || {
             if let Ok(Some(status)) = cp.apiserver.try_wait() {
@@ -119,6 +124,25 @@ impl ControlPlane {
             cp.kubectl_as(&cp.admin, &["get", "--raw", "/readyz"]).status.success()
         });
         cp
+    }
+
+    /// Starts the real kube-controller-manager with the workload controllers,
+    /// each acting as its own kube-system service account, as in a cluster.
+    fn start_controllers(&mut self) {
+        let bin = tool("PORTCULLIS_KUBE_CONTROLLER_MANAGER", "kube-controller-manager");
+        let child = Command::new(&bin)
+            .arg(format!("--kubeconfig={}", self.admin.display()))
+            .arg("--controllers=deployment-controller,replicaset-controller,replicationcontroller-controller,job-controller,cronjob-controller,clusterrole-aggregation-controller")
+            .args(["--use-service-account-credentials=true", "--leader-elect=false", "--secure-port=0"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(self.dir.path().join("controller-manager.log")).unwrap())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
+        self.controllers = Some(child);
+    }
+
+    fn controllers_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("controller-manager.log")).unwrap_or_default()
     }
 
     fn kubectl_as(&self, kubeconfig: &Path, args: &[&str]) -> Output {
@@ -140,10 +164,18 @@ impl ControlPlane {
 
     /// `kubectl apply -f -` of `object` as admin: (succeeded, stdout + stderr).
     fn apply(&self, object: &Value) -> (bool, String) {
+        self.apply_as(object, &[])
+    }
+
+    /// `kubectl apply -f -` of `object` as admin, with `extra` arguments
+    /// (`--as`, `--as-group` to act as another user).
+    fn apply_as(&self, object: &Value, extra: &[&str]) -> (bool, String) {
         let mut child = Command::new(&self.kubectl)
             .arg("--kubeconfig")
             .arg(&self.admin)
-            .args(["--request-timeout=30s", "apply", "-f", "-"])
+            .args(["--request-timeout=30s"])
+            .args(extra)
+            .args(["apply", "-f", "-"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -198,8 +230,13 @@ impl Portcullis {
         let audit = dir.join("audit.jsonl");
         let records = dir.join("reviews");
         std::fs::create_dir_all(&records).unwrap();
+        let grant_key = write(&dir.join("grant.key"), "e2e-grant-key-0123456789abcdef0123456789");
         let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
             .args(["serve", "--listen", "127.0.0.1:0", "--cluster", "always", "--deadline", "8s"])
+            // Every Pod resolves its tag afresh, as one would after the tag TTL.
+            .args(["--tag-cache-ttl", "0s"])
+            .arg("--grant-key")
+            .arg(&grant_key)
             .arg("--tls-cert")
             .arg(&cert)
             .arg("--tls-key")
@@ -261,16 +298,29 @@ fn deployment(namespace: &str, name: &str, image: &str) -> Value {
                     "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "app", "image": image}]}}}})
 }
 
-/// The manifests' ValidatingWebhookConfiguration, pointed at the local
-/// Portcullis (`clientConfig.url`) with the test CA bundle.
-fn webhook_overlay(addr: &str, ca_pem: &str) -> Value {
-    let text = std::fs::read_to_string("manifests/40-webhook.yaml").unwrap();
+/// A webhook configuration of `manifests/` (`file`), pointed at the local
+/// Portcullis (`clientConfig.url`, same path) with the test CA bundle.
+fn webhook_overlay(file: &str, addr: &str, ca_pem: &str) -> Value {
+    let text = std::fs::read_to_string(format!("manifests/{file}")).unwrap();
     let mut cfg: Value = serde_yaml::from_str(&text).unwrap();
     let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
     for w in cfg["webhooks"].as_array_mut().unwrap() {
-        w["clientConfig"] = json!({"url": format!("https://{addr}/validate"), "caBundle": ca});
+        let path = w["clientConfig"]["service"]["path"].as_str().unwrap().to_string();
+        w["clientConfig"] = json!({"url": format!("https://{addr}{path}"), "caBundle": ca});
     }
     cfg
+}
+
+/// A Deployment whose pod template carries `annotations`.
+fn annotated_deployment(namespace: &str, name: &str, image: &str, replicas: u32, annotations: Value) -> Value {
+    let mut d = deployment(namespace, name, image);
+    d["spec"]["replicas"] = json!(replicas);
+    d["spec"]["template"]["metadata"]["annotations"] = annotations;
+    d
+}
+
+fn break_glass() -> Value {
+    json!({"portcullis.dev/break-glass": "checkout outage, rolling forward the hotfix", "portcullis.dev/break-glass-ticket": "INC-7"})
 }
 
 #[test]
@@ -284,7 +334,7 @@ fn portcullis_behind_a_real_api_server() {
     });
     let host = &w.reg.host;
     let (clean_tag, crit_tag) = (format!("{host}/shop/api:clean"), format!("{host}/shop/api:crit"));
-    let cp = ControlPlane::start();
+    let mut cp = ControlPlane::start();
     let work = tempfile::tempdir().unwrap();
 
     // Every object of manifests/ is accepted by the real API server (the
@@ -320,20 +370,49 @@ fn portcullis_behind_a_real_api_server() {
     let out = cp.kubectl_as(&sa, &["get", "secrets", "-n", "portcullis-system"]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("forbidden"), "{out:?}");
 
-    let policy = write(&work.path().join("policy.yaml"), &format!("{}  defaultTier: development\n", w.policy));
+    // A tier whose break-glass grants last three seconds, to see one expire.
+    let hotfix_tier = "    hotfix:\n      mode: enforce\n      vulnerabilities: { signedBy: [scanner], maxAge: 24h, max: { critical: 0 } }\n      breakGlass: { allowed: true, groups: [sre-oncall], requireTicket: true, maxDuration: 3s }\n";
+    let policy =
+        write(&work.path().join("policy.yaml"), &format!("{}{hotfix_tier}  defaultTier: development\n", w.policy));
     let tls = test_tls();
     let mut portcullis = Portcullis::start(work.path(), &sa, &policy, &tls);
-    cp.kubectl(&[
-        "apply",
-        "-f",
-        &write(&work.path().join("webhook.json"), &webhook_overlay(&portcullis.addr, &tls.ca_pem).to_string())
-            .to_string_lossy(),
-    ]);
+    for (file, out) in [("40-webhook.yaml", "webhook.json"), ("41-mutating-webhook.yaml", "mutating.json")] {
+        let overlay = webhook_overlay(file, &portcullis.addr, &tls.ca_pem).to_string();
+        cp.kubectl(&["apply", "-f", &write(&work.path().join(out), &overlay).to_string_lossy()]);
+    }
 
-    for (ns, tier) in [("prod", "production"), ("dev", "development"), ("sandbox", "development")] {
+    for (ns, tier) in [
+        ("prod", "production"),
+        ("dev", "development"),
+        ("sandbox", "development"),
+        ("hotfix", "hotfix"),
+        ("cased", "Production"),
+    ] {
         cp.kubectl(&["create", "namespace", ns]);
         cp.kubectl(&["label", "namespace", ns, &format!("portcullis.dev/tier={tier}")]);
     }
+    // Two people with the built-in `edit` role (aggregated by the real
+    // controller manager): alice is on call (may break glass), eve is not.
+    cp.start_controllers();
+    for ns in ["prod", "hotfix"] {
+        for user in ["alice", "eve"] {
+            cp.kubectl(&[
+                "create",
+                "rolebinding",
+                &format!("{user}-edit"),
+                "--clusterrole=edit",
+                "--user",
+                user,
+                "-n",
+                ns,
+            ]);
+        }
+    }
+    wait_until("the edit role to be aggregated", Duration::from_secs(60), || {
+        cp.kubectl_as(&cp.admin, &["auth", "can-i", "create", "replicationcontrollers", "--as", "eve", "-n", "prod"])
+            .status
+            .success()
+    });
 
     // The API server calls Portcullis and shows its reason. The webhook
     // configuration is eventually consistent in the API server: retry the
@@ -379,15 +458,112 @@ fn portcullis_behind_a_real_api_server() {
     let (ok, out) = cp.apply(&deployment("prod", "crit", &crit_tag));
     assert!(!ok && out.contains("2 critical vulnerabilities"), "{out}");
 
+    // Break-glass through the real controllers: Deployment -> ReplicaSet -> Pods.
+    let alice = ["--as", "alice", "--as-group", "sre-oncall"];
+    let eve = ["--as", "eve", "--as-group", "developers"];
+    let pods = |ns: &str, app: &str| -> Vec<Value> {
+        let out = cp.kubectl(&["get", "pods", "-n", ns, "-l", &format!("app={app}"), "-o", "json"]);
+        serde_json::from_str::<Value>(&out).unwrap()["items"].as_array().cloned().unwrap_or_default()
+    };
+    // Decisions on Pods the replicaset controller made of `image` in `ns`.
+    let pod_decisions = |ns: &str, image: &str| -> Vec<Value> {
+        portcullis
+            .audit()
+            .into_iter()
+            .filter(|r| r["kind"] == "Pod" && r["namespace"] == ns)
+            .filter(|r| r["user"] == "system:serviceaccount:kube-system:replicaset-controller")
+            .filter(|r| r["images"][0]["image"].as_str().is_some_and(|i| i.starts_with(image)))
+            .collect()
+    };
+
+    // Granted: alice breaks glass on a Deployment of the image with criticals.
+    let (ok, out) = cp.apply_as(&annotated_deployment("prod", "rollfwd", &crit_tag, 1, break_glass()), &alice);
+    assert!(ok && out.contains("BREAK-GLASS by alice"), "{out}");
+    let mut running = Vec::new();
+    wait_until("the granted Deployment's Pod", Duration::from_secs(60), || {
+        running = pods("prod", "rollfwd");
+        !running.is_empty()
+    });
+    let image = running[0]["spec"]["containers"][0]["image"].as_str().unwrap().to_string();
+    assert_eq!(image, format!("{crit_tag}@{}", crit_img.rsplit('@').next().unwrap()), "the Pod runs the digest judged");
+    assert!(running[0]["metadata"]["annotations"]["portcullis.dev/break-glass-grant"].as_str().is_some());
+    let record = portcullis
+        .audit()
+        .into_iter()
+        .rev()
+        .find(|r| r["kind"] == "Pod" && r["breakGlass"]["carried"]["grantedOn"] == "Deployment/rollfwd")
+        .expect("the Pod was admitted through the grant");
+    assert_eq!(record["breakGlass"]["user"], "alice");
+    assert_eq!(
+        record["breakGlass"]["carried"]["presentedBy"],
+        "system:serviceaccount:kube-system:replicaset-controller"
+    );
+
+    // Refused: eve's break-glass on a passing image is admitted as the image
+    // passes, but never granted; once the tag moves, the Pods the controllers
+    // make are judged on their own, and denied.
+    let moving = format!("{host}/shop/api:moving");
+    rt.block_on(w.image("shop/api", "moving", Some(("scanner", clean())), Some(("ci", passed()))));
+    let (ok, out) = cp.apply_as(&annotated_deployment("prod", "sneaky", &moving, 0, break_glass()), &eve);
+    assert!(ok, "{out}");
+    let granted = cp.kubectl(&["get", "deployment", "sneaky", "-n", "prod", "-o", "json"]);
+    assert!(!granted.contains("break-glass-grant"), "no grant for eve: {granted}");
+    let unattested = rt.block_on(w.image("shop/api", "moving", None, None));
+    cp.kubectl(&["scale", "deployment", "sneaky", "-n", "prod", "--replicas=1"]);
+    let mut denied = Vec::new();
+    wait_until("the replicaset controller's Pod to be judged", Duration::from_secs(60), || {
+        denied = pod_decisions("prod", &moving);
+        !denied.is_empty()
+    });
+    assert_eq!(denied[0]["allowed"], false, "{}", denied[0]);
+    assert_eq!(denied[0]["breakGlass"]["breakGlass"], "refused", "{}", denied[0]);
+    assert_eq!(denied[0]["images"][0]["digest"], unattested.rsplit('@').next().unwrap());
+    assert!(pods("prod", "sneaky").is_empty(), "no Pod was created");
+
+    // Expired: a grant in the hotfix tier lasts three seconds; Pods made after
+    // that are judged without it.
+    let (ok, out) = cp.apply_as(&annotated_deployment("hotfix", "late", &crit_tag, 0, break_glass()), &alice);
+    assert!(ok, "{out}");
+    let dep: Value =
+        serde_json::from_str(&cp.kubectl(&["get", "deployment", "late", "-n", "hotfix", "-o", "json"])).unwrap();
+    let token =
+        dep["spec"]["template"]["metadata"]["annotations"]["portcullis.dev/break-glass-grant"].as_str().unwrap();
+    let payload = token.split('.').nth(1).unwrap();
+    let grant: Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    let exp = grant["exp"].as_i64().unwrap();
+    wait_until("the grant to expire", Duration::from_secs(30), || chrono::Utc::now().timestamp() > exp);
+    cp.kubectl(&["scale", "deployment", "late", "-n", "hotfix", "--replicas=1"]);
+    let mut late = Vec::new();
+    wait_until("the Pod made after expiry to be judged", Duration::from_secs(60), || {
+        late = pod_decisions("hotfix", &crit_tag);
+        !late.is_empty()
+    });
+    assert_eq!(late[0]["allowed"], false, "{}", late[0]);
+    assert!(late[0]["message"].as_str().unwrap().contains("the grant expired at"), "{}", late[0]);
+    assert!(pods("hotfix", "late").is_empty());
+
+    // A ReplicationController is judged (the built-in `edit` role may create one).
+    let mut rc = annotated_deployment("prod", "legacy", &crit_tag, 1, break_glass());
+    rc["apiVersion"] = json!("v1");
+    rc["kind"] = json!("ReplicationController");
+    rc["spec"]["selector"] = json!({"app": "legacy"});
+    let (ok, out) = cp.apply_as(&rc, &eve);
+    assert!(!ok && out.contains("break-glass refused: user eve is not in a group allowed"), "{out}");
+    assert!(!cp.controllers_log().contains("panic"), "{}", cp.controllers_log());
+
     // Excluded namespaces are never sent.
-    let before = portcullis.audit().len();
+    // (The controllers go on retrying the denied Pods meanwhile, so decisions
+    // are counted per namespace.)
     for ns in ["kube-system", "portcullis-system"] {
         let (ok, out) = cp.apply(&pod(ns, "crit", &crit_tag));
         assert!(ok, "{ns}: {out}");
     }
     let audit = portcullis.audit();
-    assert_eq!(audit.len(), before, "no decision for excluded namespaces");
-    assert!(audit.iter().all(|r| r["namespace"] != "kube-system" && r["namespace"] != "portcullis-system"));
+    assert!(
+        audit.iter().all(|r| r["namespace"] != "kube-system" && r["namespace"] != "portcullis-system"),
+        "no decision for excluded namespaces"
+    );
 
     // Relabelling a namespace changes decisions, without restarting Portcullis.
     cp.kubectl(&["label", "namespace", "dev", "portcullis.dev/tier=production", "--overwrite"]);
@@ -424,6 +600,8 @@ fn portcullis_behind_a_real_api_server() {
     assert!(!ok && out.contains("failed calling webhook"), "enforcing tiers fail closed: {out}");
     let (ok, out) = cp.apply(&pod("sandbox", "while-down", &crit_tag));
     assert!(ok, "lenient tiers fail open: {out}");
+    let (ok, out) = cp.apply(&pod("cased", "while-down", &clean_tag));
+    assert!(!ok && out.contains("failed calling webhook"), "a tier label in other case fails closed: {out}");
 }
 
 /// Keeps one recorded review of each kind as a fixture, with the test
