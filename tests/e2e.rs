@@ -475,6 +475,16 @@ fn portcullis_behind_a_real_api_server() {
             .filter(|r| r["images"][0]["image"].as_str().is_some_and(|i| i.starts_with(image)))
             .collect()
     };
+    // Scales a Deployment to one replica; the decision on the first Pod made of `image`.
+    let scale_up = |ns: &str, deployment: &str, image: &str| -> Value {
+        cp.kubectl(&["scale", "deployment", deployment, "-n", ns, "--replicas=1"]);
+        let mut found = Vec::new();
+        wait_until(&format!("a Pod of {deployment} to be judged"), Duration::from_secs(60), || {
+            found = pod_decisions(ns, image);
+            !found.is_empty()
+        });
+        found.swap_remove(0)
+    };
 
     // Granted: alice breaks glass on a Deployment of the image with criticals.
     let (ok, out) = cp.apply_as(&annotated_deployment("prod", "rollfwd", &crit_tag, 1, break_glass()), &alice);
@@ -509,15 +519,10 @@ fn portcullis_behind_a_real_api_server() {
     let granted = cp.kubectl(&["get", "deployment", "sneaky", "-n", "prod", "-o", "json"]);
     assert!(!granted.contains("break-glass-grant"), "no grant for eve: {granted}");
     let unattested = rt.block_on(w.image("shop/api", "moving", None, None));
-    cp.kubectl(&["scale", "deployment", "sneaky", "-n", "prod", "--replicas=1"]);
-    let mut denied = Vec::new();
-    wait_until("the replicaset controller's Pod to be judged", Duration::from_secs(60), || {
-        denied = pod_decisions("prod", &moving);
-        !denied.is_empty()
-    });
-    assert_eq!(denied[0]["allowed"], false, "{}", denied[0]);
-    assert_eq!(denied[0]["breakGlass"]["breakGlass"], "refused", "{}", denied[0]);
-    assert_eq!(denied[0]["images"][0]["digest"], unattested.rsplit('@').next().unwrap());
+    let denied = scale_up("prod", "sneaky", &moving);
+    assert_eq!(denied["allowed"], false, "{denied}");
+    assert_eq!(denied["breakGlass"]["breakGlass"], "refused", "{denied}");
+    assert_eq!(denied["images"][0]["digest"], unattested.rsplit('@').next().unwrap());
     assert!(pods("prod", "sneaky").is_empty(), "no Pod was created");
 
     // Expired: a grant in the hotfix tier lasts three seconds; Pods made after
@@ -533,14 +538,9 @@ fn portcullis_behind_a_real_api_server() {
         serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
     let exp = grant["exp"].as_i64().unwrap();
     wait_until("the grant to expire", Duration::from_secs(30), || chrono::Utc::now().timestamp() > exp);
-    cp.kubectl(&["scale", "deployment", "late", "-n", "hotfix", "--replicas=1"]);
-    let mut late = Vec::new();
-    wait_until("the Pod made after expiry to be judged", Duration::from_secs(60), || {
-        late = pod_decisions("hotfix", &crit_tag);
-        !late.is_empty()
-    });
-    assert_eq!(late[0]["allowed"], false, "{}", late[0]);
-    assert!(late[0]["message"].as_str().unwrap().contains("the grant expired at"), "{}", late[0]);
+    let late = scale_up("hotfix", "late", &crit_tag);
+    assert_eq!(late["allowed"], false, "{late}");
+    assert!(late["message"].as_str().unwrap().contains("the grant expired at"), "{late}");
     assert!(pods("hotfix", "late").is_empty());
 
     // A ReplicationController is judged (the built-in `edit` role may create one).

@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 const SRE: &[&str] = &["sre-oncall"];
 const EDITOR: &[&str] = &["developers"];
 const CONTROLLER: &str = "system:serviceaccount:kube-system:replicaset-controller";
+const DEPLOYMENT_CONTROLLER: &str = "system:serviceaccount:kube-system:deployment-controller";
 
 fn glass() -> Value {
     json!({"portcullis.dev/break-glass": "payments outage, rolling forward the hotfix", "portcullis.dev/break-glass-ticket": "INC-4242"})
@@ -60,6 +61,14 @@ fn rand_id() -> usize {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static N: AtomicUsize = AtomicUsize::new(0);
     N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A review of `copy` as the controller that makes it sends it (a
+/// ReplicaSet by the deployment controller, a Pod by the replicaset one).
+fn by_controller(copy: &Value) -> Value {
+    let kind = copy["kind"].as_str().unwrap();
+    let user = if kind == "ReplicaSet" { DEPLOYMENT_CONTROLLER } else { CONTROLLER };
+    review(copy["apiVersion"].as_str().unwrap(), kind, "CREATE", copy, None, user, &[])
 }
 
 async fn send(hook: &Webhook, path: &str, review: &Value) -> Value {
@@ -175,19 +184,7 @@ async fn a_refused_break_glass_is_never_carried_to_copies() {
     w.image("shop/web", "release", None, None).await;
     let replica = Webhook::start(&w.policy, EngineConfig::default()).await;
     let rs = copy_of(&dep, "ReplicaSet", "web-5d8f9");
-    let (resp, rs) = admit(
-        &replica,
-        review(
-            "apps/v1",
-            "ReplicaSet",
-            "CREATE",
-            &rs,
-            None,
-            "system:serviceaccount:kube-system:deployment-controller",
-            &[],
-        ),
-    )
-    .await;
+    let (resp, rs) = admit(&replica, by_controller(&rs)).await;
     assert_eq!(resp["allowed"], false, "{resp}");
     assert!(
         message(&resp).contains("no attestations found") && message(&resp).contains("break-glass refused"),
@@ -195,7 +192,7 @@ async fn a_refused_break_glass_is_never_carried_to_copies() {
         message(&resp)
     );
     let pod = copy_of(&rs, "Pod", "web-5d8f9-abcde");
-    let (resp, _) = admit(&replica, review("v1", "Pod", "CREATE", &pod, None, CONTROLLER, &[])).await;
+    let (resp, _) = admit(&replica, by_controller(&pod)).await;
     assert_eq!(resp["allowed"], false, "{resp}");
 }
 
@@ -222,23 +219,11 @@ async fn a_granted_break_glass_reaches_its_copies_and_nothing_else() {
 
     // The copies, made by controllers: honoured through the grant, audited as alice's.
     let rs = copy_of(&dep, "ReplicaSet", "web-5d8f9");
-    let (resp, rs) = admit(
-        &hook,
-        review(
-            "apps/v1",
-            "ReplicaSet",
-            "CREATE",
-            &rs,
-            None,
-            "system:serviceaccount:kube-system:deployment-controller",
-            &[],
-        ),
-    )
-    .await;
+    let (resp, rs) = admit(&hook, by_controller(&rs)).await;
     assert_eq!(resp["allowed"], true, "{resp}");
     assert!(warnings(&resp).contains("BREAK-GLASS by alice (grant on Deployment/web)"), "{}", warnings(&resp));
     let pod = copy_of(&rs, "Pod", "web-5d8f9-abcde");
-    let (resp, _) = admit(&hook, review("v1", "Pod", "CREATE", &pod, None, CONTROLLER, &[])).await;
+    let (resp, _) = admit(&hook, by_controller(&pod)).await;
     assert_eq!(resp["allowed"], true, "{resp}");
     let record = hook.audit().last().unwrap().clone();
     assert_eq!(record["breakGlass"]["carried"]["grantedOn"], "Deployment/web");
@@ -291,9 +276,7 @@ async fn a_granted_break_glass_reaches_its_copies_and_nothing_else() {
         ),
     ];
     for (case, hook, object, text) in rows {
-        let kind = object["kind"].as_str().unwrap().to_string();
-        let api = object["apiVersion"].as_str().unwrap().to_string();
-        let (resp, _) = admit(hook, review(&api, &kind, "CREATE", &object, None, CONTROLLER, &[])).await;
+        let (resp, _) = admit(hook, by_controller(&object)).await;
         assert_eq!(resp["allowed"], false, "{case}: {resp}");
         assert!(message(&resp).contains(text), "{case}: {}", message(&resp));
     }
@@ -353,12 +336,7 @@ async fn images_are_pinned_to_the_digest_judged() {
     let all = Webhook::start_with(&policy, HookOptions { pin: PinImages::All, ..Default::default() }).await;
     let m = send(&all, "/mutate", &review("apps/v1", "Deployment", "CREATE", &dep, None, "eve", EDITOR)).await;
     assert!(m["patch"].is_string(), "{m}");
-    let m = send(
-        &all,
-        "/mutate",
-        &review("apps/v1", "ReplicaSet", "CREATE", &copy_of(&dep, "ReplicaSet", "web-1"), None, CONTROLLER, &[]),
-    )
-    .await;
+    let m = send(&all, "/mutate", &by_controller(&copy_of(&dep, "ReplicaSet", "web-1"))).await;
     assert!(m["patch"].is_null(), "{m}");
     // An UPDATE that keeps an image does not touch it (no restart).
     let p = pod("prod", &tag);
