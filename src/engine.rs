@@ -134,16 +134,8 @@ impl Engine {
     /// the registry's lookup budget, to fill the cache).
     pub async fn resolve_all(self: &Arc<Self>, images: &[ImageRef], deadline: Instant) -> Vec<Result<Digest, String>> {
         let tasks = images.iter().map(|image| {
-            let me = self.clone();
-            let img = image.clone();
-            let task = tokio::spawn(async move { me.resolve(&img).await });
-            async move {
-                match tokio::time::timeout_at(deadline, task).await {
-                    Ok(Ok(r)) => r,
-                    Ok(Err(join)) => Err(format!("internal error while resolving: {join}")),
-                    Err(_) => Err("the registry did not answer before the admission deadline".to_string()),
-                }
-            }
+            let (me, img) = (self.clone(), image.clone());
+            by_deadline(deadline, async move { me.resolve(&img).await })
         });
         futures::future::join_all(tasks).await
     }
@@ -161,19 +153,25 @@ impl Engine {
         deadline: Instant,
     ) -> Vec<Verdict> {
         let tasks = images.iter().map(|image| {
-            let me = self.clone();
-            let img = image.clone();
-            let pol = policy.clone();
-            let task = tokio::spawn(async move { me.gather(&img, &pol).await });
-            async move {
-                let gathered = match tokio::time::timeout_at(deadline, task).await {
-                    Ok(Ok(r)) => r,
-                    Ok(Err(join)) => Err(format!("internal error while gathering evidence: {join}")),
-                    Err(_) => Err("the registry did not answer before the admission deadline".to_string()),
-                };
-                evaluate(policy, tier, image, gathered.as_deref().map_err(String::as_str), now)
-            }
+            let (me, img, pol) = (self.clone(), image.clone(), policy.clone());
+            let gathered = by_deadline(deadline, async move { me.gather(&img, &pol).await });
+            async move { evaluate(policy, tier, image, gathered.await.as_deref().map_err(String::as_str), now) }
         });
         futures::future::join_all(tasks).await
+    }
+}
+
+/// Runs `work` as a task of its own and waits for it until `deadline`. Past
+/// it the caller gets an error now, and the task goes on in the background
+/// (bounded by the registry's lookup budget) to fill the caches for the API
+/// server's retry.
+async fn by_deadline<T: Send + 'static>(
+    deadline: Instant,
+    work: impl std::future::Future<Output = Result<T, String>> + Send + 'static,
+) -> Result<T, String> {
+    match tokio::time::timeout_at(deadline, tokio::spawn(work)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(join)) => Err(format!("internal error while looking the image up: {join}")),
+        Err(_) => Err("the registry did not answer before the admission deadline".to_string()),
     }
 }

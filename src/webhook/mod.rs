@@ -340,6 +340,19 @@ impl Subject {
         ]
     }
 
+    /// What the request asks of break-glass: the annotations, and who asks
+    /// (no grant yet: that is checked against what was judged).
+    pub(crate) fn break_glass_request<'a>(&'a self, req: &'a AdmissionRequest<DynamicObject>) -> BreakGlassRequest<'a> {
+        let ann = extract::annotations(&self.shape, &self.object);
+        BreakGlassRequest {
+            justification: extract::annotation(&ann, policy::BREAK_GLASS_ANNOTATION),
+            ticket: extract::annotation(&ann, policy::BREAK_GLASS_TICKET_ANNOTATION),
+            user: req.user_info.username.as_deref().unwrap_or(""),
+            groups: req.user_info.groups.as_deref().unwrap_or(&[]),
+            grant: None,
+        }
+    }
+
     /// The images to judge: every one on CREATE; on UPDATE those that
     /// changed, or all when the break-glass annotations changed.
     pub(crate) fn judged(&self, all: Vec<ContainerImage>, op: &Operation) -> Vec<ContainerImage> {
@@ -473,7 +486,6 @@ pub async fn decide(
 
     // Break-glass: directly for an allowed user, or through a grant the
     // object carries, checked against exactly what was judged here.
-    let ann = extract::annotations(&subject.shape, &subject.object);
     let object = extract::object_id(&subject.shape, &subject.object, &req.name);
     let carried = extract::grant(&subject.shape, &subject.object);
     let grant = carried.map(|token| {
@@ -491,18 +503,8 @@ pub async fn decide(
             policy::check_grant(&g, &presented, policy::break_glass_max_duration(&tier_spec), now).map(|()| g)
         })
     });
-    let bg = policy::break_glass(
-        &tier,
-        &tier_spec,
-        &BreakGlassRequest {
-            justification: extract::annotation(&ann, policy::BREAK_GLASS_ANNOTATION),
-            ticket: extract::annotation(&ann, policy::BREAK_GLASS_TICKET_ANNOTATION),
-            user: req.user_info.username.as_deref().unwrap_or(""),
-            groups: req.user_info.groups.as_deref().unwrap_or(&[]),
-            grant,
-        },
-        now,
-    );
+    let bg =
+        policy::break_glass(&tier, &tier_spec, &BreakGlassRequest { grant, ..subject.break_glass_request(req) }, now);
     if matches!(&bg, BreakGlass::Granted { carried: None, .. })
         && subject.shape.is_template()
         && !denied.is_empty()

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use super::{extract, AppState, Subject};
 use crate::image::{Digest, ImageRef};
-use crate::policy::{self, BreakGlassRequest, Presented};
+use crate::policy::{self, Presented};
 
 /// Which objects `/mutate` pins to digests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -78,9 +78,7 @@ pub(super) async fn mutate(
 
     // A grant, for a user allowed to break glass who asks for it on a
     // workload (copies a controller makes carry it from the template).
-    let ann = extract::annotations(&subject.shape, &subject.object);
-    let justification = extract::annotation(&ann, policy::BREAK_GLASS_ANNOTATION);
-    let wants_grant = subject.shape.is_template() && justification.is_some() && !copy;
+    let wants_grant = subject.shape.is_template() && subject.break_glass_request(req).justification.is_some() && !copy;
 
     // One round of resolutions for both (cached: the validator reuses them).
     let needed: Vec<usize> = if wants_grant { (0..all.len()).collect() } else { to_pin.clone() };
@@ -157,14 +155,7 @@ async fn grant(
             None => return Err(format!("{} is not a valid image reference", c.image)),
         }
     }
-    let ann = extract::annotations(&subject.shape, &subject.object);
-    let request = BreakGlassRequest {
-        justification: extract::annotation(&ann, policy::BREAK_GLASS_ANNOTATION),
-        ticket: extract::annotation(&ann, policy::BREAK_GLASS_TICKET_ANNOTATION),
-        user: req.user_info.username.as_deref().unwrap_or(""),
-        groups: req.user_info.groups.as_deref().unwrap_or(&[]),
-        grant: None,
-    };
+    let request = subject.break_glass_request(req);
     let digests: BTreeSet<String> = images.iter().filter_map(|(_, d)| d.as_ref().map(|d| d.to_string())).collect();
     let fresh = policy::new_grant(&subject.namespace, &tier, tier_spec, object.clone(), digests, &request, now)?;
     // Keep a grant that still holds for the same justification, ticket and
