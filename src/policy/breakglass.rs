@@ -217,7 +217,7 @@ pub fn check(grant: &Grant, at: &Presented<'_>, max: Duration, now: DateTime<Utc
     if !made_from(&grant.object, &at.object, at.controller.as_ref()) {
         return Err(GrantError::OtherObject { granted: grant.object.to_string(), object: at.object.to_string() });
     }
-    let expires = grant.exp.min(grant.iat.saturating_add(max.as_secs().min(i64::MAX as u64) as i64));
+    let expires = grant.exp.min(expiry(grant.iat, max));
     if now.timestamp() >= expires {
         return Err(GrantError::Expired(unix_rfc3339(expires)));
     }
@@ -256,6 +256,11 @@ fn made_from(granted: &ObjectId, object: &ObjectId, controller: Option<&ObjectId
                 .is_some_and(|rest| rest.len() > 1 && rest.starts_with('-'))
     };
     generated_by("ReplicaSet", "Deployment") || generated_by("Job", "CronJob")
+}
+
+/// When a grant issued at `iat` (Unix seconds) lasting `max` ends.
+fn expiry(iat: i64, max: Duration) -> i64 {
+    iat.saturating_add(i64::try_from(max.as_secs()).unwrap_or(i64::MAX))
 }
 
 fn unix_rfc3339(t: i64) -> String {
@@ -331,8 +336,7 @@ pub fn break_glass(tier_name: &str, tier: &TierSpec, req: &BreakGlassRequest<'_>
                 user: req.user.to_string(),
                 justification,
                 ticket,
-                expires: (now + chrono::Duration::from_std(max_duration(tier)).unwrap_or(chrono::Duration::zero()))
-                    .to_rfc3339_opts(SecondsFormat::Secs, true),
+                expires: unix_rfc3339(expiry(now.timestamp(), max_duration(tier))),
                 carried: None,
             },
             Err(why) => refuse(why),
@@ -396,7 +400,7 @@ pub fn new_grant(
     match break_glass(tier_name, tier, &BreakGlassRequest { grant: None, ..req.clone() }, now) {
         BreakGlass::Granted { user, justification, ticket, .. } => {
             let iat = now.timestamp();
-            let exp = iat.saturating_add(max_duration(tier).as_secs().min(i64::MAX as u64) as i64);
+            let exp = expiry(iat, max_duration(tier));
             Ok(Grant {
                 namespace: namespace.to_string(),
                 tier: tier_name.to_string(),

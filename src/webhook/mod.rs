@@ -363,6 +363,15 @@ impl Subject {
         if glass.iter().any(Option::is_some) && glass != self.glass(&self.old) {
             return all;
         }
+        self.changed(all, op)
+    }
+
+    /// The images that are new: every one on CREATE; on UPDATE those whose
+    /// reference the previous version did not have.
+    pub(crate) fn changed(&self, all: Vec<ContainerImage>, op: &Operation) -> Vec<ContainerImage> {
+        if *op != Operation::Update {
+            return all;
+        }
         let before: BTreeSet<String> =
             extract::images(&self.shape, &self.old).unwrap_or_default().into_iter().map(|c| c.image).collect();
         all.into_iter().filter(|c| !before.contains(&c.image)).collect()

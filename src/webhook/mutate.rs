@@ -10,7 +10,7 @@
 
 use std::collections::BTreeSet;
 
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
+use kube::core::admission::{AdmissionRequest, AdmissionResponse};
 use kube::core::DynamicObject;
 use serde_json::{json, Value};
 use tokio::time::Instant;
@@ -59,14 +59,8 @@ pub(super) async fn mutate(
     };
     // On UPDATE only images that changed: pinning an unchanged one would
     // restart its container for nothing.
-    let before: BTreeSet<String> = match req.operation {
-        Operation::Update => {
-            extract::images(&subject.shape, &subject.old).unwrap_or_default().into_iter().map(|c| c.image).collect()
-        }
-        _ => BTreeSet::new(),
-    };
     let changed: BTreeSet<String> =
-        all.iter().filter(|c| !before.contains(&c.image)).map(|c| c.pointer.clone()).collect();
+        subject.changed(all.clone(), &req.operation).into_iter().map(|c| c.pointer).collect();
     let parsed: Vec<Option<ImageRef>> = all.iter().map(|c| ImageRef::parse(&c.image).ok()).collect();
     let to_pin: Vec<usize> = if in_scope {
         (0..all.len())
