@@ -96,15 +96,21 @@ impl Engine {
     /// for the same tag or digest share one registry lookup.
     pub async fn gather(self: &Arc<Self>, image: &ImageRef, policy: &Policy) -> Result<Arc<ImageEvidence>, String> {
         let digest = self.resolve(image).await?;
-        let key = (image.name(), digest.clone(), policy.keyring.fingerprint().to_string());
+        let key = (image.name(), digest.clone(), policy.trust.fingerprint().to_string());
         let me = self.clone();
         let img = image.clone();
-        let keyring = policy.keyring.clone();
+        let trust = policy.trust.clone();
         self.evidence
             .get_with(key, async move {
                 me.metrics.registry_lookup("attestations");
                 let found = me.registry.attestations(&img, &digest).await.map_err(|e| e.to_string())?;
-                let mut ev = ImageEvidence::build(digest, found.location, &found.envelopes, &keyring);
+                // Verification is CPU work (certificate chains, logs,
+                // signatures): off the async workers.
+                let mut ev = tokio::task::spawn_blocking(move || {
+                    ImageEvidence::build(digest, found.location, &found.found, &trust)
+                })
+                .await
+                .map_err(|e| format!("internal error while verifying attestations: {e}"))?;
                 ev.skipped = found.skipped;
                 Ok(Arc::new(ev))
             })

@@ -145,8 +145,24 @@ impl ImageRef {
         Ok(ImageRef { original: s.to_string(), registry, repository, tag, digest })
     }
 
-    /// `registry/repository`, the name attestations are stored under.
+    /// An image known only by its digest (`sha256:…`), as `portcullis check
+    /// --attestation` takes it: no registry, no name.
+    pub fn digest_only(digest: Digest) -> Self {
+        ImageRef {
+            original: digest.to_string(),
+            registry: String::new(),
+            repository: String::new(),
+            tag: None,
+            digest: Some(digest),
+        }
+    }
+
+    /// `registry/repository`, the name attestations are stored under (empty
+    /// for an image known only by its digest).
     pub fn name(&self) -> String {
+        if self.registry.is_empty() {
+            return self.repository.clone();
+        }
         format!("{}/{}", self.registry, self.repository)
     }
 

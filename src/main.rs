@@ -185,9 +185,15 @@ enum ClusterMode {
 
 #[derive(Args)]
 struct CheckArgs {
-    /// Images to check (any form: name, name:tag, name@sha256:…).
+    /// Images to check (any form: name, name:tag, name@sha256:…; with
+    /// --attestation, sha256:<hex> or name@sha256:<hex>).
     #[arg(required = true)]
     images: Vec<String>,
+    /// Decide from these attestation files alone, contacting no registry: a
+    /// DSSE envelope, a sigstore bundle, or JSON Lines of bundles (what `gh
+    /// attestation download` writes). Repeat for several files.
+    #[arg(long = "attestation", value_name = "FILE")]
+    attestations: Vec<PathBuf>,
     /// PromotionPolicy file; the embedded default when absent.
     #[arg(long)]
     policy: Option<PathBuf>,
@@ -255,10 +261,7 @@ fn init_logging(format: LogFormat) {
 
 fn load_policy(path: Option<&PathBuf>) -> anyhow::Result<Policy> {
     match path {
-        Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("reading policy {}", p.display()))?;
-            Ok(Policy::from_yaml(&text, &p.display().to_string())?)
-        }
+        Some(p) => Ok(Policy::from_file(p)?),
         None => Ok(Policy::from_yaml(EMBEDDED_DEFAULT, "embedded default policy")?),
     }
 }
@@ -393,11 +396,15 @@ async fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
     if policy.tier(&a.tier).is_none() {
         anyhow::bail!("tier {:?} is not defined in the policy (defined: {})", a.tier, policy.tier_names().join(", "));
     }
-    let refs = a.images.iter().map(|i| ImageRef::parse(i)).collect::<Result<Vec<_>, _>>()?;
-    let engine = Engine::new(registry(&a.registry)?, &EngineConfig::default(), Arc::new(Metrics::default()));
     let now = a.at.unwrap_or_else(webhook::portcullis_now);
-    let deadline = tokio::time::Instant::now() + a.timeout;
-    let verdicts = engine.evaluate_images(&policy, &a.tier, &refs, now, deadline).await;
+    let verdicts = if a.attestations.is_empty() {
+        let refs = a.images.iter().map(|i| ImageRef::parse(i)).collect::<Result<Vec<_>, _>>()?;
+        let engine = Engine::new(registry(&a.registry)?, &EngineConfig::default(), Arc::new(Metrics::default()));
+        let deadline = tokio::time::Instant::now() + a.timeout;
+        engine.evaluate_images(&policy, &a.tier, &refs, now, deadline).await
+    } else {
+        check_files(&a, &policy, now)?
+    };
     let errored = verdicts.iter().any(|v| v.error.is_some());
     let allowed = verdicts.iter().all(|v| v.admitted);
     match a.output {
@@ -413,7 +420,8 @@ async fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
         }
         Output::Text => {
             for v in &verdicts {
-                let digest = v.digest.as_deref().map(|d| format!("@{d}")).unwrap_or_default();
+                // An image given by digest alone is already its digest.
+                let digest = v.digest.as_deref().filter(|d| *d != v.image).map(|d| format!("@{d}")).unwrap_or_default();
                 if v.error.is_some() && !v.admitted {
                     println!("ERROR  {}", v.denial_message());
                 } else if !v.admitted {
@@ -449,6 +457,60 @@ async fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
     } else {
         1
     }))
+}
+
+/// Most attestations `check --attestation` reads, over all files; and the
+/// largest file.
+const MAX_FILE_ATTESTATIONS: usize = 1024;
+const MAX_ATTESTATION_FILE: u64 = 64 << 20;
+
+/// `check --attestation`: the verdicts from attestation files, for images
+/// given by digest. The same verification and policy as at admission.
+fn check_files(
+    a: &CheckArgs,
+    policy: &Policy,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<Vec<portcullis::policy::Verdict>> {
+    use portcullis::attest::Signed;
+    use portcullis::evidence::ImageEvidence;
+    use portcullis::image::Digest;
+    let refs = a
+        .images
+        .iter()
+        .map(|i| {
+            let r = match Digest::parse(i) {
+                Ok(d) => ImageRef::digest_only(d),
+                Err(_) => ImageRef::parse(i)?,
+            };
+            match r.digest.clone() {
+                Some(d) => Ok((r, d)),
+                None => anyhow::bail!(
+                    "{i}: with --attestation, name images by digest (sha256:<hex> or {}@sha256:<hex>), since no registry is asked what a tag means",
+                    r.name()
+                ),
+            }
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut found = Vec::new();
+    for path in &a.attestations {
+        let len = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?.len();
+        anyhow::ensure!(len <= MAX_ATTESTATION_FILE, "{}: larger than {MAX_ATTESTATION_FILE} bytes", path.display());
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let items = Signed::from_file(&bytes, MAX_FILE_ATTESTATIONS - found.len().min(MAX_FILE_ATTESTATIONS))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        found.extend(items.into_iter().map(|s| (Digest::of(s.bytes()), s)));
+    }
+    let location = format!(
+        "the attestation files {}",
+        a.attestations.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    );
+    Ok(refs
+        .iter()
+        .map(|(r, digest)| {
+            let ev = ImageEvidence::build(digest.clone(), location.clone(), &found, &policy.trust);
+            portcullis::policy::evaluate(policy, &a.tier, r, Ok(&ev), now)
+        })
+        .collect())
 }
 
 fn normalize(path: &PathBuf, output: Output, top: usize) -> anyhow::Result<ExitCode> {
@@ -513,9 +575,9 @@ fn normalize(path: &PathBuf, output: Output, top: usize) -> anyhow::Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
-fn lint(file: &PathBuf) -> anyhow::Result<ExitCode> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    match Policy::from_yaml(&text, &file.display().to_string()) {
+fn lint(file: &std::path::Path) -> anyhow::Result<ExitCode> {
+    use portcullis::policy::PolicyFileError;
+    match Policy::from_file(file) {
         Ok(p) => {
             println!(
                 "{}: ok ({} tiers, {} signers, digest {})",
@@ -526,11 +588,12 @@ fn lint(file: &PathBuf) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Err(e) => {
+        Err(PolicyFileError::Invalid(e)) => {
             for p in &e.problems {
                 println!("{}:{p}", file.display());
             }
             Ok(ExitCode::from(1))
         }
+        Err(e) => Err(e.into()),
     }
 }

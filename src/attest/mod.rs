@@ -3,16 +3,114 @@
 //! A cosign attestation is a DSSE envelope
 //! `{payloadType, payload, signatures: [{keyid, sig}]}` whose signature covers
 //! `PAE(payloadType, payload)`, and whose payload is an in-toto Statement.
-//! An attestation is accepted only when a signature verifies against a
-//! trusted key and the Statement's subject names the image's digest.
+//! It arrives bare (signed with a key), inside a sigstore bundle (with a
+//! public-key hint, or with a Fulcio certificate: keyless), or as cosign's
+//! legacy keyless layer (certificate and Rekor bundle in annotations).
+//! An attestation is accepted only when it verifies against a trusted key or
+//! a trusted root and identity, and the Statement's subject names the image's
+//! digest.
 
 use std::fmt;
+use std::sync::Arc;
 
 use base64::Engine as _;
+use bytes::Bytes;
 use serde::Deserialize;
 use sigstore::crypto::{CosignVerificationKey, Signature};
 
 use crate::image::Digest;
+
+pub mod keyless;
+mod legacy;
+
+pub use keyless::{IdentityRule, KeylessSigner, Match, Root, SignerIdentity};
+pub use legacy::LegacyLayer;
+
+/// Media type prefix of a sigstore bundle (`…bundle+json;version=0.1`,
+/// `…bundle.v0.3+json`).
+pub const BUNDLE_MEDIA_TYPE_PREFIX: &str = "application/vnd.dev.sigstore.bundle";
+
+/// Signed material as found: what the registry or a file holds.
+#[derive(Clone, Debug)]
+pub enum Signed {
+    /// A bare DSSE envelope (cosign's legacy `.att` layer signed with a key).
+    Envelope(Bytes),
+    /// A sigstore bundle (JSON, v0.1 to v0.3), signed with a key or keyless.
+    Bundle(Bytes),
+    /// cosign's legacy keyless `.att` layer: the envelope, with the
+    /// certificate, chain and Rekor bundle in the layer's annotations.
+    Legacy(Box<LegacyLayer>),
+}
+
+impl Signed {
+    /// Reads one attestation file: a DSSE envelope or a sigstore bundle, told
+    /// apart by their fields. (JSON Lines of bundles are split by the caller.)
+    pub fn from_json(bytes: Bytes) -> Result<Signed, String> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Peek {
+            #[serde(default)]
+            media_type: Option<String>,
+            #[serde(default)]
+            payload_type: Option<String>,
+        }
+        let peek: Peek = serde_json::from_slice(&bytes).map_err(|e| format!("not JSON: {e}"))?;
+        match (peek.media_type, peek.payload_type) {
+            (Some(m), _) if m.starts_with(BUNDLE_MEDIA_TYPE_PREFIX) => Ok(Signed::Bundle(bytes)),
+            (Some(m), _) => Err(format!("mediaType {m:?} is not a sigstore bundle")),
+            (None, Some(_)) => Ok(Signed::Envelope(bytes)),
+            (None, None) => {
+                Err("neither a DSSE envelope (payloadType, payload, signatures) nor a sigstore bundle (mediaType)"
+                    .to_string())
+            }
+        }
+    }
+
+    /// Reads an attestation file: one DSSE envelope or sigstore bundle, or
+    /// JSON Lines of bundles (as `gh attestation download` writes them).
+    /// At most `max` items are read.
+    pub fn from_file(bytes: &[u8], max: usize) -> Result<Vec<Signed>, String> {
+        if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok() {
+            return Ok(vec![Signed::from_json(Bytes::copy_from_slice(bytes))?]);
+        }
+        let mut out = Vec::new();
+        for (n, line) in bytes.split(|b| *b == b'\n').enumerate() {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            if out.len() == max {
+                return Err(format!("more than {max} attestations"));
+            }
+            let item = Signed::from_json(Bytes::copy_from_slice(line)).map_err(|e| format!("line {}: {e}", n + 1))?;
+            out.push(item);
+        }
+        if out.is_empty() {
+            return Err("no attestation in it (empty)".into());
+        }
+        Ok(out)
+    }
+
+    /// The bytes as found, whose digest decisions cite.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Signed::Envelope(b) | Signed::Bundle(b) => b,
+            Signed::Legacy(l) => &l.envelope,
+        }
+    }
+
+    /// The predicate type the payload claims, unverified: only for wording
+    /// messages about attestations that failed verification.
+    pub fn claimed_predicate_type(&self) -> Option<String> {
+        match self {
+            Signed::Envelope(b) => peek_predicate_type(b),
+            Signed::Legacy(l) => peek_predicate_type(&l.envelope),
+            Signed::Bundle(b) => {
+                let v: serde_json::Value = serde_json::from_slice(b).ok()?;
+                peek_predicate_type(&serde_json::to_vec(v.get("dsseEnvelope")?).ok()?)
+            }
+        }
+    }
+}
 
 /// The payload type of an in-toto Statement in a DSSE envelope.
 pub const IN_TOTO_PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
@@ -34,10 +132,13 @@ pub struct TrustedKey {
     key: CosignVerificationKey,
 }
 
-/// The keys an attestation may be signed with, each under its signer's name.
+/// What an attestation may be signed with, each under its signer's name:
+/// public keys, and keyless identities under trusted roots.
 #[derive(Clone, Default)]
-pub struct Keyring {
+pub struct Trust {
     keys: Vec<TrustedKey>,
+    keyless: Vec<KeylessSigner>,
+    roots: Vec<Arc<Root>>,
     fingerprint: String,
 }
 
@@ -50,9 +151,22 @@ pub struct KeyError {
     pub why: String,
 }
 
-impl Keyring {
-    /// Builds a keyring from `(signer, PEM)` pairs.
+impl Trust {
+    /// Public keys only, from `(signer, PEM)` pairs.
     pub fn new<'a>(pems: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Self, KeyError> {
+        Trust::with_keyless(pems, vec![], vec![], "")
+    }
+
+    /// Public keys from `(signer, PEM)` pairs, and keyless signers whose
+    /// `root` indexes `roots`. `keyless_fingerprint` must change whenever a
+    /// keyless signer or a root's content does (it joins the keys' in the
+    /// evidence cache key).
+    pub fn with_keyless<'a>(
+        pems: impl IntoIterator<Item = (&'a str, &'a str)>,
+        keyless: Vec<KeylessSigner>,
+        roots: Vec<Arc<Root>>,
+        keyless_fingerprint: &str,
+    ) -> Result<Self, KeyError> {
         use sha2::Digest as _;
         let mut keys = Vec::new();
         let mut h = sha2::Sha256::new();
@@ -65,16 +179,23 @@ impl Keyring {
             h.update([0]);
             keys.push(TrustedKey { signer: signer.to_string(), key });
         }
-        Ok(Keyring { keys, fingerprint: hex::encode(h.finalize()) })
+        h.update(keyless_fingerprint.as_bytes());
+        Ok(Trust { keys, keyless, roots, fingerprint: hex::encode(h.finalize()) })
     }
 
-    /// Changes whenever a signer or key changes; part of the evidence cache key.
+    /// Changes whenever a signer, key, identity or root changes; part of the
+    /// evidence cache key.
     pub fn fingerprint(&self) -> &str {
         &self.fingerprint
     }
 
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        self.keys.is_empty() && self.keyless.is_empty()
+    }
+
+    /// The trusted roots keyless signers use.
+    pub fn roots(&self) -> &[Arc<Root>] {
+        &self.roots
     }
 
     /// Names of the signers whose key verifies `sig` over `msg`.
@@ -91,10 +212,11 @@ impl Keyring {
     }
 }
 
-impl fmt::Debug for Keyring {
+impl fmt::Debug for Trust {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let names: Vec<&str> = self.keys.iter().map(|k| k.signer.as_str()).collect();
-        f.debug_struct("Keyring").field("signers", &names).finish()
+        let keyless: Vec<&str> = self.keyless.iter().map(|k| k.signer.as_str()).collect();
+        f.debug_struct("Trust").field("keys", &names).field("keyless", &keyless).finish()
     }
 }
 
@@ -109,6 +231,16 @@ pub enum Problem {
     /// No signature verifies with any trusted key: signed by another key, or
     /// changed after signing.
     UntrustedSignature,
+    /// Signed with a key, but every signer of the policy is keyless.
+    KeyedButOnlyKeyless,
+    /// Signed keyless (a certificate), but no signer of the policy is.
+    KeylessButOnlyKeys { identity: Box<SignerIdentity> },
+    /// A keyless signature that does not verify against any trusted root the
+    /// policy's keyless signers use (certificate, log entry, timestamp or
+    /// signature). The identity is what the certificate claims, unverified.
+    UntrustedCertificate { identity: Option<Box<SignerIdentity>>, roots: Vec<String>, why: String },
+    /// A keyless signature that verifies, by an identity no signer accepts.
+    UnknownIdentity { identity: Box<SignerIdentity> },
     /// Correctly signed, but for another image.
     SubjectMismatch { subjects: Vec<String> },
 }
@@ -121,6 +253,24 @@ impl fmt::Display for Problem {
             Problem::UntrustedSignature => f.write_str(
                 "attestation signature does not verify with any trusted key (signed with another key, or modified after signing)",
             ),
+            Problem::KeyedButOnlyKeyless => f.write_str(
+                "attestation is signed with a key, but the policy's signers are keyless (certificate identities); \
+                 sign it keyless, or add the key to a signer",
+            ),
+            Problem::KeylessButOnlyKeys { identity } => write!(
+                f,
+                "attestation is signed keyless by {identity}, but the policy's signers are public keys; \
+                 add a keyless signer trusting that identity, or sign with a key"
+            ),
+            Problem::UntrustedCertificate { identity, roots, why } => write!(
+                f,
+                "keyless signature{} does not verify against trusted root {}: {why}",
+                identity.as_ref().map(|i| format!(" (certificate claims {i})")).unwrap_or_default(),
+                roots.join(", ")
+            ),
+            Problem::UnknownIdentity { identity } => {
+                write!(f, "attestation is signed keyless by {identity}, an identity no signer of the policy accepts")
+            }
             Problem::SubjectMismatch { subjects } => write!(
                 f,
                 "attestation is for another image (subject {}), not this digest; it was copied from another image",
@@ -135,8 +285,10 @@ impl fmt::Display for Problem {
 pub struct VerifiedStatement {
     pub predicate_type: String,
     pub predicate: serde_json::Value,
-    /// Signer names (from the keyring) whose keys verified the envelope.
+    /// Signer names (of the policy) whose keys or identities verified it.
     pub signers: Vec<String>,
+    /// For keyless signatures, who the certificate says signed.
+    pub identity: Option<SignerIdentity>,
 }
 
 #[derive(Deserialize)]
@@ -174,8 +326,131 @@ struct Subject {
 
 const MAX_SIGNATURES: usize = 16;
 
-/// Verifies one DSSE envelope (as stored in the registry) for `image`.
-pub fn verify_envelope(bytes: &[u8], keyring: &Keyring, image: &Digest) -> Result<VerifiedStatement, Problem> {
+/// Verifies signed material, whatever its form, for `image`.
+pub fn verify(signed: &Signed, trust: &Trust, image: &Digest) -> Result<VerifiedStatement, Problem> {
+    match signed {
+        Signed::Envelope(bytes) => verify_envelope(bytes, trust, image),
+        Signed::Bundle(bytes) => verify_bundle(bytes, trust, image),
+        Signed::Legacy(layer) => match layer.to_bundle() {
+            // Signed with a key: the annotations carry no certificate.
+            Ok(None) => verify_envelope(&layer.envelope, trust, image),
+            Ok(Some(bundle)) => verify_keyless(&bundle, trust, image),
+            Err(why) => Err(Problem::Malformed { why }),
+        },
+    }
+}
+
+/// A sigstore bundle: with a public-key hint its DSSE envelope is verified
+/// with the policy's keys; with a certificate, keyless.
+fn verify_bundle(bytes: &[u8], trust: &Trust, image: &Digest) -> Result<VerifiedStatement, Problem> {
+    let malformed = |why: String| Problem::Malformed { why };
+    let v: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| malformed(format!("sigstore bundle is not JSON: {e}")))?;
+    let Some(envelope) = v.get("dsseEnvelope") else {
+        return Err(malformed(
+            "the sigstore bundle holds a signature over an artifact (cosign sign, sign-blob), not an attestation"
+                .into(),
+        ));
+    };
+    if v.pointer("/verificationMaterial/publicKey").is_some() {
+        let envelope = serde_json::to_vec(envelope).map_err(|e| malformed(e.to_string()))?;
+        return verify_envelope(&envelope, trust, image);
+    }
+    let json = std::str::from_utf8(bytes).map_err(|e| malformed(format!("sigstore bundle is not UTF-8: {e}")))?;
+    let bundle = sigstore_verify::types::Bundle::from_json(json)
+        .map_err(|e| malformed(format!("not a sigstore bundle: {e}")))?;
+    verify_keyless(&bundle, trust, image)
+}
+
+/// A bundle with a certificate, against every root a keyless signer uses;
+/// then its identity against each signer's identities, then its Statement.
+fn verify_keyless(
+    bundle: &sigstore_verify::types::Bundle,
+    trust: &Trust,
+    image: &Digest,
+) -> Result<VerifiedStatement, Problem> {
+    use sigstore_verify::types::SignatureContent;
+    let malformed = |why: String| Problem::Malformed { why };
+    let SignatureContent::DsseEnvelope(env) = &bundle.content else {
+        return Err(malformed("the sigstore bundle holds no DSSE envelope, so it is not an attestation".into()));
+    };
+    if env.payload_type != IN_TOTO_PAYLOAD_TYPE {
+        return Err(malformed(format!("payloadType {:?}, expected {IN_TOTO_PAYLOAD_TYPE}", env.payload_type)));
+    }
+    let payload = env.payload.as_bytes();
+    if trust.keyless.is_empty() {
+        let identity = keyless::claimed_identity(bundle).unwrap_or_default();
+        return Err(Problem::KeylessButOnlyKeys { identity: Box::new(identity) });
+    }
+    // The signature is checked over the subject the Statement names: this
+    // image's digest if it is among them, else another, so that a correctly
+    // signed attestation for another image is reported as exactly that.
+    let subjects = sha256_subjects(payload);
+    let artifact = subjects.iter().find(|h| h.as_str() == image.hex()).or(subjects.first());
+    let Some(artifact) = artifact else {
+        return Err(malformed("the Statement names no sha256 subject".into()));
+    };
+    let mut used: Vec<usize> = trust.keyless.iter().map(|k| k.root).collect();
+    used.sort_unstable();
+    used.dedup();
+    let mut verified = Vec::new();
+    let mut failures = Vec::new();
+    for i in used {
+        let root = &trust.roots[i];
+        match root.verify(bundle, artifact) {
+            Ok(result) => verified.push((i, result)),
+            Err(why) => failures.push((root.name.clone(), why)),
+        }
+    }
+    let Some((first, result)) = verified.first() else {
+        let roots = failures.iter().map(|(n, _)| n.clone()).collect();
+        let mut why: Vec<String> = failures.into_iter().map(|(_, w)| w).collect();
+        why.dedup();
+        return Err(Problem::UntrustedCertificate {
+            identity: keyless::claimed_identity(bundle).map(Box::new),
+            roots,
+            why: why.join("; "),
+        });
+    };
+    let identity = match result.certificate() {
+        Some(cert) if result.certificate_verified() => SignerIdentity::of(cert, &trust.roots[*first].name),
+        _ => return Err(malformed("the bundle's certificate was not verified".into())),
+    };
+    let mut signers: Vec<String> = trust
+        .keyless
+        .iter()
+        .filter(|k| verified.iter().any(|(i, _)| *i == k.root))
+        .filter(|k| k.identities.iter().any(|r| r.matches(&identity)))
+        .map(|k| k.signer.clone())
+        .collect();
+    signers.sort();
+    signers.dedup();
+    if signers.is_empty() {
+        return Err(Problem::UnknownIdentity { identity: Box::new(identity) });
+    }
+    let st = statement(payload, image)?;
+    Ok(VerifiedStatement {
+        predicate_type: st.predicate_type,
+        predicate: st.predicate,
+        signers,
+        identity: Some(identity),
+    })
+}
+
+/// The sha256 subject digests a payload names, unverified.
+fn sha256_subjects(payload: &[u8]) -> Vec<String> {
+    #[derive(Deserialize)]
+    struct Subjects {
+        #[serde(default)]
+        subject: Vec<Subject>,
+    }
+    serde_json::from_slice::<Subjects>(payload)
+        .map(|s| s.subject.into_iter().filter_map(|s| s.digest.get("sha256").cloned()).collect())
+        .unwrap_or_default()
+}
+
+/// Verifies one DSSE envelope signed with a key, for `image`.
+pub fn verify_envelope(bytes: &[u8], trust: &Trust, image: &Digest) -> Result<VerifiedStatement, Problem> {
     let malformed = |why: String| Problem::Malformed { why };
     let env: Envelope = serde_json::from_slice(bytes).map_err(|e| malformed(format!("not a DSSE envelope: {e}")))?;
     if env.payload_type != IN_TOTO_PAYLOAD_TYPE {
@@ -194,17 +469,28 @@ pub fn verify_envelope(bytes: &[u8], keyring: &Keyring, image: &Digest) -> Resul
         let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(s.sig.as_bytes()) else {
             continue;
         };
-        signers.extend(keyring.signers_of(&raw, &msg));
+        signers.extend(trust.signers_of(&raw, &msg));
     }
     signers.sort();
     signers.dedup();
     if signers.is_empty() {
-        return Err(Problem::UntrustedSignature);
+        return Err(if trust.keys.is_empty() && !trust.keyless.is_empty() {
+            Problem::KeyedButOnlyKeyless
+        } else {
+            Problem::UntrustedSignature
+        });
     }
+    let st = statement(&payload, image)?;
+    Ok(VerifiedStatement { predicate_type: st.predicate_type, predicate: st.predicate, signers, identity: None })
+}
+
+/// An authenticated payload read as an in-toto Statement about `image`.
+fn statement(payload: &[u8], image: &Digest) -> Result<Statement, Problem> {
+    let malformed = |why: String| Problem::Malformed { why };
     // Only now, with the payload authenticated, is it worth interpreting.
-    unambiguous(&payload).map_err(|e| malformed(format!("payload is ambiguous JSON: {e}")))?;
+    unambiguous(payload).map_err(|e| malformed(format!("payload is ambiguous JSON: {e}")))?;
     let st: Statement =
-        serde_json::from_slice(&payload).map_err(|e| malformed(format!("payload is not an in-toto Statement: {e}")))?;
+        serde_json::from_slice(payload).map_err(|e| malformed(format!("payload is not an in-toto Statement: {e}")))?;
     if !STATEMENT_TYPES.contains(&st.type_.as_str()) {
         return Err(malformed(format!("unknown Statement _type {:?}", st.type_)));
     }
@@ -218,7 +504,7 @@ pub fn verify_envelope(bytes: &[u8], keyring: &Keyring, image: &Digest) -> Resul
             .collect();
         return Err(Problem::SubjectMismatch { subjects });
     }
-    Ok(VerifiedStatement { predicate_type: st.predicate_type, predicate: st.predicate, signers })
+    Ok(st)
 }
 
 /// Refuses JSON that readers can disagree on: an object with two keys that
@@ -326,7 +612,7 @@ mod tests {
 
     #[test]
     fn garbage_is_malformed_not_a_panic() {
-        let kr = Keyring::default();
+        let kr = Trust::default();
         let d = Digest::of(b"x");
         for bytes in [
             &b""[..],
@@ -368,8 +654,7 @@ mod tests {
 
     #[test]
     fn bad_pem_is_a_clear_error() {
-        let err =
-            Keyring::new([("scanner", "-----BEGIN PUBLIC KEY-----\nnope\n-----END PUBLIC KEY-----")]).unwrap_err();
+        let err = Trust::new([("scanner", "-----BEGIN PUBLIC KEY-----\nnope\n-----END PUBLIC KEY-----")]).unwrap_err();
         assert!(err.to_string().contains("scanner"), "{err}");
     }
 }

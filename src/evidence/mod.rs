@@ -21,6 +21,12 @@ pub const INTOTO_VULNS: &str = "https://in-toto.io/attestation/vulns";
 pub const INTOTO_VULNS_V01: &str = "https://in-toto.io/attestation/vulns/v0.1";
 pub const INTOTO_VULNS_V02: &str = "https://in-toto.io/attestation/vulns/v0.2";
 pub const TEST_RESULT_V01: &str = "https://in-toto.io/attestation/test-result/v0.1";
+pub const SLSA_PROVENANCE_V1: &str = "https://slsa.dev/provenance/v1";
+pub const SLSA_PROVENANCE_V02: &str = "https://slsa.dev/provenance/v0.2";
+/// Predicate types that carry a vulnerability scan.
+pub const VULN_TYPES: &[&str] = &[COSIGN_VULN_V1, INTOTO_VULNS, INTOTO_VULNS_V01, INTOTO_VULNS_V02];
+/// Predicate types that carry build provenance.
+pub const PROVENANCE_TYPES: &[&str] = &[SLSA_PROVENANCE_V1, SLSA_PROVENANCE_V02];
 
 /// Severity buckets a tier can limit. Scanner names map case-insensitively;
 /// anything unrecognised is `Unknown`, its own bucket.
@@ -234,12 +240,31 @@ pub struct ResourceDescriptor {
 pub enum Claim {
     Vulnerabilities(VulnReport),
     Tests(TestReport),
+    Provenance(Provenance),
+    /// A predicate no built-in rule reads (an SBOM, a review): only its type
+    /// and signers matter, to the tier's `attestations` rules.
+    Other {
+        predicate_type: String,
+    },
+}
+
+/// SLSA build provenance, reduced to what a tier matches.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Provenance {
+    /// `https://slsa.dev/provenance/v1` or `/v0.2`.
+    pub predicate_type: String,
+    pub builder_id: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub build_type: String,
+    /// The repository built from, as a URI without `git+` and `@ref`
+    /// (`https://github.com/acme/shop`), when the provenance names one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_repository: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum EvidenceError {
-    #[error("predicate type {0} is not one Portcullis reads")]
-    UnknownPredicate(String),
     #[error("{predicate_type} predicate is invalid: {why}")]
     Invalid { predicate_type: String, why: String },
 }
@@ -255,8 +280,60 @@ pub fn claim_of(st: &VerifiedStatement) -> Result<Claim, EvidenceError> {
         TEST_RESULT_V01 => serde_json::from_value::<TestReport>(st.predicate.clone())
             .map(Claim::Tests)
             .map_err(|e| invalid(e.to_string())),
-        other => Err(EvidenceError::UnknownPredicate(other.to_string())),
+        SLSA_PROVENANCE_V1 | SLSA_PROVENANCE_V02 => {
+            provenance(&st.predicate_type, &st.predicate).map(Claim::Provenance).map_err(invalid)
+        }
+        other => Ok(Claim::Other { predicate_type: other.to_string() }),
     }
+}
+
+/// Reads SLSA provenance v1 (`runDetails.builder.id`; the source from
+/// `buildDefinition.externalParameters.workflow.repository` as GitHub's
+/// build types write it, else `externalParameters.source`, else the first
+/// git `resolvedDependencies` entry) or v0.2 (`builder.id`;
+/// `invocation.configSource.uri`, else the first git `materials` entry).
+fn provenance(predicate_type: &str, p: &serde_json::Value) -> Result<Provenance, String> {
+    let s = |ptr: &str| p.pointer(ptr).and_then(serde_json::Value::as_str).map(str::to_string);
+    let first_git = |list: &str| {
+        p.pointer(list)
+            .and_then(serde_json::Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|d| d.get("uri").and_then(serde_json::Value::as_str))
+            .find(|u| u.starts_with("git+"))
+            .map(str::to_string)
+    };
+    let (builder, build_type, source) = if predicate_type == SLSA_PROVENANCE_V1 {
+        let source = s("/buildDefinition/externalParameters/workflow/repository")
+            .or_else(|| s("/buildDefinition/externalParameters/source"))
+            .or_else(|| s("/buildDefinition/externalParameters/source/uri"))
+            .or_else(|| first_git("/buildDefinition/resolvedDependencies"));
+        (s("/runDetails/builder/id"), s("/buildDefinition/buildType"), source)
+    } else {
+        let source = s("/invocation/configSource/uri").or_else(|| first_git("/materials"));
+        (s("/builder/id"), s("/buildType"), source)
+    };
+    let builder_id = builder.filter(|b| !b.is_empty()).ok_or("it names no builder id")?;
+    Ok(Provenance {
+        predicate_type: predicate_type.to_string(),
+        builder_id,
+        build_type: build_type.unwrap_or_default(),
+        source_repository: source.map(|u| repository_uri(&u)),
+    })
+}
+
+/// `git+https://github.com/acme/shop.git@refs/heads/main` ->
+/// `https://github.com/acme/shop`.
+pub fn repository_uri(uri: &str) -> String {
+    let u = uri.trim().strip_prefix("git+").unwrap_or(uri.trim());
+    // A ref follows the last '@' after the host.
+    let host_at = u.find("://").map(|i| i + 3).unwrap_or(0);
+    let path_at = u[host_at..].find('/').map(|i| host_at + i).unwrap_or(u.len());
+    let u = match u[path_at..].find('@') {
+        Some(i) => &u[..path_at + i],
+        None => u,
+    };
+    u.strip_suffix(".git").unwrap_or(u).trim_end_matches('/').to_string()
 }
 
 #[derive(Deserialize)]
@@ -373,7 +450,7 @@ pub fn parse_report(bytes: &[u8]) -> Result<VulnReport, String> {
 }
 
 /// Everything found for one image digest, each attestation verified or
-/// rejected with its reason. Built once per digest and keyring, then cached.
+/// rejected with its reason. Built once per digest and trust, then cached.
 #[derive(Clone, Debug)]
 pub struct ImageEvidence {
     pub digest: crate::image::Digest,
@@ -401,6 +478,8 @@ pub enum Outcome {
     Verified {
         signers: Vec<String>,
         claim: Claim,
+        /// Who signed, for keyless signatures.
+        identity: Option<std::sync::Arc<crate::attest::SignerIdentity>>,
     },
     Rejected(crate::attest::Problem),
     /// Correctly signed, but the predicate could not be read.
@@ -408,33 +487,34 @@ pub enum Outcome {
         signers: Vec<String>,
         why: String,
     },
-    /// Correctly signed, of a predicate type no rule reads (e.g. provenance).
-    Ignored,
 }
 
 impl ImageEvidence {
-    /// Verifies and interprets each envelope against `keyring`.
+    /// Verifies and interprets each piece of signed material, found under
+    /// the digest of the blob that held it, against `trust`.
     pub fn build(
         digest: crate::image::Digest,
         location: String,
-        envelopes: &[crate::registry::Envelope],
-        keyring: &crate::attest::Keyring,
+        found: &[(crate::image::Digest, crate::attest::Signed)],
+        trust: &crate::attest::Trust,
     ) -> Self {
-        let attestations = envelopes
+        let attestations = found
             .iter()
             .enumerate()
-            .map(|(index, found)| {
-                let bytes: &[u8] = &found.bytes;
-                let claimed_type = crate::attest::peek_predicate_type(bytes);
-                let outcome = match crate::attest::verify_envelope(bytes, keyring, &digest) {
+            .map(|(index, (source, signed))| {
+                let claimed_type = signed.claimed_predicate_type();
+                let outcome = match crate::attest::verify(signed, trust, &digest) {
                     Err(p) => Outcome::Rejected(p),
                     Ok(st) => match claim_of(&st) {
-                        Ok(claim) => Outcome::Verified { signers: st.signers, claim },
-                        Err(EvidenceError::UnknownPredicate(_)) => Outcome::Ignored,
+                        Ok(claim) => Outcome::Verified {
+                            signers: st.signers,
+                            claim,
+                            identity: st.identity.map(std::sync::Arc::new),
+                        },
                         Err(e) => Outcome::Unreadable { signers: st.signers, why: e.to_string() },
                     },
                 };
-                Attestation { envelope: found.source.clone(), index, claimed_type, outcome }
+                Attestation { envelope: source.clone(), index, claimed_type, outcome }
             })
             .collect();
         ImageEvidence { digest, location, attestations, skipped: 0 }

@@ -257,7 +257,8 @@ fn cosign_vuln_wrapping_grype() {
     let statement = json!({"_type": "https://in-toto.io/Statement/v1", "subject": [],
         "predicateType": COSIGN_VULN_V1, "predicate": predicate.clone()});
     assert_eq!(parse_report(statement.to_string().as_bytes()).unwrap(), r);
-    let st = VerifiedStatement { predicate_type: COSIGN_VULN_V1.to_string(), predicate, signers: vec![] };
+    let st =
+        VerifiedStatement { predicate_type: COSIGN_VULN_V1.to_string(), predicate, signers: vec![], identity: None };
     assert_eq!(claim_of(&st), Ok(Claim::Vulnerabilities(r)));
 }
 
@@ -282,6 +283,7 @@ fn statement_with_intoto_vulns() {
     // As a verified attestation it is a vulnerability claim too.
     let v: serde_json::Value = serde_json::from_slice(&fixture("statement-intoto-vulns.json")).unwrap();
     let st = VerifiedStatement {
+        identity: None,
         predicate_type: v["predicateType"].as_str().unwrap().to_string(),
         predicate: v["predicate"].clone(),
         signers: vec![],
@@ -294,7 +296,12 @@ fn intoto_predicate_types_with_and_without_version() {
     let predicate: serde_json::Value = serde_json::from_slice(&fixture("intoto-vulns-v0.2.json")).unwrap();
     let want = load("intoto-vulns-v0.2.json");
     for t in [INTOTO_VULNS, INTOTO_VULNS_V01, INTOTO_VULNS_V02] {
-        let st = VerifiedStatement { predicate_type: t.to_string(), predicate: predicate.clone(), signers: vec![] };
+        let st = VerifiedStatement {
+            predicate_type: t.to_string(),
+            predicate: predicate.clone(),
+            signers: vec![],
+            identity: None,
+        };
         assert_eq!(claim_of(&st), Ok(Claim::Vulnerabilities(want.clone())), "{t}");
         let statement = json!({"_type": "https://in-toto.io/Statement/v1", "predicateType": t, "predicate": predicate});
         assert_eq!(parse_report(statement.to_string().as_bytes()).as_ref(), Ok(&want), "{t}");
@@ -303,8 +310,9 @@ fn intoto_predicate_types_with_and_without_version() {
         predicate_type: "https://in-toto.io/attestation/vulns/v9".to_string(),
         predicate,
         signers: vec![],
+        identity: None,
     };
-    assert!(matches!(claim_of(&st), Err(EvidenceError::UnknownPredicate(_))));
+    assert_eq!(claim_of(&st), Ok(Claim::Other { predicate_type: "https://in-toto.io/attestation/vulns/v9".into() }));
 }
 
 #[test]
@@ -343,7 +351,12 @@ fn intoto_predicate_holding_a_scanner_report() {
     let trivy: serde_json::Value = serde_json::from_slice(&fixture("trivy.json")).unwrap();
     let p = json!({"scanner": {"uri": "pkg:github/aquasecurity/trivy@0.58.1", "result": trivy},
                    "metadata": {"scanFinishedOn": "2024-12-10T09:31:00Z"}});
-    let st = VerifiedStatement { predicate_type: INTOTO_VULNS_V02.to_string(), predicate: p, signers: vec![] };
+    let st = VerifiedStatement {
+        predicate_type: INTOTO_VULNS_V02.to_string(),
+        predicate: p,
+        signers: vec![],
+        identity: None,
+    };
     let Ok(Claim::Vulnerabilities(r)) = claim_of(&st) else { panic!("{:?}", claim_of(&st)) };
     assert_eq!(r.findings, load("trivy.json").findings);
     assert_eq!(r.finished_on, time("2024-12-10T09:31:00Z"));

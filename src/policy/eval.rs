@@ -3,12 +3,12 @@
 use chrono::{DateTime, Duration as ChronoDuration, NaiveDate, Utc};
 use serde::Serialize;
 
-use super::model::{ExceptionSpec, Mode, OnError, Policy, TestRule, VulnRule};
-use crate::evidence::{Attestation, Claim, Finding, ImageEvidence, Outcome, Severity, TestOutcome};
-use crate::evidence::{COSIGN_VULN_V1, INTOTO_VULNS, INTOTO_VULNS_V01, INTOTO_VULNS_V02, TEST_RESULT_V01};
-
-/// Predicate types that carry a vulnerability scan.
-const VULN_TYPES: &[&str] = &[COSIGN_VULN_V1, INTOTO_VULNS, INTOTO_VULNS_V01, INTOTO_VULNS_V02];
+use super::model::{
+    path_glob, AttestationRule, ExceptionSpec, Mode, OnError, Policy, ProvenanceRule, TestRule, VulnRule,
+};
+use crate::attest::{Problem, SignerIdentity};
+use crate::evidence::{repository_uri, Attestation, Claim, Finding, ImageEvidence, Outcome, Provenance, Severity};
+use crate::evidence::{TestOutcome, PROVENANCE_TYPES, TEST_RESULT_V01, VULN_TYPES};
 use crate::image::ImageRef;
 
 /// An exception expiring within this many days is flagged in a warning.
@@ -128,8 +128,12 @@ pub fn evaluate(
             ev.attestations.len()
         ));
     }
-    let ctx = Ctx { tier: tier_name, image, ev, now, exceptions: &policy.file.spec.exceptions };
-    if ev.attestations.is_empty() && (tier.vulnerabilities.is_some() || tier.tests.is_some()) {
+    let ctx = Ctx { tier: tier_name, image, ev, now, policy };
+    let needs_evidence = tier.vulnerabilities.is_some()
+        || tier.tests.is_some()
+        || tier.provenance.is_some()
+        || !tier.attestations.is_empty();
+    if ev.attestations.is_empty() && needs_evidence {
         // One reason, naming everything the tier needs.
         let mut how = Vec::new();
         if tier.vulnerabilities.is_some() {
@@ -137,6 +141,12 @@ pub fn evaluate(
         }
         if tier.tests.is_some() {
             how.push(format!("a signed test result (`cosign attest --type {TEST_RESULT_V01}`)"));
+        }
+        if tier.provenance.is_some() {
+            how.push(format!("signed build provenance ({PROVENANCE_HOW})"));
+        }
+        for a in &tier.attestations {
+            how.push(format!("a signed {} attestation", a.predicate_type));
         }
         v.problems.push(format!("no attestations found (looked for {}); attach {}", ev.location, how.join(" and ")));
     } else {
@@ -146,17 +156,27 @@ pub fn evaluate(
         if let Some(rule) = &tier.tests {
             ctx.tests(rule, &mut v);
         }
+        if let Some(rule) = &tier.provenance {
+            ctx.provenance(rule, &mut v);
+        }
+        for rule in &tier.attestations {
+            ctx.attestation(rule, &mut v);
+        }
     }
     v.admitted = v.problems.is_empty() || tier.mode == Mode::Warn;
     v
 }
+
+/// How a pipeline attaches provenance, for messages.
+const PROVENANCE_HOW: &str =
+    "`actions/attest-build-provenance` with push-to-registry, or `cosign attest --type slsaprovenance1`";
 
 struct Ctx<'a> {
     tier: &'a str,
     image: &'a ImageRef,
     ev: &'a ImageEvidence,
     now: DateTime<Utc>,
-    exceptions: &'a [ExceptionSpec],
+    policy: &'a Policy,
 }
 
 /// How an age problem is worded for one kind of evidence.
@@ -168,35 +188,48 @@ struct Age {
 }
 
 /// A verified attestation: where it is, who signed it, what it says.
-type Found<'a, T> = (&'a Attestation, &'a [String], &'a T);
+struct Found<'a, T> {
+    att: &'a Attestation,
+    signers: &'a [String],
+    identity: Option<&'a SignerIdentity>,
+    claim: &'a T,
+}
 
 impl<'e> Ctx<'e> {
+    fn exceptions(&self) -> &'e [ExceptionSpec] {
+        &self.policy.file.spec.exceptions
+    }
+
     /// The verified attestations whose claim `pick` selects.
-    fn verified<T>(&self, pick: impl Fn(&'e Claim) -> Option<&'e T>) -> Vec<Found<'e, T>> {
+    fn verified<T>(&self, pick: impl Fn(&'e Attestation, &'e Claim) -> Option<&'e T>) -> Vec<Found<'e, T>> {
         self.ev
             .attestations
             .iter()
             .filter_map(|a| match &a.outcome {
-                Outcome::Verified { signers, claim } => pick(claim).map(|r| (a, signers.as_slice(), r)),
+                Outcome::Verified { signers, claim, identity } => pick(a, claim).map(|c| Found {
+                    att: a,
+                    signers: signers.as_slice(),
+                    identity: identity.as_deref(),
+                    claim: c,
+                }),
                 _ => None,
             })
             .collect()
     }
 
     fn vulnerabilities(&self, rule: &VulnRule, v: &mut Verdict) {
-        let found = self.verified(|c| match c {
+        let found = self.verified(|_, c| match c {
             Claim::Vulnerabilities(r) => Some(r),
             _ => None,
         });
-        let accepted = found.iter().filter(|(_, s, _)| signed_by_any(s, &rule.signed_by));
+        let accepted = found.iter().filter(|f| signed_by_any(f.signers, &rule.signed_by));
         // The newest scan wins: by finish time, then by position.
-        let Some((att, _, report)) = accepted.max_by_key(|(a, _, r)| (r.finished_on, a.index)) else {
-            let signers: Vec<&[String]> = found.iter().map(|(_, s, _)| *s).collect();
+        let Some(Found { att, claim: report, .. }) = accepted.max_by_key(|f| (f.claim.finished_on, f.att.index)) else {
             v.problems.push(self.missing(
                 "vulnerability scan",
                 "cosign attest --type vuln",
                 VULN_TYPES,
-                &signers,
+                &found,
                 &rule.signed_by,
             ));
             return;
@@ -258,7 +291,7 @@ impl<'e> Ctx<'e> {
     fn excepted(&self, f: &Finding, v: &mut Verdict) -> bool {
         let today = self.now.date_naive();
         let name = self.image.name();
-        for e in self.exceptions {
+        for e in self.exceptions() {
             let id_matches =
                 e.id.eq_ignore_ascii_case(&f.id) || f.aliases.iter().any(|a| a.eq_ignore_ascii_case(&e.id));
             let tier_matches = e.tiers.is_empty() || e.tiers.iter().any(|t| t == self.tier);
@@ -289,22 +322,21 @@ impl<'e> Ctx<'e> {
     }
 
     fn tests(&self, rule: &TestRule, v: &mut Verdict) {
-        let found = self.verified(|c| match c {
+        let found = self.verified(|_, c| match c {
             Claim::Tests(r) => Some(r),
             _ => None,
         });
         // The newest by finishedOn when results carry it, else the last attached.
-        let Some((att, _, report)) = found
+        let Some(Found { att, claim: report, .. }) = found
             .iter()
-            .filter(|(_, s, _)| signed_by_any(s, &rule.signed_by))
-            .max_by_key(|(a, _, r)| (r.finished_on, a.index))
+            .filter(|f| signed_by_any(f.signers, &rule.signed_by))
+            .max_by_key(|f| (f.claim.finished_on, f.att.index))
         else {
-            let signers: Vec<&[String]> = found.iter().map(|(_, s, _)| *s).collect();
             v.problems.push(self.missing(
                 "test result",
                 &format!("cosign attest --type {TEST_RESULT_V01}"),
                 &[TEST_RESULT_V01],
-                &signers,
+                &found,
                 &rule.signed_by,
             ));
             return;
@@ -403,37 +435,167 @@ impl<'e> Ctx<'e> {
         }
     }
 
+    /// Build provenance: the newest signed by an accepted signer that
+    /// matches passes; if none matches, the newest's mismatch is the reason.
+    fn provenance(&self, rule: &ProvenanceRule, v: &mut Verdict) {
+        let found = self.verified(|_, c| match c {
+            Claim::Provenance(p) => Some(p),
+            _ => None,
+        });
+        let mut accepted: Vec<&Found<'_, Provenance>> =
+            found.iter().filter(|f| signed_by_any(f.signers, &rule.signed_by)).collect();
+        if accepted.is_empty() {
+            v.problems.push(self.missing(
+                "build provenance",
+                PROVENANCE_HOW,
+                PROVENANCE_TYPES,
+                &found,
+                &rule.signed_by,
+            ));
+            return;
+        }
+        accepted.sort_by_key(|f| std::cmp::Reverse(f.att.index));
+        let mut first_why = None;
+        for f in accepted {
+            let why = self.provenance_mismatch(rule, f);
+            if why.is_empty() {
+                v.evidence.push(f.att.envelope.to_string());
+                return;
+            }
+            first_why.get_or_insert(why);
+        }
+        v.problems.extend(first_why.unwrap_or_default());
+    }
+
+    /// How one provenance fails the rule (empty when it passes). The source
+    /// repository is checked as the provenance states it and, for keyless
+    /// signatures, as the signing certificate does (Fulcio copies it from
+    /// the CI's token): both must be accepted.
+    fn provenance_mismatch(&self, rule: &ProvenanceRule, f: &Found<'_, Provenance>) -> Vec<String> {
+        let mut out = Vec::new();
+        let matches = |patterns: &[String], s: &str| {
+            patterns.iter().any(|g| path_glob(g).map(|m| m.is_match(s)).unwrap_or(false))
+        };
+        if !rule.source_repositories.is_empty() {
+            let mut sources: Vec<(String, &str)> = Vec::new();
+            if let Some(s) = &f.claim.source_repository {
+                sources.push((s.clone(), "the provenance"));
+            }
+            if let Some(s) = f.identity.and_then(|i| i.source_repository.as_deref()) {
+                sources.push((repository_uri(s), "the signing certificate"));
+            }
+            if sources.is_empty() {
+                out.push(format!(
+                    "the build provenance names no source repository, and tier {} accepts only {}",
+                    self.tier,
+                    rule.source_repositories.join(", ")
+                ));
+            }
+            for (source, by) in sources {
+                if !matches(&rule.source_repositories, &source) {
+                    out.push(format!(
+                        "built from {source} (per {by}), but tier {} accepts source repositories {}",
+                        self.tier,
+                        rule.source_repositories.join(", ")
+                    ));
+                }
+            }
+        }
+        if !rule.builder_ids.is_empty() && !matches(&rule.builder_ids, &f.claim.builder_id) {
+            out.push(format!(
+                "built by {}, but tier {} accepts builders {}",
+                f.claim.builder_id,
+                self.tier,
+                rule.builder_ids.join(", ")
+            ));
+        }
+        out
+    }
+
+    /// A required attestation of any predicate type.
+    fn attestation(&self, rule: &AttestationRule, v: &mut Verdict) {
+        // For a verified attestation the claimed type is the verified one.
+        let found =
+            self.verified(|a, c| (a.claimed_type.as_deref() == Some(rule.predicate_type.as_str())).then_some(c));
+        match found.iter().filter(|f| signed_by_any(f.signers, &rule.signed_by)).max_by_key(|f| f.att.index) {
+            Some(f) => v.evidence.push(f.att.envelope.to_string()),
+            None => v.problems.push(self.missing(
+                &format!("{} attestation", rule.predicate_type),
+                &format!("cosign attest --type {}", rule.predicate_type),
+                &[rule.predicate_type.as_str()],
+                &found,
+                &rule.signed_by,
+            )),
+        }
+    }
+
+    /// `ci (subject … from issuer …)` for each wanted signer: what the tier
+    /// expects, for a denial that names who signed.
+    fn expected(&self, wanted: &[String]) -> String {
+        wanted
+            .iter()
+            .map(|s| {
+                let ids = self.policy.keyless_identities(s);
+                if ids.is_empty() {
+                    s.clone()
+                } else {
+                    format!("{s} ({})", ids.join(", or "))
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// Why no acceptable attestation of a kind was found, in the most useful words.
-    fn missing(
+    fn missing<T>(
         &self,
         what: &str,
         how: &str,
         predicate_types: &[&str],
-        other_signers: &[&[String]],
+        others: &[Found<'_, T>],
         wanted: &[String],
     ) -> String {
-        if let Some(s) = other_signers.first() {
+        if let Some(f) = others.first() {
+            let by = match f.identity {
+                Some(id) => format!("{} ({id})", f.signers.join(", ")),
+                None => f.signers.join(", "),
+            };
             return format!(
-                "the {what} is signed by {}, but tier {} accepts only {}",
-                s.join(", "),
+                "the {what} is signed by {by}, but tier {} accepts only {}",
                 self.tier,
-                wanted.join(", ")
+                self.expected(wanted)
             );
         }
-        let mut why: Vec<String> = self
-            .ev
-            .attestations
-            .iter()
-            .filter(|a| a.claimed_type.as_deref().is_none_or(|t| predicate_types.contains(&t)))
-            .filter_map(|a| match &a.outcome {
-                Outcome::Rejected(p) => Some(p.to_string()),
-                Outcome::Unreadable { why, .. } => Some(why.clone()),
-                _ => None,
-            })
-            .collect();
-        why.dedup();
+        let mut why: Vec<String> = Vec::new();
+        let mut identity_problem = false;
+        for a in &self.ev.attestations {
+            if !a.claimed_type.as_deref().is_none_or(|t| predicate_types.contains(&t)) {
+                continue;
+            }
+            let reason = match &a.outcome {
+                Outcome::Rejected(p) => {
+                    identity_problem |= matches!(
+                        p,
+                        Problem::UnknownIdentity { .. }
+                            | Problem::KeylessButOnlyKeys { .. }
+                            | Problem::KeyedButOnlyKeyless
+                    );
+                    p.to_string()
+                }
+                Outcome::Unreadable { why, .. } => why.clone(),
+                Outcome::Verified { .. } => continue,
+            };
+            if !why.contains(&reason) {
+                why.push(reason);
+            }
+        }
         if !why.is_empty() {
-            return format!("no valid {what}: {}", why.join("; "));
+            let expects = if identity_problem {
+                format!("; tier {} expects {}", self.tier, self.expected(wanted))
+            } else {
+                String::new()
+            };
+            return format!("no valid {what}: {}{expects}", why.join("; "));
         }
         if self.ev.attestations.is_empty() {
             format!("no attestations found (looked for {}); attach a signed {what} with `{how}`", self.ev.location)
@@ -516,10 +678,48 @@ mod tests {
     fn policy(tier_yaml: &str, exceptions: &str) -> Policy {
         let key = KEY.lines().map(|l| format!("        {l}")).collect::<Vec<_>>().join("\n");
         let y = format!(
-            "apiVersion: portcullis.dev/v1alpha1\nkind: PromotionPolicy\nspec:\n  signers:\n    scanner:\n      publicKey: |\n{key}\n    ci:\n      publicKey: |\n{key}\n  tiers:\n    t:\n{}\n{exceptions}",
+            "apiVersion: portcullis.dev/v1alpha1\nkind: PromotionPolicy\nspec:\n  signers:\n    scanner:\n      publicKey: |\n{key}\n    ci:\n      publicKey: |\n{key}\n{RELEASE}\n  tiers:\n    t:\n{}\n{exceptions}",
             tier_yaml.lines().map(|l| format!("      {l}")).collect::<Vec<_>>().join("\n")
         );
         Policy::from_yaml(&y, "table").unwrap_or_else(|e| panic!("{e}\n{y}"))
+    }
+
+    /// A keyless signer: GitHub Actions' release workflow of acme/shop.
+    const RELEASE: &str = "    release:\n      keyless:\n        trustedRoot: github\n        identities:\n          - issuer: https://token.actions.githubusercontent.com\n            subject: https://github.com/acme/shop/.github/workflows/release.yml@refs/heads/main";
+    const ACTIONS: &str = "https://token.actions.githubusercontent.com";
+    const RELEASE_WORKFLOW: &str = "https://github.com/acme/shop/.github/workflows/release.yml@refs/heads/main";
+    const HOSTED: &str = "https://github.com/actions/runner/github-hosted";
+
+    fn identity(subject: &str, source: Option<&str>) -> SignerIdentity {
+        SignerIdentity {
+            issuer: ACTIONS.into(),
+            subject: subject.into(),
+            source_repository: source.map(str::to_string),
+            ..Default::default()
+        }
+    }
+
+    /// SLSA v1 provenance by `signer`, built by `builder` from `source`;
+    /// signed keyless with a certificate naming `cert_source` when given.
+    fn prov(signer: &str, builder: &str, source: Option<&str>, cert_source: Option<&str>) -> Outcome {
+        Outcome::Verified {
+            identity: cert_source.map(|s| std::sync::Arc::new(identity(RELEASE_WORKFLOW, Some(s)))),
+            signers: vec![signer.into()],
+            claim: Claim::Provenance(Provenance {
+                predicate_type: crate::evidence::SLSA_PROVENANCE_V1.into(),
+                builder_id: builder.into(),
+                build_type: String::new(),
+                source_repository: source.map(str::to_string),
+            }),
+        }
+    }
+
+    fn other(signer: &str, predicate_type: &str) -> Outcome {
+        Outcome::Verified {
+            identity: None,
+            signers: vec![signer.into()],
+            claim: Claim::Other { predicate_type: predicate_type.into() },
+        }
     }
 
     fn finding(id: &str, sev: Severity, fixed: &str, published: Option<&str>) -> Finding {
@@ -539,6 +739,7 @@ mod tests {
 
     fn scan(signer: &str, age: ChronoDuration, findings: Vec<Finding>) -> Outcome {
         Outcome::Verified {
+            identity: None,
             signers: vec![signer.into()],
             claim: Claim::Vulnerabilities(VulnReport {
                 scanner: "trivy".into(),
@@ -550,6 +751,7 @@ mod tests {
 
     fn tests(signer: &str, result: TestOutcome, failed: &[&str]) -> Outcome {
         Outcome::Verified {
+            identity: None,
             signers: vec![signer.into()],
             claim: Claim::Tests(TestReport {
                 result,
@@ -566,6 +768,7 @@ mod tests {
     /// A PASSED result with these passed tests and configurations, finished `age` ago.
     fn run(passed: &[&str], configs: &[&str], age: Option<ChronoDuration>) -> Outcome {
         Outcome::Verified {
+            identity: None,
             signers: vec!["ci".into()],
             claim: Claim::Tests(TestReport {
                 result: TestOutcome::Passed,
@@ -592,7 +795,13 @@ mod tests {
                 .map(|(index, outcome)| crate::evidence::Attestation {
                     envelope: Digest::of(index.to_string().as_bytes()),
                     index,
-                    claimed_type: None,
+                    claimed_type: match &outcome {
+                        Outcome::Verified { claim: Claim::Other { predicate_type }, .. } => {
+                            Some(predicate_type.clone())
+                        }
+                        Outcome::Verified { claim: Claim::Provenance(p), .. } => Some(p.predicate_type.clone()),
+                        _ => None,
+                    },
                     outcome,
                 })
                 .collect(),
@@ -615,6 +824,9 @@ mod tests {
     const EXC_TODAY: &str =
         "  exceptions:\n    - { id: CVE-1, expires: 2026-06-15, reason: unreachable, approvedBy: sec@example.com }";
     const EXC_OTHER_IMAGE: &str = "  exceptions:\n    - { id: CVE-1, images: [\"other.example/*\"], expires: 2026-12-31, reason: unreachable, approvedBy: sec@example.com }";
+
+    const PROV: &str = "provenance: { signedBy: [release], sourceRepositories: [\"https://github.com/acme/*\"], builderIds: [\"https://github.com/actions/runner/github-hosted\"] }";
+    const SBOM: &str = "attestations: [ { predicateType: \"https://cyclonedx.org/bom\", signedBy: [release] } ]";
 
     fn h(n: i64) -> ChronoDuration {
         ChronoDuration::hours(n)
@@ -673,6 +885,22 @@ mod tests {
             ("tests maxAge without finishedOn", TESTS_GATES.into(), "", vec![run(&["checkout", "refunds"], &["integration"], None)], false, "records no finish time (finishedOn)"),
             ("newest test result by finishedOn wins", TESTS_GATES.into(), "", vec![run(&["checkout", "refunds"], &["integration"], Some(h(1))), run(&["checkout"], &["integration"], Some(h(5)))], true, ""),
             ("warn mode admits, keeping the reason", format!("mode: warn\n{VULNS}"), "", vec![scan("scanner", h(1), vec![crit()])], true, "1 critical"),
+            ("provenance from an accepted repository and builder", PROV.into(), "", vec![prov("release", HOSTED, Some("https://github.com/acme/shop"), Some("https://github.com/acme/shop"))], true, ""),
+            ("provenance from another organisation", PROV.into(), "", vec![prov("release", HOSTED, Some("https://github.com/evil/shop"), None)], false, "built from https://github.com/evil/shop (per the provenance), but tier t accepts source repositories https://github.com/acme/*"),
+            ("certificate names another repository than the provenance", PROV.into(), "", vec![prov("release", HOSTED, Some("https://github.com/acme/shop"), Some("https://github.com/evil/shop"))], false, "built from https://github.com/evil/shop (per the signing certificate)"),
+            ("* stays within one path segment", PROV.into(), "", vec![prov("release", HOSTED, Some("https://github.com/acme/shop/sub"), None)], false, "built from https://github.com/acme/shop/sub"),
+            ("provenance names no source", PROV.into(), "", vec![prov("release", HOSTED, None, None)], false, "names no source repository"),
+            ("provenance from a self-hosted builder", PROV.into(), "", vec![prov("release", "https://github.com/actions/runner/self-hosted", Some("https://github.com/acme/shop"), None)], false, "built by https://github.com/actions/runner/self-hosted, but tier t accepts builders https://github.com/actions/runner/github-hosted"),
+            ("a matching provenance among others passes", PROV.into(), "", vec![prov("release", HOSTED, Some("https://github.com/acme/shop"), None), prov("release", HOSTED, Some("https://github.com/evil/shop"), None)], true, ""),
+            ("provenance by a key signer names the keyless identity expected", PROV.into(), "", vec![prov("ci", HOSTED, Some("https://github.com/acme/shop"), None)], false, "signed by ci, but tier t accepts only release (subject https://github.com/acme/shop/.github/workflows/release.yml@refs/heads/main from issuer https://token.actions.githubusercontent.com)"),
+            ("no provenance at all", format!("{PROV}\n{TESTS}"), "", vec![tests("ci", TestOutcome::Passed, &[])], false, "no build provenance among the 1 attestations"),
+            ("nothing attested names provenance", PROV.into(), "", vec![], false, "attach signed build provenance"),
+            ("unknown identity names who signed and who is expected", PROV.into(), "", vec![Outcome::Rejected(Problem::UnknownIdentity { identity: Box::new(identity("https://github.com/evil/shop/.github/workflows/x.yml@refs/heads/main", None)) })], false, "attestation is signed keyless by subject https://github.com/evil/shop/.github/workflows/x.yml@refs/heads/main from issuer https://token.actions.githubusercontent.com, an identity no signer of the policy accepts; tier t expects release (subject https://github.com/acme/shop/.github/workflows/release.yml@refs/heads/main from issuer https://token.actions.githubusercontent.com)"),
+            ("keyless bundle where only keys are trusted says so", TESTS.into(), "", vec![Outcome::Rejected(Problem::KeylessButOnlyKeys { identity: Box::new(identity(RELEASE_WORKFLOW, None)) })], false, "signed keyless by subject https://github.com/acme/shop/.github/workflows/release.yml@refs/heads/main from issuer https://token.actions.githubusercontent.com, but the policy's signers are public keys"),
+            ("keyed envelope where only keyless is trusted says so", PROV.into(), "", vec![Outcome::Rejected(Problem::KeyedButOnlyKeyless)], false, "signed with a key, but the policy's signers are keyless"),
+            ("required SBOM present", SBOM.into(), "", vec![other("release", "https://cyclonedx.org/bom")], true, ""),
+            ("required SBOM signed by the wrong signer", SBOM.into(), "", vec![other("scanner", "https://cyclonedx.org/bom")], false, "the https://cyclonedx.org/bom attestation is signed by scanner, but tier t accepts only release"),
+            ("required SBOM missing", SBOM.into(), "", vec![other("release", "https://spdx.dev/Document")], false, "no https://cyclonedx.org/bom attestation among the 1 attestations"),
         ];
         let mut failures = Vec::new();
         for (case, tier, exc, outcomes, admitted, text) in rows {

@@ -1,12 +1,13 @@
 //! The `PromotionPolicy` file: its schema, loading and validation.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::attest::Keyring;
+use crate::attest::{IdentityRule, KeylessSigner, Match, Root, Trust};
 use crate::evidence::{Severity, TestOutcome};
 
 pub const API_VERSION: &str = "portcullis.dev/v1alpha1";
@@ -60,6 +61,42 @@ pub struct SignerSpec {
     /// Several PEM keys, any of which is accepted (key rotation).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub public_keys: Vec<String>,
+    /// Keyless signing: certificates from a trusted root's Fulcio CA, issued
+    /// to one of these identities.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyless: Option<KeylessSpec>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct KeylessSpec {
+    /// `public-good` (the default), `github` (GitHub's instance, for
+    /// private-repository attestations), or a `trusted_root.json` path,
+    /// relative to the policy file.
+    #[serde(default = "public_good")]
+    pub trusted_root: String,
+    /// Accepted identities: any one suffices.
+    pub identities: Vec<IdentitySpec>,
+}
+
+fn public_good() -> String {
+    crate::attest::keyless::PUBLIC_GOOD.to_string()
+}
+
+/// A certificate identity: exactly one of `issuer` / `issuerRegExp`, and
+/// exactly one of `subject` / `subjectRegExp` (regular expressions are
+/// unanchored, as cosign's: write `^…$`).
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct IdentitySpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer_reg_exp: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_reg_exp: Option<String>,
 }
 
 impl SignerSpec {
@@ -105,6 +142,34 @@ pub struct TierSpec {
     /// `name:tag@sha256:…`): what is judged is then exactly what is pulled.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub require_digest: bool,
+    /// SLSA build provenance (v1 or v0.2), signed and matched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<ProvenanceRule>,
+    /// Further attestations required, of any predicate type (an SBOM, a
+    /// code review), each signed by one of its signers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attestations: Vec<AttestationRule>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ProvenanceRule {
+    pub signed_by: Vec<String>,
+    /// Patterns the source repository must match (`https://github.com/acme/*`:
+    /// `*` stays within one path segment, `**` crosses them). Empty: any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub source_repositories: Vec<String>,
+    /// Patterns the builder id must match. Empty: any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub builder_ids: Vec<String>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AttestationRule {
+    /// The exact predicate type (`https://cyclonedx.org/bom`).
+    pub predicate_type: String,
+    pub signed_by: Vec<String>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -213,6 +278,11 @@ pub struct ExceptionSpec {
     pub approved_by: String,
 }
 
+/// A pattern over URIs: `*` within one path segment, `**` across them.
+pub fn path_glob(pattern: &str) -> Result<globset::GlobMatcher, globset::Error> {
+    Ok(globset::GlobBuilder::new(pattern).literal_separator(true).build()?.compile_matcher())
+}
+
 mod opt_duration {
     use super::*;
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
@@ -280,29 +350,66 @@ pub struct Policy {
     pub file: PolicyFile,
     /// `sha256:<hex>` of the policy file's bytes, reported with every decision.
     pub digest: String,
-    pub keyring: Keyring,
+    /// The keys and keyless identities signers are trusted by.
+    pub trust: Trust,
+    /// The trusted root files the policy refers to, as resolved paths; a
+    /// change to one reloads the policy.
+    pub root_files: Vec<String>,
+}
+
+/// Reads a file a policy refers to (a trusted root), by the path the policy
+/// wrote; answers the resolved path and the text.
+pub type ReadFile<'a> = &'a dyn Fn(&str) -> Result<(String, String), String>;
+
+/// The built-in roots, made once.
+fn built_in_root(name: &str) -> Option<Result<Arc<Root>, String>> {
+    static PUBLIC_GOOD: OnceLock<Result<Arc<Root>, String>> = OnceLock::new();
+    static GITHUB: OnceLock<Result<Arc<Root>, String>> = OnceLock::new();
+    let cell = match name {
+        crate::attest::keyless::PUBLIC_GOOD => &PUBLIC_GOOD,
+        crate::attest::keyless::GITHUB => &GITHUB,
+        _ => return None,
+    };
+    Some(cell.get_or_init(|| Root::built_in(name).unwrap_or_else(|| Err("unknown".into())).map(Arc::new)).clone())
 }
 
 impl Policy {
-    /// Parses and validates a policy; `source_name` names it in errors.
+    /// Parses and validates a policy; `source_name` names it in errors. A
+    /// policy read this way cannot refer to trusted root files.
     pub fn from_yaml(text: &str, source_name: &str) -> Result<Policy, PolicyError> {
+        Policy::load(text, source_name, &|path: &str| {
+            Err(format!("cannot read {path}: this policy was not read from a file, so it can name only built-in roots"))
+        })
+    }
+
+    /// Reads, parses and validates the policy file at `path`; trusted root
+    /// files are read relative to its directory. (Loading reads files;
+    /// evaluation never does.)
+    pub fn from_file(path: &std::path::Path) -> Result<Policy, PolicyFileError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| PolicyFileError::Read { path: path.display().to_string(), why: e.to_string() })?;
+        let dir = path.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+        let read = move |p: &str| {
+            let full = dir.join(p);
+            let shown = full.display().to_string();
+            std::fs::read_to_string(&full).map(|t| (shown.clone(), t)).map_err(|e| format!("cannot read {shown}: {e}"))
+        };
+        Ok(Policy::load(&text, &path.display().to_string(), &read)?)
+    }
+
+    /// Parses and validates a policy, reading the files it refers to with `read`.
+    pub fn load(text: &str, source_name: &str, read: ReadFile<'_>) -> Result<Policy, PolicyError> {
         let err = |problems| PolicyError { source_name: source_name.to_string(), problems };
         let file: PolicyFile = serde_yaml::from_str(text).map_err(|e| {
             let (line, column) = e.location().map(|l| (Some(l.line()), Some(l.column()))).unwrap_or((None, None));
             err(vec![Problem { line, column, path: String::new(), message: e.to_string() }])
         })?;
         let mut problems = validate(&file);
-        let mut pems = Vec::new();
-        for (name, s) in &file.spec.signers {
-            for pem in s.keys() {
-                pems.push((name.as_str(), pem));
-            }
-        }
-        let keyring = match Keyring::new(pems) {
-            Ok(k) => k,
-            Err(e) => {
-                problems.push(Problem::at(format!("spec.signers.{}", e.signer), e.to_string()));
-                Keyring::default()
+        let (trust, root_files) = match trust(&file, read) {
+            Ok(t) => t,
+            Err(mut more) => {
+                problems.append(&mut more);
+                (Trust::default(), vec![])
             }
         };
         if !problems.is_empty() {
@@ -314,7 +421,7 @@ impl Policy {
             }
             return Err(err(problems));
         }
-        Ok(Policy { file, digest: crate::image::Digest::of(text.as_bytes()).to_string(), keyring })
+        Ok(Policy { file, digest: crate::image::Digest::of(text.as_bytes()).to_string(), trust, root_files })
     }
 
     pub fn tier(&self, name: &str) -> Option<&TierSpec> {
@@ -323,6 +430,104 @@ impl Policy {
 
     pub fn tier_names(&self) -> Vec<&str> {
         self.file.spec.tiers.keys().map(String::as_str).collect()
+    }
+
+    /// The identities a keyless signer accepts, for messages (empty for a
+    /// signer with keys only).
+    pub fn keyless_identities(&self, signer: &str) -> Vec<String> {
+        let Some(k) = self.file.spec.signers.get(signer).and_then(|s| s.keyless.as_ref()) else { return vec![] };
+        k.identities.iter().filter_map(|i| identity_rule(i).ok()).map(|r| r.to_string()).collect()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyFileError {
+    #[error("reading policy {path}: {why}")]
+    Read { path: String, why: String },
+    #[error(transparent)]
+    Invalid(#[from] PolicyError),
+}
+
+/// An identity as the policy writes it, compiled.
+fn identity_rule(i: &IdentitySpec) -> Result<IdentityRule, String> {
+    let one = |exact: &Option<String>, pattern: &Option<String>, name: &str| match (exact, pattern) {
+        (Some(e), None) => Ok(Match::Exact(e.clone())),
+        (None, Some(p)) => {
+            regex::Regex::new(p).map(Match::Pattern).map_err(|e| format!("{name}RegExp does not compile: {e}"))
+        }
+        (Some(_), Some(_)) => Err(format!("has both {name} and {name}RegExp: give one")),
+        (None, None) => Err(format!("has neither {name} nor {name}RegExp: give one")),
+    };
+    Ok(IdentityRule {
+        issuer: one(&i.issuer, &i.issuer_reg_exp, "issuer")?,
+        subject: one(&i.subject, &i.subject_reg_exp, "subject")?,
+    })
+}
+
+/// The policy's keys and keyless signers, with the roots they use loaded.
+fn trust(f: &PolicyFile, read: ReadFile<'_>) -> Result<(Trust, Vec<String>), Vec<Problem>> {
+    use sha2::Digest as _;
+    let mut problems = Vec::new();
+    let mut pems = Vec::new();
+    let mut keyless = Vec::new();
+    let mut roots: Vec<(String, Arc<Root>)> = Vec::new();
+    let mut root_files = Vec::new();
+    let mut h = sha2::Sha256::new();
+    for (name, s) in &f.spec.signers {
+        for pem in s.keys() {
+            pems.push((name.as_str(), pem));
+        }
+        let Some(k) = &s.keyless else { continue };
+        let at = format!("spec.signers.{name}.keyless");
+        let mut identities = Vec::new();
+        for (i, spec) in k.identities.iter().enumerate() {
+            match identity_rule(spec) {
+                Ok(r) => identities.push(r),
+                Err(e) => problems.push(Problem::at(format!("{at}.identities[{i}]"), e)),
+            }
+        }
+        let index = match roots.iter().position(|(n, _)| n == &k.trusted_root) {
+            Some(i) => Some(i),
+            None => {
+                let loaded = match built_in_root(&k.trusted_root) {
+                    Some(r) => r.map(|r| (String::new(), r)),
+                    None => read(&k.trusted_root).and_then(|(path, text)| {
+                        Root::from_json(&k.trusted_root, &text).map(|r| {
+                            root_files.push(path);
+                            (text, Arc::new(r))
+                        })
+                    }),
+                };
+                match loaded {
+                    Ok((text, root)) => {
+                        h.update(k.trusted_root.as_bytes());
+                        h.update([0]);
+                        h.update(text.as_bytes());
+                        h.update([0]);
+                        roots.push((k.trusted_root.clone(), root));
+                        Some(roots.len() - 1)
+                    }
+                    Err(e) => {
+                        problems.push(Problem::at(format!("{at}.trustedRoot"), format!("{:?}: {e}", k.trusted_root)));
+                        None
+                    }
+                }
+            }
+        };
+        h.update(name.as_bytes());
+        h.update(serde_json::to_vec(k).unwrap_or_default());
+        if let Some(root) = index {
+            keyless.push(KeylessSigner { signer: name.clone(), root, identities });
+        }
+    }
+    let roots = roots.into_iter().map(|(_, r)| r).collect();
+    match Trust::with_keyless(pems, keyless, roots, &hex::encode(h.finalize())) {
+        Ok(t) if problems.is_empty() => Ok((t, root_files)),
+        Ok(_) => Err(problems),
+        Err(e) => {
+            problems.push(Problem::at(format!("spec.signers.{}", e.signer), e.to_string()));
+            Err(problems)
+        }
     }
 }
 
@@ -337,8 +542,14 @@ fn validate(f: &PolicyFile) -> Vec<Problem> {
     }
     let spec = &f.spec;
     for (name, s) in &spec.signers {
-        if s.keys().next().is_none() {
-            p(format!("spec.signers.{name}"), "has no publicKey or publicKeys".into());
+        if s.keys().next().is_none() && s.keyless.is_none() {
+            p(format!("spec.signers.{name}"), "has no publicKey, publicKeys or keyless".into());
+        }
+        if s.keyless.as_ref().is_some_and(|k| k.identities.is_empty()) {
+            p(
+                format!("spec.signers.{name}.keyless.identities"),
+                "is empty: name the identities (issuer and subject) whose certificates are trusted".into(),
+            );
         }
     }
     if spec.tiers.is_empty() {
@@ -356,10 +567,27 @@ fn validate(f: &PolicyFile) -> Vec<Problem> {
         }
     }
     for (tier, t) in &spec.tiers {
-        let signed_by = [
-            ("vulnerabilities", t.vulnerabilities.as_ref().map(|v| &v.signed_by)),
-            ("tests", t.tests.as_ref().map(|v| &v.signed_by)),
+        let mut signed_by = vec![
+            ("vulnerabilities".to_string(), t.vulnerabilities.as_ref().map(|v| &v.signed_by)),
+            ("tests".to_string(), t.tests.as_ref().map(|v| &v.signed_by)),
+            ("provenance".to_string(), t.provenance.as_ref().map(|v| &v.signed_by)),
         ];
+        for (i, a) in t.attestations.iter().enumerate() {
+            signed_by.push((format!("attestations[{i}]"), Some(&a.signed_by)));
+            if a.predicate_type.trim().is_empty() {
+                p(format!("spec.tiers.{tier}.attestations[{i}].predicateType"), "is empty".into());
+            }
+        }
+        if let Some(prov) = &t.provenance {
+            let fields = [("sourceRepositories", &prov.source_repositories), ("builderIds", &prov.builder_ids)];
+            for (field, list) in fields {
+                for (i, g) in list.iter().enumerate() {
+                    if let Err(e) = path_glob(g) {
+                        p(format!("spec.tiers.{tier}.provenance.{field}[{i}]"), format!("bad pattern: {e}"));
+                    }
+                }
+            }
+        }
         for (what, list) in signed_by {
             let Some(list) = list else { continue };
             if list.is_empty() {

@@ -19,6 +19,7 @@ use oci_client::manifest::{OciImageIndex, OciImageManifest};
 use reqwest::{header, StatusCode};
 use serde::Deserialize;
 
+use crate::attest::{LegacyLayer, Signed};
 use crate::image::{Digest, ImageRef};
 
 mod credentials;
@@ -27,7 +28,7 @@ pub use credentials::{Credentials, CredentialsError};
 /// Media type of a DSSE envelope layer in a cosign attestation manifest.
 pub const DSSE_MEDIA_TYPE: &str = "application/vnd.dsse.envelope.v1+json";
 /// Sigstore bundle media types (`…bundle.v0.3+json`, `…bundle+json;version=0.3`).
-pub const BUNDLE_MEDIA_TYPE_PREFIX: &str = "application/vnd.dev.sigstore.bundle";
+pub use crate::attest::BUNDLE_MEDIA_TYPE_PREFIX;
 
 const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
 application/vnd.docker.distribution.manifest.list.v2+json, \
@@ -98,23 +99,18 @@ pub enum RegistryError {
     Saturated { registry: String, waiting: usize },
 }
 
-/// A DSSE envelope found for an image, and the blob it came from.
-#[derive(Clone, Debug)]
-pub struct Envelope {
-    /// Digest of the registry blob that held it (a legacy `.att` layer, or a
-    /// sigstore bundle), which decisions cite.
-    pub source: Digest,
-    /// The DSSE envelope JSON.
-    pub bytes: Bytes,
-}
+/// Signed material found for an image, under the digest of the registry blob
+/// that held it (a legacy `.att` layer, or a sigstore bundle), which
+/// decisions cite.
+pub type Found = (Digest, Signed);
 
-/// Attestation envelopes found for an image: the legacy `.att` layers in the
+/// Attestations found for an image: the legacy `.att` layers in the
 /// registry's order, then the sigstore bundles among its OCI referrers.
 #[derive(Clone, Debug, Default)]
 pub struct Attestations {
     /// Where they were looked for, for messages.
     pub location: String,
-    pub envelopes: Vec<Envelope>,
+    pub found: Vec<Found>,
     /// Older attestations not read, past [`Limits::attestation_layers`] (in
     /// each scheme, the newest are read).
     pub skipped: usize,
@@ -263,21 +259,23 @@ impl Registry {
             let location =
                 format!("{}:sha256-{}.att and the OCI referrers of {}", image.name(), digest.hex(), digest.short());
             let (legacy, bundles) = tokio::join!(self.legacy_attestations(image, digest), self.bundles(image, digest));
-            let (mut envelopes, skipped_legacy) = legacy?;
+            let (mut found, skipped_legacy) = legacy?;
             let (bundles, skipped_bundles) = bundles?;
-            envelopes.extend(bundles);
-            Ok(Attestations { location, envelopes, skipped: skipped_legacy + skipped_bundles })
+            found.extend(bundles);
+            Ok(Attestations { location, found, skipped: skipped_legacy + skipped_bundles })
         })
         .await
     }
 
     /// The DSSE layers of the legacy `.att` manifest: the newest (cosign
-    /// appends) up to the limit, and how many older ones were left.
+    /// appends) up to the limit, and how many older ones were left. A layer
+    /// signed keyless carries its certificate and Rekor bundle in its
+    /// annotations.
     async fn legacy_attestations(
         &self,
         image: &ImageRef,
         digest: &Digest,
-    ) -> Result<(Vec<Envelope>, usize), RegistryError> {
+    ) -> Result<(Vec<Found>, usize), RegistryError> {
         let tag = format!("sha256-{}.att", digest.hex());
         let location = format!("{}:{tag}", image.name());
         let Some(body) = self.manifest(image, &tag, &location).await? else { return Ok((vec![], 0)) };
@@ -290,13 +288,19 @@ impl Registry {
         let fetches = layers[skipped..].iter().map(|l| async {
             let d = self.descriptor(&l.digest, l.size, &location)?;
             let bytes = self.blob(image, &d, self.limits.attestation_bytes).await?;
-            Ok::<_, RegistryError>(Envelope { source: d, bytes })
+            let layer = LegacyLayer::new(bytes, l.annotations.as_ref());
+            let signed = if layer.certificate.is_some() {
+                Signed::Legacy(Box::new(layer))
+            } else {
+                Signed::Envelope(layer.envelope)
+            };
+            Ok::<_, RegistryError>((d, signed))
         });
         Ok((futures::future::try_join_all(fetches).await?, skipped))
     }
 
-    /// The DSSE envelopes of the sigstore bundles among the image's referrers.
-    async fn bundles(&self, image: &ImageRef, digest: &Digest) -> Result<(Vec<Envelope>, usize), RegistryError> {
+    /// The sigstore bundles holding DSSE envelopes among the image's referrers.
+    async fn bundles(&self, image: &ImageRef, digest: &Digest) -> Result<(Vec<Found>, usize), RegistryError> {
         let what = format!("referrers of {}", image.pinned(digest));
         let url = format!("{}/referrers/{digest}", self.base(image));
         let index = match self.send(image, reqwest::Method::GET, &url, &what).await {
@@ -320,15 +324,15 @@ impl Registry {
         Ok((found.into_iter().flatten().collect(), skip))
     }
 
-    /// One referrer: a sigstore bundle's DSSE envelope, or None for anything
-    /// else (an SBOM, a plain signature). The index's artifactType is not
-    /// trusted; the referrer manifest itself is read.
+    /// One referrer: a sigstore bundle holding a DSSE envelope, or None for
+    /// anything else (an SBOM, a plain signature). The index's artifactType
+    /// is not trusted; the referrer manifest itself is read.
     async fn bundle(
         &self,
         image: &ImageRef,
         manifest_digest: &str,
         what: &str,
-    ) -> Result<Option<Envelope>, RegistryError> {
+    ) -> Result<Option<Found>, RegistryError> {
         let d = Digest::parse(manifest_digest)
             .map_err(|e| RegistryError::Protocol { what: what.to_string(), why: e.to_string() })?;
         let Some(body) = self.manifest(image, d.as_str(), what).await? else { return Ok(None) };
@@ -348,10 +352,10 @@ impl Registry {
             what: format!("sigstore bundle {}", source.short()),
             why: format!("not JSON: {e}"),
         })?;
-        let Some(envelope) = bundle.get("dsseEnvelope") else { return Ok(None) };
-        let bytes = serde_json::to_vec(envelope)
-            .map_err(|e| RegistryError::Protocol { what: what.to_string(), why: e.to_string() })?;
-        Ok(Some(Envelope { source, bytes: Bytes::from(bytes) }))
+        if bundle.get("dsseEnvelope").is_none() {
+            return Ok(None);
+        }
+        Ok(Some((source, Signed::Bundle(blob))))
     }
 
     /// Waits for a lookup slot: first one of the registry's own
