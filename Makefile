@@ -7,16 +7,22 @@ COSIGN_VERSION ?= v2.6.5
 REGISTRY_VERSION ?= v3.0.0
 COSIGN := $(TOOLS_DIR)/cosign-$(COSIGN_VERSION)/cosign
 REGISTRY := $(TOOLS_DIR)/registry-$(REGISTRY_VERSION)/registry
+# The keyless-signer test tool (tests/keyless-signer) pins sigstore-go there;
+# its cache entry is named after that pin.
+KEYLESS_SIGNER_SIGSTORE_GO ?= v1.1.4
+KEYLESS_SIGNER_VERSION := sg$(KEYLESS_SIGNER_SIGSTORE_GO)
+KEYLESS_SIGNER := $(TOOLS_DIR)/keyless-signer-$(KEYLESS_SIGNER_VERSION)/keyless-signer
 CARGO ?= cargo
 
 export GOTOOLCHAIN := local
 export CGO_ENABLED := 0
 export PORTCULLIS_COSIGN := $(COSIGN)
 export PORTCULLIS_REGISTRY := $(REGISTRY)
+export PORTCULLIS_KEYLESS_SIGNER := $(KEYLESS_SIGNER)
 
 include mk/e2e-tools.mk
 
-.PHONY: all build run test unit e2e lint fmt tools certs bench clean-certs
+.PHONY: all build run test unit e2e lint fmt tools keyless-signer certs bench clean-certs
 
 all: build
 
@@ -46,8 +52,8 @@ lint:
 fmt:
 	$(CARGO) fmt
 
-## tools: real cosign and a real OCI registry, built from the Go module proxy into $(TOOLS_DIR)
-tools: $(COSIGN) $(REGISTRY)
+## tools: real cosign, a real OCI registry and the keyless-signer fixture tool, built from the Go module proxy into $(TOOLS_DIR)
+tools: $(COSIGN) $(REGISTRY) $(KEYLESS_SIGNER)
 
 $(COSIGN):
 	@command -v go >/dev/null || { echo "go is required to build cosign (apt-get install golang or use the machine's Go)"; exit 1; }
@@ -56,6 +62,19 @@ $(COSIGN):
 $(REGISTRY):
 	@command -v go >/dev/null || { echo "go is required to build the registry"; exit 1; }
 	GOBIN=$(dir $@) go install github.com/distribution/distribution/v3/cmd/registry@$(REGISTRY_VERSION)
+
+## keyless-signer: tests/keyless-signer (Sigstore keyless test fixtures from a virtual Sigstore) into $(TOOLS_DIR)
+keyless-signer: $(KEYLESS_SIGNER)
+
+# Unlike the upstream tools it is this repo's own code, so it is rebuilt when
+# its sources change (Go's build cache makes an unchanged rebuild quick).
+$(KEYLESS_SIGNER): tests/keyless-signer/main.go tests/keyless-signer/go.mod tests/keyless-signer/go.sum
+	@command -v go >/dev/null || { echo "go is required to build keyless-signer"; exit 1; }
+	@grep -Eq '^[[:space:]]*(require[[:space:]]+)?github\.com/sigstore/sigstore-go[[:space:]]+$(KEYLESS_SIGNER_SIGSTORE_GO)([[:space:]]|$$)' tests/keyless-signer/go.mod || { \
+		echo "tests/keyless-signer/go.mod does not require sigstore-go $(KEYLESS_SIGNER_SIGSTORE_GO); update it or KEYLESS_SIGNER_SIGSTORE_GO in the Makefile"; exit 1; }
+	mkdir -p $(@D)
+	cd tests/keyless-signer && $(E2E_GO_BUILD) -ldflags "-s -w" -o $(abspath $@).tmp .
+	mv -f $@.tmp $@
 
 ## certs: a dev CA and serving certificate in certs-dev/ (generated, never committed)
 certs: certs-dev/tls.crt

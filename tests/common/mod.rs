@@ -139,6 +139,22 @@ impl Registry {
         r.json().await.unwrap()
     }
 
+    /// A manifest or index, or None when the reference does not exist.
+    pub async fn try_get_manifest(&self, repo: &str, reference: &str) -> Option<Value> {
+        let r = self
+            .http
+            .get(format!("http://{}/v2/{repo}/manifests/{reference}", self.host))
+            .header("accept", "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json")
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 404 {
+            return None;
+        }
+        assert!(r.status().is_success(), "manifest {repo}:{reference}: {}", r.status());
+        Some(r.json().await.unwrap())
+    }
+
     pub async fn get_blob(&self, repo: &str, digest: &str) -> Vec<u8> {
         let r = self.http.get(format!("http://{}/v2/{repo}/blobs/{digest}", self.host)).send().await.unwrap();
         assert!(r.status().is_success());
@@ -433,8 +449,13 @@ impl Webhook {
     }
 
     pub async fn start_with(policy: &str, o: HookOptions) -> Webhook {
-        portcullis::install_crypto_provider();
         let policy = portcullis::policy::Policy::from_yaml(policy, "test policy").unwrap();
+        Self::start_loaded(policy, o).await
+    }
+
+    /// A webhook on a policy already loaded (e.g. from a file naming trusted root files).
+    pub async fn start_loaded(policy: portcullis::policy::Policy, o: HookOptions) -> Webhook {
+        portcullis::install_crypto_provider();
         let metrics = Arc::new(portcullis::metrics::Metrics::default());
         let audit_dir = tempfile::tempdir().unwrap();
         let registry = portcullis::registry::Registry::new(o.limits, vec![], Default::default(), &[]).unwrap();

@@ -1,0 +1,504 @@
+//! Keyless attestations through a real registry: sigstore bundles attached as
+//! OCI referrers and cosign's legacy keyless `.att` layers, made by
+//! `keyless-signer` (tests/keyless-signer: a virtual Sigstore, since no real
+//! Fulcio, Rekor or OIDC provider can run here; its bundles are real and
+//! verify with cosign and sigstore-go against the root it writes). Judged by
+//! the webhook and by `portcullis check`, from the registry and from files.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use serde_json::{json, Value};
+
+const ACTIONS: &str = "https://token.actions.githubusercontent.com";
+const RELEASE: &str = "https://github.com/acme/shop/.github/workflows/release.yml@refs/heads/main";
+const EVIL: &str = "https://github.com/evil/shop/.github/workflows/release.yml@refs/heads/main";
+const SLSA_V1: &str = "https://slsa.dev/provenance/v1";
+const CYCLONEDX: &str = "https://cyclonedx.org/bom";
+
+/// A virtual Sigstore: its state and trusted root in a directory of its own.
+struct Sigstore {
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Sigstore {
+    fn new() -> Sigstore {
+        let bin = tool("PORTCULLIS_KEYLESS_SIGNER", "keyless-signer");
+        let dir = tempfile::tempdir().unwrap();
+        run(Command::new(&bin).args(["root", "--state"]).arg(dir.path()));
+        Sigstore { bin, dir }
+    }
+
+    /// Signs `statement` as `identity`, with GitHub's claims for `repo`;
+    /// `format` is `bundle`, `legacy` (a Rekor intoto entry) or
+    /// `legacy-dsse` (a Rekor dsse entry, cosign v2's default). Returns the
+    /// tool's JSON output.
+    fn sign(&self, statement: &Value, identity: &str, repo: &str, format: &str) -> Value {
+        let (format, kind) = match format {
+            "legacy-dsse" => ("legacy", "dsse"),
+            f => (f, "intoto"),
+        };
+        let st = self.dir.path().join(format!("statement-{}.json", rand_suffix()));
+        std::fs::write(&st, serde_json::to_vec(statement).unwrap()).unwrap();
+        let out = run(Command::new(&self.bin)
+            .args(["sign", "--state"])
+            .arg(self.dir.path())
+            .arg("--statement")
+            .arg(&st)
+            .args(["--identity", identity, "--issuer", ACTIONS, "--format", format, "--rekor-kind", kind])
+            .arg("--github-claims")
+            .arg(format!("source-repo-uri={repo},source-repo-ref=refs/heads/main,runner-environment=github-hosted")));
+        serde_json::from_slice(&out).unwrap()
+    }
+}
+
+fn run(cmd: &mut Command) -> Vec<u8> {
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+fn rand_suffix() -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// An in-toto Statement v1 about `image` (`host/repo@sha256:…`).
+fn statement(image: &str, predicate_type: &str, predicate: Value) -> Value {
+    let hex = image.rsplit("sha256:").next().unwrap();
+    json!({
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{"name": image.split('@').next().unwrap(), "digest": {"sha256": hex}}],
+        "predicateType": predicate_type,
+        "predicate": predicate,
+    })
+}
+
+/// SLSA provenance v1 as `actions/attest-build-provenance` writes it.
+fn provenance(repo: &str) -> Value {
+    json!({
+        "buildDefinition": {
+            "buildType": "https://actions.github.io/buildtypes/workflow/v1",
+            "externalParameters": {"workflow": {"ref": "refs/heads/main", "repository": repo, "path": ".github/workflows/release.yml"}},
+            "resolvedDependencies": [{"uri": format!("git+{repo}@refs/heads/main"), "digest": {"gitCommit": "0123456789abcdef0123456789abcdef01234567"}}]
+        },
+        "runDetails": {"builder": {"id": "https://github.com/actions/runner/github-hosted"}, "metadata": {"invocationId": "https://github.com/acme/shop/actions/runs/1/attempts/1"}}
+    })
+}
+
+/// Attaches a sigstore bundle to `image` as an OCI 1.1 referrer, as cosign
+/// v3 does on a registry without the referrers API (the `sha256-<hex>` tag).
+async fn attach_bundle(reg: &Registry, repo: &str, image: &str, bundle: &Value) {
+    let digest = image.rsplit('@').next().unwrap();
+    let bytes = serde_json::to_vec(bundle).unwrap();
+    let media = "application/vnd.dev.sigstore.bundle.v0.3+json";
+    let layer = reg.put_blob_public(repo, &bytes).await;
+    let empty = reg.put_blob_public(repo, b"{}").await;
+    let subject = serde_json::to_vec(&reg.get_manifest(repo, digest).await).unwrap();
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": media,
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2},
+        "layers": [{"mediaType": media, "digest": layer, "size": bytes.len()}],
+        "subject": {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest, "size": subject.len()}
+    });
+    let referrer = reg.put_manifest(repo, &format!("r-{}", rand_suffix()), &manifest).await;
+    let size = serde_json::to_vec(&manifest).unwrap().len();
+    let tag = format!("sha256-{}", digest.trim_start_matches("sha256:"));
+    let mut index = match reg.try_get_manifest(repo, &tag).await {
+        Some(index) => index,
+        None => json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": []}),
+    };
+    index["manifests"].as_array_mut().unwrap().push(
+        json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": referrer, "size": size, "artifactType": media}),
+    );
+    reg.put_manifest(repo, &tag, &index).await;
+}
+
+/// Writes cosign v2's legacy keyless `.att`: the layer's exact bytes, with
+/// the certificate, chain and Rekor bundle in its annotations.
+async fn attach_legacy(reg: &Registry, repo: &str, image: &str, legacy: &Value) {
+    let layer = legacy["layer"].as_str().unwrap().as_bytes().to_vec();
+    let digest = reg.put_blob_public(repo, &layer).await;
+    let config = reg.put_blob_public(repo, b"{}").await;
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": 2},
+        "layers": [{"mediaType": "application/vnd.dsse.envelope.v1+json", "digest": digest, "size": layer.len(), "annotations": legacy["annotations"]}]
+    });
+    reg.put_manifest(repo, &att_tag(image), &manifest).await;
+}
+
+/// A policy file next to the virtual Sigstore's root, naming it by a
+/// relative path, as a ConfigMap mounted beside the policy would.
+fn policy_file(sigstore: &Sigstore) -> PathBuf {
+    let p = sigstore.dir.path().join("policy.yaml");
+    std::fs::write(
+        &p,
+        format!(
+            r#"apiVersion: portcullis.dev/v1alpha1
+kind: PromotionPolicy
+spec:
+  signers:
+    ci:
+      keyless:
+        trustedRoot: trusted_root.json
+        identities:
+          - issuer: {ACTIONS}
+            subject: {RELEASE}
+  namespaceTiers:
+    prod: production
+  tiers:
+    production:
+      provenance:
+        signedBy: [ci]
+        sourceRepositories: ["https://github.com/acme/*"]
+        builderIds: ["https://github.com/actions/runner/github-hosted"]
+      attestations:
+        - {{ predicateType: "{CYCLONEDX}", signedBy: [ci] }}
+"#
+        ),
+    )
+    .unwrap();
+    p
+}
+
+fn portcullis(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_portcullis")).args(args).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), text)
+}
+
+fn message(resp: &Value) -> String {
+    resp["status"]["message"].as_str().unwrap_or_default().to_string()
+}
+
+/// Attests `image` with provenance (built from `repo`) and an SBOM, both
+/// signed by `who` as `by`, attached as `format` (`bundle` or `legacy`).
+async fn attest(reg: &Registry, image: &str, who: &Sigstore, by: &str, repo: &str, format: &str) {
+    let sbom = json!({"bomFormat": "CycloneDX", "specVersion": "1.5", "components": []});
+    let prov = who.sign(&statement(image, SLSA_V1, provenance(repo)), by, repo, format);
+    let bom = who.sign(&statement(image, CYCLONEDX, sbom), by, repo, format);
+    if format == "bundle" {
+        attach_bundle(reg, "shop/api", image, &prov).await;
+        attach_bundle(reg, "shop/api", image, &bom).await;
+        return;
+    }
+    // Both layers in one .att, as cosign appends them.
+    attach_legacy(reg, "shop/api", image, &prov).await;
+    let mut manifest = reg.get_manifest("shop/api", &att_tag(image)).await;
+    let layer = bom["layer"].as_str().unwrap().as_bytes().to_vec();
+    let d = reg.put_blob_public("shop/api", &layer).await;
+    manifest["layers"].as_array_mut().unwrap().push(json!({
+        "mediaType": "application/vnd.dsse.envelope.v1+json", "digest": d, "size": layer.len(), "annotations": bom["annotations"]
+    }));
+    reg.put_manifest("shop/api", &att_tag(image), &manifest).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyless_attestations_admitted_and_denied_by_identity() {
+    let reg = Registry::start().await;
+    let sigstore = Sigstore::new();
+    let stranger = Sigstore::new(); // another Sigstore: a root the policy does not trust
+    let acme = "https://github.com/acme/shop";
+    let image = |tag: &'static str| reg.push_image("shop/api", tag, tag);
+    let good = image("good").await;
+    attest(&reg, &good, &sigstore, RELEASE, acme, "bundle").await;
+    let legacy = image("legacy").await;
+    attest(&reg, &legacy, &sigstore, RELEASE, acme, "legacy").await;
+    let legacy_dsse = image("legacy-dsse").await;
+    attest(&reg, &legacy_dsse, &sigstore, RELEASE, acme, "legacy-dsse").await;
+    let evil = image("evil").await;
+    attest(&reg, &evil, &sigstore, EVIL, "https://github.com/evil/shop", "bundle").await;
+    let foreign = image("foreign").await;
+    attest(&reg, &foreign, &stranger, RELEASE, acme, "bundle").await;
+    // The right workflow's identity, but the certificate says it built a fork.
+    let fork = image("fork").await;
+    attest(&reg, &fork, &sigstore, RELEASE, "https://github.com/fork/shop", "bundle").await;
+    let sbom = json!({"bomFormat": "CycloneDX", "specVersion": "1.5", "components": []});
+
+    let policy_path = policy_file(&sigstore);
+    let policy = portcullis::policy::Policy::from_file(&policy_path).unwrap();
+    let hook = Webhook::start_loaded(policy, HookOptions::default()).await;
+
+    // (case, image, admitted, text in the denial)
+    let rows: &[(&str, &str, bool, &str)] = &[
+        ("bundle by the trusted identity", &good, true, ""),
+        ("cosign's legacy keyless .att by the trusted identity", &legacy, true, ""),
+        ("the same, with a Rekor dsse entry as cosign v2 writes by default", &legacy_dsse, true, ""),
+        (
+            "another workflow's certificate",
+            &evil,
+            false,
+            "signed keyless by subject https://github.com/evil/shop/.github/workflows/release.yml@refs/heads/main from issuer https://token.actions.githubusercontent.com, an identity no signer of the policy accepts; tier production expects ci (subject https://github.com/acme/shop/.github/workflows/release.yml@refs/heads/main",
+        ),
+        ("a root the policy does not trust", &foreign, false, "does not verify against trusted root trusted_root.json"),
+        ("built from a fork", &fork, false, "built from https://github.com/fork/shop (per the signing certificate)"),
+    ];
+    for (case, image, admitted, text) in rows {
+        let resp = hook.admit_pod("prod", &[image], json!({}), &[]).await;
+        assert_eq!(resp["allowed"], json!(*admitted), "{case}: {resp}");
+        assert!(message(&resp).contains(text), "{case}: want {text:?} in {:?}", message(&resp));
+    }
+    // The audit trail cites the bundles the admission rests on.
+    let audit = hook.audit();
+    assert!(audit.iter().any(|a| a.to_string().contains("sha256:")), "{audit:?}");
+
+    // `portcullis check` against the registry decides the same.
+    let p = policy_path.to_str().unwrap();
+    let (code, out) = portcullis(&["check", &good, "--policy", p, "--tier", "production"]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = portcullis(&["check", &evil, "--policy", p, "--tier", "production"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("an identity no signer of the policy accepts"), "{out}");
+
+    // And from files, without a registry: the same bundles, by digest.
+    let files = sigstore.dir.path();
+    let good_hex = good.rsplit('@').next().unwrap().to_string();
+    let prov = sigstore.sign(&statement(&good, SLSA_V1, provenance(acme)), RELEASE, acme, "bundle");
+    let bom = sigstore.sign(&statement(&good, CYCLONEDX, sbom), RELEASE, acme, "bundle");
+    let (pf, bf, jsonl) = (files.join("prov.json"), files.join("bom.json"), files.join("both.jsonl"));
+    std::fs::write(&pf, serde_json::to_vec(&prov).unwrap()).unwrap();
+    std::fs::write(&bf, serde_json::to_vec(&bom).unwrap()).unwrap();
+    std::fs::write(&jsonl, format!("{prov}\n{bom}\n")).unwrap();
+    let f = |p: &Path| p.to_str().unwrap().to_string();
+    let rows: Vec<(&str, Vec<String>, i32, &str)> = vec![
+        (
+            "both files",
+            vec![good_hex.clone(), "--attestation".into(), f(&pf), "--attestation".into(), f(&bf)],
+            0,
+            "ADMIT",
+        ),
+        ("JSON Lines of both", vec![good_hex.clone(), "--attestation".into(), f(&jsonl)], 0, "ADMIT"),
+        ("name@digest works too", vec![good.clone(), "--attestation".into(), f(&jsonl)], 0, "ADMIT"),
+        (
+            "the SBOM missing",
+            vec![good_hex.clone(), "--attestation".into(), f(&pf)],
+            1,
+            "no https://cyclonedx.org/bom attestation among the 1 attestations",
+        ),
+        (
+            "another digest",
+            vec![Digest::of_str("other"), "--attestation".into(), f(&jsonl)],
+            1,
+            "attestation is for another image",
+        ),
+        (
+            "a tag cannot be checked from files",
+            vec!["shop/api:good".into(), "--attestation".into(), f(&jsonl)],
+            2,
+            "name images by digest",
+        ),
+    ];
+    for (case, args, code, text) in rows {
+        let mut all: Vec<&str> = vec!["check"];
+        all.extend(args.iter().map(String::as_str));
+        all.extend(["--policy", p, "--tier", "production"]);
+        let (got, out) = portcullis(&all);
+        assert_eq!(got, code, "{case}: {out}");
+        assert!(out.contains(text), "{case}: want {text:?} in {out}");
+    }
+}
+
+struct Digest;
+
+impl Digest {
+    fn of_str(s: &str) -> String {
+        format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(s.as_bytes())))
+    }
+}
+
+/// Real keyless attestations from public test data (tests/fixtures/keyless,
+/// see its ORIGIN.md): GitHub artifact attestations from the public-good
+/// instance (a reusable workflow's) and from GitHub's own instance (a private
+/// repository's: a timestamp, no Rekor entry), through `check --attestation`.
+#[test]
+fn real_github_attestations_through_check_from_files() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/keyless");
+    let sha = |f: &str| {
+        format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(std::fs::read(dir.join(f)).unwrap())))
+    };
+    let (reusable, private) =
+        (sha("reusable-workflow-artifact"), sha("github_provenance_demo-0.0.12-py3-none-any.whl"));
+    let reusable_file = dir.join("reusable-workflow-attestation.sigstore.json");
+    let private_file = dir.join("github_provenance_demo-0.0.12-py3-none-any-bundle.jsonl");
+    let work = tempfile::tempdir().unwrap();
+    std::fs::copy(dir.join("trusted_root.github.json"), work.path().join("github-root.json")).unwrap();
+    // (case, trusted root, subject, source repositories, digest, file, exit code, text)
+    type Row<'a> = (&'a str, &'a str, &'a str, &'a str, &'a str, &'a Path, i32, &'a str);
+    let reusable_wf = "https://github.com/github/artifact-attestations-workflows/.github/workflows/attest.yml@09b495c3f12c7881b3cc17209a327792065c1a1d";
+    let demo_wf = "https://github.com/actions/attest-demo/.github/workflows/build-python.yml@refs/heads/main";
+    let rows: Vec<Row<'_>> = vec![
+        (
+            "public-good, reusable workflow",
+            "public-good",
+            reusable_wf,
+            "https://github.com/malancas/*",
+            &reusable,
+            &reusable_file,
+            0,
+            "ADMIT",
+        ),
+        (
+            "public-good, another workflow expected",
+            "public-good",
+            demo_wf,
+            "https://github.com/malancas/*",
+            &reusable,
+            &reusable_file,
+            1,
+            "an identity no signer of the policy accepts",
+        ),
+        (
+            "public-good, another source repository expected",
+            "public-good",
+            reusable_wf,
+            "https://github.com/acme/*",
+            &reusable,
+            &reusable_file,
+            1,
+            "built from https://github.com/malancas/attest-demo (per the provenance)",
+        ),
+        (
+            "public-good, another subject",
+            "public-good",
+            reusable_wf,
+            "https://github.com/malancas/*",
+            &private,
+            &reusable_file,
+            1,
+            "attestation is for another image",
+        ),
+        (
+            "GitHub's instance, built-in root",
+            "github",
+            demo_wf,
+            "https://github.com/actions/*",
+            &private,
+            &private_file,
+            0,
+            "ADMIT",
+        ),
+        (
+            "GitHub's instance, root from a file",
+            "github-root.json",
+            demo_wf,
+            "https://github.com/actions/*",
+            &private,
+            &private_file,
+            0,
+            "ADMIT",
+        ),
+        (
+            "GitHub's instance, another workflow expected",
+            "github",
+            reusable_wf,
+            "https://github.com/actions/*",
+            &private,
+            &private_file,
+            1,
+            "tier production expects ci (subject https://github.com/github/artifact-attestations-workflows",
+        ),
+        (
+            "GitHub's instance verified as public-good is not",
+            "public-good",
+            demo_wf,
+            "https://github.com/actions/*",
+            &private,
+            &private_file,
+            1,
+            "does not verify against trusted root public-good",
+        ),
+        (
+            "public-good verified as GitHub's is not",
+            "github",
+            reusable_wf,
+            "https://github.com/malancas/*",
+            &reusable,
+            &reusable_file,
+            1,
+            "does not verify against trusted root github",
+        ),
+    ];
+    for (case, root, subject, repos, digest, file, code, text) in rows {
+        let policy = work.path().join("policy.yaml");
+        std::fs::write(
+            &policy,
+            format!(
+                "apiVersion: portcullis.dev/v1alpha1\nkind: PromotionPolicy\nspec:\n  signers:\n    ci:\n      keyless:\n        trustedRoot: {root}\n        identities:\n          - {{ issuer: \"{ACTIONS}\", subject: \"{subject}\" }}\n  tiers:\n    production:\n      provenance: {{ signedBy: [ci], sourceRepositories: [\"{repos}\"], builderIds: [\"https://github.com/actions/runner/github-hosted\"] }}\n"
+            ),
+        )
+        .unwrap();
+        let (got, out) = portcullis(&[
+            "check",
+            digest,
+            "--attestation",
+            file.to_str().unwrap(),
+            "--policy",
+            policy.to_str().unwrap(),
+            "--tier",
+            "production",
+        ]);
+        assert_eq!(got, code, "{case}: {out}");
+        assert!(out.contains(text), "{case}: want {text:?} in {out}");
+    }
+
+    // A keyless bundle where the signer has only a key: said so.
+    let key = "-----BEGIN PUBLIC KEY-----\n        MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE7QtNpX/PTPA4pOkBdBOmWT3S3HhP\n        hVxygajXbNEXKMRxbQMUMhUF/8RAIKvGJDujIcIveyrBAUZ07McENQdDrw==\n        -----END PUBLIC KEY-----";
+    let policy = work.path().join("keys.yaml");
+    std::fs::write(
+        &policy,
+        format!("apiVersion: portcullis.dev/v1alpha1\nkind: PromotionPolicy\nspec:\n  signers:\n    ci:\n      publicKey: |\n        {key}\n  tiers:\n    production:\n      provenance: {{ signedBy: [ci] }}\n"),
+    )
+    .unwrap();
+    let (got, out) = portcullis(&[
+        "check",
+        &private,
+        "--attestation",
+        private_file.to_str().unwrap(),
+        "--policy",
+        policy.to_str().unwrap(),
+        "--tier",
+        "production",
+    ]);
+    assert_eq!(got, 1, "{out}");
+    assert!(
+        out.contains(&format!(
+            "signed keyless by subject {demo_wf} from issuer {ACTIONS}, but the policy's signers are public keys"
+        )),
+        "{out}"
+    );
+
+    // A keyless bundle where the signer has only a key: said so.
+    let key = "-----BEGIN PUBLIC KEY-----\n        MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE7QtNpX/PTPA4pOkBdBOmWT3S3HhP\n        hVxygajXbNEXKMRxbQMUMhUF/8RAIKvGJDujIcIveyrBAUZ07McENQdDrw==\n        -----END PUBLIC KEY-----";
+    let policy = work.path().join("keys.yaml");
+    std::fs::write(
+        &policy,
+        format!("apiVersion: portcullis.dev/v1alpha1\nkind: PromotionPolicy\nspec:\n  signers:\n    ci:\n      publicKey: |\n        {key}\n  tiers:\n    production:\n      provenance: {{ signedBy: [ci] }}\n"),
+    )
+    .unwrap();
+    let (got, out) = portcullis(&[
+        "check",
+        &private,
+        "--attestation",
+        private_file.to_str().unwrap(),
+        "--policy",
+        policy.to_str().unwrap(),
+        "--tier",
+        "production",
+    ]);
+    assert_eq!(got, 1, "{out}");
+    assert!(
+        out.contains(&format!(
+            "signed keyless by subject {demo_wf} from issuer {ACTIONS}, but the policy's signers are public keys"
+        )),
+        "{out}"
+    );
+}
