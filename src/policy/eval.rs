@@ -227,7 +227,7 @@ impl<'e> Ctx<'e> {
         let Some(Found { att, claim: report, .. }) = accepted.max_by_key(|f| (f.claim.finished_on, f.att.index)) else {
             v.problems.push(self.missing(
                 "vulnerability scan",
-                "cosign attest --type vuln",
+                "`cosign attest --type vuln`",
                 VULN_TYPES,
                 &found,
                 &rule.signed_by,
@@ -334,7 +334,7 @@ impl<'e> Ctx<'e> {
         else {
             v.problems.push(self.missing(
                 "test result",
-                &format!("cosign attest --type {TEST_RESULT_V01}"),
+                &format!("`cosign attest --type {TEST_RESULT_V01}`"),
                 &[TEST_RESULT_V01],
                 &found,
                 &rule.signed_by,
@@ -521,7 +521,7 @@ impl<'e> Ctx<'e> {
             Some(f) => v.evidence.push(f.att.envelope.to_string()),
             None => v.problems.push(self.missing(
                 &format!("{} attestation", rule.predicate_type),
-                &format!("cosign attest --type {}", rule.predicate_type),
+                &format!("`cosign attest --type {}`", rule.predicate_type),
                 &[rule.predicate_type.as_str()],
                 &found,
                 &rule.signed_by,
@@ -598,10 +598,10 @@ impl<'e> Ctx<'e> {
             return format!("no valid {what}: {}{expects}", why.join("; "));
         }
         if self.ev.attestations.is_empty() {
-            format!("no attestations found (looked for {}); attach a signed {what} with `{how}`", self.ev.location)
+            format!("no attestations found (looked for {}); attach a signed {what} with {how}", self.ev.location)
         } else {
             format!(
-                "no {what} among the {} attestations at {}; attach one with `{how}`",
+                "no {what} among the {} attestations at {}; attach one with {how}",
                 self.ev.attestations.len(),
                 self.ev.location
             )
