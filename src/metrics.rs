@@ -125,3 +125,32 @@ impl Metrics {
 fn esc(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
+
+/// How long each trusted root's newest key of each kind stays valid, in
+/// seconds from `now` (negative once past); open-ended keys have no series.
+/// Alert on it (e.g. `< 30 * 86400`) to refresh a root before signatures
+/// made after its end stop verifying.
+pub fn render_trusted_roots(
+    out: &mut String,
+    roots: &[std::sync::Arc<crate::attest::Root>],
+    now: chrono::DateTime<chrono::Utc>,
+) {
+    let name = "portcullis_trusted_root_key_valid_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Seconds until the newest key of a kind (fulcio, rekor, ctlog, tsa) in a trusted root stops being valid.\n# TYPE {name} gauge"
+    );
+    for root in roots {
+        for v in &root.validity {
+            if let Some(until) = v.until {
+                let _ = writeln!(
+                    out,
+                    "{name}{{root=\"{}\",kind=\"{}\"}} {}",
+                    esc(&root.name),
+                    v.kind,
+                    (until - now).num_seconds()
+                );
+            }
+        }
+    }
+}

@@ -315,6 +315,59 @@ impl Digest {
     }
 }
 
+/// A trusted root file is reloaded when it changes (a ConfigMap refreshed
+/// out of band), and its keys' validity is exported as a metric.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trusted_root_files_reload_and_report_their_validity() {
+    let reg = Registry::start().await;
+    let (sigstore, rotated) = (Sigstore::new(), Sigstore::new());
+    let image = reg.push_image("shop/api", "rotated", "rotated").await;
+    attest(&reg, &image, &rotated, RELEASE, "https://github.com/acme/shop", "bundle").await;
+    // The CA of the first root ends in ten days.
+    let root_path = sigstore.dir.path().join("trusted_root.json");
+    let mut root: Value = serde_json::from_slice(&std::fs::read(&root_path).unwrap()).unwrap();
+    let end = chrono::Utc::now() + chrono::Duration::days(10);
+    root["certificateAuthorities"][0]["validFor"]["end"] =
+        json!(end.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    std::fs::write(&root_path, serde_json::to_vec(&root).unwrap()).unwrap();
+    let path = policy_file(&sigstore);
+    let policy = portcullis::policy::Policy::from_file(&path).unwrap();
+    let warnings = policy.root_warnings(chrono::Utc::now(), portcullis::attest::keyless::EXPIRY_WARNING);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("trusted root trusted_root.json: its newest fulcio key is valid only until"),
+        "{warnings:?}"
+    );
+    let hook = Webhook::start_loaded(policy, HookOptions::default()).await;
+    hook.watch_policy(&path, std::time::Duration::from_millis(50));
+    let resp = hook.admit_pod("prod", &[&image], json!({}), &[]).await;
+    assert_eq!(resp["allowed"], false, "signed under a root not trusted yet: {resp}");
+    let left = metric(
+        &hook.metrics().await,
+        "portcullis_trusted_root_key_valid_seconds{root=\"trusted_root.json\",kind=\"fulcio\"}",
+    );
+    assert!((9.0 * 86400.0..=10.0 * 86400.0).contains(&left), "{left}");
+
+    // The root is replaced by the new Sigstore's: the same policy, reloaded.
+    let first = hook.state.policy().trust.fingerprint().to_string();
+    std::fs::copy(rotated.dir.path().join("trusted_root.json"), sigstore.dir.path().join("trusted_root.json")).unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while hook.state.policy().trust.fingerprint() == first {
+        assert!(std::time::Instant::now() < until, "the changed root was never loaded");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let resp = hook.admit_pod("prod", &[&image], json!({}), &[]).await;
+    assert_eq!(resp["allowed"], true, "{resp}");
+
+    // A broken root is rejected; the last good one stays in force.
+    std::fs::write(sigstore.dir.path().join("trusted_root.json"), "{}").unwrap();
+    while metric(&hook.metrics().await, "portcullis_policy_reloads_total{result=\"rejected\"}") < 1.0 {
+        assert!(std::time::Instant::now() < until, "the broken root was never looked at");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(hook.admit_pod("prod", &[&image], json!({}), &[]).await["allowed"], true);
+}
+
 /// Real keyless attestations from public test data (tests/fixtures/keyless,
 /// see its ORIGIN.md): GitHub artifact attestations from the public-good
 /// instance (a reusable workflow's) and from GitHub's own instance (a private

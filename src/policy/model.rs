@@ -352,10 +352,13 @@ pub struct Policy {
     pub digest: String,
     /// The keys and keyless identities signers are trusted by.
     pub trust: Trust,
-    /// The trusted root files the policy refers to, as resolved paths; a
-    /// change to one reloads the policy.
-    pub root_files: Vec<String>,
+    /// The trusted root files the policy refers to, as resolved paths, with
+    /// the digest of what was read; a change to one reloads the policy.
+    pub root_files: Vec<RootFile>,
 }
+
+/// A trusted root file as read: its resolved path and the digest of its text.
+pub type RootFile = (String, crate::image::Digest);
 
 /// Reads a file a policy refers to (a trusted root), by the path the policy
 /// wrote; answers the resolved path and the text.
@@ -432,6 +435,23 @@ impl Policy {
         self.file.spec.tiers.keys().map(String::as_str).collect()
     }
 
+    /// Warnings about the trusted roots in use: the kinds of key whose newest
+    /// one ends within `within` of `now` (signatures made after that will not
+    /// verify until the root is refreshed).
+    pub fn root_warnings(&self, now: chrono::DateTime<chrono::Utc>, within: Duration) -> Vec<String> {
+        let mut out = Vec::new();
+        for root in self.trust.roots() {
+            for v in root.expiring(now, within) {
+                let until = v.until.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)).unwrap_or_default();
+                out.push(format!(
+                    "trusted root {}: its newest {} key is valid only until {until}; refresh the root (see the README) before then",
+                    root.name, v.kind
+                ));
+            }
+        }
+        out
+    }
+
     /// The identities a keyless signer accepts, for messages (empty for a
     /// signer with keys only).
     pub fn keyless_identities(&self, signer: &str) -> Vec<String> {
@@ -465,7 +485,7 @@ fn identity_rule(i: &IdentitySpec) -> Result<IdentityRule, String> {
 }
 
 /// The policy's keys and keyless signers, with the roots they use loaded.
-fn trust(f: &PolicyFile, read: ReadFile<'_>) -> Result<(Trust, Vec<String>), Vec<Problem>> {
+fn trust(f: &PolicyFile, read: ReadFile<'_>) -> Result<(Trust, Vec<RootFile>), Vec<Problem>> {
     use sha2::Digest as _;
     let mut problems = Vec::new();
     let mut pems = Vec::new();
@@ -493,7 +513,7 @@ fn trust(f: &PolicyFile, read: ReadFile<'_>) -> Result<(Trust, Vec<String>), Vec
                     Some(r) => r.map(|r| (String::new(), r)),
                     None => read(&k.trusted_root).and_then(|(path, text)| {
                         Root::from_json(&k.trusted_root, &text).map(|r| {
-                            root_files.push(path);
+                            root_files.push((path, crate::image::Digest::of(text.as_bytes())));
                             (text, Arc::new(r))
                         })
                     }),
@@ -635,4 +655,113 @@ fn validate(f: &PolicyFile) -> Vec<Problem> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(signers: &str, tier: &str) -> Result<Policy, PolicyError> {
+        let y = format!(
+            "apiVersion: portcullis.dev/v1alpha1\nkind: PromotionPolicy\nspec:\n  signers:\n{signers}\n  tiers:\n    t:\n{tier}\n"
+        );
+        let read = |p: &str| match p {
+            "roots/private.json" => Ok((
+                "/etc/portcullis/roots/private.json".to_string(),
+                sigstore_verify::trust_root::SIGSTORE_GITHUB_TRUSTED_ROOT.to_string(),
+            )),
+            _ => Err(format!("cannot read {p}: no such file")),
+        };
+        Policy::load(&y, "table", &read)
+    }
+
+    const ID: &str = "          - { issuer: https://token.actions.githubusercontent.com, subject: https://github.com/acme/shop/.github/workflows/release.yml@refs/heads/main }";
+
+    #[test]
+    fn keyless_signers_and_provenance_rules_are_validated() {
+        let keyless = |root: &str, ids: &str| {
+            format!("    ci:\n      keyless:\n        trustedRoot: {root}\n        identities:\n{ids}")
+        };
+        let prov = "      provenance: { signedBy: [ci], sourceRepositories: [\"https://github.com/acme/*\"] }";
+        // (case, signers, tier, error path and words; empty when valid)
+        let rows: Vec<(&str, String, &str, &str)> = vec![
+            ("public-good by default", format!("    ci:\n      keyless:\n        identities:\n{ID}"), prov, ""),
+            ("github built in", keyless("github", ID), prov, ""),
+            ("a root file relative to the policy", keyless("roots/private.json", ID), prov, ""),
+            (
+                "a root file that is not there",
+                keyless("roots/missing.json", ID),
+                prov,
+                "spec.signers.ci.keyless.trustedRoot: \"roots/missing.json\": cannot read roots/missing.json",
+            ),
+            ("no identities", keyless("github", "          []"), prov, "spec.signers.ci.keyless.identities: is empty"),
+            (
+                "issuer and issuerRegExp",
+                keyless("github", "          - { issuer: a, issuerRegExp: b, subject: c }"),
+                prov,
+                "identities[0]: has both issuer and issuerRegExp",
+            ),
+            (
+                "no subject",
+                keyless("github", "          - { issuer: a }"),
+                prov,
+                "identities[0]: has neither subject nor subjectRegExp",
+            ),
+            (
+                "a pattern that does not compile",
+                keyless("github", "          - { issuer: a, subjectRegExp: \"(\" }"),
+                prov,
+                "subjectRegExp does not compile",
+            ),
+            (
+                "an unknown field",
+                keyless("github", "          - { issuer: a, subject: b, sub: c }"),
+                prov,
+                "unknown field `sub`",
+            ),
+            ("no key and no keyless", "    ci: {}".into(), prov, "has no publicKey, publicKeys or keyless"),
+            (
+                "provenance by an undefined signer",
+                keyless("github", ID),
+                "      provenance: { signedBy: [nobody] }",
+                "spec.tiers.t.provenance.signedBy[0]: names undefined signer",
+            ),
+            (
+                "provenance with a bad pattern",
+                keyless("github", ID),
+                "      provenance: { signedBy: [ci], builderIds: [\"[\"] }",
+                "spec.tiers.t.provenance.builderIds[0]: bad pattern",
+            ),
+            (
+                "an attestation rule without a type",
+                keyless("github", ID),
+                "      attestations: [ { predicateType: \"\", signedBy: [ci] } ]",
+                "spec.tiers.t.attestations[0].predicateType: is empty",
+            ),
+            (
+                "an attestation rule without signers",
+                keyless("github", ID),
+                "      attestations: [ { predicateType: x, signedBy: [] } ]",
+                "spec.tiers.t.attestations[0].signedBy: is empty",
+            ),
+        ];
+        for (case, signers, tier, want) in rows {
+            match (load(&signers, tier), want) {
+                (Ok(_), "") => {}
+                (Ok(_), want) => panic!("{case}: accepted, want {want:?}"),
+                (Err(e), "") => panic!("{case}: {e}"),
+                (Err(e), want) => assert!(e.to_string().contains(want), "{case}: want {want:?} in {e}"),
+            }
+        }
+        // Root files are recorded so a change reloads the policy.
+        let p = load(&keyless("roots/private.json", ID), prov).unwrap();
+        assert_eq!(p.root_files.len(), 1);
+        assert_eq!(p.root_files[0].0, "/etc/portcullis/roots/private.json");
+        // The fingerprint follows identities, so cached evidence is not reused across them.
+        let other = load(&keyless("roots/private.json", &ID.replace("release.yml", "deploy.yml")), prov).unwrap();
+        assert_ne!(p.trust.fingerprint(), other.trust.fingerprint());
+        // A policy given as text cannot name files.
+        let y = format!("apiVersion: portcullis.dev/v1alpha1\nkind: PromotionPolicy\nspec:\n  signers:\n{}\n  tiers:\n    t: {{}}\n", keyless("roots/private.json", ID));
+        assert!(Policy::from_yaml(&y, "text").unwrap_err().to_string().contains("can name only built-in roots"));
+    }
 }

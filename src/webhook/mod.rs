@@ -103,7 +103,9 @@ async fn readyz(State(st): State<Arc<AppState>>) -> Response {
 }
 
 async fn metrics(State(st): State<Arc<AppState>>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], st.metrics.render()).into_response()
+    let mut text = st.metrics.render();
+    crate::metrics::render_trusted_roots(&mut text, st.policy().trust.roots(), portcullis_now());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 /// Serves `router(state)` over TLS on `listen` (port 0 picks a free port).
@@ -130,6 +132,7 @@ pub fn spawn_reloader(
         let read = |p: PathBuf| async move { tokio::fs::read(&p).await.ok() };
         // The last content looked at, so a rejected version is reported once.
         let mut last_policy: Option<Vec<u8>> = None;
+        let mut last_roots: Vec<Option<crate::image::Digest>> = Vec::new();
         let mut last_cert = (read(cert.clone()).await, read(key.clone()).await);
         let mut tick = tokio::time::interval(every);
         tick.tick().await;
@@ -139,13 +142,34 @@ pub fn spawn_reloader(
                 let now = read(p.clone()).await;
                 // Compared with the policy in force, not with the file at start-up:
                 // a change made before the first look is not missed.
-                let changed =
-                    now.as_deref().is_some_and(|b| crate::image::Digest::of(b).as_str() != state.policy().digest);
-                if now.is_some() && now != last_policy && changed {
-                    let text = String::from_utf8_lossy(now.as_deref().unwrap_or_default()).into_owned();
-                    match Policy::from_yaml(&text, &p.display().to_string()) {
+                let in_force = state.policy();
+                let changed = now.as_deref().is_some_and(|b| crate::image::Digest::of(b).as_str() != in_force.digest);
+                // A trusted root file the policy names changed (a ConfigMap
+                // updated out of band): the same policy text, loaded anew.
+                let mut roots = Vec::new();
+                for (path, _) in &in_force.root_files {
+                    roots.push(read(PathBuf::from(path)).await.map(|b| crate::image::Digest::of(&b)));
+                }
+                let root_changed = roots != last_roots
+                    && roots
+                        .iter()
+                        .zip(&in_force.root_files)
+                        .any(|(now, (_, was))| now.as_ref().is_some_and(|d| d != was));
+                if now.is_some() && ((now != last_policy && changed) || root_changed) {
+                    let path = p.clone();
+                    let loaded =
+                        tokio::task::spawn_blocking(move || Policy::from_file(&path)).await.unwrap_or_else(|e| {
+                            Err(crate::policy::PolicyFileError::Read {
+                                path: p.display().to_string(),
+                                why: e.to_string(),
+                            })
+                        });
+                    match loaded {
                         Ok(pol) => {
                             tracing::info!(digest = %pol.digest, path = ?p.display(), "policy reloaded");
+                            for w in pol.root_warnings(portcullis_now(), crate::attest::keyless::EXPIRY_WARNING) {
+                                tracing::warn!("{w}");
+                            }
                             state.set_policy(pol);
                             state.metrics.policy_reload("success");
                         }
@@ -155,6 +179,7 @@ pub fn spawn_reloader(
                         }
                     }
                     last_policy = now;
+                    last_roots = roots;
                 }
             }
             let now = (read(cert.clone()).await, read(key.clone()).await);
