@@ -60,3 +60,64 @@ async fn decision_latency() {
         percentile(&cached, 0.99)
     );
 }
+
+/// A keyless decision (provenance and an SBOM, each a sigstore bundle with
+/// certificate, SCT, Rekor inclusion proof and timestamp) through the HTTPS
+/// endpoint: never seen, then cached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run with `make bench`"]
+async fn keyless_decision_latency() {
+    use common::keyless::*;
+    let reg = Registry::start().await;
+    let sigstore = Sigstore::new();
+    let release = "https://github.com/acme/shop/.github/workflows/release.yml@refs/heads/main";
+    let n = 20;
+    let mut images = Vec::new();
+    for i in 0..n {
+        let image = reg.push_image("bench/keyless", &format!("v{i}"), &format!("keyless{i}")).await;
+        attest(&reg, &image, &sigstore, release, "https://github.com/acme/shop", "bundle").await;
+        images.push(format!("{}/bench/keyless:v{i}", reg.host));
+    }
+    let policy = sigstore.dir.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        format!(
+            "apiVersion: portcullis.dev/v1alpha1\nkind: PromotionPolicy\nspec:\n  signers:\n    ci:\n      keyless:\n        trustedRoot: trusted_root.json\n        identities:\n          - {{ issuer: \"{ACTIONS}\", subject: \"{release}\" }}\n  namespaceTiers: {{ prod: production }}\n  tiers:\n    production:\n      provenance: {{ signedBy: [ci], sourceRepositories: [\"https://github.com/acme/*\"] }}\n      attestations: [ {{ predicateType: \"{CYCLONEDX}\", signedBy: [ci] }} ]\n"
+        ),
+    )
+    .unwrap();
+    let hook =
+        Webhook::start_loaded(portcullis::policy::Policy::from_file(&policy).unwrap(), HookOptions::default()).await;
+    hook.client.get(format!("{}/healthz", hook.url)).send().await.unwrap();
+    let mut uncached = Vec::new();
+    for image in &images {
+        let t = Instant::now();
+        let resp = hook.admit_pod("prod", &[image], json!({}), &[]).await;
+        uncached.push(t.elapsed());
+        assert_eq!(resp["allowed"], true, "{resp}");
+    }
+    let mut cached = Vec::new();
+    for _ in 0..10 {
+        for image in &images {
+            let t = Instant::now();
+            hook.admit_pod("prod", &[image], json!({}), &[]).await;
+            cached.push(t.elapsed());
+        }
+    }
+    uncached.sort();
+    cached.sort();
+    println!(
+        "keyless, uncached (resolve + 2 bundles + chain, SCT, Rekor, TSA + evaluate), {} images: p50 {:?}  p90 {:?}  max {:?}",
+        uncached.len(),
+        percentile(&uncached, 0.5),
+        percentile(&uncached, 0.9),
+        uncached.last().unwrap()
+    );
+    println!(
+        "keyless, cached, {} requests: p50 {:?}  p90 {:?}  p99 {:?}",
+        cached.len(),
+        percentile(&cached, 0.5),
+        percentile(&cached, 0.9),
+        percentile(&cached, 0.99)
+    );
+}

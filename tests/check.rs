@@ -86,6 +86,73 @@ async fn check_exit_codes_and_the_same_verdict_as_admission() {
     }
 }
 
+/// `check --attestation` with cosign's own DSSE envelopes (signed with keys)
+/// saved as files: the same verdicts as through the registry, and no
+/// registry asked (the images are named by digest alone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_from_envelope_files_without_a_registry() {
+    let mut w = world().await;
+    let clean_img = w.image("shop/files", "clean", Some(("scanner", clean())), Some(("ci", passed()))).await;
+    let crit_img = w.image("shop/files", "crit", Some(("scanner", criticals())), Some(("ci", passed()))).await;
+    let dir = w.cosign.path();
+    let policy = dir.join("policy.yaml");
+    std::fs::write(&policy, &w.policy).unwrap();
+    // Each image's two envelopes, as they sit in its .att layers.
+    let mut files = Vec::new();
+    for (name, image) in [("clean", &clean_img), ("crit", &crit_img)] {
+        let m = w.reg.get_manifest("shop/files", &att_tag(image)).await;
+        for (i, layer) in m["layers"].as_array().unwrap().iter().enumerate() {
+            let bytes = w.reg.get_blob("shop/files", layer["digest"].as_str().unwrap()).await;
+            let f = dir.join(format!("{name}-{i}.dsse.json"));
+            std::fs::write(&f, bytes).unwrap();
+            files.push(f);
+        }
+    }
+    w.reg.stop();
+    let digest = |image: &str| image.rsplit('@').next().unwrap().to_string();
+    let args = |image: String, from: &str| {
+        let mut a = vec!["check".to_string(), image];
+        for f in files.iter().filter(|f| f.file_name().unwrap().to_string_lossy().starts_with(from)) {
+            a.extend(["--attestation".to_string(), f.to_str().unwrap().to_string()]);
+        }
+        a.extend(["--policy", policy.to_str().unwrap(), "--tier", "production"].map(String::from));
+        a
+    };
+    // (case, args, exit code, text)
+    let rows = [
+        ("clean, by digest", args(digest(&clean_img), "clean"), 0, "ADMIT"),
+        ("clean, by name@digest (the registry is down)", args(clean_img.clone(), "clean"), 0, "ADMIT"),
+        ("criticals", args(digest(&crit_img), "crit"), 1, "2 critical vulnerabilities exceed the limit 0"),
+        (
+            "clean's envelopes for another image",
+            args(digest(&crit_img), "clean"),
+            1,
+            "attestation is for another image",
+        ),
+    ];
+    for (case, args, code, text) in rows {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (got, out, err) = portcullis(&args);
+        assert_eq!(got, code, "{case}: {out} {err}");
+        assert!(out.contains(text), "{case}: want {text:?} in {out}");
+    }
+    // A file that is neither: a clear error, exit 2.
+    let junk = dir.join("junk.json");
+    std::fs::write(&junk, "{\"hello\": 1}").unwrap();
+    let (code, _, err) = portcullis(&[
+        "check",
+        &digest(&clean_img),
+        "--attestation",
+        junk.to_str().unwrap(),
+        "--policy",
+        policy.to_str().unwrap(),
+        "--tier",
+        "production",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("neither a DSSE envelope"), "{err}");
+}
+
 #[test]
 fn lint_reports_every_problem_with_its_location() {
     let dir = tempfile::tempdir().unwrap();

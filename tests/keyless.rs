@@ -10,131 +10,12 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::keyless::*;
 use common::*;
 use serde_json::{json, Value};
 
-const ACTIONS: &str = "https://token.actions.githubusercontent.com";
 const RELEASE: &str = "https://github.com/acme/shop/.github/workflows/release.yml@refs/heads/main";
 const EVIL: &str = "https://github.com/evil/shop/.github/workflows/release.yml@refs/heads/main";
-const SLSA_V1: &str = "https://slsa.dev/provenance/v1";
-const CYCLONEDX: &str = "https://cyclonedx.org/bom";
-
-/// A virtual Sigstore: its state and trusted root in a directory of its own.
-struct Sigstore {
-    bin: PathBuf,
-    dir: tempfile::TempDir,
-}
-
-impl Sigstore {
-    fn new() -> Sigstore {
-        let bin = tool("PORTCULLIS_KEYLESS_SIGNER", "keyless-signer");
-        let dir = tempfile::tempdir().unwrap();
-        run(Command::new(&bin).args(["root", "--state"]).arg(dir.path()));
-        Sigstore { bin, dir }
-    }
-
-    /// Signs `statement` as `identity`, with GitHub's claims for `repo`;
-    /// `format` is `bundle`, `legacy` (a Rekor intoto entry) or
-    /// `legacy-dsse` (a Rekor dsse entry, cosign v2's default). Returns the
-    /// tool's JSON output.
-    fn sign(&self, statement: &Value, identity: &str, repo: &str, format: &str) -> Value {
-        let (format, kind) = match format {
-            "legacy-dsse" => ("legacy", "dsse"),
-            f => (f, "intoto"),
-        };
-        let st = self.dir.path().join(format!("statement-{}.json", rand_suffix()));
-        std::fs::write(&st, serde_json::to_vec(statement).unwrap()).unwrap();
-        let out = run(Command::new(&self.bin)
-            .args(["sign", "--state"])
-            .arg(self.dir.path())
-            .arg("--statement")
-            .arg(&st)
-            .args(["--identity", identity, "--issuer", ACTIONS, "--format", format, "--rekor-kind", kind])
-            .arg("--github-claims")
-            .arg(format!("source-repo-uri={repo},source-repo-ref=refs/heads/main,runner-environment=github-hosted")));
-        serde_json::from_slice(&out).unwrap()
-    }
-}
-
-fn run(cmd: &mut Command) -> Vec<u8> {
-    let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
-    out.stdout
-}
-
-fn rand_suffix() -> String {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static N: AtomicUsize = AtomicUsize::new(0);
-    format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
-}
-
-/// An in-toto Statement v1 about `image` (`host/repo@sha256:…`).
-fn statement(image: &str, predicate_type: &str, predicate: Value) -> Value {
-    let hex = image.rsplit("sha256:").next().unwrap();
-    json!({
-        "_type": "https://in-toto.io/Statement/v1",
-        "subject": [{"name": image.split('@').next().unwrap(), "digest": {"sha256": hex}}],
-        "predicateType": predicate_type,
-        "predicate": predicate,
-    })
-}
-
-/// SLSA provenance v1 as `actions/attest-build-provenance` writes it.
-fn provenance(repo: &str) -> Value {
-    json!({
-        "buildDefinition": {
-            "buildType": "https://actions.github.io/buildtypes/workflow/v1",
-            "externalParameters": {"workflow": {"ref": "refs/heads/main", "repository": repo, "path": ".github/workflows/release.yml"}},
-            "resolvedDependencies": [{"uri": format!("git+{repo}@refs/heads/main"), "digest": {"gitCommit": "0123456789abcdef0123456789abcdef01234567"}}]
-        },
-        "runDetails": {"builder": {"id": "https://github.com/actions/runner/github-hosted"}, "metadata": {"invocationId": "https://github.com/acme/shop/actions/runs/1/attempts/1"}}
-    })
-}
-
-/// Attaches a sigstore bundle to `image` as an OCI 1.1 referrer, as cosign
-/// v3 does on a registry without the referrers API (the `sha256-<hex>` tag).
-async fn attach_bundle(reg: &Registry, repo: &str, image: &str, bundle: &Value) {
-    let digest = image.rsplit('@').next().unwrap();
-    let bytes = serde_json::to_vec(bundle).unwrap();
-    let media = "application/vnd.dev.sigstore.bundle.v0.3+json";
-    let layer = reg.put_blob_public(repo, &bytes).await;
-    let empty = reg.put_blob_public(repo, b"{}").await;
-    let subject = serde_json::to_vec(&reg.get_manifest(repo, digest).await).unwrap();
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "artifactType": media,
-        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2},
-        "layers": [{"mediaType": media, "digest": layer, "size": bytes.len()}],
-        "subject": {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest, "size": subject.len()}
-    });
-    let referrer = reg.put_manifest(repo, &format!("r-{}", rand_suffix()), &manifest).await;
-    let size = serde_json::to_vec(&manifest).unwrap().len();
-    let tag = format!("sha256-{}", digest.trim_start_matches("sha256:"));
-    let mut index = match reg.try_get_manifest(repo, &tag).await {
-        Some(index) => index,
-        None => json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": []}),
-    };
-    index["manifests"].as_array_mut().unwrap().push(
-        json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": referrer, "size": size, "artifactType": media}),
-    );
-    reg.put_manifest(repo, &tag, &index).await;
-}
-
-/// Writes cosign v2's legacy keyless `.att`: the layer's exact bytes, with
-/// the certificate, chain and Rekor bundle in its annotations.
-async fn attach_legacy(reg: &Registry, repo: &str, image: &str, legacy: &Value) {
-    let layer = legacy["layer"].as_str().unwrap().as_bytes().to_vec();
-    let digest = reg.put_blob_public(repo, &layer).await;
-    let config = reg.put_blob_public(repo, b"{}").await;
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": 2},
-        "layers": [{"mediaType": "application/vnd.dsse.envelope.v1+json", "digest": digest, "size": layer.len(), "annotations": legacy["annotations"]}]
-    });
-    reg.put_manifest(repo, &att_tag(image), &manifest).await;
-}
 
 /// A policy file next to the virtual Sigstore's root, naming it by a
 /// relative path, as a ConfigMap mounted beside the policy would.
@@ -178,28 +59,6 @@ fn portcullis(args: &[&str]) -> (i32, String) {
 
 fn message(resp: &Value) -> String {
     resp["status"]["message"].as_str().unwrap_or_default().to_string()
-}
-
-/// Attests `image` with provenance (built from `repo`) and an SBOM, both
-/// signed by `who` as `by`, attached as `format` (`bundle` or `legacy`).
-async fn attest(reg: &Registry, image: &str, who: &Sigstore, by: &str, repo: &str, format: &str) {
-    let sbom = json!({"bomFormat": "CycloneDX", "specVersion": "1.5", "components": []});
-    let prov = who.sign(&statement(image, SLSA_V1, provenance(repo)), by, repo, format);
-    let bom = who.sign(&statement(image, CYCLONEDX, sbom), by, repo, format);
-    if format == "bundle" {
-        attach_bundle(reg, "shop/api", image, &prov).await;
-        attach_bundle(reg, "shop/api", image, &bom).await;
-        return;
-    }
-    // Both layers in one .att, as cosign appends them.
-    attach_legacy(reg, "shop/api", image, &prov).await;
-    let mut manifest = reg.get_manifest("shop/api", &att_tag(image)).await;
-    let layer = bom["layer"].as_str().unwrap().as_bytes().to_vec();
-    let d = reg.put_blob_public("shop/api", &layer).await;
-    manifest["layers"].as_array_mut().unwrap().push(json!({
-        "mediaType": "application/vnd.dsse.envelope.v1+json", "digest": d, "size": layer.len(), "annotations": bom["annotations"]
-    }));
-    reg.put_manifest("shop/api", &att_tag(image), &manifest).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,6 +2,8 @@
 //! both built by `make tools`, started on loopback by the tests themselves.
 #![allow(dead_code)]
 
+pub mod keyless;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -85,6 +87,12 @@ impl Registry {
             let _ = child.wait();
         }
         panic!("registry did not start");
+    }
+
+    /// Stops the registry: from here on it is unreachable.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     pub async fn put_blob_public(&self, repo: &str, data: &[u8]) -> String {
