@@ -292,7 +292,7 @@ fn registry(a: &RegistryArgs) -> anyhow::Result<Registry> {
 async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     let policy = load_policy(a.policy.as_ref()).context("refusing to start on an invalid policy")?;
     tracing::info!(digest = %policy.digest, source = %a.policy.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "embedded default".into()), "policy loaded");
-    for w in policy.root_warnings(webhook::portcullis_now(), portcullis::attest::keyless::EXPIRY_WARNING) {
+    for w in policy.warnings(webhook::portcullis_now(), portcullis::attest::keyless::EXPIRY_WARNING) {
         tracing::warn!("{w}");
     }
     let tiers = match a.cluster {
@@ -589,7 +589,7 @@ fn lint(file: &std::path::Path) -> anyhow::Result<ExitCode> {
                 p.file.spec.signers.len(),
                 p.digest
             );
-            for w in p.root_warnings(chrono::Utc::now(), portcullis::attest::keyless::EXPIRY_WARNING) {
+            for w in p.warnings(chrono::Utc::now(), portcullis::attest::keyless::EXPIRY_WARNING) {
                 println!("{}: warning: {w}", file.display());
             }
             Ok(ExitCode::SUCCESS)

@@ -191,7 +191,7 @@ async fn trusted_root_files_reload_and_report_their_validity() {
     std::fs::write(&root_path, serde_json::to_vec(&root).unwrap()).unwrap();
     let path = policy_file(&sigstore);
     let policy = portcullis::policy::Policy::from_file(&path).unwrap();
-    let warnings = policy.root_warnings(chrono::Utc::now(), portcullis::attest::keyless::EXPIRY_WARNING);
+    let warnings = policy.warnings(chrono::Utc::now(), portcullis::attest::keyless::EXPIRY_WARNING);
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(
         warnings[0].contains("trusted root trusted_root.json: its newest fulcio key is valid only until"),

@@ -435,11 +435,24 @@ impl Policy {
         self.file.spec.tiers.keys().map(String::as_str).collect()
     }
 
-    /// Warnings about the trusted roots in use: the kinds of key whose newest
-    /// one ends within `within` of `now` (signatures made after that will not
-    /// verify until the root is refreshed).
-    pub fn root_warnings(&self, now: chrono::DateTime<chrono::Utc>, within: Duration) -> Vec<String> {
+    /// What is valid but probably not meant: trusted roots whose newest key
+    /// of a kind ends within `within` of `now` (signatures made after that
+    /// will not verify until the root is refreshed), and identity patterns
+    /// that are not anchored (`acme` matches `https://github.com/evil/acme-x`).
+    pub fn warnings(&self, now: chrono::DateTime<chrono::Utc>, within: Duration) -> Vec<String> {
         let mut out = Vec::new();
+        for (name, s) in &self.file.spec.signers {
+            let Some(k) = &s.keyless else { continue };
+            for (i, id) in k.identities.iter().enumerate() {
+                for (field, pattern) in [("issuerRegExp", &id.issuer_reg_exp), ("subjectRegExp", &id.subject_reg_exp)] {
+                    if pattern.as_deref().is_some_and(|p| !(p.starts_with('^') && p.ends_with('$'))) {
+                        out.push(format!(
+                            "spec.signers.{name}.keyless.identities[{i}].{field}: not anchored (^…$), so it matches anywhere in the value"
+                        ));
+                    }
+                }
+            }
+        }
         for root in self.trust.roots() {
             for v in root.expiring(now, within) {
                 let until = v.until.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)).unwrap_or_default();
@@ -760,6 +773,18 @@ mod tests {
         // The fingerprint follows identities, so cached evidence is not reused across them.
         let other = load(&keyless("roots/private.json", &ID.replace("release.yml", "deploy.yml")), prov).unwrap();
         assert_ne!(p.trust.fingerprint(), other.trust.fingerprint());
+        // An unanchored pattern is valid, and warned about.
+        let loose = load(
+            &keyless(
+                "github",
+                "          - { issuer: https://token.actions.githubusercontent.com, subjectRegExp: acme }",
+            ),
+            prov,
+        )
+        .unwrap();
+        let w = loose.warnings(chrono::Utc::now(), Duration::ZERO);
+        assert_eq!(w, ["spec.signers.ci.keyless.identities[0].subjectRegExp: not anchored (^…$), so it matches anywhere in the value"]);
+        assert!(p.warnings(chrono::Utc::now(), Duration::ZERO).is_empty());
         // A policy given as text cannot name files.
         let y = format!("apiVersion: portcullis.dev/v1alpha1\nkind: PromotionPolicy\nspec:\n  signers:\n{}\n  tiers:\n    t: {{}}\n", keyless("roots/private.json", ID));
         assert!(Policy::from_yaml(&y, "text").unwrap_err().to_string().contains("can name only built-in roots"));

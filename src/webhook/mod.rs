@@ -167,7 +167,7 @@ pub fn spawn_reloader(
                     match loaded {
                         Ok(pol) => {
                             tracing::info!(digest = %pol.digest, path = ?p.display(), "policy reloaded");
-                            for w in pol.root_warnings(portcullis_now(), crate::attest::keyless::EXPIRY_WARNING) {
+                            for w in pol.warnings(portcullis_now(), crate::attest::keyless::EXPIRY_WARNING) {
                                 tracing::warn!("{w}");
                             }
                             state.set_policy(pol);
