@@ -136,15 +136,8 @@ impl Registry {
     }
 
     pub async fn get_manifest(&self, repo: &str, reference: &str) -> Value {
-        let r = self
-            .http
-            .get(format!("http://{}/v2/{repo}/manifests/{reference}", self.host))
-            .header("accept", "application/vnd.oci.image.manifest.v1+json")
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success(), "manifest {repo}:{reference}: {}", r.status());
-        r.json().await.unwrap()
+        let m = self.try_get_manifest(repo, reference).await;
+        m.unwrap_or_else(|| panic!("manifest {repo}:{reference}: not found"))
     }
 
     /// A manifest or index, or None when the reference does not exist.
