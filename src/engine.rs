@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use moka::future::Cache;
 use tokio::time::Instant;
 
-use crate::evidence::ImageEvidence;
+use crate::evidence::{ImageEvidence, PlatformEvidence};
 use crate::image::{Digest, ImageRef};
 use crate::metrics::Metrics;
 use crate::policy::{evaluate, Policy, Verdict};
@@ -92,18 +92,43 @@ impl Engine {
         })
     }
 
+    /// HTTP requests sent to registries so far.
+    pub fn registry_requests(&self) -> u64 {
+        self.registry.requests()
+    }
+
     /// Resolves the image and finds its evidence. Concurrent callers asking
     /// for the same tag or digest share one registry lookup.
     pub async fn gather(self: &Arc<Self>, image: &ImageRef, policy: &Policy) -> Result<Arc<ImageEvidence>, String> {
         let digest = self.resolve(image).await?;
+        self.evidence_of(image, digest, policy, true).await
+    }
+
+    /// The evidence for one digest of `image`'s repository, cached. An
+    /// index without attestations of its own gathers each platform's
+    /// (`expand`; one level: a platform is never expanded in turn), in
+    /// parallel, each cached under its own digest.
+    async fn evidence_of(
+        self: &Arc<Self>,
+        image: &ImageRef,
+        digest: Digest,
+        policy: &Policy,
+        expand: bool,
+    ) -> Result<Arc<ImageEvidence>, String> {
         let key = (image.name(), digest.clone(), policy.trust.fingerprint().to_string());
         let me = self.clone();
         let img = image.clone();
         let trust = policy.trust.clone();
+        let policy = policy.clone();
         self.evidence
             .get_with(key, async move {
                 me.metrics.registry_lookup("attestations");
                 let found = me.registry.attestations(&img, &digest).await.map_err(|e| e.to_string())?;
+                let platforms = match &found.platforms {
+                    Some(p) if expand && found.found.is_empty() => p.clone(),
+                    _ => vec![],
+                };
+                let index = found.platforms.is_some();
                 // Verification is CPU work (certificate chains, logs,
                 // signatures): off the async workers.
                 let mut ev = tokio::task::spawn_blocking(move || {
@@ -112,6 +137,15 @@ impl Engine {
                 .await
                 .map_err(|e| format!("internal error while verifying attestations: {e}"))?;
                 ev.skipped = found.skipped;
+                ev.index = index;
+                let lookups = platforms.into_iter().map(|p| {
+                    let (me, img, policy) = (me.clone(), img.clone(), policy.clone());
+                    async move {
+                        let evidence = Box::pin(me.evidence_of(&img, p.digest.clone(), &policy, false)).await;
+                        PlatformEvidence { platform: p.platform, digest: p.digest, evidence }
+                    }
+                });
+                ev.platforms = futures::future::join_all(lookups).await;
                 Ok(Arc::new(ev))
             })
             .await

@@ -154,3 +154,10 @@ pub fn render_trusted_roots(
         }
     }
 }
+
+/// The HTTP requests sent to registries (token requests included): what the
+/// caches save shows here.
+pub fn render_registry_requests(out: &mut String, requests: u64) {
+    let name = "portcullis_registry_requests_total";
+    let _ = writeln!(out, "# HELP {name} HTTP requests sent to registries.\n# TYPE {name} counter\n{name} {requests}");
+}

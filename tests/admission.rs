@@ -531,3 +531,99 @@ async fn registry_lookups_in_flight_are_capped() {
     // Both images timed out at the deadline, but only one lookup reached the registry.
     assert_eq!(held.connections().await, 1, "the second lookup waited for the first");
 }
+
+/// Multi-arch images: an index is judged by its own attestations if it has
+/// any, else by every platform's (each must pass, the failing one named);
+/// buildx's attestation manifests are not platforms; a tier may narrow the
+/// platforms or judge the index only. With cosign's legacy `.att` and with
+/// sigstore bundles. Warm, an admission asks the registry nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_arch_images_are_judged_per_platform() {
+    let w = world().await;
+    let attest = |image: &str, scan: Value, bundle: bool| {
+        if bundle {
+            w.cosign.attest_bundle("scanner", image, VULN, &scan);
+            w.cosign.attest_bundle("ci", image, TEST_RESULT, &passed());
+        } else {
+            w.cosign.attest("scanner", image, VULN, &scan);
+            w.cosign.attest("ci", image, TEST_RESULT, &passed());
+        }
+    };
+    let two = ["linux/amd64", "linux/arm64/v8"];
+    // Attested at the index only.
+    let (at_index, _) = w.reg.push_index("shop/multi", "at-index", &two, false).await;
+    attest(&at_index, clean(), false);
+    // Attested per platform, all clean (buildx-style, with attestation manifests).
+    let (per_platform, imgs) = w.reg.push_index("shop/multi", "per-platform", &two, true).await;
+    imgs.iter().for_each(|i| attest(i, clean(), false));
+    // Per platform, arm64 with criticals.
+    let (one_bad, imgs) = w.reg.push_index("shop/multi", "one-bad", &two, false).await;
+    attest(&imgs[0], clean(), false);
+    attest(&imgs[1], criticals(), false);
+    let bad_arm = imgs[1].rsplit('@').next().unwrap()[..19].to_string();
+    // Per platform, as sigstore bundles (cosign v3's default).
+    let (bundled, imgs) = w.reg.push_index("shop/multi", "bundled", &two, false).await;
+    imgs.iter().for_each(|i| attest(i, clean(), true));
+    // Single-platform indexes that are not linux/amd64.
+    let (arm_only, imgs) = w.reg.push_index("shop/multi", "arm-only", &["linux/arm64"], false).await;
+    attest(&imgs[0], clean(), false);
+    let (windows_only, imgs) = w.reg.push_index("shop/multi", "windows-only", &["windows/amd64"], true).await;
+    attest(&imgs[0], clean(), false);
+
+    let hook = Webhook::start(&w.policy, EngineConfig::default()).await;
+    let tag = |i: &str| format!("{}/shop/multi:{i}", w.reg.host);
+    // (case, image, admitted, text in the denial, platforms judged)
+    let rows = [
+        ("attested at the index", tag("at-index"), true, "", 0),
+        ("attested per platform, with attestation manifests", per_platform.clone(), true, "", 2),
+        ("one platform fails", tag("one-bad"), false, "platform linux/arm64/v8 (", 2),
+        ("and says what fails", one_bad.clone(), false, "2 critical vulnerabilities exceed the limit 0", 2),
+        ("per platform, as sigstore bundles", tag("bundled"), true, "", 2),
+        ("an arm64-only index", tag("arm-only"), true, "", 1),
+        ("a Windows-only index", tag("windows-only"), true, "", 1),
+    ];
+    for (case, image, admitted, text, judged) in &rows {
+        let resp = hook.admit_pod("prod", &[image], json!({}), &[]).await;
+        assert_eq!(resp["allowed"], json!(admitted), "{case}: {resp}");
+        let msg = resp["status"]["message"].as_str().unwrap_or_default();
+        assert!(msg.contains(text), "{case}: want {text:?} in {msg}");
+        let verdict = hook.audit().last().unwrap()["images"][0].clone();
+        let platforms = verdict["platforms"].as_array().map_or(0, Vec::len);
+        assert_eq!(platforms, *judged, "{case}: {verdict}");
+    }
+    let resp = hook.admit_pod("prod", &[&one_bad], json!({}), &[]).await;
+    assert!(resp["status"]["message"].as_str().unwrap().contains(&bad_arm), "names the platform's digest: {resp}");
+    let _ = (at_index, bundled, arm_only, windows_only);
+
+    // Warm: the same admissions again ask the registry nothing.
+    let requests = || async { metric(&hook.metrics().await, "portcullis_registry_requests_total") };
+    let before = requests().await;
+    for (_, image, admitted, _, _) in &rows {
+        assert_eq!(hook.admit_pod("prod", &[image], json!({}), &[]).await["allowed"], json!(admitted));
+    }
+    assert_eq!(requests().await, before, "warm admissions asked the registry");
+
+    // Cold, a 2-platform index attested per platform: its requests, printed.
+    let cold = Webhook::start(&w.policy, EngineConfig::default()).await;
+    assert_eq!(cold.admit_pod("prod", &[&tag("per-platform")], json!({}), &[]).await["allowed"], true);
+    let n = metric(&cold.metrics().await, "portcullis_registry_requests_total");
+    println!("registry requests for a cold admission of a 2-platform index attested per platform: {n}");
+    assert!(n > 0.0);
+
+    // A tier may narrow the platforms, or judge the index only.
+    let narrowed = w.policy.replace(
+        "      tests: { signedBy: [ci], require: PASSED }",
+        "      tests: { signedBy: [ci], require: PASSED }\n      platforms: [linux/amd64]",
+    );
+    assert_ne!(narrowed, w.policy);
+    let hook = Webhook::start(&narrowed, EngineConfig::default()).await;
+    assert_eq!(hook.admit_pod("prod", &[&tag("one-bad")], json!({}), &[]).await["allowed"], true);
+    let resp = hook.admit_pod("prod", &[&tag("arm-only")], json!({}), &[]).await;
+    assert!(resp["status"]["message"].as_str().unwrap().contains("none of its platforms (linux/arm64)"), "{resp}");
+    let index_only = narrowed.replace("platforms: [linux/amd64]", "platforms: [index]");
+    let hook = Webhook::start(&index_only, EngineConfig::default()).await;
+    assert_eq!(hook.admit_pod("prod", &[&tag("at-index")], json!({}), &[]).await["allowed"], true);
+    let resp = hook.admit_pod("prod", &[&tag("per-platform")], json!({}), &[]).await;
+    assert_eq!(resp["allowed"], false, "{resp}");
+    assert!(resp["status"]["message"].as_str().unwrap().contains("no attestations found"), "{resp}");
+}

@@ -459,6 +459,20 @@ pub struct ImageEvidence {
     pub attestations: Vec<Attestation>,
     /// Older attestations not read, past the per-image limit.
     pub skipped: usize,
+    /// The digest is an image index (a multi-arch image).
+    pub index: bool,
+    /// For an index without attestations of its own: each platform's
+    /// evidence (or why it could not be gathered).
+    pub platforms: Vec<PlatformEvidence>,
+}
+
+/// The evidence of one platform manifest of an index.
+#[derive(Clone, Debug)]
+pub struct PlatformEvidence {
+    /// `linux/arm64`, `windows/amd64`, `linux/arm/v7`.
+    pub platform: String,
+    pub digest: crate::image::Digest,
+    pub evidence: Result<std::sync::Arc<ImageEvidence>, String>,
 }
 
 #[derive(Clone, Debug)]
@@ -517,12 +531,13 @@ impl ImageEvidence {
                 Attestation { envelope: source.clone(), index, claimed_type, outcome }
             })
             .collect();
-        ImageEvidence { digest, location, attestations, skipped: 0 }
+        ImageEvidence { digest, location, attestations, skipped: 0, index: false, platforms: vec![] }
     }
 
     /// True when nothing verified: such entries are cached briefly, so a
     /// developer who attests after a denial is not kept waiting.
     pub fn nothing_verified(&self) -> bool {
         !self.attestations.iter().any(|a| matches!(a.outcome, Outcome::Verified { .. }))
+            && self.platforms.iter().all(|p| p.evidence.as_ref().map_or(true, |e| e.nothing_verified()))
     }
 }

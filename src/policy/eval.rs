@@ -4,7 +4,8 @@ use chrono::{DateTime, Duration as ChronoDuration, NaiveDate, Utc};
 use serde::Serialize;
 
 use super::model::{
-    path_glob, AttestationRule, ExceptionSpec, Mode, OnError, Policy, ProvenanceRule, TestRule, VulnRule,
+    path_glob, AttestationRule, ExceptionSpec, Mode, OnError, Policy, ProvenanceRule, TestRule, TierSpec, VulnRule,
+    PLATFORMS_INDEX,
 };
 use crate::attest::{Problem, SignerIdentity};
 use crate::evidence::{repository_uri, Attestation, Claim, Finding, ImageEvidence, Outcome, Provenance, Severity};
@@ -48,6 +49,10 @@ pub struct Verdict {
     /// Set when evidence could not be gathered (registry error, deadline).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// For a multi-arch image judged by its platforms: each one judged,
+    /// `linux/arm64@sha256:…`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<String>,
 }
 
 impl Verdict {
@@ -81,6 +86,7 @@ pub fn evaluate(
         exceptions: vec![],
         evidence: vec![],
         error: None,
+        platforms: vec![],
     };
     let Some(tier) = policy.tier(tier_name) else {
         v.problems.push(format!(
@@ -128,6 +134,16 @@ pub fn evaluate(
             ev.attestations.len()
         ));
     }
+    let index_only = tier.platforms.iter().any(|p| p == PLATFORMS_INDEX);
+    if ev.index && ev.attestations.is_empty() {
+        if !index_only {
+            return by_platform(policy, tier_name, tier, image, ev, now, v);
+        }
+        v.notes.push(format!(
+            "{} is a multi-arch image (an index); tier {tier_name} judges only the index's own attestations (platforms: [index])",
+            image.original
+        ));
+    }
     let ctx = Ctx { tier: tier_name, image, ev, now, policy };
     let needs_evidence = tier.vulnerabilities.is_some()
         || tier.tests.is_some()
@@ -170,6 +186,64 @@ pub fn evaluate(
 /// How a pipeline attaches provenance, for messages.
 const PROVENANCE_HOW: &str =
     "`actions/attest-build-provenance` with push-to-registry, or `cosign attest --type slsaprovenance1`";
+
+/// A multi-arch image without attestations of its own: every platform the
+/// tier judges must pass, each by its own manifest's attestations. The
+/// verdict names each failing platform.
+fn by_platform(
+    policy: &Policy,
+    tier_name: &str,
+    tier: &TierSpec,
+    image: &ImageRef,
+    ev: &ImageEvidence,
+    now: DateTime<Utc>,
+    mut v: Verdict,
+) -> Verdict {
+    // `linux/arm64` matches every variant of it; `linux/arm/v7` only itself.
+    let judged = |p: &str| {
+        tier.platforms.is_empty()
+            || tier
+                .platforms
+                .iter()
+                .any(|w| p == w || p.strip_prefix(w.as_str()).is_some_and(|rest| rest.starts_with('/')))
+    };
+    let platforms: Vec<_> = ev.platforms.iter().filter(|p| judged(&p.platform)).collect();
+    if platforms.is_empty() {
+        let listed: Vec<&str> = ev.platforms.iter().map(|p| p.platform.as_str()).collect();
+        v.problems.push(if listed.is_empty() {
+            format!("{} is an index with no platform manifests and no attestations of its own", image.original)
+        } else {
+            format!(
+                "{} is a multi-arch image with no attestations of its own, and none of its platforms ({}) is one tier {tier_name} judges ({})",
+                image.original,
+                listed.join(", "),
+                tier.platforms.join(", ")
+            )
+        });
+        v.admitted = tier.mode == Mode::Warn;
+        return v;
+    }
+    for p in platforms {
+        let pinned = ImageRef { digest: Some(p.digest.clone()), ..image.clone() };
+        let pv = evaluate(policy, tier_name, &pinned, p.evidence.as_deref().map_err(String::as_str), now);
+        let label = format!("platform {} ({})", p.platform, p.digest.short());
+        v.problems.extend(pv.problems.iter().map(|x| format!("{label}: {x}")));
+        v.notes.extend(pv.notes.iter().map(|x| format!("{label}: {x}")));
+        for (from, into) in [(pv.evidence, &mut v.evidence), (pv.exceptions, &mut v.exceptions)] {
+            for e in from {
+                if !into.contains(&e) {
+                    into.push(e);
+                }
+            }
+        }
+        if v.error.is_none() {
+            v.error = pv.error.map(|e| format!("{label}: {e}"));
+        }
+        v.platforms.push(format!("{}@{}", p.platform, p.digest));
+    }
+    v.admitted = v.problems.is_empty() || tier.mode == Mode::Warn;
+    v
+}
 
 struct Ctx<'a> {
     tier: &'a str,
@@ -806,6 +880,55 @@ mod tests {
                 })
                 .collect(),
             skipped: 0,
+            index: false,
+            platforms: vec![],
+        }
+    }
+
+    /// A multi-arch image: an index with `own` attestations and these platforms.
+    fn index(own: Vec<Outcome>, platforms: Vec<(&str, Result<Vec<Outcome>, &str>)>) -> ImageEvidence {
+        ImageEvidence {
+            index: true,
+            platforms: platforms
+                .into_iter()
+                .map(|(p, e)| crate::evidence::PlatformEvidence {
+                    platform: p.into(),
+                    digest: Digest::of(p.as_bytes()),
+                    evidence: e.map(|o| std::sync::Arc::new(evidence(o))).map_err(str::to_string),
+                })
+                .collect(),
+            ..evidence(own)
+        }
+    }
+
+    #[test]
+    fn multi_arch_images_are_judged_per_platform() {
+        let clean = || vec![scan("scanner", h(1), vec![])];
+        let crit = || vec![scan("scanner", h(1), vec![finding("CVE-1", Severity::Critical, "2", None)])];
+        let two = |arm: Vec<Outcome>| index(vec![], vec![("linux/amd64", Ok(clean())), ("linux/arm64/v8", Ok(arm))]);
+        // (case, tier yaml, evidence, admitted, text in problems or notes, platforms judged)
+        #[rustfmt::skip]
+        let rows: Vec<(&str, String, ImageEvidence, bool, &str, usize)> = vec![
+            ("every platform passes", VULNS.into(), two(clean()), true, "", 2),
+            ("a failing platform is named", VULNS.into(), two(crit()), false, "platform linux/arm64/v8 (sha256:", 2),
+            ("and what fails on it", VULNS.into(), two(crit()), false, "1 critical vulnerability exceeds the limit 0", 2),
+            ("narrowed to amd64", format!("{VULNS}\nplatforms: [linux/amd64]"), two(crit()), true, "", 1),
+            ("linux/arm64 covers its variants", format!("{VULNS}\nplatforms: [linux/arm64]"), two(crit()), false, "platform linux/arm64/v8", 1),
+            ("none of the tier's platforms", format!("{VULNS}\nplatforms: [windows/amd64]"), two(clean()), false, "none of its platforms (linux/amd64, linux/arm64/v8) is one tier t judges (windows/amd64)", 0),
+            ("index only: platforms do not count", format!("{VULNS}\nplatforms: [index]"), two(clean()), false, "judges only the index's own attestations", 0),
+            ("the index's own attestations judge it", VULNS.into(), index(clean(), vec![("linux/arm64", Ok(crit()))]), true, "", 0),
+            ("a platform that could not be looked up fails closed", VULNS.into(), index(vec![], vec![("linux/amd64", Ok(clean())), ("linux/arm64", Err("registry r.example unreachable"))]), false, "platform linux/arm64 (sha256:", 2),
+            ("an index without platforms", VULNS.into(), index(vec![], vec![]), false, "an index with no platform manifests", 0),
+            ("a Windows-only index", VULNS.into(), index(vec![], vec![("windows/amd64", Ok(clean()))]), true, "", 1),
+        ];
+        let img = ImageRef::parse("r.example/app:v1").unwrap();
+        for (case, tier, ev, admitted, text, judged) in rows {
+            let p = policy(&tier, "");
+            let v = evaluate(&p, "t", &img, Ok(&ev), now());
+            let said = format!("{} | {}", v.problems.join("; "), v.notes.join("; "));
+            assert_eq!(v.admitted, admitted, "{case}: {said}");
+            assert!(said.contains(text), "{case}: want {text:?} in {said:?}");
+            assert_eq!(v.platforms.len(), judged, "{case}: {:?}", v.platforms);
         }
     }
 

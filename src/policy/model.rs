@@ -149,7 +149,17 @@ pub struct TierSpec {
     /// code review), each signed by one of its signers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attestations: Vec<AttestationRule>,
+    /// Which attestations judge a multi-arch image (an index). Empty (the
+    /// default): the index's own if it has any, else every platform's, each
+    /// platform having to pass. `[index]`: only the index's own. A list of
+    /// platforms (`linux/amd64`, `linux/arm64`, `linux/arm/v7`): the index's
+    /// own if any, else those platforms the index has.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<String>,
 }
+
+/// The `platforms` value that judges an index by its own attestations only.
+pub const PLATFORMS_INDEX: &str = "index";
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -630,6 +640,18 @@ fn validate(f: &PolicyFile) -> Vec<Problem> {
                 if !spec.signers.contains_key(s) {
                     p(format!("spec.tiers.{tier}.{what}.signedBy[{i}]"), format!("names undefined signer {s:?}"));
                 }
+            }
+        }
+        for (i, pl) in t.platforms.iter().enumerate() {
+            let parts: Vec<&str> = pl.split('/').collect();
+            let shaped = (2..=3).contains(&parts.len()) && parts.iter().all(|x| !x.is_empty());
+            if pl == PLATFORMS_INDEX && t.platforms.len() > 1 {
+                p(format!("spec.tiers.{tier}.platforms"), "index stands alone: judge the index, or platforms".into());
+            } else if pl != PLATFORMS_INDEX && !shaped {
+                p(
+                    format!("spec.tiers.{tier}.platforms[{i}]"),
+                    format!("{pl:?} is neither index nor os/architecture[/variant] (linux/amd64, linux/arm/v7)"),
+                );
             }
         }
         if let Some(tests) = &t.tests {

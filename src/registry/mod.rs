@@ -114,7 +114,22 @@ pub struct Attestations {
     /// Older attestations not read, past [`Limits::attestation_layers`] (in
     /// each scheme, the newest are read).
     pub skipped: usize,
+    /// When the digest is an image index (a multi-arch image): its platform
+    /// manifests. None for a single manifest.
+    pub platforms: Option<Vec<PlatformManifest>>,
 }
+
+/// One platform of an image index: `linux/arm64/v8` and its manifest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlatformManifest {
+    /// `os/architecture`, with `/variant` when the index names one.
+    pub platform: String,
+    pub digest: Digest,
+}
+
+/// Most platforms an index may list; more is refused (every platform is a
+/// lookup of its own).
+pub const MAX_PLATFORMS: usize = 32;
 
 /// One registry's share of the lookup slots.
 struct Gate {
@@ -148,6 +163,8 @@ pub struct Registry {
     tokens: Mutex<HashMap<(String, String), (String, Instant)>>,
     lookups: tokio::sync::Semaphore,
     gates: Mutex<HashMap<String, Arc<Gate>>>,
+    /// HTTP requests sent to registries (token requests included).
+    requests: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Deserialize)]
@@ -190,11 +207,17 @@ impl Registry {
             tokens: Mutex::default(),
             lookups,
             gates: Mutex::default(),
+            requests: Default::default(),
         })
     }
 
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// HTTP requests sent to registries so far.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
     }
 
     fn base(&self, image: &ImageRef) -> String {
@@ -258,13 +281,83 @@ impl Registry {
             let _turn = self.turn(image).await?;
             let location =
                 format!("{}:sha256-{}.att and the OCI referrers of {}", image.name(), digest.hex(), digest.short());
-            let (legacy, bundles) = tokio::join!(self.legacy_attestations(image, digest), self.bundles(image, digest));
+            let (legacy, bundles, platforms) = tokio::join!(
+                self.legacy_attestations(image, digest),
+                self.bundles(image, digest),
+                self.platforms(image, digest)
+            );
             let (mut found, skipped_legacy) = legacy?;
             let (bundles, skipped_bundles) = bundles?;
             found.extend(bundles);
-            Ok(Attestations { location, found, skipped: skipped_legacy + skipped_bundles })
+            Ok(Attestations { location, found, skipped: skipped_legacy + skipped_bundles, platforms: platforms? })
         })
         .await
+    }
+
+    /// The image's own manifest, read to learn whether it is an index: then
+    /// its platform manifests. Entries that are not platforms (buildx's
+    /// attestation manifests, `unknown/unknown`) are left out.
+    async fn platforms(
+        &self,
+        image: &ImageRef,
+        digest: &Digest,
+    ) -> Result<Option<Vec<PlatformManifest>>, RegistryError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Index {
+            #[serde(default)]
+            manifests: Option<Vec<Entry>>,
+        }
+        #[derive(Deserialize)]
+        struct Entry {
+            digest: String,
+            #[serde(default)]
+            platform: Option<Platform>,
+            #[serde(default)]
+            annotations: std::collections::BTreeMap<String, String>,
+        }
+        #[derive(Deserialize)]
+        struct Platform {
+            #[serde(default)]
+            os: String,
+            #[serde(default)]
+            architecture: String,
+            #[serde(default)]
+            variant: Option<String>,
+        }
+        let what = image.pinned(digest);
+        let Some(body) = self.manifest(image, digest.as_str(), &what).await? else {
+            return Err(RegistryError::NotFound { what });
+        };
+        if &Digest::of(&body) != digest {
+            return Err(RegistryError::DigestMismatch { what, expected: digest.to_string() });
+        }
+        let protocol = |why: String| RegistryError::Protocol { what: what.clone(), why };
+        // An index is what has a `manifests` list (its mediaType is optional).
+        let index: Index = serde_json::from_slice(&body).map_err(|e| protocol(format!("not a manifest: {e}")))?;
+        let Some(entries) = index.manifests else { return Ok(None) };
+        let mut out = Vec::new();
+        for e in entries {
+            let Some(p) = e.platform else { continue };
+            let attestation =
+                e.annotations.get("vnd.docker.reference.type").is_some_and(|t| t == "attestation-manifest");
+            if attestation || p.os.is_empty() || p.os == "unknown" || p.architecture == "unknown" {
+                continue;
+            }
+            let platform = match p.variant.filter(|v| !v.is_empty()) {
+                Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
+                None => format!("{}/{}", p.os, p.architecture),
+            };
+            let digest = Digest::parse(&e.digest).map_err(|err| protocol(err.to_string()))?;
+            out.push(PlatformManifest { platform, digest });
+        }
+        if out.len() > MAX_PLATFORMS {
+            return Err(protocol(format!(
+                "the index lists {} platforms, more than the limit {MAX_PLATFORMS}",
+                out.len()
+            )));
+        }
+        Ok(Some(out))
     }
 
     /// The DSSE layers of the legacy `.att` manifest: the newest (cosign
@@ -451,6 +544,7 @@ impl Registry {
             if let Some(a) = &auth {
                 req = req.header(header::AUTHORIZATION, a);
             }
+            self.requests.fetch_add(1, Ordering::Relaxed);
             let resp = req.send().await.map_err(|e| self.transport_error(image, e))?;
             match resp.status() {
                 s if s.is_success() => return Ok(resp),
@@ -513,6 +607,7 @@ impl Registry {
         if let Some((u, p)) = basic {
             req = req.basic_auth(u, Some(p));
         }
+        self.requests.fetch_add(1, Ordering::Relaxed);
         let resp = req.send().await.map_err(|e| self.transport_error(image, e))?;
         if !resp.status().is_success() {
             return Err(RegistryError::Unauthorized {

@@ -104,6 +104,7 @@ async fn readyz(State(st): State<Arc<AppState>>) -> Response {
 
 async fn metrics(State(st): State<Arc<AppState>>) -> Response {
     let mut text = st.metrics.render();
+    crate::metrics::render_registry_requests(&mut text, st.engine.registry_requests());
     crate::metrics::render_trusted_roots(&mut text, st.policy().trust.roots(), portcullis_now());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
@@ -498,6 +499,7 @@ pub async fn decide(
                 exceptions: vec![],
                 evidence: vec![],
                 error: None,
+                platforms: vec![],
             }),
         }
     }

@@ -179,6 +179,50 @@ impl Registry {
         format!("{}/{repo}@{d}", self.host)
     }
 
+    /// Pushes a multi-arch image: one small image per `os/arch[/variant]`, and
+    /// an OCI index listing them (with `attestation_manifests`, also buildx's
+    /// `unknown/unknown` attestation manifest for each), tagged `tag`.
+    /// Returns the index as `host/repo@sha256:…` and each platform's image.
+    pub async fn push_index(
+        &self,
+        repo: &str,
+        tag: &str,
+        platforms: &[&str],
+        attestation_manifests: bool,
+    ) -> (String, Vec<String>) {
+        let mut entries = Vec::new();
+        let mut images = Vec::new();
+        for p in platforms {
+            let image = self.push_image(repo, &format!("{tag}-{}", p.replace('/', "-")), &format!("{tag} {p}")).await;
+            let digest = image.rsplit('@').next().unwrap().to_string();
+            let size = serde_json::to_vec(&self.get_manifest(repo, &digest).await).unwrap().len();
+            let mut parts = p.split('/');
+            let mut platform = json!({"os": parts.next().unwrap(), "architecture": parts.next().unwrap()});
+            if let Some(v) = parts.next() {
+                platform["variant"] = json!(v);
+            }
+            entries.push(json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest, "size": size, "platform": platform}));
+            if attestation_manifests {
+                // What buildx writes for its provenance/SBOM: not a platform.
+                let att = self
+                    .push_image(repo, &format!("{tag}-{}-att", p.replace('/', "-")), &format!("{tag} {p} att"))
+                    .await;
+                let att_digest = att.rsplit('@').next().unwrap().to_string();
+                let size = serde_json::to_vec(&self.get_manifest(repo, &att_digest).await).unwrap().len();
+                entries.push(json!({
+                    "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": att_digest, "size": size,
+                    "platform": {"os": "unknown", "architecture": "unknown"},
+                    "annotations": {"vnd.docker.reference.type": "attestation-manifest", "vnd.docker.reference.digest": digest}
+                }));
+            }
+            images.push(image);
+        }
+        let index =
+            json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": entries});
+        let d = self.put_manifest(repo, tag, &index).await;
+        (format!("{}/{repo}@{d}", self.host), images)
+    }
+
     /// Makes `to`'s attestation tag hold exactly `from`'s attestations, as
     /// an attacker copying evidence between images would.
     pub async fn copy_attestations(&self, repo: &str, from: &str, to: &str) {
