@@ -13,7 +13,7 @@ use crate::evidence::{ImageEvidence, PlatformEvidence};
 use crate::image::{Digest, ImageRef};
 use crate::metrics::Metrics;
 use crate::policy::{evaluate, Policy, Verdict};
-use crate::registry::Registry;
+use crate::registry::{Auth, Credentials, Registry, RegistryError};
 
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
@@ -42,9 +42,61 @@ impl Default for EngineConfig {
     }
 }
 
-type EvidenceKey = (String, Digest, String);
-type Gathered = Result<Arc<ImageEvidence>, String>;
-type Resolved = Result<Digest, String>;
+/// (image name, digest, trust fingerprint, auth scope).
+type EvidenceKey = (String, Digest, String, String);
+type Gathered = Result<Arc<ImageEvidence>, LookupError>;
+/// (reference, auth scope).
+type TagKey = (String, String);
+type Resolved = Result<Digest, LookupError>;
+
+/// Why an image could not be looked up.
+#[derive(Clone, Debug, thiserror::Error, PartialEq)]
+pub enum LookupError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// Every credential tried was refused.
+    #[error("{0}")]
+    Refused(String),
+    #[error("internal error while looking the image up: {0}")]
+    Internal(String),
+    #[error("the registry did not answer before the admission deadline")]
+    Deadline,
+}
+
+impl LookupError {
+    fn unauthorized(&self) -> bool {
+        matches!(self, LookupError::Registry(RegistryError::Unauthorized { .. }))
+    }
+}
+
+/// The credentials one request may use, in the order the kubelet tries them:
+/// the Pod's and its service account's pull secrets (read from its own
+/// namespace), then Portcullis' own (credentials file, helpers), then
+/// anonymous.
+#[derive(Clone, Debug, Default)]
+pub struct Keychain {
+    /// `(source, credentials)` of each pull secret, in order.
+    pub secrets: Vec<Arc<Credentials>>,
+    /// Pull secrets named but not read, and why: said in an auth denial.
+    pub unreadable: Vec<String>,
+}
+
+impl Keychain {
+    /// The logins to try for `registry`, in order; Portcullis' own last.
+    pub fn candidates(&self, registry: &str) -> Vec<Auth> {
+        let mut out: Vec<Auth> = Vec::new();
+        for c in &self.secrets {
+            if let Some(l) = c.stored(registry) {
+                let a = Auth::Secret(l);
+                if !out.contains(&a) {
+                    out.push(a);
+                }
+            }
+        }
+        out.push(Auth::Own);
+        out
+    }
+}
 
 /// Per-entry lifetimes: evidence, no evidence, and errors each their own.
 struct Expiry {
@@ -63,15 +115,20 @@ impl moka::Expiry<EvidenceKey, Gathered> for Expiry {
     }
 }
 
-impl moka::Expiry<String, Resolved> for Expiry {
-    fn expire_after_create(&self, _: &String, v: &Resolved, _: std::time::Instant) -> Option<Duration> {
+impl moka::Expiry<TagKey, Resolved> for Expiry {
+    fn expire_after_create(&self, _: &TagKey, v: &Resolved, _: std::time::Instant) -> Option<Duration> {
         Some(if v.is_ok() { self.positive } else { self.error })
     }
 }
 
+/// Evidence and tag resolutions are cached per (what, auth scope): what was
+/// learnt with a pull secret's login serves only lookups made with that same
+/// login (the same secret content, hence the same namespace's secret), and
+/// never a namespace that lacks it; what was learnt with Portcullis' own
+/// credentials or anonymously serves every namespace.
 pub struct Engine {
     registry: Arc<Registry>,
-    tags: Cache<String, Resolved>,
+    tags: Cache<TagKey, Resolved>,
     evidence: Cache<EvidenceKey, Gathered>,
     metrics: Arc<Metrics>,
 }
@@ -97,11 +154,60 @@ impl Engine {
         self.registry.requests()
     }
 
+    /// Tries `work` with each login of `keys` for `image`'s registry, in
+    /// order, moving on only when one is refused; when all are, one error
+    /// names every login tried.
+    async fn with_logins<T, F, Fut>(&self, image: &ImageRef, keys: &Keychain, work: F) -> Result<T, LookupError>
+    where
+        F: Fn(Auth) -> Fut,
+        Fut: std::future::Future<Output = Result<T, LookupError>>,
+    {
+        let mut refused = Vec::new();
+        for auth in keys.candidates(&image.registry) {
+            match work(auth).await {
+                Err(e) if e.unauthorized() => refused.push(e),
+                other => return other,
+            }
+        }
+        if refused.len() == 1 && keys.unreadable.is_empty() {
+            return Err(refused.remove(0));
+        }
+        let tried: Vec<String> = refused
+            .iter()
+            .filter_map(|e| match e {
+                LookupError::Registry(RegistryError::Unauthorized { status, with, .. }) => {
+                    Some(format!("{with} ({status})"))
+                }
+                _ => None,
+            })
+            .collect();
+        let unreadable = if keys.unreadable.is_empty() {
+            String::new()
+        } else {
+            format!("; not read: {}", keys.unreadable.join(", "))
+        };
+        Err(LookupError::Refused(format!(
+            "authentication failed at registry {} for repository {} with every credential tried: {}{unreadable}",
+            image.registry,
+            image.repository,
+            tried.join(", ")
+        )))
+    }
+
     /// Resolves the image and finds its evidence. Concurrent callers asking
-    /// for the same tag or digest share one registry lookup.
-    pub async fn gather(self: &Arc<Self>, image: &ImageRef, policy: &Policy) -> Result<Arc<ImageEvidence>, String> {
-        let digest = self.resolve(image).await?;
-        self.evidence_of(image, digest, policy, true).await
+    /// for the same tag or digest with the same login share one registry
+    /// lookup.
+    pub async fn gather(
+        self: &Arc<Self>,
+        image: &ImageRef,
+        policy: &Arc<Policy>,
+        keys: &Keychain,
+    ) -> Result<Arc<ImageEvidence>, LookupError> {
+        self.with_logins(image, keys, |auth| async move {
+            let digest = self.resolve_as(image, &auth).await?;
+            self.evidence_of(image, digest, policy, auth, true).await
+        })
+        .await
     }
 
     /// The evidence for one digest of `image`'s repository, cached. An
@@ -112,18 +218,18 @@ impl Engine {
         self: &Arc<Self>,
         image: &ImageRef,
         digest: Digest,
-        policy: &Policy,
+        policy: &Arc<Policy>,
+        auth: Auth,
         expand: bool,
-    ) -> Result<Arc<ImageEvidence>, String> {
-        let key = (image.name(), digest.clone(), policy.trust.fingerprint().to_string());
+    ) -> Result<Arc<ImageEvidence>, LookupError> {
+        let key = (image.name(), digest.clone(), policy.trust.fingerprint().to_string(), auth.scope());
         let me = self.clone();
         let img = image.clone();
-        let trust = policy.trust.clone();
         let policy = policy.clone();
         self.evidence
             .get_with(key, async move {
                 me.metrics.registry_lookup("attestations");
-                let found = me.registry.attestations(&img, &digest).await.map_err(|e| e.to_string())?;
+                let found = me.registry.attestations(&img, &auth, &digest).await?;
                 let platforms = match &found.platforms {
                     Some(p) if expand && found.found.is_empty() => p.clone(),
                     _ => vec![],
@@ -131,17 +237,20 @@ impl Engine {
                 let index = found.platforms.is_some();
                 // Verification is CPU work (certificate chains, logs,
                 // signatures): off the async workers.
+                let trust = policy.trust.clone();
                 let mut ev = tokio::task::spawn_blocking(move || {
                     ImageEvidence::build(digest, found.location, &found.found, &trust)
                 })
                 .await
-                .map_err(|e| format!("internal error while verifying attestations: {e}"))?;
+                .map_err(|e| LookupError::Internal(format!("verifying attestations: {e}")))?;
                 ev.skipped = found.skipped;
                 ev.index = index;
                 let lookups = platforms.into_iter().map(|p| {
-                    let (me, img, policy) = (me.clone(), img.clone(), policy.clone());
+                    let (me, img, policy, auth) = (me.clone(), img.clone(), policy.clone(), auth.clone());
                     async move {
-                        let evidence = Box::pin(me.evidence_of(&img, p.digest.clone(), &policy, false)).await;
+                        let evidence = Box::pin(me.evidence_of(&img, p.digest.clone(), &policy, auth, false))
+                            .await
+                            .map_err(|e| e.to_string());
                         PlatformEvidence { platform: p.platform, digest: p.digest, evidence }
                     }
                 });
@@ -155,16 +264,23 @@ impl Engine {
     /// tag TTL; concurrent callers share one registry lookup). The mutating
     /// webhook pins images to exactly this digest, which the validating
     /// webhook then judges.
-    pub async fn resolve(self: &Arc<Self>, image: &ImageRef) -> Result<Digest, String> {
+    pub async fn resolve(self: &Arc<Self>, image: &ImageRef, keys: &Keychain) -> Result<Digest, LookupError> {
+        if let Some(d) = &image.digest {
+            return Ok(d.clone());
+        }
+        self.with_logins(image, keys, |auth| async move { self.resolve_as(image, &auth).await }).await
+    }
+
+    async fn resolve_as(self: &Arc<Self>, image: &ImageRef, auth: &Auth) -> Result<Digest, LookupError> {
         if let Some(d) = &image.digest {
             return Ok(d.clone());
         }
         let me = self.clone();
-        let img = image.clone();
+        let (img, a) = (image.clone(), auth.clone());
         self.tags
-            .get_with(image.to_string(), async move {
+            .get_with((image.to_string(), auth.scope()), async move {
                 me.metrics.registry_lookup("resolve");
-                me.registry.resolve(&img).await.map_err(|e| e.to_string())
+                Ok(me.registry.resolve(&img, &a).await?)
             })
             .await
     }
@@ -172,10 +288,15 @@ impl Engine {
     /// [`Engine::resolve`] for each image, each answered by `deadline`
     /// (a lookup still running then goes on in the background, bounded by
     /// the registry's lookup budget, to fill the cache).
-    pub async fn resolve_all(self: &Arc<Self>, images: &[ImageRef], deadline: Instant) -> Vec<Result<Digest, String>> {
+    pub async fn resolve_all(
+        self: &Arc<Self>,
+        images: &[ImageRef],
+        keys: &Keychain,
+        deadline: Instant,
+    ) -> Vec<Result<Digest, LookupError>> {
         let tasks = images.iter().map(|image| {
-            let (me, img) = (self.clone(), image.clone());
-            by_deadline(deadline, async move { me.resolve(&img).await })
+            let (me, img, keys) = (self.clone(), image.clone(), keys.clone());
+            by_deadline(deadline, async move { me.resolve(&img, &keys).await })
         });
         futures::future::join_all(tasks).await
     }
@@ -189,13 +310,17 @@ impl Engine {
         policy: &Arc<Policy>,
         tier: &str,
         images: &[ImageRef],
+        keys: &Keychain,
         now: DateTime<Utc>,
         deadline: Instant,
     ) -> Vec<Verdict> {
         let tasks = images.iter().map(|image| {
-            let (me, img, pol) = (self.clone(), image.clone(), policy.clone());
-            let gathered = by_deadline(deadline, async move { me.gather(&img, &pol).await });
-            async move { evaluate(policy, tier, image, gathered.await.as_deref().map_err(String::as_str), now) }
+            let (me, img, pol, keys) = (self.clone(), image.clone(), policy.clone(), keys.clone());
+            let gathered = by_deadline(deadline, async move { me.gather(&img, &pol, &keys).await });
+            async move {
+                let gathered = gathered.await.map_err(|e| e.to_string());
+                evaluate(policy, tier, image, gathered.as_deref().map_err(String::as_str), now)
+            }
         });
         futures::future::join_all(tasks).await
     }
@@ -207,11 +332,11 @@ impl Engine {
 /// server's retry.
 async fn by_deadline<T: Send + 'static>(
     deadline: Instant,
-    work: impl std::future::Future<Output = Result<T, String>> + Send + 'static,
-) -> Result<T, String> {
+    work: impl std::future::Future<Output = Result<T, LookupError>> + Send + 'static,
+) -> Result<T, LookupError> {
     match tokio::time::timeout_at(deadline, tokio::spawn(work)).await {
         Ok(Ok(r)) => r,
-        Ok(Err(join)) => Err(format!("internal error while looking the image up: {join}")),
-        Err(_) => Err("the registry did not answer before the admission deadline".to_string()),
+        Ok(Err(join)) => Err(LookupError::Internal(join.to_string())),
+        Err(_) => Err(LookupError::Deadline),
     }
 }

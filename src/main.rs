@@ -78,10 +78,12 @@ struct RegistryArgs {
     /// A registry (host[:port]) to reach over plain HTTP; loopback registries always are. Repeatable.
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
     insecure_registries: Vec<String>,
-    /// PEM CA bundle trusted for HTTPS registries, besides the system roots.
-    #[arg(long, value_name = "FILE")]
-    registry_ca: Option<PathBuf>,
-    /// Docker config.json with registry credentials (`auths`), e.g. a mounted pull secret.
+    /// PEM CA bundle trusted for HTTPS registries, besides the system roots; `HOST[:PORT]=FILE` trusts it for
+    /// that registry only (which is then always reached over HTTPS, loopback too). Repeatable.
+    #[arg(long = "registry-ca", value_name = "[HOST=]FILE")]
+    registry_cas: Vec<String>,
+    /// Docker config.json with Portcullis' own registry credentials: `auths`, and `credHelpers` / `credsStore`,
+    /// which run `docker-credential-<name> get` as docker does (ECR, GCR, ACR helpers on PATH).
     #[arg(long, value_name = "FILE", env = "PORTCULLIS_REGISTRY_AUTH")]
     registry_auth: Option<PathBuf>,
     /// Timeout for one registry request.
@@ -127,6 +129,14 @@ struct ServeArgs {
     /// Namespace label naming the tier.
     #[arg(long, default_value = TIER_LABEL)]
     tier_label: String,
+    /// Look images up with the pull secrets of the object under review and of its service account (read from
+    /// its own namespace; needs `get` on secrets and serviceaccounts, see manifests/optional/), before
+    /// Portcullis' own credentials. Off: only Portcullis' own credentials and anonymous access.
+    #[arg(long)]
+    pull_secrets: bool,
+    /// How long a pull secret or service account read from the API is reused.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pull_secret_ttl: Duration,
     /// How long a tag -> digest resolution is reused.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     tag_cache_ttl: Duration,
@@ -282,11 +292,20 @@ fn registry(a: &RegistryArgs) -> anyhow::Result<Registry> {
         }
         None => Credentials::default(),
     };
-    let roots = match &a.registry_ca {
-        Some(p) => vec![std::fs::read(p).with_context(|| format!("reading {}", p.display()))?],
-        None => vec![],
-    };
-    Registry::new(limits, a.insecure_registries.clone(), credentials, &roots).map_err(anyhow::Error::msg)
+    let read = |p: &str| std::fs::read(p).with_context(|| format!("reading {p}"));
+    let (mut roots, mut per_host) = (Vec::new(), Vec::new());
+    for ca in &a.registry_cas {
+        match ca.split_once('=') {
+            Some((host, file)) => per_host.push((host.to_string(), read(file)?)),
+            None => roots.push(read(ca)?),
+        }
+    }
+    let mut r =
+        Registry::new(limits, a.insecure_registries.clone(), credentials, &roots).map_err(anyhow::Error::msg)?;
+    for (host, pem) in per_host {
+        r = r.with_host_ca(&host, &pem).map_err(anyhow::Error::msg)?;
+    }
+    Ok(r)
 }
 
 async fn serve(a: ServeArgs) -> anyhow::Result<()> {
@@ -295,11 +314,16 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     for w in policy.warnings(webhook::portcullis_now(), portcullis::attest::keyless::EXPIRY_WARNING) {
         tracing::warn!("{w}");
     }
+    let mut pull_secrets = None;
     let tiers = match a.cluster {
         ClusterMode::Never => TierSource::Static,
         mode => match kube::Client::try_default().await {
             Ok(client) => {
                 tracing::info!(label = %a.tier_label, "tiers from namespace labels (cluster)");
+                if a.pull_secrets {
+                    tracing::info!("images looked up with the pull secrets of each object's namespace, then Portcullis' own credentials");
+                    pull_secrets = Some(portcullis::cluster::PullSecrets::new(client.clone(), a.pull_secret_ttl));
+                }
                 TierSource::cluster(client, a.tier_label.clone())
             }
             Err(e) if mode == ClusterMode::Always => return Err(anyhow::anyhow!("no Kubernetes configuration: {e}")),
@@ -309,6 +333,11 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
             }
         },
     };
+    if a.pull_secrets && pull_secrets.is_none() {
+        anyhow::bail!(
+            "--pull-secrets needs a cluster to read the secrets from (no Kubernetes configuration, or --cluster never)"
+        );
+    }
     let metrics = Arc::new(Metrics::default());
     let cfg = EngineConfig {
         tag_ttl: a.tag_cache_ttl,
@@ -343,6 +372,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         max_images: a.max_images_per_review,
         pin: a.pin_images,
         body_timeout: a.body_timeout,
+        pull_secrets,
     });
     let tls =
         axum_server::tls_rustls::RustlsConfig::from_pem_file(&a.tls_cert, &a.tls_key).await.with_context(|| {
@@ -404,7 +434,7 @@ async fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
         let refs = a.images.iter().map(|i| ImageRef::parse(i)).collect::<Result<Vec<_>, _>>()?;
         let engine = Engine::new(registry(&a.registry)?, &EngineConfig::default(), Arc::new(Metrics::default()));
         let deadline = tokio::time::Instant::now() + a.timeout;
-        engine.evaluate_images(&policy, &a.tier, &refs, now, deadline).await
+        engine.evaluate_images(&policy, &a.tier, &refs, &Default::default(), now, deadline).await
     } else {
         check_files(&a, &policy, now)?
     };

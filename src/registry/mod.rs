@@ -23,7 +23,7 @@ use crate::attest::{LegacyLayer, Signed};
 use crate::image::{Digest, ImageRef};
 
 mod credentials;
-pub use credentials::{Credentials, CredentialsError};
+pub use credentials::{Auth, Credentials, CredentialsError, Login};
 
 /// Media type of a DSSE envelope layer in a cosign attestation manifest.
 pub const DSSE_MEDIA_TYPE: &str = "application/vnd.dsse.envelope.v1+json";
@@ -85,8 +85,10 @@ pub enum RegistryError {
     Timeout { registry: String, secs: f64 },
     #[error("{what} not found in registry")]
     NotFound { what: String },
-    #[error("registry {registry} refused access to {repository} ({status}); configure pull credentials for it")]
-    Unauthorized { registry: String, repository: String, status: u16 },
+    #[error("authentication failed at registry {registry} for repository {repository} ({status}) with {with}")]
+    Unauthorized { registry: String, repository: String, status: u16, with: String },
+    #[error("{0}")]
+    Credentials(#[from] CredentialsError),
     #[error("registry {registry} answered {status} for {what}")]
     Status { registry: String, what: String, status: u16 },
     #[error("{what} is larger than the limit of {limit} bytes")]
@@ -157,15 +159,22 @@ const GATES_KEPT: usize = 1024;
 /// A small OCI distribution client with bounded reads.
 pub struct Registry {
     http: reqwest::Client,
+    /// Registries with a CA bundle of their own: always HTTPS (loopback
+    /// ones too), trusting that bundle besides the system roots.
+    per_host: HashMap<String, reqwest::Client>,
     insecure: HashSet<String>,
     credentials: Credentials,
     limits: Limits,
-    tokens: Mutex<HashMap<(String, String), (String, Instant)>>,
+    tokens: Mutex<HashMap<TokenKey, (String, Instant)>>,
     lookups: tokio::sync::Semaphore,
     gates: Mutex<HashMap<String, Arc<Gate>>>,
     /// HTTP requests sent to registries (token requests included).
     requests: std::sync::atomic::AtomicU64,
 }
+
+/// Bearer tokens are kept by (registry, repository, auth scope): a token got
+/// with one login never serves another.
+type TokenKey = (String, String, String);
 
 #[derive(Deserialize)]
 struct TokenResponse {
@@ -187,20 +196,11 @@ impl Registry {
         credentials: Credentials,
         extra_roots: &[Vec<u8>],
     ) -> Result<Self, String> {
-        let mut b = reqwest::Client::builder()
-            .connect_timeout(limits.connect_timeout)
-            .timeout(limits.request_timeout)
-            .redirect(reqwest::redirect::Policy::limited(5))
-            .user_agent(concat!("portcullis/", env!("CARGO_PKG_VERSION")));
-        for pem in extra_roots {
-            for cert in reqwest::Certificate::from_pem_bundle(pem).map_err(|e| format!("registry CA bundle: {e}"))? {
-                b = b.add_root_certificate(cert);
-            }
-        }
-        let http = b.build().map_err(|e| format!("building the registry client: {e}"))?;
+        let http = client(&limits, extra_roots)?;
         let lookups = tokio::sync::Semaphore::new(limits.concurrent_lookups.max(1));
         Ok(Registry {
             http,
+            per_host: HashMap::new(),
             insecure: insecure.into_iter().collect(),
             credentials,
             limits,
@@ -215,21 +215,35 @@ impl Registry {
         &self.limits
     }
 
+    /// Trusts the PEM CA bundle `pem` for `host` (besides the system roots),
+    /// and reaches `host` over HTTPS even on loopback.
+    pub fn with_host_ca(mut self, host: &str, pem: &[u8]) -> Result<Self, String> {
+        let c = client(&self.limits, &[pem.to_vec()]).map_err(|e| format!("{host}: {e}"))?;
+        self.per_host.insert(host.to_string(), c);
+        Ok(self)
+    }
+
+    /// The client for `registry`: its own when it has a CA bundle of its own.
+    fn http_for(&self, registry: &str) -> &reqwest::Client {
+        self.per_host.get(registry).unwrap_or(&self.http)
+    }
+
     /// HTTP requests sent to registries so far.
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
     }
 
     fn base(&self, image: &ImageRef) -> String {
-        let scheme =
-            if image.is_loopback_registry() || self.insecure.contains(&image.registry) { "http" } else { "https" };
+        let plain = (image.is_loopback_registry() || self.insecure.contains(&image.registry))
+            && !self.per_host.contains_key(&image.registry);
+        let scheme = if plain { "http" } else { "https" };
         let host = if image.registry == crate::image::DOCKER_HUB { "registry-1.docker.io" } else { &image.registry };
         format!("{scheme}://{host}/v2/{}", image.repository)
     }
 
     /// Resolves the image's tag to the digest the registry serves now. An
     /// image pinned by digest is returned as it is.
-    pub async fn resolve(&self, image: &ImageRef) -> Result<Digest, RegistryError> {
+    pub async fn resolve(&self, image: &ImageRef, auth: &Auth) -> Result<Digest, RegistryError> {
         if let Some(d) = &image.digest {
             return Ok(d.clone());
         }
@@ -238,7 +252,7 @@ impl Registry {
             let tag = image.tag.as_deref().unwrap_or("latest");
             let url = format!("{}/manifests/{tag}", self.base(image));
             let what = format!("image {}:{tag}", image.name());
-            let resp = self.send(image, reqwest::Method::HEAD, &url, &what).await?;
+            let resp = self.send(image, auth, reqwest::Method::HEAD, &url, &what).await?;
             if let Some(d) = resp.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()) {
                 if let Ok(d) = Digest::parse(d) {
                     return Ok(d);
@@ -246,7 +260,7 @@ impl Registry {
             }
             // No usable header: fetch the manifest and hash it, once it is
             // known to be a manifest (never an error page, never anything else).
-            let resp = self.send(image, reqwest::Method::GET, &url, &what).await?;
+            let resp = self.send(image, auth, reqwest::Method::GET, &url, &what).await?;
             let content_type = resp.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(String::from);
             let body = read_bounded(resp, self.limits.manifest_bytes, &what).await?;
             check_manifest(&body, content_type.as_deref()).map_err(|why| RegistryError::Protocol { what, why })?;
@@ -276,15 +290,20 @@ impl Registry {
     /// default, `--new-bundle-format` before), through the referrers API or,
     /// where the registry has none, the `sha256-<hex>` referrers tag. Finding
     /// none is not an error.
-    pub async fn attestations(&self, image: &ImageRef, digest: &Digest) -> Result<Attestations, RegistryError> {
+    pub async fn attestations(
+        &self,
+        image: &ImageRef,
+        auth: &Auth,
+        digest: &Digest,
+    ) -> Result<Attestations, RegistryError> {
         self.bounded(image, async {
             let _turn = self.turn(image).await?;
             let location =
                 format!("{}:sha256-{}.att and the OCI referrers of {}", image.name(), digest.hex(), digest.short());
             let (legacy, bundles, platforms) = tokio::join!(
-                self.legacy_attestations(image, digest),
-                self.bundles(image, digest),
-                self.platforms(image, digest)
+                self.legacy_attestations(image, auth, digest),
+                self.bundles(image, auth, digest),
+                self.platforms(image, auth, digest)
             );
             let (mut found, skipped_legacy) = legacy?;
             let (bundles, skipped_bundles) = bundles?;
@@ -300,6 +319,7 @@ impl Registry {
     async fn platforms(
         &self,
         image: &ImageRef,
+        auth: &Auth,
         digest: &Digest,
     ) -> Result<Option<Vec<PlatformManifest>>, RegistryError> {
         #[derive(Deserialize)]
@@ -326,7 +346,7 @@ impl Registry {
             variant: Option<String>,
         }
         let what = image.pinned(digest);
-        let Some(body) = self.manifest(image, digest.as_str(), &what).await? else {
+        let Some(body) = self.manifest(image, auth, digest.as_str(), &what).await? else {
             return Err(RegistryError::NotFound { what });
         };
         if &Digest::of(&body) != digest {
@@ -367,11 +387,12 @@ impl Registry {
     async fn legacy_attestations(
         &self,
         image: &ImageRef,
+        auth: &Auth,
         digest: &Digest,
     ) -> Result<(Vec<Found>, usize), RegistryError> {
         let tag = format!("sha256-{}.att", digest.hex());
         let location = format!("{}:{tag}", image.name());
-        let Some(body) = self.manifest(image, &tag, &location).await? else { return Ok((vec![], 0)) };
+        let Some(body) = self.manifest(image, auth, &tag, &location).await? else { return Ok((vec![], 0)) };
         let manifest: OciImageManifest = serde_json::from_slice(&body).map_err(|e| RegistryError::Protocol {
             what: location.clone(),
             why: format!("not an image manifest: {e}"),
@@ -380,7 +401,7 @@ impl Registry {
         let skipped = layers.len().saturating_sub(self.limits.attestation_layers);
         let fetches = layers[skipped..].iter().map(|l| async {
             let d = self.descriptor(&l.digest, l.size, &location)?;
-            let bytes = self.blob(image, &d, self.limits.attestation_bytes).await?;
+            let bytes = self.blob(image, auth, &d, self.limits.attestation_bytes).await?;
             let layer = LegacyLayer::new(bytes, l.annotations.as_ref());
             let signed = if layer.certificate.is_some() {
                 Signed::Legacy(Box::new(layer))
@@ -393,15 +414,20 @@ impl Registry {
     }
 
     /// The sigstore bundles holding DSSE envelopes among the image's referrers.
-    async fn bundles(&self, image: &ImageRef, digest: &Digest) -> Result<(Vec<Found>, usize), RegistryError> {
+    async fn bundles(
+        &self,
+        image: &ImageRef,
+        auth: &Auth,
+        digest: &Digest,
+    ) -> Result<(Vec<Found>, usize), RegistryError> {
         let what = format!("referrers of {}", image.pinned(digest));
         let url = format!("{}/referrers/{digest}", self.base(image));
-        let index = match self.send(image, reqwest::Method::GET, &url, &what).await {
+        let index = match self.send(image, auth, reqwest::Method::GET, &url, &what).await {
             Ok(resp) => read_bounded(resp, self.limits.manifest_bytes, &what).await?,
             // No referrers API here: the referrers tag schema.
             Err(RegistryError::NotFound { .. }) | Err(RegistryError::Status { status: 400 | 405 | 501, .. }) => {
                 let tag = format!("sha256-{}", digest.hex());
-                match self.manifest(image, &tag, &format!("{}:{tag}", image.name())).await? {
+                match self.manifest(image, auth, &tag, &format!("{}:{tag}", image.name())).await? {
                     Some(b) => b,
                     None => return Ok((vec![], 0)),
                 }
@@ -412,7 +438,7 @@ impl Registry {
             .map_err(|e| RegistryError::Protocol { what: what.clone(), why: format!("not an image index: {e}") })?;
         // Newest last; more than the limit keeps the newest.
         let skip = index.manifests.len().saturating_sub(self.limits.attestation_layers);
-        let fetches = index.manifests.iter().skip(skip).map(|entry| self.bundle(image, &entry.digest, &what));
+        let fetches = index.manifests.iter().skip(skip).map(|entry| self.bundle(image, auth, &entry.digest, &what));
         let found = futures::future::try_join_all(fetches).await?;
         Ok((found.into_iter().flatten().collect(), skip))
     }
@@ -423,12 +449,13 @@ impl Registry {
     async fn bundle(
         &self,
         image: &ImageRef,
+        auth: &Auth,
         manifest_digest: &str,
         what: &str,
     ) -> Result<Option<Found>, RegistryError> {
         let d = Digest::parse(manifest_digest)
             .map_err(|e| RegistryError::Protocol { what: what.to_string(), why: e.to_string() })?;
-        let Some(body) = self.manifest(image, d.as_str(), what).await? else { return Ok(None) };
+        let Some(body) = self.manifest(image, auth, d.as_str(), what).await? else { return Ok(None) };
         if Digest::of(&body) != d {
             return Err(RegistryError::DigestMismatch {
                 what: format!("referrer {}", d.short()),
@@ -439,7 +466,7 @@ impl Registry {
         let is_bundle = |t: &str| t.starts_with(BUNDLE_MEDIA_TYPE_PREFIX);
         let Some(layer) = m.layers.iter().find(|l| is_bundle(&l.media_type)) else { return Ok(None) };
         let source = self.descriptor(&layer.digest, layer.size, what)?;
-        let blob = self.blob(image, &source, self.limits.attestation_bytes).await?;
+        let blob = self.blob(image, auth, &source, self.limits.attestation_bytes).await?;
         // A bundle holds a DSSE envelope (attestations) or a message signature (cosign sign).
         let bundle: serde_json::Value = serde_json::from_slice(&blob).map_err(|e| RegistryError::Protocol {
             what: format!("sigstore bundle {}", source.short()),
@@ -490,9 +517,15 @@ impl Registry {
     }
 
     /// A manifest by tag or digest, bounded; None when there is none.
-    async fn manifest(&self, image: &ImageRef, reference: &str, what: &str) -> Result<Option<Bytes>, RegistryError> {
+    async fn manifest(
+        &self,
+        image: &ImageRef,
+        auth: &Auth,
+        reference: &str,
+        what: &str,
+    ) -> Result<Option<Bytes>, RegistryError> {
         let url = format!("{}/manifests/{reference}", self.base(image));
-        match self.send(image, reqwest::Method::GET, &url, what).await {
+        match self.send(image, auth, reqwest::Method::GET, &url, what).await {
             Ok(resp) => Ok(Some(read_bounded(resp, self.limits.manifest_bytes, what).await?)),
             Err(RegistryError::NotFound { .. }) => Ok(None),
             Err(e) => Err(e),
@@ -513,10 +546,16 @@ impl Registry {
     }
 
     /// Fetches a blob by digest, bounded to `limit` bytes, and checks its digest.
-    pub async fn blob(&self, image: &ImageRef, digest: &Digest, limit: usize) -> Result<Bytes, RegistryError> {
+    pub async fn blob(
+        &self,
+        image: &ImageRef,
+        auth: &Auth,
+        digest: &Digest,
+        limit: usize,
+    ) -> Result<Bytes, RegistryError> {
         let what = format!("blob {} in {}", digest.short(), image.name());
         let url = format!("{}/blobs/{digest}", self.base(image));
-        let resp = self.send(image, reqwest::Method::GET, &url, &what).await?;
+        let resp = self.send(image, auth, reqwest::Method::GET, &url, &what).await?;
         let body = read_bounded(resp, limit, &what).await?;
         if Digest::of(&body) != *digest {
             return Err(RegistryError::DigestMismatch { what, expected: digest.to_string() });
@@ -528,20 +567,22 @@ impl Registry {
     async fn send(
         &self,
         image: &ImageRef,
+        auth: &Auth,
         method: reqwest::Method,
         url: &str,
         what: &str,
     ) -> Result<reqwest::Response, RegistryError> {
-        let key = (image.registry.clone(), image.repository.clone());
+        let key = (image.registry.clone(), image.repository.clone(), auth.scope());
         let cached = self
             .tokens
             .lock()
             .ok()
             .and_then(|t| t.get(&key).filter(|(_, exp)| *exp > Instant::now()).map(|(t, _)| t.clone()));
-        let mut auth = cached.map(|t| format!("Bearer {t}"));
+        let mut authorization = cached.map(|t| format!("Bearer {t}"));
         for attempt in 0..2 {
-            let mut req = self.http.request(method.clone(), url).header(header::ACCEPT, MANIFEST_ACCEPT);
-            if let Some(a) = &auth {
+            let mut req =
+                self.http_for(&image.registry).request(method.clone(), url).header(header::ACCEPT, MANIFEST_ACCEPT);
+            if let Some(a) = &authorization {
                 req = req.header(header::AUTHORIZATION, a);
             }
             self.requests.fetch_add(1, Ordering::Relaxed);
@@ -556,14 +597,10 @@ impl Registry {
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or("")
                         .to_string();
-                    auth = Some(self.answer_challenge(image, &challenge).await?);
+                    authorization = Some(self.answer_challenge(image, auth, &challenge).await?);
                 }
                 s @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => {
-                    return Err(RegistryError::Unauthorized {
-                        registry: image.registry.clone(),
-                        repository: image.repository.clone(),
-                        status: s.as_u16(),
-                    })
+                    return Err(self.unauthorized(image, auth, s.as_u16()).await);
                 }
                 s => {
                     return Err(RegistryError::Status {
@@ -574,33 +611,58 @@ impl Registry {
                 }
             }
         }
-        Err(RegistryError::Unauthorized {
-            registry: image.registry.clone(),
-            repository: image.repository.clone(),
-            status: 401,
-        })
+        Err(self.unauthorized(image, auth, 401).await)
     }
 
-    async fn answer_challenge(&self, image: &ImageRef, challenge: &str) -> Result<String, RegistryError> {
-        let basic = self.credentials.get(&image.registry);
+    /// Access refused, naming the credentials that were tried.
+    async fn unauthorized(&self, image: &ImageRef, auth: &Auth, status: u16) -> RegistryError {
+        let with = match auth {
+            Auth::Secret(l) => l.source.clone(),
+            Auth::Own => match self.credentials.login(&image.registry).await {
+                Ok(Some(l)) => l.source,
+                Ok(None) => "no credentials (anonymous)".to_string(),
+                Err(e) => return e.into(),
+            },
+        };
+        RegistryError::Unauthorized {
+            registry: image.registry.clone(),
+            repository: image.repository.clone(),
+            status,
+            with,
+        }
+    }
+
+    async fn answer_challenge(&self, image: &ImageRef, auth: &Auth, challenge: &str) -> Result<String, RegistryError> {
+        let login = match auth {
+            Auth::Own => self.credentials.login(&image.registry).await?,
+            Auth::Secret(l) => Some(l.clone()),
+        };
+        let with = login.as_ref().map(|l| l.source.clone()).unwrap_or_else(|| "no credentials (anonymous)".into());
+        let refused = |status: u16| RegistryError::Unauthorized {
+            registry: image.registry.clone(),
+            repository: image.repository.clone(),
+            status,
+            with: with.clone(),
+        };
+        let basic = login.as_ref().map(|l| (l.username.as_str(), l.password.as_str()));
         let (scheme, params) = parse_challenge(challenge);
         if scheme.eq_ignore_ascii_case("basic") {
             return match basic {
                 Some((u, p)) => {
                     Ok(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))))
                 }
-                None => Err(RegistryError::Unauthorized {
-                    registry: image.registry.clone(),
-                    repository: image.repository.clone(),
-                    status: 401,
-                }),
+                None => Err(refused(401)),
             };
         }
         let realm = params.get("realm").ok_or_else(|| RegistryError::Protocol {
             what: format!("registry {}", image.registry),
             why: format!("unsupported authentication challenge {challenge:?}"),
         })?;
-        let mut req = self.http.get(realm).query(&[("scope", format!("repository:{}:pull", image.repository))]);
+        // The registry's token service is reached as the registry is (its CA).
+        let mut req = self
+            .http_for(&image.registry)
+            .get(realm)
+            .query(&[("scope", format!("repository:{}:pull", image.repository))]);
         if let Some(service) = params.get("service") {
             req = req.query(&[("service", service)]);
         }
@@ -610,11 +672,7 @@ impl Registry {
         self.requests.fetch_add(1, Ordering::Relaxed);
         let resp = req.send().await.map_err(|e| self.transport_error(image, e))?;
         if !resp.status().is_success() {
-            return Err(RegistryError::Unauthorized {
-                registry: image.registry.clone(),
-                repository: image.repository.clone(),
-                status: resp.status().as_u16(),
-            });
+            return Err(refused(resp.status().as_u16()));
         }
         let what = format!("token from {realm}");
         let body = read_bounded(resp, 64 << 10, &what).await?;
@@ -623,7 +681,10 @@ impl Registry {
         let token = if t.token.is_empty() { t.access_token } else { t.token };
         let ttl = Duration::from_secs(t.expires_in.unwrap_or(60).clamp(10, 300)) - Duration::from_secs(5);
         if let Ok(mut m) = self.tokens.lock() {
-            m.insert((image.registry.clone(), image.repository.clone()), (token.clone(), Instant::now() + ttl));
+            m.insert(
+                (image.registry.clone(), image.repository.clone(), auth.scope()),
+                (token.clone(), Instant::now() + ttl),
+            );
         }
         Ok(format!("Bearer {token}"))
     }
@@ -701,6 +762,22 @@ fn check_manifest(body: &[u8], content_type: Option<&str>) -> Result<(), String>
         return Err("not a manifest (neither layers nor manifests)".into());
     }
     Ok(())
+}
+
+/// A registry client: bounded in time, following few redirects, trusting
+/// `roots` besides the system roots.
+fn client(limits: &Limits, roots: &[Vec<u8>]) -> Result<reqwest::Client, String> {
+    let mut b = reqwest::Client::builder()
+        .connect_timeout(limits.connect_timeout)
+        .timeout(limits.request_timeout)
+        .redirect(reqwest::redirect::Policy::limited(5))
+        .user_agent(concat!("portcullis/", env!("CARGO_PKG_VERSION")));
+    for pem in roots {
+        for cert in reqwest::Certificate::from_pem_bundle(pem).map_err(|e| format!("registry CA bundle: {e}"))? {
+            b = b.add_root_certificate(cert);
+        }
+    }
+    b.build().map_err(|e| format!("building the registry client: {e}"))
 }
 
 /// Parses `Bearer realm="…",service="…",scope="…"`.

@@ -63,6 +63,28 @@ pub struct ContainerImage {
     pub image: String,
 }
 
+/// The pull secrets a pod spec names (`imagePullSecrets[].name`) and its
+/// service account (`serviceAccountName`, `default` when unset).
+pub fn pull_secrets(shape: &Shape, object: &Value) -> (Vec<String>, String) {
+    let spec = object.pointer(shape.spec);
+    let names = spec
+        .and_then(|s| s.get("imagePullSecrets"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.get("name").and_then(Value::as_str))
+        .filter(|n| !n.is_empty())
+        .map(String::from)
+        .collect();
+    let account = spec
+        .and_then(|s| s.get("serviceAccountName").or_else(|| s.get("serviceAccount")))
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .unwrap_or("default")
+        .to_string();
+    (names, account)
+}
+
 /// A pod spec that cannot be read: denied, never skipped.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("the pod spec of this {kind} cannot be read: {why}")]

@@ -25,7 +25,7 @@ use tokio::time::Instant;
 
 use crate::audit::{AuditLog, Record};
 use crate::cluster::TierSource;
-use crate::engine::Engine;
+use crate::engine::{Engine, Keychain};
 use crate::image::{Digest, ImageRef};
 use crate::metrics::Metrics;
 use crate::policy::{self, BreakGlass, BreakGlassRequest, GrantKeys, Policy, Presented, Verdict};
@@ -69,6 +69,8 @@ pub struct AppState {
     pub pin: PinImages,
     /// Longest wait for a request body.
     pub body_timeout: Duration,
+    /// Pull secrets, when Portcullis may read them (`--pull-secrets`).
+    pub pull_secrets: Option<crate::cluster::PullSecrets>,
 }
 
 impl AppState {
@@ -392,6 +394,23 @@ impl Subject {
         self.changed(all, op)
     }
 
+    /// The credentials its images may be looked up with: its pull secrets
+    /// and its service account's (from its own namespace), when Portcullis
+    /// reads them; then Portcullis' own. Reading them waits at most
+    /// [`PULL_SECRET_WAIT`] and never past `deadline`.
+    pub(crate) async fn keychain(&self, st: &AppState, deadline: Instant) -> Keychain {
+        let Some(ps) = &st.pull_secrets else { return Keychain::default() };
+        let (names, account) = extract::pull_secrets(&self.shape, &self.object);
+        let until = deadline.min(Instant::now() + PULL_SECRET_WAIT);
+        match tokio::time::timeout_at(until, ps.keychain(&self.namespace, &names, &account)).await {
+            Ok(k) => k,
+            Err(_) => Keychain {
+                unreadable: vec!["pull secrets (the API server did not answer in time)".into()],
+                ..Default::default()
+            },
+        }
+    }
+
     /// The images that are new: every one on CREATE; on UPDATE those whose
     /// reference the previous version did not have.
     pub(crate) fn changed(&self, all: Vec<ContainerImage>, op: &Operation) -> Vec<ContainerImage> {
@@ -403,6 +422,9 @@ impl Subject {
         all.into_iter().filter(|c| !before.contains(&c.image)).collect()
     }
 }
+
+/// Longest wait for the API server when reading pull secrets.
+pub const PULL_SECRET_WAIT: Duration = Duration::from_secs(2);
 
 /// Decides one admission request.
 pub async fn decide(
@@ -503,7 +525,8 @@ pub async fn decide(
             }),
         }
     }
-    verdicts.extend(st.engine.evaluate_images(&policy, &tier, &refs, now, deadline).await);
+    let keys = if refs.is_empty() { Keychain::default() } else { subject.keychain(st, deadline).await };
+    verdicts.extend(st.engine.evaluate_images(&policy, &tier, &refs, &keys, now, deadline).await);
     for v in &verdicts {
         st.metrics.image(&tier, v.admitted);
     }

@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use super::{extract, AppState, Subject};
+use crate::engine::LookupError;
 use crate::image::{Digest, ImageRef};
 use crate::policy::{self, Presented};
 
@@ -77,8 +78,9 @@ pub(super) async fn mutate(
     // One round of resolutions for both (cached: the validator reuses them).
     let needed: Vec<usize> = if wants_grant { (0..all.len()).collect() } else { to_pin.clone() };
     let refs: Vec<ImageRef> = needed.iter().filter_map(|&i| parsed[i].clone()).collect();
-    let resolved = st.engine.resolve_all(&refs, deadline).await;
-    let mut digest_of: Vec<Option<Result<Digest, String>>> = vec![None; all.len()];
+    let keys = if refs.is_empty() { Default::default() } else { subject.keychain(st, deadline).await };
+    let resolved = st.engine.resolve_all(&refs, &keys, deadline).await;
+    let mut digest_of: Vec<Option<Result<Digest, LookupError>>> = vec![None; all.len()];
     let mut it = resolved.into_iter();
     for &i in &needed {
         if parsed[i].is_some() {
@@ -131,7 +133,7 @@ async fn grant(
     req: &AdmissionRequest<DynamicObject>,
     subject: &Subject,
     all: &[extract::ContainerImage],
-    digest_of: &[Option<Result<Digest, String>>],
+    digest_of: &[Option<Result<Digest, LookupError>>],
 ) -> Result<Option<String>, String> {
     let policy = st.policy();
     let now = super::portcullis_now();

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod keyless;
+pub mod token;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -37,6 +38,26 @@ pub struct Registry {
     pub host: String,
     _dir: tempfile::TempDir,
     http: reqwest::Client,
+    scheme: &'static str,
+    auth: RegistryAuth,
+}
+
+/// How a test registry is reached: plain HTTP, or TLS with a test CA; and
+/// who may use it.
+#[derive(Default)]
+pub struct RegistryOptions {
+    pub tls: Option<TestTls>,
+    pub auth: RegistryAuth,
+}
+
+#[derive(Clone, Default)]
+pub enum RegistryAuth {
+    #[default]
+    Anonymous,
+    /// htpasswd (bcrypt) Basic auth for one user.
+    Basic { user: String, password: String },
+    /// Bearer tokens from this issuer's service at `realm`.
+    Token { issuer: Arc<token::TokenIssuer>, realm: String },
 }
 
 impl Drop for Registry {
@@ -48,16 +69,61 @@ impl Drop for Registry {
 
 impl Registry {
     pub async fn start() -> Registry {
+        Registry::start_with(RegistryOptions::default()).await
+    }
+
+    pub async fn start_with(o: RegistryOptions) -> Registry {
         let bin = tool("PORTCULLIS_REGISTRY", "registry");
         let dir = tempfile::tempdir().unwrap();
+        let mut extra = String::new();
+        if let Some(tls) = &o.tls {
+            std::fs::write(dir.path().join("tls.crt"), &tls.cert_pem).unwrap();
+            std::fs::write(dir.path().join("tls.key"), &tls.key_pem).unwrap();
+            extra.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                dir.path().join("tls.crt").display(),
+                dir.path().join("tls.key").display()
+            ));
+        }
+        match &o.auth {
+            RegistryAuth::Anonymous => {}
+            RegistryAuth::Basic { user, password } => {
+                let hash = bcrypt::hash(password, 4).unwrap();
+                std::fs::write(dir.path().join("htpasswd"), format!("{user}:{hash}\n")).unwrap();
+                extra.push_str(&format!(
+                    "auth:\n  htpasswd:\n    realm: portcullis-test\n    path: {}\n",
+                    dir.path().join("htpasswd").display()
+                ));
+            }
+            RegistryAuth::Token { issuer, realm } => {
+                std::fs::write(dir.path().join("token-ca.pem"), &issuer.cert_pem).unwrap();
+                extra.push_str(&format!(
+                    "auth:\n  token:\n    realm: {realm}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
+                    token::SERVICE,
+                    token::ISSUER,
+                    dir.path().join("token-ca.pem").display()
+                ));
+            }
+        }
+        let scheme = if o.tls.is_some() { "https" } else { "http" };
+        let mut http = reqwest::Client::builder();
+        if let Some(tls) = &o.tls {
+            http = http.tls_certs_only([reqwest::Certificate::from_pem(tls.ca_pem.as_bytes()).unwrap()]);
+        }
+        let http = http.build().unwrap();
         // Port 0 is not reported back by the registry: pick a free port; retry on a lost race.
         for _ in 0..5 {
             let port = free_port();
             let cfg = dir.path().join("config.yml");
+            // `auth:` is top-level; the TLS lines belong under `http:`, last.
+            let (tls_lines, auth_lines) = match extra.find("auth:") {
+                Some(i) => (&extra[..i], &extra[i..]),
+                None => (extra.as_str(), ""),
+            };
             std::fs::write(
                 &cfg,
                 format!(
-                    "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                    "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n{auth_lines}http:\n  addr: 127.0.0.1:{port}\n{tls_lines}",
                     dir.path().join("data").display()
                 ),
             )
@@ -70,15 +136,15 @@ impl Registry {
                 .spawn()
                 .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
             let host = format!("127.0.0.1:{port}");
-            let http = reqwest::Client::new();
             let until = Instant::now() + Duration::from_secs(20);
             while Instant::now() < until {
                 if let Ok(Some(_)) = child.try_wait() {
                     break; // exited: port taken, try another
                 }
-                if let Ok(r) = http.get(format!("http://{host}/v2/")).send().await {
-                    if r.status().is_success() {
-                        return Registry { child, host, _dir: dir, http };
+                if let Ok(r) = http.get(format!("{scheme}://{host}/v2/")).send().await {
+                    // Up: open, or asking for credentials.
+                    if r.status().is_success() || r.status() == 401 {
+                        return Registry { child, host, _dir: dir, http, scheme, auth: o.auth };
                     }
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -99,16 +165,26 @@ impl Registry {
         self.put_blob(repo, data).await
     }
 
+    /// A request to the registry, with the credentials its auth wants
+    /// (the test itself pushes and pulls with full rights).
+    fn req(&self, method: reqwest::Method, url: String, repo: &str) -> reqwest::RequestBuilder {
+        let url = if url.starts_with("http") { url } else { format!("{}://{}{url}", self.scheme, self.host) };
+        let r = self.http.request(method, url);
+        match &self.auth {
+            RegistryAuth::Anonymous => r,
+            RegistryAuth::Basic { user, password } => r.basic_auth(user, Some(password)),
+            RegistryAuth::Token { issuer, .. } => r.bearer_auth(issuer.mint("test", repo, &["pull", "push"])),
+        }
+    }
+
     async fn put_blob(&self, repo: &str, data: &[u8]) -> String {
         let digest = format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(data)));
-        let r = self.http.post(format!("http://{}/v2/{repo}/blobs/uploads/", self.host)).send().await.unwrap();
+        let r = self.req(reqwest::Method::POST, format!("/v2/{repo}/blobs/uploads/"), repo).send().await.unwrap();
         assert_eq!(r.status(), 202, "starting a blob upload");
         let loc = r.headers()["location"].to_str().unwrap().to_string();
-        let loc = if loc.starts_with("http") { loc } else { format!("http://{}{loc}", self.host) };
         let sep = if loc.contains('?') { '&' } else { '?' };
         let r = self
-            .http
-            .put(format!("{loc}{sep}digest={digest}"))
+            .req(reqwest::Method::PUT, format!("{loc}{sep}digest={digest}"), repo)
             .header("content-type", "application/octet-stream")
             .body(data.to_vec())
             .send()
@@ -121,8 +197,7 @@ impl Registry {
     pub async fn put_manifest(&self, repo: &str, reference: &str, manifest: &Value) -> String {
         let body = serde_json::to_vec(manifest).unwrap();
         let r = self
-            .http
-            .put(format!("http://{}/v2/{repo}/manifests/{reference}", self.host))
+            .req(reqwest::Method::PUT, format!("/v2/{repo}/manifests/{reference}"), repo)
             .header(
                 "content-type",
                 manifest["mediaType"].as_str().unwrap_or("application/vnd.oci.image.manifest.v1+json"),
@@ -143,8 +218,7 @@ impl Registry {
     /// A manifest or index, or None when the reference does not exist.
     pub async fn try_get_manifest(&self, repo: &str, reference: &str) -> Option<Value> {
         let r = self
-            .http
-            .get(format!("http://{}/v2/{repo}/manifests/{reference}", self.host))
+            .req(reqwest::Method::GET, format!("/v2/{repo}/manifests/{reference}"), repo)
             .header("accept", "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json")
             .send()
             .await
@@ -157,7 +231,7 @@ impl Registry {
     }
 
     pub async fn get_blob(&self, repo: &str, digest: &str) -> Vec<u8> {
-        let r = self.http.get(format!("http://{}/v2/{repo}/blobs/{digest}", self.host)).send().await.unwrap();
+        let r = self.req(reqwest::Method::GET, format!("/v2/{repo}/blobs/{digest}"), repo).send().await.unwrap();
         assert!(r.status().is_success());
         r.bytes().await.unwrap().to_vec()
     }
@@ -402,6 +476,7 @@ spec:
 }
 
 /// A throwaway CA and serving certificate for 127.0.0.1, made in-process.
+#[derive(Clone)]
 pub struct TestTls {
     pub ca_pem: String,
     pub cert_pem: String,
@@ -516,6 +591,7 @@ impl Webhook {
             max_images: o.max_images,
             pin: o.pin,
             body_timeout: o.server.body_timeout,
+            pull_secrets: None,
         });
         let tls = test_tls();
         std::fs::write(audit_dir.path().join("tls.crt"), &tls.cert_pem).unwrap();
