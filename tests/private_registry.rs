@@ -117,7 +117,8 @@ async fn pull_secrets_in_the_kubelets_order_and_never_across_logins() {
         // Portcullis' own credentials file serves every request.
         let own = serde_json::json!({"auths": {reg.host.clone(): {"username": "ci", "password": "pw"}}});
         let engine = engine_for(&reg, &tls, Credentials::from_docker_config(own.to_string().as_bytes()).unwrap());
-        assert_eq!(judge(&engine, &policy, &tag, &Keychain::default()).await.0, true, "{kind}: own credentials");
+        let (ok, said) = judge(&engine, &policy, &tag, &Keychain::default()).await;
+        assert!(ok, "{kind}: own credentials: {said}");
         let bad = serde_json::json!({"auths": {reg.host.clone(): {"username": "ci", "password": "bad"}}});
         let engine = engine_for(&reg, &tls, Credentials::from_docker_config(bad.to_string().as_bytes()).unwrap());
         let (ok, said) = judge(&engine, &policy, &tag, &Keychain::default()).await;
