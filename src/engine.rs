@@ -169,8 +169,14 @@ impl Engine {
                 other => return other,
             }
         }
-        if refused.len() == 1 && keys.unreadable.is_empty() {
-            return Err(refused.remove(0));
+        let unreadable = if keys.unreadable.is_empty() {
+            String::new()
+        } else {
+            format!("; not read: {}", keys.unreadable.join(", "))
+        };
+        if refused.len() == 1 {
+            let only = refused.remove(0);
+            return Err(if unreadable.is_empty() { only } else { LookupError::Refused(format!("{only}{unreadable}")) });
         }
         let tried: Vec<String> = refused
             .iter()
@@ -181,11 +187,6 @@ impl Engine {
                 _ => None,
             })
             .collect();
-        let unreadable = if keys.unreadable.is_empty() {
-            String::new()
-        } else {
-            format!("; not read: {}", keys.unreadable.join(", "))
-        };
         Err(LookupError::Refused(format!(
             "authentication failed at registry {} for repository {} with every credential tried: {}{unreadable}",
             image.registry,

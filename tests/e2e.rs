@@ -224,7 +224,7 @@ impl Drop for Portcullis {
 }
 
 impl Portcullis {
-    fn start(dir: &Path, kubeconfig: &Path, policy: &Path, tls: &TestTls) -> Portcullis {
+    fn start(dir: &Path, kubeconfig: &Path, policy: &Path, tls: &TestTls, extra: &[String]) -> Portcullis {
         let cert = write(&dir.join("serving.crt"), &tls.cert_pem);
         let key = write(&dir.join("serving.key"), &tls.key_pem);
         let audit = dir.join("audit.jsonl");
@@ -247,6 +247,7 @@ impl Portcullis {
             .arg(&audit)
             .arg("--record-dir")
             .arg(&records)
+            .args(extra)
             .env("KUBECONFIG", kubeconfig)
             .env("PORTCULLIS_LOG_FORMAT", "json")
             .stdout(Stdio::null())
@@ -292,6 +293,16 @@ fn pod(namespace: &str, name: &str, image: &str) -> Value {
            "spec": {"containers": [{"name": "app", "image": image}]}})
 }
 
+/// A Pod naming `secrets` as imagePullSecrets and running as `account`.
+fn pod_with_secrets(namespace: &str, name: &str, image: &str, secrets: &[&str], account: Option<&str>) -> Value {
+    let mut p = pod(namespace, name, image);
+    p["spec"]["imagePullSecrets"] = json!(secrets.iter().map(|s| json!({"name": s})).collect::<Vec<_>>());
+    if let Some(a) = account {
+        p["spec"]["serviceAccountName"] = json!(a);
+    }
+    p
+}
+
 fn deployment(namespace: &str, name: &str, image: &str) -> Value {
     json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": namespace},
            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
@@ -326,11 +337,16 @@ fn break_glass() -> Value {
 #[test]
 fn portcullis_behind_a_real_api_server() {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let (w, _clean_img, crit_img) = rt.block_on(async {
+    let private_tls = test_tls();
+    let (w, private, _clean_img, crit_img) = rt.block_on(async {
         let w = world().await;
         let clean = w.image("shop/api", "clean", Some(("scanner", clean())), Some(("ci", passed()))).await;
         let crit = w.image("shop/api", "crit", Some(("scanner", criticals())), Some(("ci", passed()))).await;
-        (w, clean, crit)
+        // A private registry (TLS with its own CA, htpasswd) holding the clean image.
+        let auth = RegistryAuth::Basic { user: "ci".into(), password: "pw".into() };
+        let private = Registry::start_with(RegistryOptions { tls: Some(private_tls.clone()), auth }).await;
+        w.reg.copy_image(&private, "shop/api", "clean", clean.rsplit('@').next().unwrap()).await;
+        (w, private, clean, crit)
     });
     let host = &w.reg.host;
     let (clean_tag, crit_tag) = (format!("{host}/shop/api:clean"), format!("{host}/shop/api:crit"));
@@ -369,13 +385,30 @@ fn portcullis_behind_a_real_api_server() {
     }
     let out = cp.kubectl_as(&sa, &["get", "secrets", "-n", "portcullis-system"]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("forbidden"), "{out:?}");
+    // Reading pull secrets is opt-in: `get` on secrets and serviceaccounts, never list or watch.
+    cp.kubectl(&["apply", "-f", "manifests/optional/pull-secrets-rbac.yaml"]);
+    wait_until("the pull-secret role to apply", Duration::from_secs(30), || can(&["get", "secrets", "-n", "default"]));
+    assert!(can(&["get", "serviceaccounts", "-n", "default"]));
+    for denied in [
+        &["list", "secrets", "-A"][..],
+        &["watch", "secrets", "-A"],
+        &["list", "secrets", "-n", "default"],
+        &["list", "serviceaccounts", "-A"],
+        &["create", "secrets", "-n", "default"],
+        &["update", "serviceaccounts", "-n", "default"],
+    ] {
+        assert!(!can(denied), "the pull-secret role must not allow {denied:?}");
+    }
 
     // A tier whose break-glass grants last three seconds, to see one expire.
     let hotfix_tier = "    hotfix:\n      mode: enforce\n      vulnerabilities: { signedBy: [scanner], maxAge: 24h, max: { critical: 0 } }\n      breakGlass: { allowed: true, groups: [sre-oncall], requireTicket: true, maxDuration: 3s }\n";
     let policy =
         write(&work.path().join("policy.yaml"), &format!("{}{hotfix_tier}  defaultTier: development\n", w.policy));
     let tls = test_tls();
-    let mut portcullis = Portcullis::start(work.path(), &sa, &policy, &tls);
+    let private_ca = write(&work.path().join("private-ca.pem"), &private_tls.ca_pem);
+    let extra =
+        ["--pull-secrets".to_string(), "--registry-ca".into(), format!("{}={}", private.host, private_ca.display())];
+    let mut portcullis = Portcullis::start(work.path(), &sa, &policy, &tls, &extra);
     for (file, out) in [("40-webhook.yaml", "webhook.json"), ("41-mutating-webhook.yaml", "mutating.json")] {
         let overlay = webhook_overlay(file, &portcullis.addr, &tls.ca_pem).to_string();
         cp.kubectl(&["apply", "-f", &write(&work.path().join(out), &overlay).to_string_lossy()]);
@@ -453,6 +486,60 @@ fn portcullis_behind_a_real_api_server() {
     );
     let out = debug(&clean_tag, &mut running);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // A private registry, through each namespace's own pull secrets.
+    let private_tag = format!("{}/shop/api:clean", private.host);
+    for (ns, password) in [("team-a", "pw"), ("team-b", "stale")] {
+        cp.kubectl(&["create", "namespace", ns]);
+        cp.kubectl(&["label", "namespace", ns, "portcullis.dev/tier=production"]);
+        cp.kubectl(&[
+            "create",
+            "secret",
+            "docker-registry",
+            "regcred",
+            "-n",
+            ns,
+            &format!("--docker-server={}", private.host),
+            "--docker-username=ci",
+            &format!("--docker-password={password}"),
+        ]);
+    }
+    cp.kubectl(&[
+        "create",
+        "secret",
+        "docker-registry",
+        "only-in-a",
+        "-n",
+        "team-a",
+        &format!("--docker-server={}", private.host),
+        "--docker-username=ci",
+        "--docker-password=pw",
+    ]);
+    cp.kubectl(&["create", "serviceaccount", "builder", "-n", "team-a"]);
+    cp.kubectl(&[
+        "patch",
+        "serviceaccount",
+        "builder",
+        "-n",
+        "team-a",
+        "-p",
+        r#"{"imagePullSecrets": [{"name": "regcred"}]}"#,
+    ]);
+    let refused = format!("authentication failed at registry {} for repository shop/api", private.host);
+    // (case, pod, admitted, text in the denial); team-a's are admitted first, so its login's
+    // evidence is cached when team-b's Pods come.
+    let rows = [
+        ("team-a, its pull secret", pod_with_secrets("team-a", "p1", &private_tag, &["regcred"], None), true, String::new()),
+        ("team-a, its service account's pull secret", pod_with_secrets("team-a", "p2", &private_tag, &[], Some("builder")), true, String::new()),
+        ("team-b, its own (stale) secret of the same name", pod_with_secrets("team-b", "p1", &private_tag, &["regcred"], None), false, format!("{refused} with every credential tried: pull secret team-b/regcred (401), no credentials (anonymous) (401)")),
+        ("team-b, no secret: team-a's is never used", pod_with_secrets("team-b", "p2", &private_tag, &[], None), false, format!("{refused} (401) with no credentials (anonymous)")),
+        ("team-b, naming a secret only team-a has", pod_with_secrets("team-b", "p3", &private_tag, &["only-in-a"], None), false, format!("{refused} (401) with no credentials (anonymous); not read: pull secret team-b/only-in-a (not found)")),
+    ];
+    for (case, object, admitted, text) in rows {
+        let (ok, out) = cp.apply(&object);
+        assert_eq!(ok, admitted, "{case}: {out}");
+        assert!(out.contains(&text), "{case}: want {text:?} in {out}");
+    }
 
     // Workloads are judged by their pod template.
     let (ok, out) = cp.apply(&deployment("prod", "crit", &crit_tag));

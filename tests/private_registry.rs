@@ -100,7 +100,7 @@ async fn pull_secrets_in_the_kubelets_order_and_never_across_logins() {
             ("a wrong password, then anonymous", &wrong, &tag, false, format!("{refused} with every credential tried: pull secret prod/stale (401), no credentials (anonymous) (401)")),
             ("a secret for another registry is not tried", &other_host, &tag, false, format!("{refused} (401) with no credentials (anonymous)")),
             ("a wrong secret, then the right one", &both, &tag, true, String::new()),
-            ("a secret that could not be read is named", &unreadable, &tag, false, "not read: pull secret prod/gone (404 not found)".into()),
+            ("a secret that could not be read is named", &unreadable, &tag, false, format!("{refused} (401) with no credentials (anonymous); not read: pull secret prod/gone (404 not found)")),
         ];
         for (case, keys, image, admitted, text) in rows {
             let (got, said) = judge(&engine, &policy, image, keys).await;

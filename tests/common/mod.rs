@@ -297,6 +297,25 @@ impl Registry {
         (format!("{}/{repo}@{d}", self.host), images)
     }
 
+    /// Copies `repo@digest` (its manifest and blobs) and its cosign `.att`
+    /// attestations into `to`, tagging the image `tag` there: the same
+    /// digests, so the signatures still hold.
+    pub async fn copy_image(&self, to: &Registry, repo: &str, tag: &str, digest: &str) {
+        let copy_manifest = |reference: String, new_ref: String| async move {
+            let m = self.get_manifest(repo, &reference).await;
+            let blobs = m["layers"].as_array().cloned().unwrap_or_default().into_iter().chain([m["config"].clone()]);
+            for b in blobs.filter(|b| b.is_object()) {
+                let d = b["digest"].as_str().unwrap();
+                to.put_blob(repo, &self.get_blob(repo, d).await).await;
+            }
+            to.put_manifest(repo, &new_ref, &m).await
+        };
+        let copied = copy_manifest(digest.to_string(), tag.to_string()).await;
+        assert_eq!(copied, digest, "the copy keeps the digest");
+        let att = att_tag(digest);
+        copy_manifest(att.clone(), att).await;
+    }
+
     /// Makes `to`'s attestation tag hold exactly `from`'s attestations, as
     /// an attacker copying evidence between images would.
     pub async fn copy_attestations(&self, repo: &str, from: &str, to: &str) {
