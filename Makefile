@@ -4,8 +4,10 @@
 SHELL := /bin/bash
 TOOLS_DIR ?= $(HOME)/.cache/portcullis/tools
 COSIGN_VERSION ?= v2.6.5
+COSIGN3_VERSION ?= v3.1.3
 REGISTRY_VERSION ?= v3.0.0
 COSIGN := $(TOOLS_DIR)/cosign-$(COSIGN_VERSION)/cosign
+COSIGN3 := $(TOOLS_DIR)/cosign-$(COSIGN3_VERSION)/cosign
 REGISTRY := $(TOOLS_DIR)/registry-$(REGISTRY_VERSION)/registry
 # The keyless-signer test tool (tests/keyless-signer) pins sigstore-go there;
 # its cache entry is named after that pin.
@@ -17,6 +19,7 @@ CARGO ?= cargo
 export GOTOOLCHAIN := local
 export CGO_ENABLED := 0
 export PORTCULLIS_COSIGN := $(COSIGN)
+export PORTCULLIS_COSIGN3 := $(COSIGN3)
 export PORTCULLIS_REGISTRY := $(REGISTRY)
 export PORTCULLIS_KEYLESS_SIGNER := $(KEYLESS_SIGNER)
 
@@ -52,12 +55,16 @@ lint:
 fmt:
 	$(CARGO) fmt
 
-## tools: real cosign, a real OCI registry and the keyless-signer fixture tool, built from the Go module proxy into $(TOOLS_DIR)
-tools: $(COSIGN) $(REGISTRY) $(KEYLESS_SIGNER)
+## tools: real cosign (v2 and v3), a real OCI registry and the keyless-signer fixture tool, built from the Go module proxy into $(TOOLS_DIR)
+tools: $(COSIGN) $(COSIGN3) $(REGISTRY) $(KEYLESS_SIGNER)
 
 $(COSIGN):
 	@command -v go >/dev/null || { echo "go is required to build cosign (apt-get install golang or use the machine's Go)"; exit 1; }
 	GOBIN=$(dir $@) go install github.com/sigstore/cosign/v2/cmd/cosign@$(COSIGN_VERSION)
+
+$(COSIGN3):
+	@command -v go >/dev/null || { echo "go is required to build cosign"; exit 1; }
+	GOBIN=$(dir $@) go install github.com/sigstore/cosign/v3/cmd/cosign@$(COSIGN3_VERSION)
 
 $(REGISTRY):
 	@command -v go >/dev/null || { echo "go is required to build the registry"; exit 1; }

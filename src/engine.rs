@@ -75,7 +75,7 @@ impl LookupError {
 /// anonymous.
 #[derive(Clone, Debug, Default)]
 pub struct Keychain {
-    /// `(source, credentials)` of each pull secret, in order.
+    /// Each pull secret's credentials, in order (each knows its source).
     pub secrets: Vec<Arc<Credentials>>,
     /// Pull secrets named but not read, and why: said in an auth denial.
     pub unreadable: Vec<String>,

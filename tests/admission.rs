@@ -540,19 +540,22 @@ async fn registry_lookups_in_flight_are_capped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multi_arch_images_are_judged_per_platform() {
     let w = world().await;
-    let attest = |image: &str, scan: Value, bundle: bool| {
-        if bundle {
-            w.cosign.attest_bundle("scanner", image, VULN, &scan);
-            w.cosign.attest_bundle("ci", image, TEST_RESULT, &passed());
+    // cosign v2's legacy `.att` (false), or cosign v3's sigstore bundles (true).
+    let attest = |image: &str, scan: Value, v3: bool| {
+        if v3 {
+            w.cosign.attest_v3("scanner", image, VULN, &scan);
+            w.cosign.attest_v3("ci", image, TEST_RESULT, &passed());
         } else {
             w.cosign.attest("scanner", image, VULN, &scan);
             w.cosign.attest("ci", image, TEST_RESULT, &passed());
         }
     };
     let two = ["linux/amd64", "linux/arm64/v8"];
-    // Attested at the index only.
+    // Attested at the index only (cosign v2), and with cosign v3.
     let (at_index, _) = w.reg.push_index("shop/multi", "at-index", &two, false).await;
     attest(&at_index, clean(), false);
+    let (at_index_v3, _) = w.reg.push_index("shop/multi", "at-index-v3", &two, false).await;
+    attest(&at_index_v3, clean(), true);
     // Attested per platform, all clean (buildx-style, with attestation manifests).
     let (per_platform, imgs) = w.reg.push_index("shop/multi", "per-platform", &two, true).await;
     imgs.iter().for_each(|i| attest(i, clean(), false));
@@ -561,7 +564,7 @@ async fn multi_arch_images_are_judged_per_platform() {
     attest(&imgs[0], clean(), false);
     attest(&imgs[1], criticals(), false);
     let bad_arm = imgs[1].rsplit('@').next().unwrap()[..19].to_string();
-    // Per platform, as sigstore bundles (cosign v3's default).
+    // Per platform, with cosign v3 (sigstore bundles as OCI referrers).
     let (bundled, imgs) = w.reg.push_index("shop/multi", "bundled", &two, false).await;
     imgs.iter().for_each(|i| attest(i, clean(), true));
     // Single-platform indexes that are not linux/amd64.
@@ -575,10 +578,11 @@ async fn multi_arch_images_are_judged_per_platform() {
     // (case, image, admitted, text in the denial, platforms judged)
     let rows = [
         ("attested at the index", tag("at-index"), true, "", 0),
+        ("attested at the index with cosign v3", tag("at-index-v3"), true, "", 0),
         ("attested per platform, with attestation manifests", per_platform.clone(), true, "", 2),
         ("one platform fails", tag("one-bad"), false, "platform linux/arm64/v8 (", 2),
         ("and says what fails", one_bad.clone(), false, "2 critical vulnerabilities exceed the limit 0", 2),
-        ("per platform, as sigstore bundles", tag("bundled"), true, "", 2),
+        ("per platform, with cosign v3", tag("bundled"), true, "", 2),
         ("an arm64-only index", tag("arm-only"), true, "", 1),
         ("a Windows-only index", tag("windows-only"), true, "", 1),
     ];

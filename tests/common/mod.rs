@@ -15,13 +15,19 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 
 pub fn tool(env: &str, name: &str) -> PathBuf {
+    tool_in(env, name, name)
+}
+
+/// `name` from `$env`, or from the tools cache entry whose directory starts
+/// with `entry` (`cosign-v3`).
+pub fn tool_in(env: &str, name: &str, entry: &str) -> PathBuf {
     if let Ok(p) = std::env::var(env) {
         return PathBuf::from(p);
     }
     let home = std::env::var("HOME").unwrap_or_default();
     let dir = PathBuf::from(home).join(".cache/portcullis/tools");
     let found = std::fs::read_dir(&dir).ok().into_iter().flatten().flatten().map(|e| e.path().join(name)).find(|p| {
-        p.exists() && p.parent().is_some_and(|d| d.file_name().is_some_and(|n| n.to_string_lossy().starts_with(name)))
+        p.exists() && p.parent().is_some_and(|d| d.file_name().is_some_and(|n| n.to_string_lossy().starts_with(entry)))
     });
     found.unwrap_or_else(|| {
         panic!("{name} not found: set {env} or run `make tools` (it builds {name} into {})", dir.display())
@@ -357,11 +363,15 @@ pub struct Cosign {
 
 impl Cosign {
     pub fn new() -> Cosign {
-        Cosign { bin: tool("PORTCULLIS_COSIGN", "cosign"), dir: tempfile::tempdir().unwrap() }
+        Cosign { bin: tool_in("PORTCULLIS_COSIGN", "cosign", "cosign-v2"), dir: tempfile::tempdir().unwrap() }
     }
 
     fn cmd(&self) -> Command {
-        let mut c = Command::new(&self.bin);
+        self.cmd_of(&self.bin)
+    }
+
+    fn cmd_of(&self, bin: &Path) -> Command {
+        let mut c = Command::new(bin);
         c.current_dir(self.dir.path())
             .env("COSIGN_PASSWORD", "")
             .env("COSIGN_YES", "true")
@@ -388,12 +398,24 @@ impl Cosign {
         self.attest_with(key, image, predicate_type, predicate, &["--new-bundle-format"]);
     }
 
+    /// `attest` with the real cosign v3 (a sigstore bundle as an OCI
+    /// referrer, its default), with the same keys; no signing config and no
+    /// log, as nothing outside this machine is reachable.
+    pub fn attest_v3(&self, key: &str, image: &str, predicate_type: &str, predicate: &Value) {
+        let v3 = tool_in("PORTCULLIS_COSIGN3", "cosign", "cosign-v3");
+        self.attest_by(&v3, key, image, predicate_type, predicate, &["--use-signing-config=false"]);
+    }
+
     fn attest_with(&self, key: &str, image: &str, predicate_type: &str, predicate: &Value, extra: &[&str]) {
+        self.attest_by(&self.bin, key, image, predicate_type, predicate, extra);
+    }
+
+    fn attest_by(&self, bin: &Path, key: &str, image: &str, predicate_type: &str, predicate: &Value, extra: &[&str]) {
         let file = self.dir.path().join(format!("pred-{}.json", rand_suffix()));
         std::fs::write(&file, serde_json::to_vec_pretty(predicate).unwrap()).unwrap();
         let key = format!("{key}.key");
         let out = self
-            .cmd()
+            .cmd_of(bin)
             .args(["attest", "--key", &key, "--tlog-upload=false", "--type", predicate_type])
             .args(extra)
             .arg("--predicate")
