@@ -22,10 +22,16 @@ export PORTCULLIS_COSIGN := $(COSIGN)
 export PORTCULLIS_COSIGN3 := $(COSIGN3)
 export PORTCULLIS_REGISTRY := $(REGISTRY)
 export PORTCULLIS_KEYLESS_SIGNER := $(KEYLESS_SIGNER)
+# The container image (an OCI layout) the end-to-end suite runs Portcullis from.
+IMAGE_DIR := target/image
+export PORTCULLIS_IMAGE := $(abspath $(IMAGE_DIR))
+# Reproducible: the image's timestamps are the last commit's.
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 
 include mk/e2e-tools.mk
 
-.PHONY: all build run test unit e2e lint fmt tools keyless-signer certs bench clean-certs
+.PHONY: all build run test unit e2e lint fmt tools keyless-signer certs bench clean-certs demo image
 
 all: build
 
@@ -36,12 +42,22 @@ build:
 run: certs
 	$(CARGO) run -- serve $(ARGS)
 
-## test: everything: unit, integration (real registry, real cosign) and end-to-end (real kube-apiserver) tests
-test: tools e2e-tools certs
+## image: the container image as an OCI image layout in target/image, built without a container daemon
+image:
+	$(CARGO) build --release --locked
+	$(CARGO) run --release --locked --quiet --example oci-image -- --binary target/release/portcullis \
+		--out $(IMAGE_DIR) --revision $(REVISION) --created $(SOURCE_DATE_EPOCH)
+
+## demo: a registry, three images (clean, vulnerable, unsigned) attested with cosign, Portcullis, and its decisions in a table
+demo: tools
+	$(CARGO) run --quiet --example demo
+
+## test: everything: unit, integration (real registry, real cosign) and end-to-end (real kube-apiserver, Portcullis run from its image) tests
+test: tools e2e-tools certs image
 	$(CARGO) test --all-targets
 
 ## e2e: only the end-to-end suite against a real kube-apiserver and etcd
-e2e: tools e2e-tools
+e2e: tools e2e-tools image
 	$(CARGO) test --test e2e -- --nocapture
 
 ## unit: only the fast tests that need no tools

@@ -224,14 +224,23 @@ impl Drop for Portcullis {
 }
 
 impl Portcullis {
-    fn start(dir: &Path, kubeconfig: &Path, policy: &Path, tls: &TestTls, extra: &[String]) -> Portcullis {
+    fn start(
+        bin: &Launch,
+        dir: &Path,
+        kubeconfig: &Path,
+        policy: &Path,
+        tls: &TestTls,
+        extra: &[String],
+    ) -> Portcullis {
         let cert = write(&dir.join("serving.crt"), &tls.cert_pem);
         let key = write(&dir.join("serving.key"), &tls.key_pem);
         let audit = dir.join("audit.jsonl");
         let records = dir.join("reviews");
         std::fs::create_dir_all(&records).unwrap();
         let grant_key = write(&dir.join("grant.key"), "e2e-grant-key-0123456789abcdef0123456789");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        let mut child = Command::new(&bin.program)
+            .args(&bin.args)
+            .envs(bin.env.iter().map(|(k, v)| (k, v)))
             .args(["serve", "--listen", "127.0.0.1:0", "--cluster", "always", "--deadline", "8s"])
             // Every Pod resolves its tag afresh, as one would after the tag TTL.
             .args(["--tag-cache-ttl", "0s"])
@@ -334,6 +343,41 @@ fn break_glass() -> Value {
     json!({"portcullis.dev/break-glass": "checkout outage, rolling forward the hotfix", "portcullis.dev/break-glass-ticket": "INC-7"})
 }
 
+/// How to start Portcullis: a program, arguments before Portcullis' own,
+/// and environment.
+struct Launch {
+    program: PathBuf,
+    args: Vec<PathBuf>,
+    env: Vec<(String, PathBuf)>,
+}
+
+/// Portcullis as the container image `make image` built
+/// (`$PORTCULLIS_IMAGE`, an OCI layout) runs it: pushed to the test registry,
+/// pulled back and unpacked, then started with the image's own dynamic
+/// loader, libraries and CA bundle, as its non-root user would, so the image
+/// is proven to hold what Portcullis needs. Outside `make`, the binary cargo
+/// built.
+async fn portcullis_from_image(reg: &Registry, work: &Path) -> Launch {
+    let Ok(layout) = std::env::var("PORTCULLIS_IMAGE") else {
+        eprintln!("PORTCULLIS_IMAGE is not set: running the binary cargo built (`make e2e` runs the image's)");
+        return Launch { program: env!("CARGO_BIN_EXE_portcullis").into(), args: vec![], env: vec![] };
+    };
+    let image = reg.push_layout(Path::new(&layout), "portcullis/portcullis", "e2e").await;
+    let digest = image.rsplit('@').next().unwrap();
+    let root = work.join("rootfs");
+    let config = reg.unpack_image("portcullis/portcullis", digest, &root).await;
+    assert_eq!(config["config"]["User"], "65532:65532", "the image runs as the non-root user: {config}");
+    assert_eq!(config["config"]["Entrypoint"], json!(["/usr/local/bin/portcullis"]), "{config}");
+    let loader = root.join("lib64/ld-linux-x86-64.so.2");
+    assert!(loader.exists(), "the image holds the dynamic loader");
+    println!("running Portcullis from the image {image}");
+    Launch {
+        program: loader,
+        args: vec!["--library-path".into(), root.join("lib/x86_64-linux-gnu"), root.join("usr/local/bin/portcullis")],
+        env: vec![("SSL_CERT_FILE".into(), root.join("etc/ssl/certs/ca-certificates.crt"))],
+    }
+}
+
 #[test]
 fn portcullis_behind_a_real_api_server() {
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -408,7 +452,8 @@ fn portcullis_behind_a_real_api_server() {
     let private_ca = write(&work.path().join("private-ca.pem"), &private_tls.ca_pem);
     let extra =
         ["--pull-secrets".to_string(), "--registry-ca".into(), format!("{}={}", private.host, private_ca.display())];
-    let mut portcullis = Portcullis::start(work.path(), &sa, &policy, &tls, &extra);
+    let bin = rt.block_on(portcullis_from_image(&w.reg, work.path()));
+    let mut portcullis = Portcullis::start(&bin, work.path(), &sa, &policy, &tls, &extra);
     for (file, out) in [("40-webhook.yaml", "webhook.json"), ("41-mutating-webhook.yaml", "mutating.json")] {
         let overlay = webhook_overlay(file, &portcullis.addr, &tls.ca_pem).to_string();
         cp.kubectl(&["apply", "-f", &write(&work.path().join(out), &overlay).to_string_lossy()]);

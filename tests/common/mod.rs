@@ -303,6 +303,43 @@ impl Registry {
         (format!("{}/{repo}@{d}", self.host), images)
     }
 
+    /// Pushes the image of an OCI image layout (`make image`'s `target/image`)
+    /// as `repo:tag`, byte for byte; returns `host/repo@sha256:…`.
+    pub async fn push_layout(&self, layout: &Path, repo: &str, tag: &str) -> String {
+        let blob = |d: &str| std::fs::read(layout.join("blobs/sha256").join(d.trim_start_matches("sha256:"))).unwrap();
+        let index: Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+        let digest = index["manifests"][0]["digest"].as_str().unwrap().to_string();
+        let manifest_bytes = blob(&digest);
+        let manifest: Value = serde_json::from_slice(&manifest_bytes).unwrap();
+        for b in manifest["layers"].as_array().unwrap().iter().chain([&manifest["config"]]) {
+            self.put_blob(repo, &blob(b["digest"].as_str().unwrap())).await;
+        }
+        let r = self
+            .req(reqwest::Method::PUT, format!("/v2/{repo}/manifests/{tag}"), repo)
+            .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+            .body(manifest_bytes)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "pushing the image: {:?}", r.text().await);
+        format!("{}/{repo}@{digest}", self.host)
+    }
+
+    /// Pulls `repo@digest` and unpacks its layers (gzip tarballs, in order)
+    /// into `root`, as a container runtime would; returns the image's config.
+    pub async fn unpack_image(&self, repo: &str, digest: &str, root: &Path) -> Value {
+        let manifest = self.get_manifest(repo, digest).await;
+        let config: Value =
+            serde_json::from_slice(&self.get_blob(repo, manifest["config"]["digest"].as_str().unwrap()).await).unwrap();
+        for layer in manifest["layers"].as_array().unwrap() {
+            let gz = self.get_blob(repo, layer["digest"].as_str().unwrap()).await;
+            let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(gz.as_slice()));
+            tar.set_preserve_permissions(true);
+            tar.unpack(root).unwrap();
+        }
+        config
+    }
+
     /// Copies `repo@digest` (its manifest and blobs) and its cosign `.att`
     /// attestations into `to`, tagging the image `tag` there: the same
     /// digests, so the signatures still hold.
