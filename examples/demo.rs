@@ -8,7 +8,7 @@
 //! and why, then stops everything. Uses the tools `make tools` builds.
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod common;
 
 use common::*;
