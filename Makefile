@@ -14,6 +14,8 @@ REGISTRY := $(TOOLS_DIR)/registry-$(REGISTRY_VERSION)/registry
 KEYLESS_SIGNER_SIGSTORE_GO ?= v1.1.4
 KEYLESS_SIGNER_VERSION := sg$(KEYLESS_SIGNER_SIGSTORE_GO)
 KEYLESS_SIGNER := $(TOOLS_DIR)/keyless-signer-$(KEYLESS_SIGNER_VERSION)/keyless-signer
+HELM_VERSION ?= v3.22.0
+HELM := $(TOOLS_DIR)/helm-$(HELM_VERSION)/helm
 CARGO ?= cargo
 
 export GOTOOLCHAIN := local
@@ -22,6 +24,7 @@ export PORTCULLIS_COSIGN := $(COSIGN)
 export PORTCULLIS_COSIGN3 := $(COSIGN3)
 export PORTCULLIS_REGISTRY := $(REGISTRY)
 export PORTCULLIS_KEYLESS_SIGNER := $(KEYLESS_SIGNER)
+export PORTCULLIS_HELM := $(HELM)
 # The container image (an OCI layout) the end-to-end suite runs Portcullis from.
 IMAGE_DIR := target/image
 export PORTCULLIS_IMAGE := $(abspath $(IMAGE_DIR))
@@ -71,8 +74,8 @@ lint:
 fmt:
 	$(CARGO) fmt
 
-## tools: real cosign (v2 and v3), a real OCI registry and the keyless-signer fixture tool, built from the Go module proxy into $(TOOLS_DIR)
-tools: $(COSIGN) $(COSIGN3) $(REGISTRY) $(KEYLESS_SIGNER)
+## tools: real cosign (v2 and v3), a real OCI registry, helm and the keyless-signer fixture tool, built from the Go module proxy into $(TOOLS_DIR)
+tools: $(COSIGN) $(COSIGN3) $(REGISTRY) $(KEYLESS_SIGNER) $(HELM)
 
 $(COSIGN):
 	@command -v go >/dev/null || { echo "go is required to build cosign (apt-get install golang or use the machine's Go)"; exit 1; }
@@ -81,6 +84,10 @@ $(COSIGN):
 $(COSIGN3):
 	@command -v go >/dev/null || { echo "go is required to build cosign"; exit 1; }
 	GOBIN=$(dir $@) go install github.com/sigstore/cosign/v3/cmd/cosign@$(COSIGN3_VERSION)
+
+$(HELM):
+	@command -v go >/dev/null || { echo "go is required to build helm"; exit 1; }
+	GOBIN=$(dir $@) go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
 
 $(REGISTRY):
 	@command -v go >/dev/null || { echo "go is required to build the registry"; exit 1; }

@@ -1,0 +1,197 @@
+//! The Helm chart (`charts/portcullis`), with the real `helm` (built by
+//! `make tools`): it lints, renders for every switch, and produces the same
+//! webhook rules, namespace selectors and RBAC as the kustomize manifests, so
+//! the two install paths stay in step. (The end-to-end suite installs it
+//! into a real API server.)
+
+mod common;
+
+use std::process::Command;
+
+use common::tool;
+use serde_json::{json, Value};
+
+const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/portcullis");
+
+fn helm(args: &[&str]) -> (bool, String) {
+    let out = Command::new(tool("PORTCULLIS_HELM", "helm")).args(args).output().unwrap();
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+/// YAML documents as JSON values (empty ones dropped).
+fn docs(text: &str) -> Vec<Value> {
+    use serde::Deserialize as _;
+    serde_yaml::Deserializer::from_str(text)
+        .map(|d| serde_yaml::Value::deserialize(d).unwrap())
+        .filter(|v| !v.is_null())
+        .map(|v| serde_json::to_value(v).unwrap())
+        .collect()
+}
+
+/// `helm template` with `--set` values.
+fn render(sets: &[&str]) -> Vec<Value> {
+    let mut args = vec!["template", "portcullis", CHART, "--namespace", "portcullis-system"];
+    for s in sets {
+        args.extend(["--set", s]);
+    }
+    let (ok, out) = helm(&args);
+    assert!(ok, "helm template {sets:?}: {out}");
+    docs(&out)
+}
+
+fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> Option<&'a Value> {
+    docs.iter().find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+}
+
+fn manifest(file: &str) -> Vec<Value> {
+    docs(&std::fs::read_to_string(format!("{}/manifests/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap())
+}
+
+/// A webhook entry without what legitimately differs between the two paths
+/// (how the API server reaches it), with the excluded namespaces as a set.
+fn comparable(w: &Value) -> Value {
+    let mut w = w.clone();
+    w.as_object_mut().unwrap().remove("clientConfig");
+    for e in w["namespaceSelector"]["matchExpressions"].as_array_mut().unwrap() {
+        if let Some(values) = e["values"].as_array_mut() {
+            values.sort_by_key(|v| v.to_string());
+        }
+    }
+    w
+}
+
+#[test]
+fn chart_lints_and_renders_what_the_manifests_install() {
+    let (ok, out) = helm(&["lint", CHART, "--strict"]);
+    assert!(ok, "{out}");
+
+    let chart = render(&["pullSecrets.enabled=true"]);
+    // The webhooks: the same entries, rules, selectors and failure policies.
+    for (file, kind) in [
+        ("40-webhook.yaml", "ValidatingWebhookConfiguration"),
+        ("41-mutating-webhook.yaml", "MutatingWebhookConfiguration"),
+    ] {
+        let ours = find(&chart, kind, "portcullis").unwrap_or_else(|| panic!("the chart renders no {kind}"));
+        let theirs = &manifest(file)[0];
+        let names = |c: &Value| c["webhooks"].as_array().unwrap().iter().map(|w| w["name"].clone()).collect::<Vec<_>>();
+        assert_eq!(names(ours), names(theirs), "{kind}");
+        for (a, b) in ours["webhooks"].as_array().unwrap().iter().zip(theirs["webhooks"].as_array().unwrap()) {
+            assert_eq!(comparable(a), comparable(b), "{kind} {}", a["name"]);
+            assert_eq!(a["clientConfig"]["service"]["path"], b["clientConfig"]["service"]["path"]);
+        }
+    }
+    // RBAC: the same rules, the optional pull-secret role included.
+    let rbac = manifest("10-rbac.yaml");
+    let optional = manifest("optional/pull-secrets-rbac.yaml");
+    for (ours, theirs) in [
+        (find(&chart, "ClusterRole", "portcullis"), find(&rbac, "ClusterRole", "portcullis")),
+        (
+            find(&chart, "ClusterRole", "portcullis-pull-secrets"),
+            find(&optional, "ClusterRole", "portcullis-pull-secrets"),
+        ),
+    ] {
+        assert_eq!(ours.unwrap()["rules"], theirs.unwrap()["rules"]);
+    }
+    // The Deployment: the same security context, probes and mounts.
+    let ours = &find(&chart, "Deployment", "portcullis").unwrap()["spec"]["template"]["spec"];
+    let deployment = manifest("30-deployment.yaml");
+    let theirs = &find(&deployment, "Deployment", "portcullis").unwrap()["spec"]["template"]["spec"];
+    assert_eq!(ours["securityContext"], theirs["securityContext"]);
+    let (c, d) = (&ours["containers"][0], &theirs["containers"][0]);
+    assert_eq!(c["securityContext"], d["securityContext"]);
+    for probe in ["livenessProbe", "readinessProbe"] {
+        assert_eq!(c[probe]["httpGet"], d[probe]["httpGet"], "{probe}");
+    }
+    let mounts =
+        |c: &Value| c["volumeMounts"].as_array().unwrap().iter().map(|m| m["mountPath"].clone()).collect::<Vec<_>>();
+    assert_eq!(mounts(c), mounts(d));
+    let args: Vec<&str> = c["args"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert!(args.windows(2).any(|w| w == ["--deadline", "8s"]) && args.contains(&"--pull-secrets"), "{args:?}");
+
+    // The generated serving certificate is the one the webhooks trust.
+    let tls = find(&chart, "Secret", "portcullis-tls").unwrap();
+    for kind in ["ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"] {
+        for w in find(&chart, kind, "portcullis").unwrap()["webhooks"].as_array().unwrap() {
+            assert_eq!(w["clientConfig"]["caBundle"], tls["data"]["ca.crt"], "{kind}");
+        }
+    }
+    // The policy it ships is a valid one.
+    let policy =
+        find(&chart, "ConfigMap", "portcullis-policy").unwrap()["data"]["policy.yaml"].as_str().unwrap().to_string();
+    portcullis::policy::Policy::from_yaml(&policy, "the chart's policy").unwrap();
+}
+
+#[test]
+fn chart_switches() {
+    // (case, --set values, check)
+    type Check = fn(&[Value]) -> Result<(), String>;
+    let rows: Vec<(&str, Vec<&str>, Check)> = vec![
+        ("lenient tiers come from values", vec!["webhook.failOpenTiers={development,sandbox}"], |d| {
+            let w = &find(d, "ValidatingWebhookConfiguration", "portcullis").unwrap()["webhooks"];
+            let want = json!(["development", "sandbox"]);
+            (w[0]["namespaceSelector"]["matchExpressions"][1]["values"] == want
+                && w[1]["namespaceSelector"]["matchExpressions"][0]["values"] == want)
+                .then_some(())
+                .ok_or(format!("{w}"))
+        }),
+        ("no lenient tier: every label fails closed", vec!["webhook.failOpenTiers=null"], |d| {
+            let w = find(d, "ValidatingWebhookConfiguration", "portcullis").unwrap()["webhooks"]
+                .as_array()
+                .unwrap()
+                .clone();
+            let names: Vec<&str> = w.iter().filter_map(|x| x["name"].as_str()).collect();
+            (names == ["enforce.portcullis.dev", "unlabelled.portcullis.dev"]).then_some(()).ok_or(format!("{names:?}"))
+        }),
+        ("an enforcing default tier", vec!["webhook.unlabelledFailurePolicy=Fail"], |d| {
+            let w = &find(d, "ValidatingWebhookConfiguration", "portcullis").unwrap()["webhooks"][2];
+            (w["failurePolicy"] == "Fail").then_some(()).ok_or(format!("{w}"))
+        }),
+        ("no pinning: no mutating webhook", vec!["pinImages=never"], |d| {
+            find(d, "MutatingWebhookConfiguration", "portcullis").is_none().then_some(()).ok_or("rendered".into())
+        }),
+        ("cert-manager issues the certificate", vec!["certificates.certManager.enabled=true"], |d| {
+            let v = find(d, "ValidatingWebhookConfiguration", "portcullis").unwrap();
+            let ok = find(d, "Certificate", "portcullis-serving").is_some()
+                && find(d, "Issuer", "portcullis-selfsigned").is_some()
+                && find(d, "Secret", "portcullis-tls").is_none()
+                && v["metadata"]["annotations"]["cert-manager.io/inject-ca-from"]
+                    == "portcullis-system/portcullis-serving"
+                && v["webhooks"][0]["clientConfig"].get("caBundle").is_none();
+            ok.then_some(()).ok_or(format!("{v}"))
+        }),
+        ("monitoring", vec!["metrics.serviceMonitor.enabled=true", "metrics.prometheusRule.enabled=true"], |d| {
+            (find(d, "ServiceMonitor", "portcullis").is_some() && find(d, "PrometheusRule", "portcullis").is_some())
+                .then_some(())
+                .ok_or("missing".into())
+        }),
+        ("a policy of your own", vec!["policy.existingConfigMap=my-policy"], |d| {
+            let dep = find(d, "Deployment", "portcullis").unwrap();
+            let vols = dep["spec"]["template"]["spec"]["volumes"].to_string();
+            (find(d, "ConfigMap", "portcullis-policy").is_none() && vols.contains("my-policy"))
+                .then_some(())
+                .ok_or(vols)
+        }),
+        (
+            "an image pinned by digest",
+            vec!["image.digest=sha256:0123456789012345678901234567890123456789012345678901234567890123"],
+            |d| {
+                let image = find(d, "Deployment", "portcullis").unwrap()["spec"]["template"]["spec"]["containers"][0]
+                    ["image"]
+                    .clone();
+                (image == "ghcr.io/portcullis-dev/portcullis:0.1.0@sha256:0123456789012345678901234567890123456789012345678901234567890123")
+                .then_some(()).ok_or(format!("{image}"))
+            },
+        ),
+        ("no pull secrets by default", vec![], |d| {
+            let dep = find(d, "Deployment", "portcullis").unwrap().to_string();
+            (find(d, "ClusterRole", "portcullis-pull-secrets").is_none() && !dep.contains("--pull-secrets"))
+                .then_some(())
+                .ok_or("pull secrets on by default".into())
+        }),
+    ];
+    for (case, sets, check) in rows {
+        if let Err(e) = check(&render(&sets)) {
+            panic!("{case}: {e}");
+        }
+    }
+}
