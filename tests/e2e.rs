@@ -237,15 +237,12 @@ impl Portcullis {
         let audit = dir.join("audit.jsonl");
         let records = dir.join("reviews");
         std::fs::create_dir_all(&records).unwrap();
-        let grant_key = write(&dir.join("grant.key"), "e2e-grant-key-0123456789abcdef0123456789");
         let mut child = Command::new(&bin.program)
             .args(&bin.args)
             .envs(bin.env.iter().map(|(k, v)| (k, v)))
             .args(["serve", "--listen", "127.0.0.1:0", "--cluster", "always", "--deadline", "8s"])
             // Every Pod resolves its tag afresh, as one would after the tag TTL.
             .args(["--tag-cache-ttl", "0s"])
-            .arg("--grant-key")
-            .arg(&grant_key)
             .arg("--tls-cert")
             .arg(&cert)
             .arg("--tls-key")
@@ -318,11 +315,9 @@ fn deployment(namespace: &str, name: &str, image: &str) -> Value {
                     "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "app", "image": image}]}}}})
 }
 
-/// A webhook configuration of `manifests/` (`file`), pointed at the local
+/// A webhook configuration the chart created, pointed at the local
 /// Portcullis (`clientConfig.url`, same path) with the test CA bundle.
-fn webhook_overlay(file: &str, addr: &str, ca_pem: &str) -> Value {
-    let text = std::fs::read_to_string(format!("manifests/{file}")).unwrap();
-    let mut cfg: Value = serde_yaml::from_str(&text).unwrap();
+fn webhook_overlay(mut cfg: Value, addr: &str, ca_pem: &str) -> Value {
     let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
     for w in cfg["webhooks"].as_array_mut().unwrap() {
         let path = w["clientConfig"]["service"]["path"].as_str().unwrap().to_string();
@@ -397,23 +392,32 @@ fn portcullis_behind_a_real_api_server() {
     let mut cp = ControlPlane::start();
     let work = tempfile::tempdir().unwrap();
 
-    // Every object of manifests/ is accepted by the real API server (the
-    // namespace for real first, so that the dry run can place the rest).
+    // Every object of manifests/ (the kustomize path) is accepted by the real
+    // API server; tests/chart.rs keeps it in step with the chart.
     cp.kubectl(&["apply", "-f", "manifests/00-namespace.yaml"]);
     cp.kubectl(&["apply", "--dry-run=server", "-k", "manifests/"]);
-    for f in [
-        "00-namespace.yaml",
-        "10-rbac.yaml",
-        "20-configmap-policy.yaml",
-        "31-service.yaml",
-        "32-pdb.yaml",
-        "33-networkpolicy.yaml",
-        "30-deployment.yaml",
-    ] {
-        cp.kubectl(&["apply", "-f", &format!("manifests/{f}")]);
-    }
+    cp.kubectl(&["apply", "--dry-run=server", "-f", "manifests/optional/pull-secrets-rbac.yaml"]);
 
-    // Portcullis runs as the manifests' service account, with their RBAC.
+    // A tier whose break-glass grants last three seconds, to see one expire.
+    let hotfix_tier = "    hotfix:\n      mode: enforce\n      vulnerabilities: { signedBy: [scanner], maxAge: 24h, max: { critical: 0 } }\n      breakGlass: { allowed: true, groups: [sre-oncall], requireTicket: true, maxDuration: 3s }\n";
+    let policy_in =
+        write(&work.path().join("policy-in.yaml"), &format!("{}{hotfix_tier}  defaultTier: development\n", w.policy));
+
+    // Installed with the chart, into the real API server.
+    let helm = |args: &[&str]| {
+        let out = Command::new(tool("PORTCULLIS_HELM", "helm"))
+            .args(args)
+            .arg("--kubeconfig")
+            .arg(&cp.admin)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "helm {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let chart_policy = format!("policy.inline={}", policy_in.display());
+    helm(&["install", "portcullis", "charts/portcullis", "-n", "portcullis-system", "--set-file", &chart_policy]);
+
+    // Portcullis runs as the chart's service account, with its RBAC.
     let sa = cp.service_account_kubeconfig("portcullis-system", "portcullis");
     let can = |args: &[&str]| cp.kubectl_as(&sa, &[&["auth", "can-i"][..], args].concat()).status.success();
     assert!(can(&["watch", "namespaces"]) && can(&["list", "namespaces"]) && can(&["get", "namespaces"]));
@@ -430,7 +434,16 @@ fn portcullis_behind_a_real_api_server() {
     let out = cp.kubectl_as(&sa, &["get", "secrets", "-n", "portcullis-system"]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("forbidden"), "{out:?}");
     // Reading pull secrets is opt-in: `get` on secrets and serviceaccounts, never list or watch.
-    cp.kubectl(&["apply", "-f", "manifests/optional/pull-secrets-rbac.yaml"]);
+    helm(&[
+        "upgrade",
+        "portcullis",
+        "charts/portcullis",
+        "-n",
+        "portcullis-system",
+        "--reuse-values",
+        "--set",
+        "pullSecrets.enabled=true",
+    ]);
     wait_until("the pull-secret role to apply", Duration::from_secs(30), || can(&["get", "secrets", "-n", "default"]));
     assert!(can(&["get", "serviceaccounts", "-n", "default"]));
     for denied in [
@@ -443,20 +456,49 @@ fn portcullis_behind_a_real_api_server() {
     ] {
         assert!(!can(denied), "the pull-secret role must not allow {denied:?}");
     }
+    let installed: Value = serde_json::from_str(&cp.kubectl(&[
+        "get",
+        "deployment",
+        "portcullis",
+        "-n",
+        "portcullis-system",
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    let args = installed["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
+    assert!(args.contains("--pull-secrets"), "the upgrade turned the flag on: {args}");
 
     // A tier whose break-glass grants last three seconds, to see one expire.
-    let hotfix_tier = "    hotfix:\n      mode: enforce\n      vulnerabilities: { signedBy: [scanner], maxAge: 24h, max: { critical: 0 } }\n      breakGlass: { allowed: true, groups: [sre-oncall], requireTicket: true, maxDuration: 3s }\n";
-    let policy =
-        write(&work.path().join("policy.yaml"), &format!("{}{hotfix_tier}  defaultTier: development\n", w.policy));
+    // What the chart created: its policy ConfigMap and grant key Secret.
+    let from_cluster = |what: &[&str]| cp.kubectl(&[&["get", "-n", "portcullis-system"][..], what].concat());
+    let policy = write(
+        &work.path().join("policy.yaml"),
+        &from_cluster(&["configmap", "portcullis-policy", "-o", "jsonpath={.data.policy\\.yaml}"]),
+    );
+    let key = from_cluster(&["secret", "portcullis-grant-key", "-o", "jsonpath={.data.key}"]);
+    let grant_key = write(
+        &work.path().join("chart-grant.key"),
+        &String::from_utf8(base64::engine::general_purpose::STANDARD.decode(key.trim()).unwrap()).unwrap(),
+    );
     let tls = test_tls();
     let private_ca = write(&work.path().join("private-ca.pem"), &private_tls.ca_pem);
-    let extra =
-        ["--pull-secrets".to_string(), "--registry-ca".into(), format!("{}={}", private.host, private_ca.display())];
+    let extra = [
+        "--pull-secrets".to_string(),
+        "--registry-ca".into(),
+        format!("{}={}", private.host, private_ca.display()),
+        "--grant-key".into(),
+        grant_key.display().to_string(),
+    ];
     let bin = rt.block_on(portcullis_from_image(&w.reg, work.path()));
     let mut portcullis = Portcullis::start(&bin, work.path(), &sa, &policy, &tls, &extra);
-    for (file, out) in [("40-webhook.yaml", "webhook.json"), ("41-mutating-webhook.yaml", "mutating.json")] {
-        let overlay = webhook_overlay(file, &portcullis.addr, &tls.ca_pem).to_string();
-        cp.kubectl(&["apply", "-f", &write(&work.path().join(out), &overlay).to_string_lossy()]);
+    // The chart's webhook configurations, pointed at this Portcullis.
+    for (kind, out) in
+        [("validatingwebhookconfiguration", "webhook.json"), ("mutatingwebhookconfiguration", "mutating.json")]
+    {
+        let live: Value = serde_json::from_str(&cp.kubectl(&["get", kind, "portcullis", "-o", "json"])).unwrap();
+        let overlay = webhook_overlay(live, &portcullis.addr, &tls.ca_pem).to_string();
+        cp.kubectl(&["replace", "-f", &write(&work.path().join(out), &overlay).to_string_lossy()]);
     }
 
     for (ns, tier) in [
