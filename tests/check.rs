@@ -203,7 +203,7 @@ spec:
     let (code, out, _) = portcullis(&["policy", "lint", "src/policy/default-policy.yaml"]);
     assert_eq!(code, 0, "{out}");
     let cm: serde_json::Value =
-        serde_yaml::from_str(&std::fs::read_to_string("manifests/20-configmap-policy.yaml").unwrap()).unwrap();
+        serde_yaml_ng::from_str(&std::fs::read_to_string("manifests/20-configmap-policy.yaml").unwrap()).unwrap();
     let shipped = dir.path().join("shipped.yaml");
     std::fs::write(&shipped, cm["data"]["policy.yaml"].as_str().unwrap()).unwrap();
     let (code, out, _) = portcullis(&["policy", "lint", shipped.to_str().unwrap()]);

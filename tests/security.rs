@@ -673,7 +673,7 @@ async fn user_text_cannot_forge_log_lines() {
 #[test]
 fn the_shipped_selectors_fail_closed_on_any_other_tier_value() {
     let text = std::fs::read_to_string("manifests/40-webhook.yaml").unwrap();
-    let cfg: Value = serde_yaml::from_str(&text).unwrap();
+    let cfg: Value = serde_yaml_ng::from_str(&text).unwrap();
     let webhooks = cfg["webhooks"].as_array().unwrap();
     let matches = |selector: &Value, labels: &[(&str, &str)]| {
         selector["matchExpressions"].as_array().unwrap().iter().all(|e| {

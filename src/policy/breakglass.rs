@@ -424,7 +424,7 @@ mod tests {
     use crate::policy::model::BreakGlassSpec;
 
     fn tier(max: Option<Duration>) -> TierSpec {
-        serde_yaml::from_str::<TierSpec>("{}")
+        serde_yaml_ng::from_str::<TierSpec>("{}")
             .map(|mut t| {
                 t.break_glass = Some(BreakGlassSpec {
                     allowed: true,
@@ -627,7 +627,7 @@ mod tests {
         };
         assert_eq!((user.as_str(), c.granted_on.as_str(), c.presented_by.as_str()), ("alice", "Deployment/web", "bob"));
         // A tier without break-glass refuses even a valid grant.
-        let closed = serde_yaml::from_str::<TierSpec>("{}").unwrap();
+        let closed = serde_yaml_ng::from_str::<TierSpec>("{}").unwrap();
         assert!(matches!(
             break_glass("production", &closed, &req(dev, None, None, Some(Ok(grant()))), now),
             BreakGlass::Refused { .. }

@@ -413,7 +413,7 @@ impl Policy {
     /// Parses and validates a policy, reading the files it refers to with `read`.
     pub fn load(text: &str, source_name: &str, read: ReadFile<'_>) -> Result<Policy, PolicyError> {
         let err = |problems| PolicyError { source_name: source_name.to_string(), problems };
-        let file: PolicyFile = serde_yaml::from_str(text).map_err(|e| {
+        let file: PolicyFile = serde_yaml_ng::from_str(text).map_err(|e| {
             let (line, column) = e.location().map(|l| (Some(l.line()), Some(l.column()))).unwrap_or((None, None));
             err(vec![Problem { line, column, path: String::new(), message: e.to_string() }])
         })?;
