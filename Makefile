@@ -14,6 +14,8 @@ REGISTRY := $(TOOLS_DIR)/registry-$(REGISTRY_VERSION)/registry
 KEYLESS_SIGNER_SIGSTORE_GO ?= v1.1.4
 KEYLESS_SIGNER_VERSION := sg$(KEYLESS_SIGNER_SIGSTORE_GO)
 KEYLESS_SIGNER := $(TOOLS_DIR)/keyless-signer-$(KEYLESS_SIGNER_VERSION)/keyless-signer
+CARGO_DENY_VERSION ?= 0.20.2
+CARGO_DENY := $(TOOLS_DIR)/cargo-deny-$(CARGO_DENY_VERSION)/bin/cargo-deny
 HELM_VERSION ?= v3.22.0
 HELM := $(TOOLS_DIR)/helm-$(HELM_VERSION)/helm
 CARGO ?= cargo
@@ -67,9 +69,14 @@ e2e: tools e2e-tools image
 unit:
 	$(CARGO) test --lib --bins
 
-lint:
+## lint: formatting, clippy, and the licences, bans and sources of every dependency (deny.toml)
+lint: $(CARGO_DENY)
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO_DENY) check licenses bans sources
+
+$(CARGO_DENY):
+	$(CARGO) install --locked --quiet --root $(TOOLS_DIR)/cargo-deny-$(CARGO_DENY_VERSION) cargo-deny@$(CARGO_DENY_VERSION)
 
 fmt:
 	$(CARGO) fmt
