@@ -16,6 +16,8 @@ KEYLESS_SIGNER_VERSION := sg$(KEYLESS_SIGNER_SIGSTORE_GO)
 KEYLESS_SIGNER := $(TOOLS_DIR)/keyless-signer-$(KEYLESS_SIGNER_VERSION)/keyless-signer
 CARGO_DENY_VERSION ?= 0.20.2
 CARGO_DENY := $(TOOLS_DIR)/cargo-deny-$(CARGO_DENY_VERSION)/bin/cargo-deny
+CARGO_CYCLONEDX_VERSION ?= 0.5.9
+CARGO_CYCLONEDX := $(TOOLS_DIR)/cargo-cyclonedx-$(CARGO_CYCLONEDX_VERSION)/bin/cargo-cyclonedx
 HELM_VERSION ?= v3.22.0
 HELM := $(TOOLS_DIR)/helm-$(HELM_VERSION)/helm
 CARGO ?= cargo
@@ -47,11 +49,19 @@ build:
 run: certs
 	$(CARGO) run -- serve $(ARGS)
 
-## image: the container image as an OCI image layout in target/image, built without a container daemon
-image:
+## image: the container image as an OCI image layout in target/image, built without a container daemon, and its SBOM
+image: $(CARGO_CYCLONEDX)
 	$(CARGO) build --release --locked
 	$(CARGO) run --release --locked --quiet --example oci-image -- --binary target/release/portcullis \
 		--out $(IMAGE_DIR) --revision $(REVISION) --created $(SOURCE_DATE_EPOCH)
+	# The SBOM: the binary's crates (no build or dev dependencies), CycloneDX 1.5, from Cargo.lock.
+	$(CARGO_CYCLONEDX) cyclonedx --format json --describe binaries --target x86_64-unknown-linux-gnu \
+		--no-build-deps --spec-version 1.5
+	mv portcullis_bin.cdx.json $(IMAGE_DIR).cdx.json
+	@echo "$(IMAGE_DIR).cdx.json: the image's SBOM"
+
+$(CARGO_CYCLONEDX):
+	$(CARGO) install --locked --quiet --root $(TOOLS_DIR)/cargo-cyclonedx-$(CARGO_CYCLONEDX_VERSION) cargo-cyclonedx@$(CARGO_CYCLONEDX_VERSION)
 
 ## demo: a registry, three images (clean, vulnerable, unsigned) attested with cosign, Portcullis, and its decisions in a table
 demo: tools
