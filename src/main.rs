@@ -526,10 +526,14 @@ fn check_files(
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut found = Vec::new();
     for path in &a.attestations {
+        anyhow::ensure!(
+            found.len() < MAX_FILE_ATTESTATIONS,
+            "more than {MAX_FILE_ATTESTATIONS} attestations in the files given"
+        );
         let len = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?.len();
         anyhow::ensure!(len <= MAX_ATTESTATION_FILE, "{}: larger than {MAX_ATTESTATION_FILE} bytes", path.display());
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        let items = Signed::from_file(&bytes, MAX_FILE_ATTESTATIONS - found.len().min(MAX_FILE_ATTESTATIONS))
+        let items = Signed::from_file(&bytes, MAX_FILE_ATTESTATIONS - found.len())
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         found.extend(items.into_iter().map(|s| (Digest::of(s.bytes()), s)));
     }

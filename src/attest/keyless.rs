@@ -13,7 +13,7 @@ use std::fmt;
 
 use serde::Serialize;
 use sigstore_verify::crypto::CertificateInfo;
-use sigstore_verify::trust_root::{SigstoreInstance, TrustedRoot};
+use sigstore_trust_root::{SigstoreInstance, TrustedRoot};
 use sigstore_verify::{VerificationPolicy, Verifier};
 
 /// The built-in roots, embedded in the binary (refreshed with the crate).
@@ -87,7 +87,7 @@ impl Root {
                 ends.into_iter().flatten().max().and_then(|t| chrono::DateTime::from_timestamp(t.as_second(), 0))
             })
         };
-        let end = |r: Option<sigstore_verify::trust_root::TimeRange>| r.and_then(|r| r.end);
+        let end = |r: Option<sigstore_trust_root::TimeRange>| r.and_then(|r| r.end);
         let mut validity = Vec::new();
         let kinds: [(&'static str, Vec<Option<jiff::Timestamp>>); 4] = [
             ("fulcio", root.certificate_authorities.iter().map(|c| end(c.valid_for)).collect()),

@@ -703,7 +703,7 @@ mod tests {
         let read = |p: &str| match p {
             "roots/private.json" => Ok((
                 "/etc/portcullis/roots/private.json".to_string(),
-                sigstore_verify::trust_root::SIGSTORE_GITHUB_TRUSTED_ROOT.to_string(),
+                sigstore_trust_root::SIGSTORE_GITHUB_TRUSTED_ROOT.to_string(),
             )),
             _ => Err(format!("cannot read {p}: no such file")),
         };
