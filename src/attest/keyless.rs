@@ -12,8 +12,8 @@
 use std::fmt;
 
 use serde::Serialize;
-use sigstore_verify::crypto::CertificateInfo;
 use sigstore_trust_root::{SigstoreInstance, TrustedRoot};
+use sigstore_verify::crypto::CertificateInfo;
 use sigstore_verify::{VerificationPolicy, Verifier};
 
 /// The built-in roots, embedded in the binary (refreshed with the crate).
