@@ -38,7 +38,7 @@ REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 
 include mk/e2e-tools.mk
 
-.PHONY: all build run test unit e2e lint fmt tools keyless-signer certs bench clean-certs demo image
+.PHONY: all build run test unit e2e lint fmt tools keyless-signer certs bench clean-certs demo image image-layout
 
 all: build
 
@@ -50,15 +50,18 @@ run: certs
 	$(CARGO) run -- serve $(ARGS)
 
 ## image: the container image as an OCI image layout in target/image, built without a container daemon, and its SBOM
-image: $(CARGO_CYCLONEDX)
-	$(CARGO) build --release --locked
-	$(CARGO) run --release --locked --quiet --example oci-image -- --binary target/release/portcullis \
-		--out $(IMAGE_DIR) --revision $(REVISION) --created $(SOURCE_DATE_EPOCH)
+image: image-layout $(CARGO_CYCLONEDX)
 	# The SBOM: the binary's crates (no build or dev dependencies), CycloneDX 1.5, from Cargo.lock.
 	$(CARGO_CYCLONEDX) cyclonedx --format json --describe binaries --target x86_64-unknown-linux-gnu \
 		--no-build-deps --spec-version 1.5
 	mv portcullis_bin.cdx.json $(IMAGE_DIR).cdx.json
 	@echo "$(IMAGE_DIR).cdx.json: the image's SBOM"
+
+# The image alone (what the end-to-end suite runs Portcullis from).
+image-layout:
+	$(CARGO) build --release --locked
+	$(CARGO) run --release --locked --quiet --example oci-image -- --binary target/release/portcullis \
+		--out $(IMAGE_DIR) --revision $(REVISION) --created $(SOURCE_DATE_EPOCH)
 
 $(CARGO_CYCLONEDX):
 	$(CARGO) install --locked --quiet --root $(TOOLS_DIR)/cargo-cyclonedx-$(CARGO_CYCLONEDX_VERSION) cargo-cyclonedx@$(CARGO_CYCLONEDX_VERSION)
@@ -68,11 +71,11 @@ demo: tools
 	$(CARGO) run --quiet --example demo
 
 ## test: everything: unit, integration (real registry, real cosign) and end-to-end (real kube-apiserver, Portcullis run from its image) tests
-test: tools e2e-tools certs image
+test: tools e2e-tools certs image-layout
 	$(CARGO) test --all-targets
 
 ## e2e: only the end-to-end suite against a real kube-apiserver and etcd
-e2e: tools e2e-tools image
+e2e: tools e2e-tools image-layout
 	$(CARGO) test --test e2e -- --nocapture
 
 ## unit: only the fast tests that need no tools
