@@ -346,12 +346,9 @@ impl Registry {
             variant: Option<String>,
         }
         let what = image.pinned(digest);
-        let Some(body) = self.manifest(image, auth, digest.as_str(), &what).await? else {
+        let Some(body) = self.manifest_by_digest(image, auth, digest, &what).await? else {
             return Err(RegistryError::NotFound { what });
         };
-        if &Digest::of(&body) != digest {
-            return Err(RegistryError::DigestMismatch { what, expected: digest.to_string() });
-        }
         let protocol = |why: String| RegistryError::Protocol { what: what.clone(), why };
         // An index is what has a `manifests` list (its mediaType is optional).
         let index: Index = serde_json::from_slice(&body).map_err(|e| protocol(format!("not a manifest: {e}")))?;
@@ -455,13 +452,8 @@ impl Registry {
     ) -> Result<Option<Found>, RegistryError> {
         let d = Digest::parse(manifest_digest)
             .map_err(|e| RegistryError::Protocol { what: what.to_string(), why: e.to_string() })?;
-        let Some(body) = self.manifest(image, auth, d.as_str(), what).await? else { return Ok(None) };
-        if Digest::of(&body) != d {
-            return Err(RegistryError::DigestMismatch {
-                what: format!("referrer {}", d.short()),
-                expected: d.to_string(),
-            });
-        }
+        let referrer = format!("referrer {}", d.short());
+        let Some(body) = self.manifest_by_digest(image, auth, &d, &referrer).await? else { return Ok(None) };
         let Ok(m) = serde_json::from_slice::<OciImageManifest>(&body) else { return Ok(None) };
         let is_bundle = |t: &str| t.starts_with(BUNDLE_MEDIA_TYPE_PREFIX);
         let Some(layer) = m.layers.iter().find(|l| is_bundle(&l.media_type)) else { return Ok(None) };
@@ -530,6 +522,22 @@ impl Registry {
             Err(RegistryError::NotFound { .. }) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// A manifest by digest, its content checked against the digest; None
+    /// when there is none.
+    async fn manifest_by_digest(
+        &self,
+        image: &ImageRef,
+        auth: &Auth,
+        digest: &Digest,
+        what: &str,
+    ) -> Result<Option<Bytes>, RegistryError> {
+        let Some(body) = self.manifest(image, auth, digest.as_str(), what).await? else { return Ok(None) };
+        if Digest::of(&body) != *digest {
+            return Err(RegistryError::DigestMismatch { what: what.to_string(), expected: digest.to_string() });
+        }
+        Ok(Some(body))
     }
 
     /// A layer descriptor's digest, its declared size within the attestation limit.
