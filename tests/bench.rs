@@ -76,22 +76,14 @@ async fn keyless_decision_latency() {
     use common::keyless::*;
     let reg = Registry::start().await;
     let sigstore = Sigstore::new();
-    let release = "https://github.com/acme/shop/.github/workflows/release.yml@refs/heads/main";
     let n = 20;
     let mut images = Vec::new();
     for i in 0..n {
         let image = reg.push_image("bench/keyless", &format!("v{i}"), &format!("keyless{i}")).await;
-        attest(&reg, &image, &sigstore, release, "https://github.com/acme/shop", "bundle").await;
+        attest(&reg, &image, &sigstore, RELEASE, "https://github.com/acme/shop", "bundle").await;
         images.push(format!("{}/bench/keyless:v{i}", reg.host));
     }
-    let policy = sigstore.dir.path().join("policy.yaml");
-    std::fs::write(
-        &policy,
-        format!(
-            "apiVersion: portcullis.dev/v1alpha1\nkind: PromotionPolicy\nspec:\n  signers:\n    ci:\n      keyless:\n        trustedRoot: trusted_root.json\n        identities:\n          - {{ issuer: \"{ACTIONS}\", subject: \"{release}\" }}\n  namespaceTiers: {{ prod: production }}\n  tiers:\n    production:\n      provenance: {{ signedBy: [ci], sourceRepositories: [\"https://github.com/acme/*\"] }}\n      attestations: [ {{ predicateType: \"{CYCLONEDX}\", signedBy: [ci] }} ]\n"
-        ),
-    )
-    .unwrap();
+    let policy = policy_file(&sigstore);
     let hook =
         Webhook::start_loaded(portcullis::policy::Policy::from_file(&policy).unwrap(), HookOptions::default()).await;
     let (cold, warm) =

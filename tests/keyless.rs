@@ -7,49 +7,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use common::keyless::*;
 use common::*;
 use serde_json::{json, Value};
 
-const RELEASE: &str = "https://github.com/acme/shop/.github/workflows/release.yml@refs/heads/main";
 const EVIL: &str = "https://github.com/evil/shop/.github/workflows/release.yml@refs/heads/main";
-
-/// A policy file next to the virtual Sigstore's root, naming it by a
-/// relative path, as a ConfigMap mounted beside the policy would.
-fn policy_file(sigstore: &Sigstore) -> PathBuf {
-    let p = sigstore.dir.path().join("policy.yaml");
-    std::fs::write(
-        &p,
-        format!(
-            r#"apiVersion: portcullis.dev/v1alpha1
-kind: PromotionPolicy
-spec:
-  signers:
-    ci:
-      keyless:
-        trustedRoot: trusted_root.json
-        identities:
-          - issuer: {ACTIONS}
-            subject: {RELEASE}
-  namespaceTiers:
-    prod: production
-  tiers:
-    production:
-      provenance:
-        signedBy: [ci]
-        sourceRepositories: ["https://github.com/acme/*"]
-        builderIds: ["https://github.com/actions/runner/github-hosted"]
-      attestations:
-        - {{ predicateType: "{CYCLONEDX}", signedBy: [ci] }}
-"#
-        ),
-    )
-    .unwrap();
-    p
-}
 
 fn portcullis(args: &[&str]) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_portcullis")).args(args).output().unwrap();

@@ -17,8 +17,6 @@ use portcullis::image::ImageRef;
 use portcullis::policy::Policy;
 use portcullis::registry::{Credentials, Limits, Registry as Client};
 
-const RELEASE: &str = "https://github.com/acme/shop/.github/workflows/release.yml@refs/heads/main";
-
 /// A registry holding one attested image, reachable only with `ci:pw`.
 async fn private(kind: &str) -> (Registry, TestTls, String, Sigstore) {
     let tls = test_tls();
@@ -38,15 +36,7 @@ async fn private(kind: &str) -> (Registry, TestTls, String, Sigstore) {
 }
 
 fn policy(sigstore: &Sigstore) -> Arc<Policy> {
-    let p = sigstore.dir.path().join("policy.yaml");
-    std::fs::write(
-        &p,
-        format!(
-            "apiVersion: portcullis.dev/v1alpha1\nkind: PromotionPolicy\nspec:\n  signers:\n    ci:\n      keyless:\n        trustedRoot: trusted_root.json\n        identities:\n          - {{ issuer: \"{ACTIONS}\", subject: \"{RELEASE}\" }}\n  tiers:\n    production:\n      provenance: {{ signedBy: [ci], sourceRepositories: [\"https://github.com/acme/*\"] }}\n"
-        ),
-    )
-    .unwrap();
-    Arc::new(Policy::from_file(&p).unwrap())
+    Arc::new(Policy::from_file(&policy_file(sigstore)).unwrap())
 }
 
 /// A pull secret's credentials for `host`, as the cluster would hand them over.

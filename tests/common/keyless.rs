@@ -13,6 +13,8 @@ use super::{att_tag, rand_suffix, tool, Registry};
 pub const ACTIONS: &str = "https://token.actions.githubusercontent.com";
 pub const SLSA_V1: &str = "https://slsa.dev/provenance/v1";
 pub const CYCLONEDX: &str = "https://cyclonedx.org/bom";
+/// The release workflow the test policies trust.
+pub const RELEASE: &str = "https://github.com/acme/shop/.github/workflows/release.yml@refs/heads/main";
 
 /// A virtual Sigstore: its state and trusted root in a directory of its own.
 pub struct Sigstore {
@@ -147,4 +149,40 @@ pub async fn attest(reg: &Registry, image: &str, who: &Sigstore, by: &str, repo:
         "mediaType": "application/vnd.dsse.envelope.v1+json", "digest": d, "size": layer.len(), "annotations": bom["annotations"]
     }));
     reg.put_manifest(repo_of, &att_tag(image), &manifest).await;
+}
+
+/// A policy file next to the virtual Sigstore's root, naming it by a
+/// relative path, as a ConfigMap mounted beside the policy would: signer `ci`
+/// is the release workflow, keyless; production (namespace `prod`) asks for
+/// its provenance from acme on GitHub-hosted runners and a CycloneDX SBOM.
+pub fn policy_file(sigstore: &Sigstore) -> PathBuf {
+    let p = sigstore.dir.path().join("policy.yaml");
+    std::fs::write(
+        &p,
+        format!(
+            r#"apiVersion: portcullis.dev/v1alpha1
+kind: PromotionPolicy
+spec:
+  signers:
+    ci:
+      keyless:
+        trustedRoot: trusted_root.json
+        identities:
+          - issuer: {ACTIONS}
+            subject: {RELEASE}
+  namespaceTiers:
+    prod: production
+  tiers:
+    production:
+      provenance:
+        signedBy: [ci]
+        sourceRepositories: ["https://github.com/acme/*"]
+        builderIds: ["https://github.com/actions/runner/github-hosted"]
+      attestations:
+        - {{ predicateType: "{CYCLONEDX}", signedBy: [ci] }}
+"#
+        ),
+    )
+    .unwrap();
+    p
 }
