@@ -17,14 +17,27 @@ pub struct Record {
     pub kind: String,
     pub namespace: String,
     pub name: String,
+    /// The controller that owns the object (`ReplicaSet/shop-5d9c`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     pub user: String,
+    pub groups: Vec<String>,
     pub tier: Option<String>,
     pub allowed: bool,
+    /// `allowed`, `warned`, `denied`, `break_glass` or `error`.
+    pub result: crate::policy::Outcome,
+    /// One word for why it is not a clean admission (`none` when it is).
+    pub reason: String,
     pub dry_run: bool,
     pub policy_digest: String,
     /// The time the policy was evaluated at (replay with the same `now`).
     pub evaluated_at: String,
+    /// Each image judged: its digest, the attestations used (digests,
+    /// signers, identities), its problems and the exceptions applied.
     pub images: Vec<Verdict>,
+    /// The exceptions applied, over all images.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exceptions: Vec<String>,
     pub break_glass: BreakGlass,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,

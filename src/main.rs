@@ -438,21 +438,35 @@ async fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
     } else {
         check_files(&a, &policy, now)?
     };
-    let errored = verdicts.iter().any(|v| v.error.is_some());
-    let allowed = verdicts.iter().all(|v| v.admitted);
+    // The same decision as at admission (no break-glass in a pipeline).
+    let tier_spec = policy.tier(&a.tier).context("the tier vanished")?;
+    let decision = portcullis::policy::decide(portcullis::policy::Judged {
+        policy_digest: &policy.digest,
+        tier: &a.tier,
+        tier_spec,
+        verdicts,
+        break_glass: Default::default(),
+        template_without_grant: None,
+        now,
+    });
+    let verdicts = &decision.verdicts;
     match a.output {
         Output::Json => {
             let out = serde_json::json!({
-                "allowed": allowed,
+                "allowed": decision.allowed,
+                "result": decision.outcome,
+                "reason": decision.reason,
+                "message": decision.message,
+                "warnings": decision.warnings,
                 "tier": a.tier,
-                "policyDigest": policy.digest,
+                "policyDigest": policy.digest.to_string(),
                 "evaluatedAt": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                 "verdicts": verdicts,
             });
             println!("{}", serde_json::to_string_pretty(&out)?);
         }
         Output::Text => {
-            for v in &verdicts {
+            for v in verdicts {
                 // An image given by digest alone is already its digest.
                 let digest = v.digest.as_deref().filter(|d| *d != v.image).map(|d| format!("@{d}")).unwrap_or_default();
                 if v.error.is_some() && !v.admitted {
@@ -483,12 +497,10 @@ async fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    Ok(ExitCode::from(if errored {
-        2
-    } else if allowed {
-        0
-    } else {
-        1
+    Ok(ExitCode::from(match decision.outcome {
+        portcullis::policy::Outcome::Error => 2,
+        _ if decision.allowed => 0,
+        _ => 1,
     }))
 }
 

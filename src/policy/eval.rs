@@ -4,7 +4,7 @@ use chrono::{DateTime, Duration as ChronoDuration, NaiveDate, Utc};
 use serde::Serialize;
 
 use super::model::{
-    path_glob, AttestationRule, ExceptionSpec, Mode, OnError, Policy, ProvenanceRule, TestRule, TierSpec, VulnRule,
+    AttestationRule, ExceptionSpec, Mode, OnError, Policy, ProvenanceRule, TestRule, TierSpec, VulnRule,
     PLATFORMS_INDEX,
 };
 use crate::attest::{Problem, SignerIdentity};
@@ -19,8 +19,90 @@ const MAX_SKEW_SECS: i64 = 300;
 /// How many findings a message lists before summarising the rest.
 const LIST_FINDINGS: usize = 5;
 
-/// The verdict for one image in one tier.
+/// Why an image fails a tier, as a word for metrics, reports and tooling
+/// (the problems say it in full).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// The tier is not defined in the policy.
+    Tier,
+    /// The tier requires digests and the image is named by tag.
+    Digest,
+    /// Evidence could not be gathered (registry error, deadline).
+    Unverifiable,
+    /// No attestations at all.
+    NoAttestations,
+    /// No acceptable attestation of a kind the tier needs: missing, not
+    /// verified, or signed by a signer the tier does not accept.
+    MissingEvidence,
+    /// Evidence older than the tier's maxAge, from the future, or undated.
+    StaleEvidence,
+    Vulnerabilities,
+    Tests,
+    Provenance,
+    /// A multi-arch image none of whose platforms the tier judges.
+    Platforms,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Tier => "tier",
+            Reason::Digest => "digest",
+            Reason::Unverifiable => "unverifiable",
+            Reason::NoAttestations => "no_attestations",
+            Reason::MissingEvidence => "missing_evidence",
+            Reason::StaleEvidence => "stale_evidence",
+            Reason::Vulnerabilities => "vulnerabilities",
+            Reason::Tests => "tests",
+            Reason::Provenance => "provenance",
+            Reason::Platforms => "platforms",
+        }
+    }
+}
+
+/// What an attestation a verdict rests on was evidence of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum EvidenceKind {
+    Vulnerabilities,
+    Tests,
+    Provenance,
+    Attestation,
+}
+
+impl EvidenceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EvidenceKind::Vulnerabilities => "vulnerabilities",
+            EvidenceKind::Tests => "tests",
+            EvidenceKind::Provenance => "provenance",
+            EvidenceKind::Attestation => "attestation",
+        }
+    }
+}
+
+/// An attestation a verdict rests on: which, of what, and who signed it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Cited {
+    /// Digest of the envelope or bundle as stored.
+    pub digest: String,
+    pub kind: EvidenceKind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub predicate_type: Option<String>,
+    /// The policy's signers whose keys or identities verified it.
+    pub signers: Vec<String>,
+    /// For a keyless signature: the certificate's identity.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<SignerIdentity>,
+    /// When the scan or test run it reports finished, if it says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_on: Option<DateTime<Utc>>,
+}
+
+/// The verdict for one image in one tier.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Verdict {
     /// The image as written in the object.
@@ -46,6 +128,12 @@ pub struct Verdict {
     /// Digests of the attestation envelopes the verdict rests on.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub evidence: Vec<String>,
+    /// The same attestations, with what each is evidence of and who signed it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attestations: Vec<Cited>,
+    /// Why it fails, one word per kind of problem (empty when it passes).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<Reason>,
     /// Set when evidence could not be gathered (registry error, deadline).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -64,6 +152,51 @@ impl Verdict {
         };
         format!("{what} denied for tier {}: {}", self.tier, self.problems.join("; "))
     }
+
+    /// What a tier in warn mode says of an image it admits despite problems.
+    pub fn warn_message(&self) -> String {
+        let what = match &self.digest {
+            Some(d) if !self.name.is_empty() => format!("{}@{d}", self.name),
+            _ => self.image.clone(),
+        };
+        format!("{what} would be denied for tier {}: {} (mode warn: admitted)", self.tier, self.problems.join("; "))
+    }
+
+    /// The first reason it fails, if it does.
+    pub fn reason(&self) -> Option<Reason> {
+        self.reasons.first().copied()
+    }
+
+    /// Records a problem of kind `reason`.
+    fn fail(&mut self, reason: Reason, problem: String) {
+        self.problems.push(problem);
+        if !self.reasons.contains(&reason) {
+            self.reasons.push(reason);
+        }
+    }
+
+    /// Records problems of kind `reason`.
+    fn fail_all(&mut self, reason: Reason, problems: impl IntoIterator<Item = String>) {
+        for p in problems {
+            self.fail(reason, p);
+        }
+    }
+
+    /// Cites an attestation the verdict rests on.
+    fn cite(&mut self, kind: EvidenceKind, f: &Found<'_, impl Sized>, finished_on: Option<DateTime<Utc>>) {
+        let digest = f.att.envelope.to_string();
+        if !self.evidence.contains(&digest) {
+            self.evidence.push(digest.clone());
+        }
+        self.attestations.push(Cited {
+            digest,
+            kind,
+            predicate_type: f.att.claimed_type.clone(),
+            signers: f.signers.to_vec(),
+            identity: f.identity.cloned(),
+            finished_on,
+        });
+    }
 }
 
 /// Evaluates one image. `gathered` is the evidence found for it, or the error
@@ -80,23 +213,17 @@ pub fn evaluate(
         name: image.name(),
         digest: gathered.ok().map(|e| e.digest.to_string()),
         tier: tier_name.to_string(),
-        admitted: false,
-        problems: vec![],
-        notes: vec![],
-        exceptions: vec![],
-        evidence: vec![],
-        error: None,
-        platforms: vec![],
+        ..Verdict::default()
     };
     let Some(tier) = policy.tier(tier_name) else {
-        v.problems.push(format!(
-            "tier {tier_name:?} is not defined in the policy (defined: {})",
-            policy.tier_names().join(", ")
-        ));
+        v.fail(
+            Reason::Tier,
+            format!("tier {tier_name:?} is not defined in the policy (defined: {})", policy.tier_names().join(", ")),
+        );
         return v;
     };
     if tier.require_digest && image.digest.is_none() {
-        v.problems.push(format!(
+        v.fail(Reason::Digest, format!(
             "{} is not pinned by digest, and tier {tier_name} requires digests (requireDigest); write it as {}:{}@sha256:<digest> \
              (`crane digest {}` or `docker buildx imagetools inspect` prints the digest), or let Portcullis' mutating webhook pin it",
             image.original,
@@ -117,9 +244,10 @@ pub fn evaluate(
                         image.original
                     ));
                 }
-                OnError::Deny => v.problems.push(format!(
-                    "could not verify the image: {error}; tier {tier_name} fails closed (onError: deny)"
-                )),
+                OnError::Deny => v.fail(
+                    Reason::Unverifiable,
+                    format!("could not verify the image: {error}; tier {tier_name} fails closed (onError: deny)"),
+                ),
             }
             return v;
         }
@@ -164,7 +292,10 @@ pub fn evaluate(
         for a in &tier.attestations {
             how.push(format!("a signed {} attestation", a.predicate_type));
         }
-        v.problems.push(format!("no attestations found (looked for {}); attach {}", ev.location, how.join(" and ")));
+        v.fail(
+            Reason::NoAttestations,
+            format!("no attestations found (looked for {}); attach {}", ev.location, how.join(" and ")),
+        );
     } else {
         if let Some(rule) = &tier.vulnerabilities {
             ctx.vulnerabilities(rule, &mut v);
@@ -210,7 +341,7 @@ fn by_platform(
     let platforms: Vec<_> = ev.platforms.iter().filter(|p| judged(&p.platform)).collect();
     if platforms.is_empty() {
         let listed: Vec<&str> = ev.platforms.iter().map(|p| p.platform.as_str()).collect();
-        v.problems.push(if listed.is_empty() {
+        v.fail(Reason::Platforms, if listed.is_empty() {
             format!("{} is an index with no platform manifests and no attestations of its own", image.original)
         } else {
             format!(
@@ -228,6 +359,12 @@ fn by_platform(
         let pv = evaluate(policy, tier_name, &pinned, p.evidence.as_deref().map_err(String::as_str), now);
         let label = format!("platform {} ({})", p.platform, p.digest.short());
         v.problems.extend(pv.problems.iter().map(|x| format!("{label}: {x}")));
+        for r in &pv.reasons {
+            if !v.reasons.contains(r) {
+                v.reasons.push(*r);
+            }
+        }
+        v.attestations.extend(pv.attestations.iter().cloned());
         v.notes.extend(pv.notes.iter().map(|x| format!("{label}: {x}")));
         for (from, into) in [(pv.evidence, &mut v.evidence), (pv.exceptions, &mut v.exceptions)] {
             for e in from {
@@ -298,24 +435,22 @@ impl<'e> Ctx<'e> {
         });
         let accepted = found.iter().filter(|f| signed_by_any(f.signers, &rule.signed_by));
         // The newest scan wins: by finish time, then by position.
-        let Some(Found { att, claim: report, .. }) = accepted.max_by_key(|f| (f.claim.finished_on, f.att.index)) else {
-            v.problems.push(self.missing(
-                "vulnerability scan",
-                "`cosign attest --type vuln`",
-                VULN_TYPES,
-                &found,
-                &rule.signed_by,
-            ));
+        let Some(chosen) = accepted.max_by_key(|f| (f.claim.finished_on, f.att.index)) else {
+            v.fail(
+                Reason::MissingEvidence,
+                self.missing("vulnerability scan", "`cosign attest --type vuln`", VULN_TYPES, &found, &rule.signed_by),
+            );
             return;
         };
-        v.evidence.push(att.envelope.to_string());
+        let report = chosen.claim;
+        v.cite(EvidenceKind::Vulnerabilities, chosen, report.finished_on);
         let age = Age {
             what: "vulnerability scan",
             limit: "maxAge",
             field: "metadata.scanFinishedOn",
             redo: "rescan the image and attest the new report",
         };
-        v.problems.extend(self.age_problem(&age, report.finished_on, rule.max_age));
+        v.fail_all(Reason::StaleEvidence, self.age_problem(&age, report.finished_on, rule.max_age));
         let mut counted: std::collections::BTreeMap<Severity, Vec<&Finding>> = Default::default();
         for f in &report.findings {
             if rule.ignore_unfixed && !f.fixable() {
@@ -352,12 +487,10 @@ impl<'e> Ctx<'e> {
             }
             let (noun, verb) =
                 if list.len() == 1 { ("vulnerability", "exceeds") } else { ("vulnerabilities", "exceed") };
-            v.problems.push(format!(
-                "{} {} {noun} {verb} the limit {max} ({})",
-                list.len(),
-                sev.as_str(),
-                listed.join("; ")
-            ));
+            v.fail(
+                Reason::Vulnerabilities,
+                format!("{} {} {noun} {verb} the limit {max} ({})", list.len(), sev.as_str(), listed.join("; ")),
+            );
         }
     }
 
@@ -365,14 +498,11 @@ impl<'e> Ctx<'e> {
     fn excepted(&self, f: &Finding, v: &mut Verdict) -> bool {
         let today = self.now.date_naive();
         let name = self.image.name();
-        for e in self.exceptions() {
+        for (i, e) in self.exceptions().iter().enumerate() {
             let id_matches =
                 e.id.eq_ignore_ascii_case(&f.id) || f.aliases.iter().any(|a| a.eq_ignore_ascii_case(&e.id));
             let tier_matches = e.tiers.is_empty() || e.tiers.iter().any(|t| t == self.tier);
-            let image_matches = e.images.is_empty()
-                || e.images
-                    .iter()
-                    .any(|g| globset::Glob::new(g).map(|g| g.compile_matcher().is_match(&name)).unwrap_or(false));
+            let image_matches = self.policy.patterns.exception_covers(i, &name);
             if !(id_matches && tier_matches && image_matches) {
                 continue;
             }
@@ -401,21 +531,25 @@ impl<'e> Ctx<'e> {
             _ => None,
         });
         // The newest by finishedOn when results carry it, else the last attached.
-        let Some(Found { att, claim: report, .. }) = found
+        let Some(chosen) = found
             .iter()
             .filter(|f| signed_by_any(f.signers, &rule.signed_by))
             .max_by_key(|f| (f.claim.finished_on, f.att.index))
         else {
-            v.problems.push(self.missing(
-                "test result",
-                &format!("`cosign attest --type {TEST_RESULT_V01}`"),
-                &[TEST_RESULT_V01],
-                &found,
-                &rule.signed_by,
-            ));
+            v.fail(
+                Reason::MissingEvidence,
+                self.missing(
+                    "test result",
+                    &format!("`cosign attest --type {TEST_RESULT_V01}`"),
+                    &[TEST_RESULT_V01],
+                    &found,
+                    &rule.signed_by,
+                ),
+            );
             return;
         };
-        v.evidence.push(att.envelope.to_string());
+        let report = chosen.claim;
+        v.cite(EvidenceKind::Tests, chosen, report.finished_on);
         let ok = match rule.require {
             TestOutcome::Passed => report.result == TestOutcome::Passed,
             _ => report.result != TestOutcome::Failed,
@@ -431,26 +565,34 @@ impl<'e> Ctx<'e> {
         };
         let url = report.url.as_deref().map(|u| format!("; see {u}")).unwrap_or_default();
         if !ok {
-            v.problems.push(format!(
-                "test result is {}{failed}, tier {} requires {}{url}",
-                outcome_str(report.result),
-                self.tier,
-                if rule.require == TestOutcome::Passed { "PASSED" } else { "PASSED or WARNED" }
-            ));
+            v.fail(
+                Reason::Tests,
+                format!(
+                    "test result is {}{failed}, tier {} requires {}{url}",
+                    outcome_str(report.result),
+                    self.tier,
+                    if rule.require == TestOutcome::Passed { "PASSED" } else { "PASSED or WARNED" }
+                ),
+            );
         } else if !report.failed_tests.is_empty() {
-            v.problems
-                .push(format!("test result is {} but lists failed tests{failed}{url}", outcome_str(report.result)));
+            v.fail(
+                Reason::Tests,
+                format!("test result is {} but lists failed tests{failed}{url}", outcome_str(report.result)),
+            );
         }
         let ran =
             |c: &str| report.configuration.iter().any(|d| d.name.as_deref() == Some(c) || d.uri.as_deref() == Some(c));
         let missing: Vec<&str> = rule.require_configurations.iter().map(String::as_str).filter(|c| !ran(c)).collect();
         if !missing.is_empty() {
-            v.problems.push(format!(
-                "required test configuration{} {} did not run (tier {}){url}",
-                if missing.len() == 1 { "" } else { "s" },
-                missing.join(", "),
-                self.tier
-            ));
+            v.fail(
+                Reason::Tests,
+                format!(
+                    "required test configuration{} {} did not run (tier {}){url}",
+                    if missing.len() == 1 { "" } else { "s" },
+                    missing.join(", "),
+                    self.tier
+                ),
+            );
         }
         let passed = |t: &str| {
             report.passed_tests.iter().any(|p| p == t)
@@ -458,15 +600,21 @@ impl<'e> Ctx<'e> {
         };
         let not_passed: Vec<&str> = rule.require_tests.iter().map(String::as_str).filter(|t| !passed(t)).collect();
         if !not_passed.is_empty() {
-            v.problems.push(format!("required tests not passed: {} (tier {}){url}", not_passed.join(", "), self.tier));
+            v.fail(
+                Reason::Tests,
+                format!("required tests not passed: {} (tier {}){url}", not_passed.join(", "), self.tier),
+            );
         }
         if let Some(min) = rule.min_passed {
             if (report.passed_tests.len() as u64) < min as u64 {
-                v.problems.push(format!(
-                    "only {} passed tests, tier {} requires at least {min}{url}",
-                    report.passed_tests.len(),
-                    self.tier
-                ));
+                v.fail(
+                    Reason::Tests,
+                    format!(
+                        "only {} passed tests, tier {} requires at least {min}{url}",
+                        report.passed_tests.len(),
+                        self.tier
+                    ),
+                );
             }
         }
         let age = Age {
@@ -475,7 +623,7 @@ impl<'e> Ctx<'e> {
             field: "finishedOn",
             redo: "rerun the tests and attest the result",
         };
-        v.problems.extend(self.age_problem(&age, report.finished_on, rule.max_age));
+        v.fail_all(Reason::StaleEvidence, self.age_problem(&age, report.finished_on, rule.max_age));
     }
 
     /// What is wrong with the age of a piece of evidence, if anything: from
@@ -519,13 +667,10 @@ impl<'e> Ctx<'e> {
         let mut accepted: Vec<&Found<'_, Provenance>> =
             found.iter().filter(|f| signed_by_any(f.signers, &rule.signed_by)).collect();
         if accepted.is_empty() {
-            v.problems.push(self.missing(
-                "build provenance",
-                PROVENANCE_HOW,
-                PROVENANCE_TYPES,
-                &found,
-                &rule.signed_by,
-            ));
+            v.fail(
+                Reason::MissingEvidence,
+                self.missing("build provenance", PROVENANCE_HOW, PROVENANCE_TYPES, &found, &rule.signed_by),
+            );
             return;
         }
         accepted.sort_by_key(|f| std::cmp::Reverse(f.att.index));
@@ -533,12 +678,12 @@ impl<'e> Ctx<'e> {
         for f in accepted {
             let why = self.provenance_mismatch(rule, f);
             if why.is_empty() {
-                v.evidence.push(f.att.envelope.to_string());
+                v.cite(EvidenceKind::Provenance, f, None);
                 return;
             }
             first_why.get_or_insert(why);
         }
-        v.problems.extend(first_why.unwrap_or_default());
+        v.fail_all(Reason::Provenance, first_why.unwrap_or_default());
     }
 
     /// How one provenance fails the rule (empty when it passes). The source
@@ -547,9 +692,7 @@ impl<'e> Ctx<'e> {
     /// the CI's token): both must be accepted.
     fn provenance_mismatch(&self, rule: &ProvenanceRule, f: &Found<'_, Provenance>) -> Vec<String> {
         let mut out = Vec::new();
-        let matches = |patterns: &[String], s: &str| {
-            patterns.iter().any(|g| path_glob(g).map(|m| m.is_match(s)).unwrap_or(false))
-        };
+        let matches = |patterns: &[String], s: &str| self.policy.patterns.path_matches(patterns, s);
         if !rule.source_repositories.is_empty() {
             let mut sources: Vec<(String, &str)> = Vec::new();
             if let Some(s) = &f.claim.source_repository {
@@ -592,14 +735,17 @@ impl<'e> Ctx<'e> {
         let found =
             self.verified(|a, c| (a.claimed_type.as_deref() == Some(rule.predicate_type.as_str())).then_some(c));
         match found.iter().filter(|f| signed_by_any(f.signers, &rule.signed_by)).max_by_key(|f| f.att.index) {
-            Some(f) => v.evidence.push(f.att.envelope.to_string()),
-            None => v.problems.push(self.missing(
-                &format!("{} attestation", rule.predicate_type),
-                &format!("`cosign attest --type {}`", rule.predicate_type),
-                &[rule.predicate_type.as_str()],
-                &found,
-                &rule.signed_by,
-            )),
+            Some(f) => v.cite(EvidenceKind::Attestation, f, None),
+            None => v.fail(
+                Reason::MissingEvidence,
+                self.missing(
+                    &format!("{} attestation", rule.predicate_type),
+                    &format!("`cosign attest --type {}`", rule.predicate_type),
+                    &[rule.predicate_type.as_str()],
+                    &found,
+                    &rule.signed_by,
+                ),
+            ),
         }
     }
 

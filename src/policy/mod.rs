@@ -5,6 +5,7 @@
 //! admission alike.
 
 mod breakglass;
+pub mod decide;
 mod eval;
 mod locate;
 mod model;
@@ -15,5 +16,6 @@ pub use breakglass::{
     ANNOTATION as BREAK_GLASS_ANNOTATION, GRANT_ANNOTATION as BREAK_GLASS_GRANT_ANNOTATION,
     TICKET_ANNOTATION as BREAK_GLASS_TICKET_ANNOTATION,
 };
-pub use eval::{evaluate, fmt_duration, Verdict};
+pub use decide::{decide, Decision, Judged, Outcome};
+pub use eval::{evaluate, fmt_duration, Cited, EvidenceKind, Reason, Verdict};
 pub use model::*;

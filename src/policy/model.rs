@@ -358,13 +358,60 @@ pub struct PolicyError {
 #[derive(Clone, Debug)]
 pub struct Policy {
     pub file: PolicyFile,
-    /// `sha256:<hex>` of the policy file's bytes, reported with every decision.
-    pub digest: String,
+    /// The digest of the policy file's bytes, reported with every decision.
+    pub digest: crate::image::Digest,
     /// The keys and keyless identities signers are trusted by.
     pub trust: Trust,
     /// The trusted root files the policy refers to, as resolved paths, with
     /// the digest of what was read; a change to one reloads the policy.
     pub root_files: Vec<RootFile>,
+    /// Its patterns, compiled once when it loads.
+    pub patterns: Patterns,
+}
+
+/// A policy's patterns, compiled when it loads (validation has already
+/// rejected any that do not compile).
+#[derive(Clone, Debug, Default)]
+pub struct Patterns {
+    /// For each exception, in order, its image patterns.
+    exception_images: Vec<Vec<globset::GlobMatcher>>,
+    /// Provenance patterns (`sourceRepositories`, `builderIds`), by text.
+    paths: std::collections::HashMap<String, globset::GlobMatcher>,
+}
+
+impl Patterns {
+    fn compile(spec: &Spec) -> Patterns {
+        let exception_images = spec
+            .exceptions
+            .iter()
+            .map(|e| e.images.iter().filter_map(|g| globset::Glob::new(g).ok().map(|g| g.compile_matcher())).collect())
+            .collect();
+        let mut paths = std::collections::HashMap::new();
+        for t in spec.tiers.values() {
+            if let Some(p) = &t.provenance {
+                for g in p.source_repositories.iter().chain(&p.builder_ids) {
+                    if let Ok(m) = path_glob(g) {
+                        paths.insert(g.clone(), m);
+                    }
+                }
+            }
+        }
+        Patterns { exception_images, paths }
+    }
+
+    /// Whether exception `index` names `image` (an exception without image
+    /// patterns names every image).
+    pub fn exception_covers(&self, index: usize, image: &str) -> bool {
+        match self.exception_images.get(index) {
+            Some(globs) => globs.is_empty() || globs.iter().any(|g| g.is_match(image)),
+            None => false,
+        }
+    }
+
+    /// Whether any of `patterns` (provenance patterns of this policy) matches `s`.
+    pub fn path_matches(&self, patterns: &[String], s: &str) -> bool {
+        patterns.iter().any(|p| self.paths.get(p).is_some_and(|m| m.is_match(s)))
+    }
 }
 
 /// A trusted root file as read: its resolved path and the digest of its text.
@@ -434,7 +481,8 @@ impl Policy {
             }
             return Err(err(problems));
         }
-        Ok(Policy { file, digest: crate::image::Digest::of(text.as_bytes()).to_string(), trust, root_files })
+        let patterns = Patterns::compile(&file.spec);
+        Ok(Policy { file, digest: crate::image::Digest::of(text.as_bytes()), trust, root_files, patterns })
     }
 
     pub fn tier(&self, name: &str) -> Option<&TierSpec> {

@@ -28,7 +28,9 @@ use crate::cluster::TierSource;
 use crate::engine::{Engine, Keychain};
 use crate::image::{Digest, ImageRef};
 use crate::metrics::Metrics;
-use crate::policy::{self, BreakGlass, BreakGlassRequest, GrantKeys, Policy, Presented, Verdict};
+use crate::policy::{
+    self, BreakGlass, BreakGlassRequest, Decision, GrantKeys, Judged, Outcome, Policy, Presented, Verdict,
+};
 
 pub mod extract;
 mod mutate;
@@ -42,12 +44,7 @@ use extract::{ContainerImage, Shape};
 /// Largest AdmissionReview accepted (an object and its old version, each up
 /// to the API server's 3 MiB request limit).
 pub const MAX_BODY: usize = 7 << 20;
-/// Longest single warning returned (the API server truncates longer ones).
-const MAX_WARNING: usize = 256;
-/// Most warnings returned; the rest are counted in the last one.
-const MAX_WARNINGS: usize = 16;
-/// Longest denial message returned; the audit record has everything.
-pub const MAX_MESSAGE: usize = 4096;
+pub use crate::policy::decide::MAX_MESSAGE;
 
 /// Everything a request handler needs; shared by all requests.
 pub struct AppState {
@@ -146,7 +143,7 @@ pub fn spawn_reloader(
                 // Compared with the policy in force, not with the file at start-up:
                 // a change made before the first look is not missed.
                 let in_force = state.policy();
-                let changed = now.as_deref().is_some_and(|b| crate::image::Digest::of(b).as_str() != in_force.digest);
+                let changed = now.as_deref().is_some_and(|b| crate::image::Digest::of(b) != in_force.digest);
                 // A trusted root file the policy names changed (a ConfigMap
                 // updated out of band): the same policy text, loaded anew.
                 let mut roots = Vec::new();
@@ -305,13 +302,14 @@ async fn validate(
     let (resp, record) = decide(&st, &req, deadline).await;
     let elapsed = start.elapsed().as_secs_f64();
     let record = Record { latency_ms: elapsed * 1000.0, ..record };
-    let result = match (&record.allowed, record.images.iter().any(|v| v.error.is_some()), record.warnings.is_empty()) {
-        (false, _, _) => "denied",
-        (true, true, _) => "error",
-        (true, false, false) => "warned",
-        (true, false, true) => "allowed",
-    };
-    st.metrics.decision(record.tier.as_deref().unwrap_or("none"), result, elapsed);
+    let tier = record.tier.as_deref().unwrap_or("none");
+    st.metrics.decision(tier, record.result.as_str(), elapsed);
+    for v in &record.images {
+        st.metrics.image(tier, v.admitted);
+    }
+    if record.result == Outcome::BreakGlass {
+        st.metrics.break_glass(tier);
+    }
     // Every judged request is audited: one with a tier, or one denied before
     // a tier was known. Objects without pod specs, and unchanged updates, are not.
     if record.tier.is_some() || !record.allowed {
@@ -423,10 +421,68 @@ impl Subject {
     }
 }
 
+impl Record {
+    /// The record of a request, before anything is decided: admitted.
+    fn of(req: &AdmissionRequest<DynamicObject>, now: chrono::DateTime<Utc>, policy_digest: &Digest) -> Record {
+        let at = now.to_rfc3339_opts(SecondsFormat::Millis, true);
+        Record {
+            time: at.clone(),
+            uid: req.uid.clone(),
+            operation: format!("{:?}", req.operation).to_uppercase(),
+            kind: match &req.sub_resource {
+                Some(s) => format!("{}/{s}", req.kind.kind),
+                None => req.kind.kind.clone(),
+            },
+            namespace: req.namespace.clone().unwrap_or_default(),
+            name: req.name.clone(),
+            owner: None,
+            user: req.user_info.username.clone().unwrap_or_default(),
+            groups: req.user_info.groups.clone().unwrap_or_default(),
+            tier: None,
+            allowed: true,
+            result: Outcome::Allowed,
+            reason: "none".into(),
+            dry_run: req.dry_run,
+            policy_digest: policy_digest.to_string(),
+            evaluated_at: at,
+            images: vec![],
+            exceptions: vec![],
+            break_glass: BreakGlass::NotRequested,
+            message: None,
+            warnings: vec![],
+            latency_ms: 0.0,
+        }
+    }
+
+    /// The record with what was decided.
+    fn decided(self, d: &Decision) -> Record {
+        let mut exceptions: Vec<String> = Vec::new();
+        for e in d.verdicts.iter().flat_map(|v| &v.exceptions) {
+            if !exceptions.contains(e) {
+                exceptions.push(e.clone());
+            }
+        }
+        Record {
+            allowed: d.allowed,
+            result: d.outcome,
+            reason: d.reason.to_string(),
+            images: d.verdicts.clone(),
+            exceptions,
+            break_glass: d.break_glass.clone(),
+            message: d.message.clone(),
+            warnings: d.warnings.clone(),
+            ..self
+        }
+    }
+}
+
 /// Longest wait for the API server when reading pull secrets.
 pub const PULL_SECRET_WAIT: Duration = Duration::from_secs(2);
 
-/// Decides one admission request.
+/// Decides one admission request: gathers what the pure decision needs
+/// (the object's images, its namespace's tier, a verdict per image, its
+/// break-glass request with any grant it carries checked), then answers as
+/// [`policy::decide`] decides.
 pub async fn decide(
     st: &AppState,
     req: &AdmissionRequest<DynamicObject>,
@@ -436,42 +492,31 @@ pub async fn decide(
     // Millisecond precision, as recorded, so that a replay at `evaluatedAt` is exact.
     let now = portcullis_now();
     let subject = Subject::of(req);
-    let mut record = Record {
-        time: now.to_rfc3339_opts(SecondsFormat::Millis, true),
-        uid: req.uid.clone(),
-        operation: format!("{:?}", req.operation).to_uppercase(),
-        kind: match &req.sub_resource {
-            Some(s) => format!("{}/{s}", req.kind.kind),
-            None => req.kind.kind.clone(),
-        },
-        namespace: subject.as_ref().map(|s| s.namespace.clone()).or_else(|| req.namespace.clone()).unwrap_or_default(),
-        name: req.name.clone(),
-        user: req.user_info.username.clone().unwrap_or_default(),
-        tier: None,
-        allowed: true,
-        dry_run: req.dry_run,
-        policy_digest: policy.digest.clone(),
-        evaluated_at: now.to_rfc3339_opts(SecondsFormat::Millis, true),
-        images: vec![],
-        break_glass: BreakGlass::NotRequested,
-        message: None,
-        warnings: vec![],
-        latency_ms: 0.0,
-    };
+    let mut record = Record::of(req, now, &policy.digest);
+    record.namespace =
+        subject.as_ref().map(|s| s.namespace.clone()).or_else(|| req.namespace.clone()).unwrap_or_default();
     let allow = AdmissionResponse::from(req);
     let Some(subject) = subject else {
         return (allow, record);
     };
-    let policy_tag = format!("[policy {}]", &policy.digest[..std::cmp::min(policy.digest.len(), 19)]);
-    let refuse = |mut record: Record, msg: String| {
-        let msg = format!("portcullis: {msg} {policy_tag}");
-        record.allowed = false;
-        record.message = Some(msg.clone());
-        (deny(AdmissionResponse::from(req), msg), record)
+    record.owner = extract::controller(&subject.object).map(|o| o.to_string());
+    let answer = |record: Record, decision: Decision| {
+        let record = record.decided(&decision);
+        let mut resp = AdmissionResponse::from(req);
+        if let Some(msg) = decision.message.filter(|_| !decision.allowed) {
+            resp = deny(resp, msg);
+        }
+        if !decision.warnings.is_empty() {
+            resp.warnings = Some(decision.warnings);
+        }
+        (resp, record)
+    };
+    let refuse = |record: Record, reason: &'static str, why: &str| {
+        answer(record, policy::decide::refuse(&policy.digest, reason, why))
     };
     let all = match extract::images(&subject.shape, &subject.object) {
         Ok(i) => i,
-        Err(e) => return refuse(record, format!("{}: {e}", req.name)),
+        Err(e) => return refuse(record, "invalid_object", &format!("{}: {e}", req.name)),
     };
     let images = subject.judged(all, &req.operation);
     if images.is_empty() {
@@ -479,25 +524,23 @@ pub async fn decide(
     }
     let distinct: BTreeSet<&str> = images.iter().map(|c| c.image.as_str()).collect();
     if distinct.len() > st.max_images {
-        return refuse(
-            record,
-            format!(
-                "{} {} names {} distinct images, more than the limit of {} per review (--max-images-per-review); \
-                 split it into several objects",
-                subject.shape.kind,
-                req.name,
-                distinct.len(),
-                st.max_images
-            ),
+        let why = format!(
+            "{} {} names {} distinct images, more than the limit of {} per review (--max-images-per-review); \
+             split it into several objects",
+            subject.shape.kind,
+            req.name,
+            distinct.len(),
+            st.max_images
         );
+        return refuse(record, "too_many_images", &why);
     }
     let tier = match st.tiers.tier_of(&subject.namespace, &policy).await {
         Ok(t) => t,
-        Err(why) => return refuse(record, why),
+        Err(why) => return refuse(record, "tier", &why),
     };
     record.tier = Some(tier.clone());
-    let Some(tier_spec) = policy.tier(&tier).cloned() else {
-        return refuse(record, format!("tier {tier} is not defined in the policy"));
+    let Some(tier_spec) = policy.tier(&tier) else {
+        return refuse(record, "tier", &format!("tier {tier} is not defined in the policy"));
     };
 
     // Parse references; a bad one is denied on the spot.
@@ -512,36 +555,15 @@ pub async fn decide(
             Ok(r) => refs.push(r),
             Err(e) => verdicts.push(Verdict {
                 image: c.image.clone(),
-                name: String::new(),
-                digest: None,
                 tier: tier.clone(),
-                admitted: false,
                 problems: vec![format!("{}: {e}", c.path)],
-                notes: vec![],
-                exceptions: vec![],
-                evidence: vec![],
-                error: None,
-                platforms: vec![],
+                reasons: vec![policy::Reason::Digest],
+                ..Verdict::default()
             }),
         }
     }
     let keys = if refs.is_empty() { Keychain::default() } else { subject.keychain(st, deadline).await };
     verdicts.extend(st.engine.evaluate_images(&policy, &tier, &refs, &keys, now, deadline).await);
-    for v in &verdicts {
-        st.metrics.image(&tier, v.admitted);
-    }
-
-    let mut warnings: Vec<String> = Vec::new();
-    for v in &verdicts {
-        if v.admitted && !v.problems.is_empty() {
-            warnings.push(format!(
-                "{} (mode warn: admitted)",
-                v.denial_message().replacen(" denied for tier ", " would be denied for tier ", 1)
-            ));
-        }
-        warnings.extend(v.notes.iter().cloned());
-    }
-    let denied: Vec<&Verdict> = verdicts.iter().filter(|v| !v.admitted).collect();
 
     // Break-glass: directly for an allowed user, or through a grant the
     // object carries, checked against exactly what was judged here.
@@ -559,126 +581,29 @@ pub async fn decide(
                 .collect(),
         };
         st.grant_keys.open(token).and_then(|g| {
-            policy::check_grant(&g, &presented, policy::break_glass_max_duration(&tier_spec), now).map(|()| g)
+            policy::check_grant(&g, &presented, policy::break_glass_max_duration(tier_spec), now).map(|()| g)
         })
     });
-    let bg =
-        policy::break_glass(&tier, &tier_spec, &BreakGlassRequest { grant, ..subject.break_glass_request(req) }, now);
-    if matches!(&bg, BreakGlass::Granted { carried: None, .. })
-        && subject.shape.is_template()
-        && !denied.is_empty()
-        && carried.is_none()
+    let decision = policy::decide(Judged {
+        policy_digest: &policy.digest,
+        tier: &tier,
+        tier_spec,
+        verdicts,
+        break_glass: BreakGlassRequest { grant, ..subject.break_glass_request(req) },
+        template_without_grant: (subject.shape.is_template() && carried.is_none()).then(|| object.to_string()),
+        now,
+    });
+    if let (Outcome::BreakGlass, BreakGlass::Granted { user, justification, ticket, carried, .. }) =
+        (decision.outcome, &decision.break_glass)
     {
-        warnings.push(format!(
-            "no break-glass grant was stamped on the pod template of {object} (is Portcullis' mutating webhook installed?): \
-             the objects controllers make from it will be judged without break-glass"
-        ));
-    }
-    record.break_glass = bg.clone();
-    record.images = verdicts.clone();
-
-    let mut resp = if denied.is_empty() {
-        allow
-    } else if let BreakGlass::Granted { user, justification, ticket, carried, .. } = &bg {
-        st.metrics.break_glass(&tier);
         // Debug-formatted: the justification is the user's text.
         tracing::warn!(user = ?user, justification = ?justification, ticket = ?ticket, ns = ?subject.namespace, object = ?object.to_string(), carried = carried.is_some(), "break-glass admission");
-        warnings.insert(
-            0,
-            format!(
-                "BREAK-GLASS by {user}{}: admitted despite policy failures (audited): {}",
-                carried.as_ref().map(|c| format!(" (grant on {})", c.granted_on)).unwrap_or_default(),
-                denied.iter().map(|v| v.denial_message()).collect::<Vec<_>>().join(" | ")
-            ),
-        );
-        allow
-    } else {
-        let mut msg = bounded_join(denied.iter().map(|v| v.denial_message()), MAX_MESSAGE - 512);
-        if let BreakGlass::Refused { why } = &bg {
-            msg.push_str(&format!("\nbreak-glass refused: {}", truncate(why, 384)));
-        }
-        msg.push(' ');
-        msg.push_str(&policy_tag);
-        record.allowed = false;
-        record.message = Some(msg.clone());
-        deny(allow, msg)
-    };
-    let warnings = bound_warnings(warnings);
-    if !warnings.is_empty() {
-        resp.warnings = Some(warnings.clone());
     }
-    record.warnings = warnings;
-    (resp, record)
-}
-
-/// Joins denial lines until `max` bytes, then says how many were left out.
-fn bounded_join(lines: impl ExactSizeIterator<Item = String>, max: usize) -> String {
-    let total = lines.len();
-    let mut out = String::new();
-    for (i, line) in lines.enumerate() {
-        let line = truncate(&line, max / 2);
-        if !out.is_empty() && out.len() + line.len() + 1 > max {
-            out.push_str(&format!("\n… and {} more images denied (the audit record lists every one)", total - i));
-            break;
-        }
-        if !out.is_empty() {
-            out.push('\n');
-        }
-        out.push_str(&line);
-    }
-    out
-}
-
-/// Deduplicated, each within [`MAX_WARNING`], at most [`MAX_WARNINGS`].
-fn bound_warnings(warnings: Vec<String>) -> Vec<String> {
-    let mut seen = BTreeSet::new();
-    let mut out: Vec<String> =
-        warnings.into_iter().filter(|w| seen.insert(w.clone())).map(|w| truncate(&w, MAX_WARNING)).collect();
-    if out.len() > MAX_WARNINGS {
-        let more = out.len() - (MAX_WARNINGS - 1);
-        out.truncate(MAX_WARNINGS - 1);
-        out.push(format!("… and {more} more warnings (the audit record lists every one)"));
-    }
-    out
+    answer(record, decision)
 }
 
 /// The current time at the precision decisions record it (milliseconds).
 pub fn portcullis_now() -> chrono::DateTime<Utc> {
     let now = Utc::now();
     chrono::DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max - 3;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &s[..end])
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn messages_and_warnings_are_bounded() {
-        let lines: Vec<String> =
-            (0..200).map(|i| format!("image-{i} denied for tier production: {}", "x".repeat(200))).collect();
-        let msg = bounded_join(lines.into_iter(), MAX_MESSAGE - 512);
-        assert!(msg.len() <= MAX_MESSAGE, "{}", msg.len());
-        assert!(
-            msg.contains("image-0 denied") && msg.ends_with("more images denied (the audit record lists every one)"),
-            "{msg}"
-        );
-        let one = bounded_join(vec!["y".repeat(100_000)].into_iter(), 1000);
-        assert!(one.len() <= 1000);
-        let w = bound_warnings((0..100).map(|i| format!("w{i} {}", "z".repeat(1000))).collect());
-        assert_eq!(w.len(), MAX_WARNINGS);
-        assert!(w.iter().all(|w| w.len() <= MAX_WARNING));
-        assert_eq!(w[MAX_WARNINGS - 1], "… and 85 more warnings (the audit record lists every one)");
-        assert_eq!(bound_warnings(vec!["a".into(), "a".into(), "b".into()]), ["a", "b"]);
-    }
 }
