@@ -14,6 +14,7 @@ pub mod attest;
 pub mod audit;
 pub mod cluster;
 pub mod engine;
+pub mod events;
 pub mod evidence;
 pub mod image;
 pub mod metrics;

@@ -315,6 +315,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         tracing::warn!("{w}");
     }
     let mut pull_secrets = None;
+    let mut events = None;
     let tiers = match a.cluster {
         ClusterMode::Never => TierSource::Static,
         mode => match kube::Client::try_default().await {
@@ -324,6 +325,11 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
                     tracing::info!("images looked up with the pull secrets of each object's namespace, then Portcullis' own credentials");
                     pull_secrets = Some(portcullis::cluster::PullSecrets::new(client.clone(), a.pull_secret_ttl));
                 }
+                let instance = std::env::var("POD_NAME")
+                    .ok()
+                    .or_else(|| std::env::var("HOSTNAME").ok())
+                    .unwrap_or_else(|| "portcullis".into());
+                events = Some(portcullis::events::Events::start(client.clone(), instance));
                 TierSource::cluster(client, a.tier_label.clone())
             }
             Err(e) if mode == ClusterMode::Always => return Err(anyhow::anyhow!("no Kubernetes configuration: {e}")),
@@ -373,6 +379,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         pin: a.pin_images,
         body_timeout: a.body_timeout,
         pull_secrets,
+        events,
     });
     let tls =
         axum_server::tls_rustls::RustlsConfig::from_pem_file(&a.tls_cert, &a.tls_key).await.with_context(|| {

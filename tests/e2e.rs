@@ -428,9 +428,16 @@ fn portcullis_behind_a_real_api_server() {
         &["patch", "namespaces"],
         &["create", "pods", "-n", "default"],
         &["update", "validatingwebhookconfigurations"],
+        &["list", "events.events.k8s.io", "-A"],
+        &["get", "events.events.k8s.io", "-n", "prod"],
+        &["patch", "events.events.k8s.io", "-n", "prod"],
+        &["delete", "events.events.k8s.io", "-n", "prod"],
+        &["create", "events", "-n", "prod"],
     ] {
         assert!(!can(denied), "the service account must not be able to {denied:?}");
     }
+    // Break-glass becomes an Event on the object: `create`, and nothing else.
+    assert!(can(&["create", "events.events.k8s.io", "-n", "prod"]));
     let out = cp.kubectl_as(&sa, &["get", "secrets", "-n", "portcullis-system"]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("forbidden"), "{out:?}");
     // Reading pull secrets is opt-in: `get` on secrets and serviceaccounts, never list or watch.
@@ -683,6 +690,46 @@ fn portcullis_behind_a_real_api_server() {
         "system:serviceaccount:kube-system:replicaset-controller"
     );
 
+    // Everybody sees it: an Event on the Deployment says who, why, the
+    // ticket and what was overridden.
+    let events_on = |ns: &str, kind: &str, name: &str, reason: &str| -> Vec<Value> {
+        let all: Value =
+            serde_json::from_str(&cp.kubectl(&["get", "events.events.k8s.io", "-n", ns, "-o", "json"])).unwrap();
+        all["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["regarding"]["kind"] == kind && e["regarding"]["name"] == name && e["reason"] == reason)
+            .cloned()
+            .collect()
+    };
+    let mut seen = Vec::new();
+    wait_until("the BreakGlass Event on Deployment/rollfwd", Duration::from_secs(30), || {
+        seen = events_on("prod", "Deployment", "rollfwd", "BreakGlass");
+        !seen.is_empty()
+    });
+    let note = seen[0]["note"].as_str().unwrap();
+    assert!(
+        note.starts_with("break-glass by alice, ticket INC-7")
+            && note.contains("checkout outage, rolling forward the hotfix")
+            && note.contains("overrode: ")
+            && note.contains("critical"),
+        "{note}"
+    );
+    assert_eq!(seen[0]["type"], "Warning");
+    assert_eq!(seen[0]["action"], "Admitted");
+    assert_eq!(seen[0]["reportingController"], "portcullis.dev/admission");
+    assert!(seen[0]["regarding"]["uid"].as_str().is_some_and(|u| !u.is_empty()), "{}", seen[0]);
+    // The Pods made through the grant carry it, and say so too.
+    wait_until("a BreakGlass Event on a Pod of rollfwd", Duration::from_secs(30), || {
+        let pod = pods("prod", "rollfwd");
+        pod.first().is_some_and(|p| {
+            events_on("prod", "Pod", p["metadata"]["name"].as_str().unwrap(), "BreakGlass")
+                .iter()
+                .any(|e| e["note"].as_str().unwrap().contains("(grant made on Deployment/rollfwd"))
+        })
+    });
+
     // Refused: eve's break-glass on a passing image is admitted as the image
     // passes, but never granted; once the tag moves, the Pods the controllers
     // make are judged on their own, and denied.
@@ -724,6 +771,32 @@ fn portcullis_behind_a_real_api_server() {
     rc["spec"]["selector"] = json!({"app": "legacy"});
     let (ok, out) = cp.apply_as(&rc, &eve);
     assert!(!ok && out.contains("break-glass refused: user eve is not in a group allowed"), "{out}");
+    // A refusal is an Event too, on the object as it would have been.
+    let mut refused = Vec::new();
+    wait_until("the BreakGlassRefused Event on ReplicationController/legacy", Duration::from_secs(30), || {
+        refused = events_on("prod", "ReplicationController", "legacy", "BreakGlassRefused");
+        !refused.is_empty()
+    });
+    assert_eq!(refused[0]["action"], "Denied");
+    assert!(refused[0]["note"]
+        .as_str()
+        .unwrap()
+        .starts_with("break-glass asked by eve refused: user eve is not in a group"));
+    assert!(
+        !events_on("prod", "Deployment", "sneaky", "BreakGlassRefused").is_empty(),
+        "eve's refused break-glass on sneaky (admitted: its image passed) is visible too"
+    );
+    // A dry run leaves no Event: Events are sent in order, so once the one
+    // for the real apply that follows it is there, the dry run's would be.
+    let dry = annotated_deployment("prod", "dryrun", &crit_tag, 0, break_glass());
+    let (ok, out) = cp.apply_as(&dry, &[&alice[..], &["--dry-run=server"]].concat());
+    assert!(ok && out.contains("BREAK-GLASS by alice"), "{out}");
+    let (ok, out) = cp.apply_as(&annotated_deployment("prod", "afterdry", &crit_tag, 0, break_glass()), &alice);
+    assert!(ok, "{out}");
+    wait_until("the BreakGlass Event on Deployment/afterdry", Duration::from_secs(30), || {
+        !events_on("prod", "Deployment", "afterdry", "BreakGlass").is_empty()
+    });
+    assert!(events_on("prod", "Deployment", "dryrun", "BreakGlass").is_empty(), "a dry run has no side effects");
     assert!(!cp.controllers_log().contains("panic"), "{}", cp.controllers_log());
 
     // Excluded namespaces are never sent.

@@ -26,6 +26,7 @@ use tokio::time::Instant;
 use crate::audit::{AuditLog, Record};
 use crate::cluster::TierSource;
 use crate::engine::{Engine, Keychain};
+use crate::events::Notice;
 use crate::image::{Digest, ImageRef};
 use crate::metrics::Metrics;
 use crate::policy::{
@@ -68,6 +69,8 @@ pub struct AppState {
     pub body_timeout: Duration,
     /// Pull secrets, when Portcullis may read them (`--pull-secrets`).
     pub pull_secrets: Option<crate::cluster::PullSecrets>,
+    /// Where break-glass Events go, when there is a cluster.
+    pub events: Option<crate::events::Events>,
 }
 
 impl AppState {
@@ -310,6 +313,18 @@ async fn validate(
     if record.result == Outcome::BreakGlass {
         st.metrics.break_glass(tier);
     }
+    if let (Some(events), false) = (&st.events, req.dry_run) {
+        let overrode: Vec<String> = record.images.iter().filter(|v| !v.admitted).map(Verdict::denial_message).collect();
+        if let Some(n) = Notice::of_break_glass(
+            regarding(&req, &record),
+            &record.break_glass,
+            &record.user,
+            record.allowed,
+            &overrode,
+        ) {
+            events.publish(n);
+        }
+    }
     // Every judged request is audited: one with a tier, or one denied before
     // a tier was known. Objects without pod specs, and unchanged updates, are not.
     if record.tier.is_some() || !record.allowed {
@@ -473,6 +488,23 @@ impl Record {
             warnings: d.warnings.clone(),
             ..self
         }
+    }
+}
+
+/// The object a request is about, as an Event refers to it.
+fn regarding(req: &AdmissionRequest<DynamicObject>, record: &Record) -> k8s_openapi::api::core::v1::ObjectReference {
+    let meta = req.object.as_ref().map(|o| &o.metadata);
+    k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some(if req.kind.group.is_empty() {
+            req.kind.version.clone()
+        } else {
+            format!("{}/{}", req.kind.group, req.kind.version)
+        }),
+        kind: Some(req.kind.kind.clone()),
+        name: meta.and_then(|m| m.name.clone()).filter(|n| !n.is_empty()).or_else(|| Some(req.name.clone())),
+        namespace: Some(record.namespace.clone()),
+        uid: meta.and_then(|m| m.uid.clone()),
+        ..Default::default()
     }
 }
 

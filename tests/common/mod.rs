@@ -670,6 +670,7 @@ impl Webhook {
             pin: o.pin,
             body_timeout: o.server.body_timeout,
             pull_secrets: None,
+            events: None,
         });
         let tls = test_tls();
         std::fs::write(audit_dir.path().join("tls.crt"), &tls.cert_pem).unwrap();
