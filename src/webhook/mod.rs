@@ -105,10 +105,8 @@ async fn readyz(State(st): State<Arc<AppState>>) -> Response {
 }
 
 async fn metrics(State(st): State<Arc<AppState>>) -> Response {
-    let mut text = st.metrics.render();
-    crate::metrics::render_registry_requests(&mut text, st.engine.registry_requests());
-    crate::metrics::render_trusted_roots(&mut text, st.policy().trust.roots(), portcullis_now());
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+    st.metrics.refresh(&st.policy(), portcullis_now());
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], st.metrics.render()).into_response()
 }
 
 /// Serves `router(state)` over TLS on `listen` (port 0 picks a free port).
@@ -173,6 +171,7 @@ pub fn spawn_reloader(
                             for w in pol.warnings(portcullis_now(), crate::attest::keyless::EXPIRY_WARNING) {
                                 tracing::warn!("{w}");
                             }
+                            state.metrics.policy_info(&pol.digest, &p.display().to_string());
                             state.set_policy(pol);
                             state.metrics.policy_reload("success");
                         }
@@ -311,7 +310,7 @@ async fn validate(
         (true, false, false) => "warned",
         (true, false, true) => "allowed",
     };
-    st.metrics.decision(record.tier.as_deref().unwrap_or("none"), result, elapsed);
+    st.metrics.decision(record.tier.as_deref().unwrap_or("none"), result, "none", elapsed);
     // Every judged request is audited: one with a tier, or one denied before
     // a tier was known. Objects without pod specs, and unchanged updates, are not.
     if record.tier.is_some() || !record.allowed {
@@ -528,7 +527,7 @@ pub async fn decide(
     let keys = if refs.is_empty() { Keychain::default() } else { subject.keychain(st, deadline).await };
     verdicts.extend(st.engine.evaluate_images(&policy, &tier, &refs, &keys, now, deadline).await);
     for v in &verdicts {
-        st.metrics.image(&tier, v.admitted);
+        st.metrics.image(&tier, if v.admitted { "admitted" } else { "denied" });
     }
 
     let mut warnings: Vec<String> = Vec::new();
@@ -580,7 +579,7 @@ pub async fn decide(
     let mut resp = if denied.is_empty() {
         allow
     } else if let BreakGlass::Granted { user, justification, ticket, carried, .. } = &bg {
-        st.metrics.break_glass(&tier);
+        st.metrics.break_glass(&tier, "granted");
         // Debug-formatted: the justification is the user's text.
         tracing::warn!(user = ?user, justification = ?justification, ticket = ?ticket, ns = ?subject.namespace, object = ?object.to_string(), carried = carried.is_some(), "break-glass admission");
         warnings.insert(
