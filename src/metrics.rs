@@ -247,6 +247,15 @@ fn s(v: &str) -> String {
     v.to_string()
 }
 
+/// Observes a duration in `h`: one not finite (from a bad input) is left
+/// out, so that it cannot poison the sum; a negative one (clocks apart)
+/// counts as zero.
+fn observe(h: &Histogram, seconds: f64) {
+    if seconds.is_finite() {
+        h.observe(seconds.max(0.0));
+    }
+}
+
 impl Metrics {
     pub fn new() -> Metrics {
         let mut m = Metrics {
@@ -351,7 +360,7 @@ impl Metrics {
     /// `registry_error`, `invalid`, `too_many_images`, `none`).
     pub fn decision(&self, tier: &str, result: &str, reason: &str, seconds: f64) {
         self.decisions.get_or_create(&DecisionLabels { tier: s(tier), result: s(result), reason: s(reason) }).inc();
-        self.admission_duration.get_or_create(&TierLabels { tier: s(tier) }).observe(seconds);
+        observe(&self.admission_duration.get_or_create(&TierLabels { tier: s(tier) }), seconds);
     }
 
     /// One image judged: `outcome` is `admitted`, `denied` or `warned`.
@@ -366,9 +375,10 @@ impl Metrics {
         self.registry_requests
             .get_or_create(&RequestLabels { registry: s(registry), operation: s(operation), code: s(code) })
             .inc();
-        self.registry_duration
-            .get_or_create(&OperationLabels { registry: s(registry), operation: s(operation) })
-            .observe(seconds);
+        observe(
+            &self.registry_duration.get_or_create(&OperationLabels { registry: s(registry), operation: s(operation) }),
+            seconds,
+        );
     }
 
     /// One lookup in a cache (`tag` or `evidence`).
@@ -385,7 +395,7 @@ impl Metrics {
     /// The age of evidence an admission relied on: `kind` is
     /// `vulnerabilities`, `tests` or `provenance`.
     pub fn evidence_age(&self, tier: &str, kind: &str, seconds: f64) {
-        self.evidence_age.get_or_create(&AgeLabels { tier: s(tier), kind: s(kind) }).observe(seconds);
+        observe(&self.evidence_age.get_or_create(&AgeLabels { tier: s(tier), kind: s(kind) }), seconds);
     }
 
     /// A policy reload attempt: `success` or `rejected`.
@@ -401,12 +411,12 @@ impl Metrics {
 
     /// Time from a workload's first denial in a tier to its admission there.
     pub fn remediation(&self, tier: &str, seconds: f64) {
-        self.remediation.get_or_create(&TierLabels { tier: s(tier) }).observe(seconds);
+        observe(&self.remediation.get_or_create(&TierLabels { tier: s(tier) }), seconds);
     }
 
     /// Time from a scan's finish to the image's first admission in a tier.
     pub fn promotion(&self, tier: &str, seconds: f64) {
-        self.promotion.get_or_create(&TierLabels { tier: s(tier) }).observe(seconds);
+        observe(&self.promotion.get_or_create(&TierLabels { tier: s(tier) }), seconds);
     }
 
     pub fn audit_write_error(&self) {
@@ -496,6 +506,22 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "no line {line:?} in\n{text}");
         }
         assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn bad_durations_do_not_poison_histograms() {
+        let m = Metrics::new();
+        m.promotion("production", f64::NAN);
+        m.promotion("production", f64::INFINITY);
+        m.promotion("production", -5.0);
+        let text = m.render();
+        for line in [
+            "portcullis_time_to_promotion_seconds_sum{tier=\"production\"} 0.0",
+            "portcullis_time_to_promotion_seconds_count{tier=\"production\"} 1",
+            "portcullis_time_to_promotion_seconds_bucket{le=\"60.0\",tier=\"production\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no line {line:?} in\n{text}");
+        }
     }
 
     #[test]
