@@ -126,6 +126,12 @@ impl moka::Expiry<TagKey, Resolved> for Expiry {
 /// login (the same secret content, hence the same namespace's secret), and
 /// never a namespace that lacks it; what was learnt with Portcullis' own
 /// credentials or anonymously serves every namespace.
+///
+/// Each lookup in a cache is counted (`portcullis_cache_requests_total`): a
+/// miss for the caller that computes the entry, a hit for every other,
+/// including concurrent callers that waited for that computation. Remembered
+/// errors (for the error TTL) are hits too. An image pinned by digest skips
+/// the tag cache and is not counted in it.
 pub struct Engine {
     registry: Arc<Registry>,
     tags: Cache<TagKey, Resolved>,
@@ -227,9 +233,10 @@ impl Engine {
         let me = self.clone();
         let img = image.clone();
         let policy = policy.clone();
-        self.evidence
-            .get_with(key, async move {
-                me.metrics.registry_lookup("attestations");
+        let entry = self
+            .evidence
+            .entry(key)
+            .or_insert_with(async move {
                 let found = me.registry.attestations(&img, &auth, &digest).await?;
                 let platforms = match &found.platforms {
                     Some(p) if expand && found.found.is_empty() => p.clone(),
@@ -258,7 +265,9 @@ impl Engine {
                 ev.platforms = futures::future::join_all(lookups).await;
                 Ok(Arc::new(ev))
             })
-            .await
+            .await;
+        self.metrics.cache("evidence", !entry.is_fresh());
+        entry.into_value()
     }
 
     /// The digest `image` names: its own, or its tag's now (cached for the
@@ -278,12 +287,13 @@ impl Engine {
         }
         let me = self.clone();
         let (img, a) = (image.clone(), auth.clone());
-        self.tags
-            .get_with((image.to_string(), auth.scope()), async move {
-                me.metrics.registry_lookup("resolve");
-                Ok(me.registry.resolve(&img, &a).await?)
-            })
-            .await
+        let entry = self
+            .tags
+            .entry((image.to_string(), auth.scope()))
+            .or_insert_with(async move { Ok(me.registry.resolve(&img, &a).await?) })
+            .await;
+        self.metrics.cache("tag", !entry.is_fresh());
+        entry.into_value()
     }
 
     /// [`Engine::resolve`] for each image, each answered by `deadline`

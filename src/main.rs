@@ -310,7 +310,8 @@ fn registry(a: &RegistryArgs) -> anyhow::Result<Registry> {
 
 async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     let policy = load_policy(a.policy.as_ref()).context("refusing to start on an invalid policy")?;
-    tracing::info!(digest = %policy.digest, source = %a.policy.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "embedded default".into()), "policy loaded");
+    let source = a.policy.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "embedded default".into());
+    tracing::info!(digest = %policy.digest, source = %source, "policy loaded");
     for w in policy.warnings(webhook::portcullis_now(), portcullis::attest::keyless::EXPIRY_WARNING) {
         tracing::warn!("{w}");
     }
@@ -344,7 +345,8 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
             "--pull-secrets needs a cluster to read the secrets from (no Kubernetes configuration, or --cluster never)"
         );
     }
-    let metrics = Arc::new(Metrics::default());
+    let metrics = Arc::new(Metrics::new());
+    metrics.policy_info(policy.digest.as_str(), &source);
     let cfg = EngineConfig {
         tag_ttl: a.tag_cache_ttl,
         evidence_ttl: a.evidence_cache_ttl,
@@ -352,7 +354,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         error_ttl: a.error_cache_ttl,
         ..EngineConfig::default()
     };
-    let engine = Engine::new(registry(&a.registry)?, &cfg, metrics.clone());
+    let engine = Engine::new(registry(&a.registry)?.with_metrics(metrics.clone()), &cfg, metrics.clone());
     let grant_keys = match &a.grant_key {
         Some(p) => {
             let text = std::fs::read_to_string(p).with_context(|| format!("reading grant key {}", p.display()))?;
@@ -439,7 +441,7 @@ async fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
     let now = a.at.unwrap_or_else(webhook::portcullis_now);
     let verdicts = if a.attestations.is_empty() {
         let refs = a.images.iter().map(|i| ImageRef::parse(i)).collect::<Result<Vec<_>, _>>()?;
-        let engine = Engine::new(registry(&a.registry)?, &EngineConfig::default(), Arc::new(Metrics::default()));
+        let engine = Engine::new(registry(&a.registry)?, &EngineConfig::default(), Arc::new(Metrics::new()));
         let deadline = tokio::time::Instant::now() + a.timeout;
         engine.evaluate_images(&policy, &a.tier, &refs, &Default::default(), now, deadline).await
     } else {

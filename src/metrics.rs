@@ -1,163 +1,573 @@
-//! Prometheus metrics in the text exposition format, without a registry crate.
+//! Prometheus metrics, exposed in the OpenMetrics text format on `/metrics`.
+//!
+//! Every family is registered with a [`prometheus_client`] registry owned by
+//! [`Metrics`]. Counters and histograms are updated as requests are judged;
+//! the gauges that describe the policy in force (exceptions about to expire,
+//! trusted roots' key validity) are computed from it at scrape time by
+//! [`Metrics::refresh`].
+//!
+//! Label values come from requests (tier names, registry hosts) and from the
+//! policy: they are bounded by what the policy and the registries in use name.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-/// Decision latency buckets, in seconds.
-const BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+use chrono::{DateTime, Utc};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::{Registry, Unit};
 
-#[derive(Default)]
-struct Histogram {
-    counts: [u64; BUCKETS.len()],
-    sum: f64,
-    count: u64,
+/// What `/metrics` answers with.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Admission latency buckets, in seconds: from 0.5 ms to 10 s, finer near the
+/// webhook's deadline (8 s; the API server gives up at timeoutSeconds, 10 s).
+const ADMISSION_BUCKETS: [f64; 22] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0,
+    9.0, 10.0,
+];
+
+/// One registry request's latency buckets, in seconds (the default request
+/// timeout is 5 s).
+const REGISTRY_BUCKETS: [f64; 14] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 20.0];
+
+const MINUTE: f64 = 60.0;
+const HOUR: f64 = 3600.0;
+const DAY: f64 = 86400.0;
+
+/// Evidence age buckets: from 1 minute to 30 days.
+const AGE_BUCKETS: [f64; 14] = [
+    MINUTE,
+    5.0 * MINUTE,
+    15.0 * MINUTE,
+    30.0 * MINUTE,
+    HOUR,
+    3.0 * HOUR,
+    6.0 * HOUR,
+    12.0 * HOUR,
+    DAY,
+    2.0 * DAY,
+    3.0 * DAY,
+    7.0 * DAY,
+    14.0 * DAY,
+    30.0 * DAY,
+];
+
+/// Time to remediation and to promotion buckets: from 1 minute to 90 days.
+const LEAD_TIME_BUCKETS: [f64; 16] = [
+    MINUTE,
+    5.0 * MINUTE,
+    15.0 * MINUTE,
+    30.0 * MINUTE,
+    HOUR,
+    3.0 * HOUR,
+    6.0 * HOUR,
+    12.0 * HOUR,
+    DAY,
+    2.0 * DAY,
+    3.0 * DAY,
+    7.0 * DAY,
+    14.0 * DAY,
+    30.0 * DAY,
+    60.0 * DAY,
+    90.0 * DAY,
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabels {
+    tier: String,
+    result: String,
+    reason: String,
 }
 
-#[derive(Default)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TierLabels {
+    tier: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ImageLabels {
+    tier: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    registry: String,
+    operation: String,
+    code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabels {
+    registry: String,
+    operation: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CacheLabels {
+    cache: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TierResultLabels {
+    tier: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AgeLabels {
+    tier: String,
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PolicyLabels {
+    digest: String,
+    source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ExceptionLabels {
+    id: String,
+    tiers: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RootLabels {
+    root: String,
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabels {
+    version: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn histograms<L: Clone + std::hash::Hash + Eq>(make: fn() -> Histogram) -> HistogramFamily<L> {
+    Family::new_with_constructor(make)
+}
+
+/// What [`Metrics::refresh`] computed from the policy in force, and the
+/// policy's identity; encoded as it stands at each scrape.
+#[derive(Debug, Default)]
+struct PolicyState {
+    info: Option<PolicyLabels>,
+    exceptions: Vec<(ExceptionLabels, i64)>,
+    roots: Vec<(RootLabels, i64)>,
+}
+
+/// Encodes [`PolicyState`]: each family replaced whole by its writer, so a
+/// scrape never sees a half-updated one (nor two policies at once).
+#[derive(Debug, Default)]
+struct PolicyCollector(Arc<Mutex<PolicyState>>);
+
+impl Collector for PolicyCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let state = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(info) = &state.info {
+            let mut m = encoder.encode_descriptor(
+                "portcullis_policy",
+                "The policy in force: its digest and where it was read from.",
+                None,
+                MetricType::Info,
+            )?;
+            m.encode_info(info)?;
+        }
+        if !state.exceptions.is_empty() {
+            let mut m = encoder.encode_descriptor(
+                "portcullis_exception_expiry",
+                "Seconds until a policy exception stops applying (negative once it has expired).",
+                Some(&Unit::Seconds),
+                MetricType::Gauge,
+            )?;
+            for (labels, v) in &state.exceptions {
+                m.encode_family(labels)?.encode_gauge(v)?;
+            }
+        }
+        if !state.roots.is_empty() {
+            let mut m = encoder.encode_descriptor(
+                "portcullis_trusted_root_key_valid",
+                "Seconds until the newest key of a kind (fulcio, rekor, ctlog, tsa) in a trusted root stops being valid (negative once past).",
+                Some(&Unit::Seconds),
+                MetricType::Gauge,
+            )?;
+            for (labels, v) in &state.roots {
+                m.encode_family(labels)?.encode_gauge(v)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Portcullis' metrics and the registry they are exposed from.
 pub struct Metrics {
-    decisions: Mutex<BTreeMap<(String, String), u64>>,
-    images: Mutex<BTreeMap<(String, String), u64>>,
-    lookups: Mutex<BTreeMap<String, u64>>,
-    break_glass: Mutex<BTreeMap<String, u64>>,
-    reloads: Mutex<BTreeMap<String, u64>>,
-    latency: Mutex<Histogram>,
+    registry: Registry,
+    decisions: Family<DecisionLabels, Counter>,
+    admission_duration: HistogramFamily<TierLabels>,
+    images: Family<ImageLabels, Counter>,
+    registry_requests: Family<RequestLabels, Counter>,
+    registry_duration: HistogramFamily<OperationLabels>,
+    cache: Family<CacheLabels, Counter>,
+    break_glass: Family<TierResultLabels, Counter>,
+    evidence_age: HistogramFamily<AgeLabels>,
+    reloads: Family<ResultLabels, Counter>,
+    remediation: HistogramFamily<TierLabels>,
+    promotion: HistogramFamily<TierLabels>,
+    audit_write_errors: Counter,
+    events_dropped: Counter,
+    policy: Arc<Mutex<PolicyState>>,
 }
 
-fn bump<K: Ord>(m: &Mutex<BTreeMap<K, u64>>, k: K) {
-    if let Ok(mut m) = m.lock() {
-        *m.entry(k).or_default() += 1;
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+fn s(v: &str) -> String {
+    v.to_string()
+}
+
+/// Observes a duration in `h`: one not finite (from a bad input) is left
+/// out, so that it cannot poison the sum; a negative one (clocks apart)
+/// counts as zero.
+fn observe(h: &Histogram, seconds: f64) {
+    if seconds.is_finite() {
+        h.observe(seconds.max(0.0));
     }
 }
 
 impl Metrics {
-    /// One admission decision: `result` is `allowed`, `denied`, `warned` or `error`.
-    pub fn decision(&self, tier: &str, result: &str, seconds: f64) {
-        bump(&self.decisions, (tier.to_string(), result.to_string()));
-        if let Ok(mut h) = self.latency.lock() {
-            for (i, b) in BUCKETS.iter().enumerate() {
-                if seconds <= *b {
-                    h.counts[i] += 1;
+    pub fn new() -> Metrics {
+        let mut m = Metrics {
+            decisions: Family::default(),
+            admission_duration: histograms(|| Histogram::new(ADMISSION_BUCKETS)),
+            images: Family::default(),
+            registry_requests: Family::default(),
+            registry_duration: histograms(|| Histogram::new(REGISTRY_BUCKETS)),
+            cache: Family::default(),
+            break_glass: Family::default(),
+            evidence_age: histograms(|| Histogram::new(AGE_BUCKETS)),
+            reloads: Family::default(),
+            remediation: histograms(|| Histogram::new(LEAD_TIME_BUCKETS)),
+            promotion: histograms(|| Histogram::new(LEAD_TIME_BUCKETS)),
+            audit_write_errors: Counter::default(),
+            events_dropped: Counter::default(),
+            policy: Arc::default(),
+            registry: Registry::default(),
+        };
+        m.registry.register(
+            "portcullis_admission_decisions",
+            "Admission decisions by tier, result (allowed, denied, warned, break_glass, error) and reason",
+            m.decisions.clone(),
+        );
+        m.registry.register_with_unit(
+            "portcullis_admission_duration",
+            "Time to answer an admission request, by tier",
+            Unit::Seconds,
+            m.admission_duration.clone(),
+        );
+        m.registry.register(
+            "portcullis_image_verdicts",
+            "Image verdicts by tier and outcome (admitted, denied, warned)",
+            m.images.clone(),
+        );
+        m.registry.register(
+            "portcullis_registry_requests",
+            "HTTP requests sent to registries, by registry, operation (token, manifest, referrers, blob, tags) and code (the HTTP status, or error or timeout)",
+            m.registry_requests.clone(),
+        );
+        m.registry.register_with_unit(
+            "portcullis_registry_request_duration",
+            "Time from sending a registry request to its response's headers, by registry and operation",
+            Unit::Seconds,
+            m.registry_duration.clone(),
+        );
+        m.registry.register(
+            "portcullis_cache_requests",
+            "Lookups in the tag resolution and evidence caches, by cache (tag, evidence) and result (hit, miss)",
+            m.cache.clone(),
+        );
+        m.registry.register(
+            "portcullis_break_glass",
+            "Break-glass requests for images the policy denied, by tier and result (granted, refused)",
+            m.break_glass.clone(),
+        );
+        m.registry.register_with_unit(
+            "portcullis_evidence_age",
+            "Age of the evidence an admission relied on, by tier and kind (vulnerabilities, tests, provenance)",
+            Unit::Seconds,
+            m.evidence_age.clone(),
+        );
+        m.registry.register(
+            "portcullis_policy_reloads",
+            "Policy reload attempts by result (success, rejected)",
+            m.reloads.clone(),
+        );
+        m.registry.register_with_unit(
+            "portcullis_time_to_remediation",
+            "Time from a workload's first denial in a tier to its admission there",
+            Unit::Seconds,
+            m.remediation.clone(),
+        );
+        m.registry.register_with_unit(
+            "portcullis_time_to_promotion",
+            "Time from a scan's finish to the image's first admission in a tier",
+            Unit::Seconds,
+            m.promotion.clone(),
+        );
+        m.registry.register(
+            "portcullis_audit_write_errors",
+            "Audit records that could not be written",
+            m.audit_write_errors.clone(),
+        );
+        m.registry.register(
+            "portcullis_events_dropped",
+            "Kubernetes events Portcullis dropped instead of emitting",
+            m.events_dropped.clone(),
+        );
+        m.registry.register(
+            "portcullis_build",
+            "The running Portcullis",
+            Info::new(VersionLabels { version: s(env!("CARGO_PKG_VERSION")) }),
+        );
+        m.registry.register_collector(Box::new(PolicyCollector(m.policy.clone())));
+        m
+    }
+
+    /// One admission decision. `result`: `allowed`, `denied`, `warned`,
+    /// `break_glass` or `error`; `reason`: a short machine word
+    /// (`vulnerabilities`, `tests`, `provenance`, `unsigned`,
+    /// `registry_error`, `invalid`, `too_many_images`, `none`).
+    pub fn decision(&self, tier: &str, result: &str, reason: &str, seconds: f64) {
+        self.decisions.get_or_create(&DecisionLabels { tier: s(tier), result: s(result), reason: s(reason) }).inc();
+        observe(&self.admission_duration.get_or_create(&TierLabels { tier: s(tier) }), seconds);
+    }
+
+    /// One image judged: `outcome` is `admitted`, `denied` or `warned`.
+    pub fn image(&self, tier: &str, outcome: &str) {
+        self.images.get_or_create(&ImageLabels { tier: s(tier), outcome: s(outcome) }).inc();
+    }
+
+    /// One HTTP request to a registry. `operation`: `token`, `manifest`,
+    /// `referrers`, `blob` or `tags`; `code`: the HTTP status, or `error` /
+    /// `timeout` when there is none.
+    pub fn registry_request(&self, registry: &str, operation: &str, code: &str, seconds: f64) {
+        self.registry_requests
+            .get_or_create(&RequestLabels { registry: s(registry), operation: s(operation), code: s(code) })
+            .inc();
+        observe(
+            &self.registry_duration.get_or_create(&OperationLabels { registry: s(registry), operation: s(operation) }),
+            seconds,
+        );
+    }
+
+    /// One lookup in a cache (`tag` or `evidence`).
+    pub fn cache(&self, cache: &str, hit: bool) {
+        let result = if hit { "hit" } else { "miss" };
+        self.cache.get_or_create(&CacheLabels { cache: s(cache), result: s(result) }).inc();
+    }
+
+    /// A break-glass request for denied images: `granted` or `refused`.
+    pub fn break_glass(&self, tier: &str, result: &str) {
+        self.break_glass.get_or_create(&TierResultLabels { tier: s(tier), result: s(result) }).inc();
+    }
+
+    /// The age of evidence an admission relied on: `kind` is
+    /// `vulnerabilities`, `tests` or `provenance`.
+    pub fn evidence_age(&self, tier: &str, kind: &str, seconds: f64) {
+        observe(&self.evidence_age.get_or_create(&AgeLabels { tier: s(tier), kind: s(kind) }), seconds);
+    }
+
+    /// A policy reload attempt: `success` or `rejected`.
+    pub fn policy_reload(&self, result: &str) {
+        self.reloads.get_or_create(&ResultLabels { result: s(result) }).inc();
+    }
+
+    /// The policy now in force; it replaces the previous one's series.
+    pub fn policy_info(&self, digest: &str, source: &str) {
+        let mut state = self.policy.lock().unwrap_or_else(|e| e.into_inner());
+        state.info = Some(PolicyLabels { digest: s(digest), source: s(source) });
+    }
+
+    /// Time from a workload's first denial in a tier to its admission there.
+    pub fn remediation(&self, tier: &str, seconds: f64) {
+        observe(&self.remediation.get_or_create(&TierLabels { tier: s(tier) }), seconds);
+    }
+
+    /// Time from a scan's finish to the image's first admission in a tier.
+    pub fn promotion(&self, tier: &str, seconds: f64) {
+        observe(&self.promotion.get_or_create(&TierLabels { tier: s(tier) }), seconds);
+    }
+
+    pub fn audit_write_error(&self) {
+        self.audit_write_errors.inc();
+    }
+
+    pub fn events_dropped(&self) {
+        self.events_dropped.inc();
+    }
+
+    /// Gauges computed at scrape time from the policy in force: seconds until
+    /// each exception expires, and the trusted roots' key validity.
+    ///
+    /// An exception applies through its `expires` day (UTC): it expires at
+    /// the start of the next day. Exceptions with the same id and tiers (for
+    /// different images) are one series, the soonest to expire. A trusted
+    /// root's key of a kind without an end has no series.
+    pub fn refresh(&self, policy: &crate::policy::Policy, now: DateTime<Utc>) {
+        let mut exceptions: Vec<(ExceptionLabels, i64)> = Vec::new();
+        for e in &policy.file.spec.exceptions {
+            let Some(end) = e.expires.succ_opt().and_then(|d| d.and_hms_opt(0, 0, 0)) else { continue };
+            let left = (end.and_utc() - now).num_seconds();
+            let tiers = if e.tiers.is_empty() { s("*") } else { e.tiers.join(",") };
+            let labels = ExceptionLabels { id: e.id.clone(), tiers };
+            match exceptions.iter_mut().find(|(l, _)| *l == labels) {
+                Some((_, v)) => *v = (*v).min(left),
+                None => exceptions.push((labels, left)),
+            }
+        }
+        let mut roots: Vec<(RootLabels, i64)> = Vec::new();
+        for root in policy.trust.roots() {
+            for v in &root.validity {
+                let Some(until) = v.until else { continue };
+                let labels = RootLabels { root: root.name.clone(), kind: s(v.kind) };
+                let left = (until - now).num_seconds();
+                match roots.iter_mut().find(|(l, _)| *l == labels) {
+                    Some((_, old)) => *old = (*old).max(left),
+                    None => roots.push((labels, left)),
                 }
             }
-            h.sum += seconds;
-            h.count += 1;
         }
+        let mut state = self.policy.lock().unwrap_or_else(|e| e.into_inner());
+        state.exceptions = exceptions;
+        state.roots = roots;
     }
 
-    pub fn image(&self, tier: &str, admitted: bool) {
-        bump(&self.images, (tier.to_string(), if admitted { "admitted" } else { "denied" }.to_string()));
-    }
-
-    /// A registry lookup that missed the cache (`resolve` or `attestations`).
-    pub fn registry_lookup(&self, kind: &str) {
-        bump(&self.lookups, kind.to_string());
-    }
-
-    pub fn break_glass(&self, tier: &str) {
-        bump(&self.break_glass, tier.to_string());
-    }
-
-    pub fn policy_reload(&self, result: &str) {
-        bump(&self.reloads, result.to_string());
-    }
-
+    /// Every family in the OpenMetrics text format (see [`CONTENT_TYPE`]).
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let two = |out: &mut String,
-                   name: &str,
-                   help: &str,
-                   l1: &str,
-                   l2: &str,
-                   m: &Mutex<BTreeMap<(String, String), u64>>| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            for ((a, b), v) in m.lock().map(|m| m.clone()).unwrap_or_default() {
-                let _ = writeln!(out, "{name}{{{l1}=\"{}\",{l2}=\"{}\"}} {v}", esc(&a), esc(&b));
-            }
-        };
-        let one = |out: &mut String, name: &str, help: &str, l: &str, m: &Mutex<BTreeMap<String, u64>>| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            for (a, v) in m.lock().map(|m| m.clone()).unwrap_or_default() {
-                let _ = writeln!(out, "{name}{{{l}=\"{}\"}} {v}", esc(&a));
-            }
-        };
-        two(
-            &mut out,
-            "portcullis_decisions_total",
-            "Admission decisions by tier and result.",
-            "tier",
-            "result",
-            &self.decisions,
-        );
-        two(
-            &mut out,
-            "portcullis_images_total",
-            "Image verdicts by tier and outcome.",
-            "tier",
-            "outcome",
-            &self.images,
-        );
-        one(
-            &mut out,
-            "portcullis_registry_lookups_total",
-            "Registry lookups that missed the cache.",
-            "kind",
-            &self.lookups,
-        );
-        one(&mut out, "portcullis_break_glass_total", "Admissions granted by break-glass.", "tier", &self.break_glass);
-        one(&mut out, "portcullis_policy_reloads_total", "Policy reload attempts by result.", "result", &self.reloads);
-        let _ = writeln!(out, "# HELP portcullis_decision_seconds Time to answer an admission request.\n# TYPE portcullis_decision_seconds histogram");
-        if let Ok(h) = self.latency.lock() {
-            for (i, b) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(out, "portcullis_decision_seconds_bucket{{le=\"{b}\"}} {}", h.counts[i]);
-            }
-            let _ = writeln!(out, "portcullis_decision_seconds_bucket{{le=\"+Inf\"}} {}", h.count);
-            let _ = writeln!(
-                out,
-                "portcullis_decision_seconds_sum {}\nportcullis_decision_seconds_count {}",
-                h.sum, h.count
-            );
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "encoding the metrics");
         }
         out
     }
 }
 
-fn esc(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// How long each trusted root's newest key of each kind stays valid, in
-/// seconds from `now` (negative once past); open-ended keys have no series.
-/// Alert on it (e.g. `< 30 * 86400`) to refresh a root before signatures
-/// made after its end stop verifying.
-pub fn render_trusted_roots(
-    out: &mut String,
-    roots: &[std::sync::Arc<crate::attest::Root>],
-    now: chrono::DateTime<chrono::Utc>,
-) {
-    let name = "portcullis_trusted_root_key_valid_seconds";
-    let _ = writeln!(
-        out,
-        "# HELP {name} Seconds until the newest key of a kind (fulcio, rekor, ctlog, tsa) in a trusted root stops being valid.\n# TYPE {name} gauge"
-    );
-    for root in roots {
-        for v in &root.validity {
-            if let Some(until) = v.until {
-                let _ = writeln!(
-                    out,
-                    "{name}{{root=\"{}\",kind=\"{}\"}} {}",
-                    esc(&root.name),
-                    v.kind,
-                    (until - now).num_seconds()
-                );
-            }
+    #[test]
+    fn families_have_their_conventional_names() {
+        let m = Metrics::new();
+        m.decision("production", "denied", "vulnerabilities", 0.0123);
+        m.image("production", "denied");
+        m.registry_request("registry.example.com", "manifest", "200", 0.05);
+        m.cache("tag", true);
+        m.cache("tag", false);
+        m.break_glass("production", "granted");
+        m.policy_reload("rejected");
+        m.audit_write_error();
+        let text = m.render();
+        for line in [
+            "portcullis_admission_decisions_total{tier=\"production\",result=\"denied\",reason=\"vulnerabilities\"} 1",
+            "portcullis_admission_duration_seconds_bucket{le=\"0.025\",tier=\"production\"} 1",
+            "portcullis_admission_duration_seconds_count{tier=\"production\"} 1",
+            "portcullis_image_verdicts_total{tier=\"production\",outcome=\"denied\"} 1",
+            "portcullis_registry_requests_total{registry=\"registry.example.com\",operation=\"manifest\",code=\"200\"} 1",
+            "portcullis_cache_requests_total{cache=\"tag\",result=\"hit\"} 1",
+            "portcullis_cache_requests_total{cache=\"tag\",result=\"miss\"} 1",
+            "portcullis_break_glass_total{tier=\"production\",result=\"granted\"} 1",
+            "portcullis_policy_reloads_total{result=\"rejected\"} 1",
+            "portcullis_audit_write_errors_total 1",
+            "portcullis_events_dropped_total 0",
+            concat!("portcullis_build_info{version=\"", env!("CARGO_PKG_VERSION"), "\"} 1"),
+        ] {
+            assert!(text.lines().any(|l| l == line), "no line {line:?} in\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn bad_durations_do_not_poison_histograms() {
+        let m = Metrics::new();
+        m.promotion("production", f64::NAN);
+        m.promotion("production", f64::INFINITY);
+        m.promotion("production", -5.0);
+        let text = m.render();
+        for line in [
+            "portcullis_time_to_promotion_seconds_sum{tier=\"production\"} 0.0",
+            "portcullis_time_to_promotion_seconds_count{tier=\"production\"} 1",
+            "portcullis_time_to_promotion_seconds_bucket{le=\"60.0\",tier=\"production\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no line {line:?} in\n{text}");
         }
     }
-}
 
-/// The HTTP requests sent to registries (token requests included): what the
-/// caches save shows here.
-pub fn render_registry_requests(out: &mut String, requests: u64) {
-    let name = "portcullis_registry_requests_total";
-    let _ = writeln!(out, "# HELP {name} HTTP requests sent to registries.\n# TYPE {name} counter\n{name} {requests}");
+    #[test]
+    fn policy_info_has_one_series() {
+        let m = Metrics::new();
+        m.policy_info("sha256:aaa", "/etc/portcullis/policy.yaml");
+        m.policy_info("sha256:bbb", "/etc/portcullis/policy.yaml");
+        let text = m.render();
+        let series: Vec<&str> = text.lines().filter(|l| l.starts_with("portcullis_policy_info")).collect();
+        assert_eq!(series, ["portcullis_policy_info{digest=\"sha256:bbb\",source=\"/etc/portcullis/policy.yaml\"} 1"]);
+        assert!(text.contains("# TYPE portcullis_policy info"), "{text}");
+    }
+
+    #[test]
+    fn exceptions_count_down_to_the_end_of_their_last_day() {
+        use crate::policy::{ExceptionSpec, Policy, EMBEDDED_DEFAULT};
+        let exception = |id: &str, tiers: &[&str], image: &str, expires: &str| ExceptionSpec {
+            id: id.into(),
+            images: vec![image.into()],
+            tiers: tiers.iter().map(|t| t.to_string()).collect(),
+            expires: expires.parse().unwrap(),
+            reason: "r".into(),
+            approved_by: "a".into(),
+        };
+        let mut policy = Policy::from_yaml(EMBEDDED_DEFAULT, "default").unwrap();
+        policy.file.spec.exceptions = vec![
+            exception("CVE-1", &[], "a/*", "2026-01-10"),
+            exception("CVE-2", &["dev", "prod"], "a/*", "2026-01-01"),
+            exception("CVE-2", &["dev", "prod"], "b/*", "2026-03-01"),
+        ];
+        let m = Metrics::new();
+        let now = DateTime::parse_from_rfc3339("2026-01-02T00:00:00Z").unwrap().with_timezone(&Utc);
+        m.refresh(&policy, now);
+        let text = m.render();
+        let series: Vec<&str> = text.lines().filter(|l| l.starts_with("portcullis_exception_expiry_seconds")).collect();
+        assert_eq!(
+            series,
+            [
+                "portcullis_exception_expiry_seconds{id=\"CVE-1\",tiers=\"*\"} 777600",
+                "portcullis_exception_expiry_seconds{id=\"CVE-2\",tiers=\"dev,prod\"} 0",
+            ],
+            "{text}"
+        );
+        // A policy without exceptions leaves none behind.
+        policy.file.spec.exceptions.clear();
+        m.refresh(&policy, now);
+        assert!(!m.render().contains("portcullis_exception_expiry_seconds"));
+    }
 }

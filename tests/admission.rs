@@ -121,7 +121,7 @@ async fn admission_table() {
         "{}",
         message(&resp)
     );
-    assert!(hook.metrics().await.contains("portcullis_break_glass_total{tier=\"production\"} 1"));
+    assert!(hook.metrics().await.contains("portcullis_break_glass_total{tier=\"production\",result=\"granted\"} 1"));
 
     // A built-in controller's account is not a break-glass group: a Pod it
     // makes with a controller owner reference carries break-glass only
@@ -175,12 +175,17 @@ async fn concurrent_requests_for_a_new_image_share_one_lookup() {
         assert_eq!(resp["allowed"], true, "{resp}");
     }
     let m = hook.metrics().await;
-    assert_eq!(metric(&m, "portcullis_registry_lookups_total{kind=\"resolve\"}"), 1.0, "{m}");
-    assert_eq!(metric(&m, "portcullis_registry_lookups_total{kind=\"attestations\"}"), 1.0, "{m}");
+    assert_eq!(metric(&m, "portcullis_cache_requests_total{cache=\"tag\",result=\"miss\"}"), 1.0, "{m}");
+    assert_eq!(metric(&m, "portcullis_cache_requests_total{cache=\"evidence\",result=\"miss\"}"), 1.0, "{m}");
+    // The other 15 waited for that one lookup, or found its result.
+    assert_eq!(metric(&m, "portcullis_cache_requests_total{cache=\"tag\",result=\"hit\"}"), 15.0, "{m}");
     // Pinned by digest, the same evidence is reused with no new lookup.
     let resp = hook.admit_pod("prod", &[&img], json!({}), &[]).await;
     assert_eq!(resp["allowed"], true);
-    assert_eq!(metric(&hook.metrics().await, "portcullis_registry_lookups_total{kind=\"attestations\"}"), 1.0);
+    assert_eq!(
+        metric(&hook.metrics().await, "portcullis_cache_requests_total{cache=\"evidence\",result=\"miss\"}"),
+        1.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -469,7 +474,10 @@ async fn a_registry_error_is_remembered_briefly() {
         assert!(message(&resp).contains("registry 127.0.0.1:1 unreachable"), "{}", message(&resp));
     }
     // A burst of requests asked the registry once (error TTL 5s by default).
-    assert_eq!(metric(&hook.metrics().await, "portcullis_registry_lookups_total{kind=\"resolve\"}"), 1.0);
+    assert_eq!(metric(&hook.metrics().await, "portcullis_cache_requests_total{cache=\"tag\",result=\"miss\"}"), 1.0);
+    let m = hook.metrics().await;
+    let refused = "portcullis_registry_requests_total{registry=\"127.0.0.1:1\",operation=\"manifest\",code=\"error\"}";
+    assert_eq!(metric(&m, refused), 1.0, "{m}");
 }
 
 /// cosign v3 attaches attestations as sigstore bundles, OCI 1.1 referrers of

@@ -159,11 +159,34 @@ fn chart_switches() {
                 && v["webhooks"][0]["clientConfig"].get("caBundle").is_none();
             ok.then_some(()).ok_or(format!("{v}"))
         }),
-        ("monitoring", vec!["metrics.serviceMonitor.enabled=true", "metrics.prometheusRule.enabled=true"], |d| {
-            (find(d, "ServiceMonitor", "portcullis").is_some() && find(d, "PrometheusRule", "portcullis").is_some())
+        (
+            "monitoring: the same alerts, scrape and dashboard as manifests/optional/monitoring",
+            vec![
+                "metrics.serviceMonitor.enabled=true",
+                "metrics.prometheusRule.enabled=true",
+                "metrics.grafanaDashboard.enabled=true",
+            ],
+            |d| {
+                let rules = find(d, "PrometheusRule", "portcullis").ok_or("no PrometheusRule")?;
+                let theirs = manifest("optional/monitoring/prometheusrule.yaml");
+                if rules["spec"] != theirs[0]["spec"] {
+                    return Err(format!("the rules differ: {}", rules["spec"]));
+                }
+                let monitor = find(d, "ServiceMonitor", "portcullis").ok_or("no ServiceMonitor")?;
+                let scrape = manifest("optional/monitoring/servicemonitor.yaml");
+                let theirs =
+                    find(&scrape, "ServiceMonitor", "portcullis").ok_or("no ServiceMonitor in the manifest")?;
+                if monitor["spec"]["endpoints"] != theirs["spec"]["endpoints"] {
+                    return Err(format!("the scrapes differ: {}", monitor["spec"]["endpoints"]));
+                }
+                let dashboard = find(d, "ConfigMap", "portcullis-grafana-dashboard").ok_or("no dashboard ConfigMap")?;
+                let file = std::fs::read_to_string(format!("{CHART}/files/grafana-dashboard.json")).unwrap();
+                (dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+                    && dashboard["data"]["portcullis.json"].as_str() == Some(file.trim_end()))
                 .then_some(())
-                .ok_or("missing".into())
-        }),
+                .ok_or(format!("{}", dashboard["metadata"]))
+            },
+        ),
         ("a policy of your own", vec!["policy.existingConfigMap=my-policy"], |d| {
             let dep = find(d, "Deployment", "portcullis").unwrap();
             let vols = dep["spec"]["template"]["spec"]["volumes"].to_string();
@@ -187,6 +210,13 @@ fn chart_switches() {
             (find(d, "ClusterRole", "portcullis-pull-secrets").is_none() && !dep.contains("--pull-secrets"))
                 .then_some(())
                 .ok_or("pull secrets on by default".into())
+        }),
+        ("no monitoring objects by default", vec![], |d| {
+            let kinds = ["ServiceMonitor", "PrometheusRule"];
+            (d.iter().all(|o| !kinds.contains(&o["kind"].as_str().unwrap_or("")))
+                && find(d, "ConfigMap", "portcullis-grafana-dashboard").is_none())
+            .then_some(())
+            .ok_or("rendered".into())
         }),
     ];
     for (case, sets, check) in rows {

@@ -215,6 +215,7 @@ struct Portcullis {
     addr: String,
     audit: PathBuf,
     records: PathBuf,
+    log: PathBuf,
 }
 
 impl Drop for Portcullis {
@@ -282,7 +283,13 @@ impl Portcullis {
                 std::fs::read_to_string(dir.join("portcullis.log")).unwrap_or_default()
             )
         });
-        Portcullis { child, addr, audit, records }
+        Portcullis { child, addr, audit, records, log: dir.join("portcullis.log") }
+    }
+
+    /// Its log lines that contain `word`.
+    fn log_lines(&self, word: &str) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        log.lines().filter(|l| l.contains(word)).collect::<Vec<_>>().join("\n")
     }
 
     fn audit(&self) -> Vec<Value> {
@@ -704,10 +711,17 @@ fn portcullis_behind_a_real_api_server() {
             .collect()
     };
     let mut seen = Vec::new();
-    wait_until("the BreakGlass Event on Deployment/rollfwd", Duration::from_secs(30), || {
+    let until = Instant::now() + Duration::from_secs(30);
+    while seen.is_empty() {
+        assert!(
+            Instant::now() < until,
+            "no BreakGlass Event on Deployment/rollfwd; Events in prod: {}\nPortcullis on Events: {}",
+            cp.kubectl(&["get", "events.events.k8s.io", "-n", "prod", "-o", "json"]),
+            portcullis.log_lines("Event")
+        );
         seen = events_on("prod", "Deployment", "rollfwd", "BreakGlass");
-        !seen.is_empty()
-    });
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let note = seen[0]["note"].as_str().unwrap();
     assert!(
         note.starts_with("break-glass by alice, ticket INC-7")

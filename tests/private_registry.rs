@@ -113,6 +113,30 @@ async fn pull_secrets_in_the_kubelets_order_and_never_across_logins() {
         let engine = engine_for(&reg, &tls, Credentials::from_docker_config(bad.to_string().as_bytes()).unwrap());
         let (ok, said) = judge(&engine, &policy, &tag, &Keychain::default()).await;
         assert!(!ok && said.contains("with Portcullis' credentials file"), "{kind}: {said}");
+
+        // Every request is counted by what it is for and how it was
+        // answered: the challenge (401), the token, then the reads.
+        let metrics = Arc::new(portcullis::metrics::Metrics::new());
+        let client = Client::new(Limits::default(), vec![], Credentials::default(), &[])
+            .unwrap()
+            .with_host_ca(&reg.host, tls.ca_pem.as_bytes())
+            .unwrap()
+            .with_metrics(metrics.clone());
+        let engine = Engine::new(client, &EngineConfig::default(), metrics.clone());
+        let (ok, said) = judge(&engine, &policy, &tag, &right).await;
+        assert!(ok, "{kind}: {said}");
+        let text = metrics.render();
+        let requests = |op: &str, code: &str| {
+            let series = format!(
+                "portcullis_registry_requests_total{{registry=\"{}\",operation=\"{op}\",code=\"{code}\"}}",
+                reg.host
+            );
+            metric(&text, &series)
+        };
+        assert!(requests("manifest", "401") >= 1.0, "{kind}: {text}");
+        assert!(requests("manifest", "200") >= 1.0, "{kind}: {text}");
+        assert_eq!(requests("token", "200") >= 1.0, kind == "token", "{kind}: {text}");
+        assert_eq!(metric(&text, "portcullis_cache_requests_total{cache=\"tag\",result=\"miss\"}"), 1.0, "{text}");
     }
 }
 

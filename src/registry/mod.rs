@@ -170,6 +170,32 @@ pub struct Registry {
     gates: Mutex<HashMap<String, Arc<Gate>>>,
     /// HTTP requests sent to registries (token requests included).
     requests: std::sync::atomic::AtomicU64,
+    /// Where each request is counted and timed, when set.
+    metrics: Option<Arc<crate::metrics::Metrics>>,
+}
+
+/// What a registry request is for, as metrics label it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Operation {
+    /// A bearer token from the registry's token service.
+    Token,
+    /// A manifest or index (GET or HEAD), by tag or by digest.
+    Manifest,
+    /// The OCI referrers API.
+    Referrers,
+    /// A blob by digest.
+    Blob,
+}
+
+impl Operation {
+    fn as_str(self) -> &'static str {
+        match self {
+            Operation::Token => "token",
+            Operation::Manifest => "manifest",
+            Operation::Referrers => "referrers",
+            Operation::Blob => "blob",
+        }
+    }
 }
 
 /// Bearer tokens are kept by (registry, repository, auth scope): a token got
@@ -208,7 +234,16 @@ impl Registry {
             lookups,
             gates: Mutex::default(),
             requests: Default::default(),
+            metrics: None,
         })
+    }
+
+    /// Counts and times every request sent in `metrics`
+    /// (`portcullis_registry_requests_total`,
+    /// `portcullis_registry_request_duration_seconds`).
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     pub fn limits(&self) -> &Limits {
@@ -252,7 +287,7 @@ impl Registry {
             let tag = image.tag.as_deref().unwrap_or("latest");
             let url = format!("{}/manifests/{tag}", self.base(image));
             let what = format!("image {}:{tag}", image.name());
-            let resp = self.send(image, auth, reqwest::Method::HEAD, &url, &what).await?;
+            let resp = self.send(image, auth, Operation::Manifest, reqwest::Method::HEAD, &url, &what).await?;
             if let Some(d) = resp.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()) {
                 if let Ok(d) = Digest::parse(d) {
                     return Ok(d);
@@ -260,7 +295,7 @@ impl Registry {
             }
             // No usable header: fetch the manifest and hash it, once it is
             // known to be a manifest (never an error page, never anything else).
-            let resp = self.send(image, auth, reqwest::Method::GET, &url, &what).await?;
+            let resp = self.send(image, auth, Operation::Manifest, reqwest::Method::GET, &url, &what).await?;
             let content_type = resp.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(String::from);
             let body = read_bounded(resp, self.limits.manifest_bytes, &what).await?;
             check_manifest(&body, content_type.as_deref()).map_err(|why| RegistryError::Protocol { what, why })?;
@@ -419,7 +454,7 @@ impl Registry {
     ) -> Result<(Vec<Found>, usize), RegistryError> {
         let what = format!("referrers of {}", image.pinned(digest));
         let url = format!("{}/referrers/{digest}", self.base(image));
-        let index = match self.send(image, auth, reqwest::Method::GET, &url, &what).await {
+        let index = match self.send(image, auth, Operation::Referrers, reqwest::Method::GET, &url, &what).await {
             Ok(resp) => read_bounded(resp, self.limits.manifest_bytes, &what).await?,
             // No referrers API here: the referrers tag schema.
             Err(RegistryError::NotFound { .. }) | Err(RegistryError::Status { status: 400 | 405 | 501, .. }) => {
@@ -517,7 +552,7 @@ impl Registry {
         what: &str,
     ) -> Result<Option<Bytes>, RegistryError> {
         let url = format!("{}/manifests/{reference}", self.base(image));
-        match self.send(image, auth, reqwest::Method::GET, &url, what).await {
+        match self.send(image, auth, Operation::Manifest, reqwest::Method::GET, &url, what).await {
             Ok(resp) => Ok(Some(read_bounded(resp, self.limits.manifest_bytes, what).await?)),
             Err(RegistryError::NotFound { .. }) => Ok(None),
             Err(e) => Err(e),
@@ -563,7 +598,7 @@ impl Registry {
     ) -> Result<Bytes, RegistryError> {
         let what = format!("blob {} in {}", digest.short(), image.name());
         let url = format!("{}/blobs/{digest}", self.base(image));
-        let resp = self.send(image, auth, reqwest::Method::GET, &url, &what).await?;
+        let resp = self.send(image, auth, Operation::Blob, reqwest::Method::GET, &url, &what).await?;
         let body = read_bounded(resp, limit, &what).await?;
         if Digest::of(&body) != *digest {
             return Err(RegistryError::DigestMismatch { what, expected: digest.to_string() });
@@ -576,6 +611,7 @@ impl Registry {
         &self,
         image: &ImageRef,
         auth: &Auth,
+        op: Operation,
         method: reqwest::Method,
         url: &str,
         what: &str,
@@ -593,8 +629,7 @@ impl Registry {
             if let Some(a) = &authorization {
                 req = req.header(header::AUTHORIZATION, a);
             }
-            self.requests.fetch_add(1, Ordering::Relaxed);
-            let resp = req.send().await.map_err(|e| self.transport_error(image, e))?;
+            let resp = self.exchange(image, op, req).await?;
             match resp.status() {
                 s if s.is_success() => return Ok(resp),
                 StatusCode::NOT_FOUND => return Err(RegistryError::NotFound { what: what.to_string() }),
@@ -677,8 +712,7 @@ impl Registry {
         if let Some((u, p)) = basic {
             req = req.basic_auth(u, Some(p));
         }
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        let resp = req.send().await.map_err(|e| self.transport_error(image, e))?;
+        let resp = self.exchange(image, Operation::Token, req).await?;
         if !resp.status().is_success() {
             return Err(refused(resp.status().as_u16()));
         }
@@ -695,6 +729,33 @@ impl Registry {
             );
         }
         Ok(format!("Bearer {token}"))
+    }
+
+    /// Sends one HTTP request: counted, and with metrics, counted by its
+    /// answer's status (`error` or `timeout` without one) and timed to its
+    /// response's headers.
+    async fn exchange(
+        &self,
+        image: &ImageRef,
+        op: Operation,
+        req: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, RegistryError> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let start = Instant::now();
+        let sent = req.send().await;
+        if let Some(m) = &self.metrics {
+            let status;
+            let code = match &sent {
+                Ok(resp) => {
+                    status = resp.status().as_u16().to_string();
+                    status.as_str()
+                }
+                Err(e) if e.is_timeout() => "timeout",
+                Err(_) => "error",
+            };
+            m.registry_request(&image.registry, op.as_str(), code, start.elapsed().as_secs_f64());
+        }
+        sent.map_err(|e| self.transport_error(image, e))
     }
 
     fn transport_error(&self, image: &ImageRef, e: reqwest::Error) -> RegistryError {

@@ -105,10 +105,8 @@ async fn readyz(State(st): State<Arc<AppState>>) -> Response {
 }
 
 async fn metrics(State(st): State<Arc<AppState>>) -> Response {
-    let mut text = st.metrics.render();
-    crate::metrics::render_registry_requests(&mut text, st.engine.registry_requests());
-    crate::metrics::render_trusted_roots(&mut text, st.policy().trust.roots(), portcullis_now());
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+    st.metrics.refresh(&st.policy(), portcullis_now());
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], st.metrics.render()).into_response()
 }
 
 /// Serves `router(state)` over TLS on `listen` (port 0 picks a free port).
@@ -173,6 +171,7 @@ pub fn spawn_reloader(
                             for w in pol.warnings(portcullis_now(), crate::attest::keyless::EXPIRY_WARNING) {
                                 tracing::warn!("{w}");
                             }
+                            state.metrics.policy_info(pol.digest.as_str(), &p.display().to_string());
                             state.set_policy(pol);
                             state.metrics.policy_reload("success");
                         }
@@ -306,12 +305,21 @@ async fn validate(
     let elapsed = start.elapsed().as_secs_f64();
     let record = Record { latency_ms: elapsed * 1000.0, ..record };
     let tier = record.tier.as_deref().unwrap_or("none");
-    st.metrics.decision(tier, record.result.as_str(), elapsed);
+    st.metrics.decision(tier, record.result.as_str(), &record.reason, elapsed);
     for v in &record.images {
-        st.metrics.image(tier, v.admitted);
+        st.metrics.image(
+            tier,
+            match (v.admitted, v.problems.is_empty()) {
+                (true, true) => "admitted",
+                (true, false) => "warned",
+                (false, _) => "denied",
+            },
+        );
     }
-    if record.result == Outcome::BreakGlass {
-        st.metrics.break_glass(tier);
+    match &record.break_glass {
+        BreakGlass::Granted { .. } if record.result == Outcome::BreakGlass => st.metrics.break_glass(tier, "granted"),
+        BreakGlass::Refused { .. } => st.metrics.break_glass(tier, "refused"),
+        _ => {}
     }
     if let (Some(events), false) = (&st.events, req.dry_run) {
         let overrode: Vec<String> = record.images.iter().filter(|v| !v.admitted).map(Verdict::denial_message).collect();

@@ -654,9 +654,12 @@ impl Webhook {
     /// A webhook on a policy already loaded (e.g. from a file naming trusted root files).
     pub async fn start_loaded(policy: portcullis::policy::Policy, o: HookOptions) -> Webhook {
         portcullis::install_crypto_provider();
-        let metrics = Arc::new(portcullis::metrics::Metrics::default());
+        let metrics = Arc::new(portcullis::metrics::Metrics::new());
+        metrics.policy_info(policy.digest.as_str(), "test policy");
         let audit_dir = tempfile::tempdir().unwrap();
-        let registry = portcullis::registry::Registry::new(o.limits, vec![], Default::default(), &[]).unwrap();
+        let registry = portcullis::registry::Registry::new(o.limits, vec![], Default::default(), &[])
+            .unwrap()
+            .with_metrics(metrics.clone());
         let state = Arc::new(portcullis::webhook::AppState {
             engine: portcullis::engine::Engine::new(registry, &o.cfg, metrics.clone()),
             policy: std::sync::RwLock::new(Arc::new(policy)),
