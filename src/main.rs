@@ -1,5 +1,5 @@
 //! The `portcullis` command line: `serve` (admission webhook), `check` (the
-//! same decision from a CI pipeline), `policy lint`.
+//! same decision from a CI pipeline), `policy lint`, `audit verify`.
 #![deny(rust_2018_idioms)]
 #![forbid(unsafe_code)]
 
@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use portcullis::audit::AuditLog;
+use portcullis::audit::{AuditLog, AuditOptions};
 use portcullis::cluster::{TierSource, TIER_LABEL};
 use portcullis::engine::{Engine, EngineConfig};
 use portcullis::image::ImageRef;
@@ -49,6 +49,9 @@ enum Command {
     /// Work with policy files.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Work with the audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Show a scanner report as the gate sees it: counts per severity, fixable counts, the worst findings.
     ///
     /// Reads Trivy JSON, Grype JSON, SARIF 2.1.0 (Trivy, Grype), a cosign vuln predicate, an in-toto
@@ -70,6 +73,21 @@ enum PolicyCommand {
     Lint {
         /// The policy file.
         file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain of an audit trail: exit 0 intact, 1 broken (the first broken record is named), 2
+    /// unreadable.
+    ///
+    /// Give the files oldest first: the rotated ones in order, then the current one
+    /// (`audit.log.000001 audit.log.000002 audit.log`). A trail whose older files were shipped away is checked
+    /// from its first record on.
+    Verify {
+        /// The trail's files, oldest first.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
 }
 
@@ -149,9 +167,19 @@ struct ServeArgs {
     /// How long a registry error is remembered before the registry is asked again.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     error_cache_ttl: Duration,
-    /// Audit log: `-` for stdout, or a file to append JSON lines to.
+    /// Audit log: `-` for stdout, or a file to append JSON lines to; each line is a link of a hash chain
+    /// (`portcullis audit verify`).
     #[arg(long, default_value = "-")]
     audit_log: String,
+    /// Rotate the audit log file when it would grow past this many bytes: it is renamed PATH.000001,
+    /// PATH.000002, … and a new PATH started; the chain runs on across files. 0: never rotate. Rotated files are
+    /// never deleted: ship them off the node (a sidecar or log collector) and delete them there.
+    #[arg(long, default_value_t = portcullis::audit::DEFAULT_MAX_BYTES)]
+    audit_max_bytes: u64,
+    /// How often the audit chain's head (seq and hash) is logged (`audit head`), to anchor it outside the node;
+    /// it is also logged at shutdown. 0s: only at shutdown.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    audit_anchor_interval: Duration,
     /// Write every AdmissionReview received into this directory (debugging;
     /// the files hold whole objects).
     #[arg(long, value_name = "DIR")]
@@ -244,6 +272,7 @@ fn main() -> ExitCode {
             Command::Serve(a) => serve(*a).await.map(|_| ExitCode::SUCCESS),
             Command::Check(a) => check(*a).await,
             Command::Policy(PolicyCommand::Lint { file }) => lint(&file),
+            Command::Audit(AuditCommand::Verify { files }) => audit_verify(&files),
             Command::Normalize { report, output, top } => normalize(&report, output, top),
         }
     });
@@ -373,7 +402,15 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         policy: RwLock::new(Arc::new(policy)),
         tiers,
         metrics,
-        audit: AuditLog::open(&a.audit_log).with_context(|| format!("opening audit log {}", a.audit_log))?,
+        audit: AuditLog::open_with(
+            &a.audit_log,
+            AuditOptions {
+                max_bytes: a.audit_max_bytes,
+                anchor_interval: a.audit_anchor_interval,
+                ..AuditOptions::default()
+            },
+        )
+        .with_context(|| format!("opening audit log {}", a.audit_log))?,
         deadline: a.deadline,
         record_dir: a.record_dir.clone(),
         grant_keys,
@@ -406,8 +443,9 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         idle_timeout: a.idle_timeout,
         ..Default::default()
     };
-    let server =
-        webhook::serve(state, a.listen, tls, limits).await.with_context(|| format!("listening on {}", a.listen))?;
+    let server = webhook::serve(state.clone(), a.listen, tls, limits)
+        .await
+        .with_context(|| format!("listening on {}", a.listen))?;
     tracing::info!(addr = %server.addr, "portcullis serving https://{}/validate", server.addr);
     let handle = server.handle.clone();
     tokio::spawn(async move {
@@ -415,8 +453,10 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("shutting down");
         handle.graceful_shutdown(Some(Duration::from_secs(10)));
     });
-    server.task.await.context("server task")?.context("server")?;
-    Ok(())
+    let served = server.task.await.context("server task").and_then(|r| r.context("server"));
+    // Every decision made is written before the process ends.
+    state.audit.close().await;
+    served
 }
 
 async fn shutdown_signal() {
@@ -631,6 +671,39 @@ fn normalize(path: &PathBuf, output: Output, top: usize) -> anyhow::Result<ExitC
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `audit verify`: 0 intact, 1 broken, 2 (an error) unreadable.
+fn audit_verify(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    use portcullis::audit::{verify, VerifyError, GENESIS};
+    let mut trail = Vec::new();
+    for f in files {
+        let file = std::fs::File::open(f).with_context(|| format!("reading {}", f.display()))?;
+        trail.push((f.display().to_string(), std::io::BufReader::new(file)));
+    }
+    match verify(trail) {
+        Ok(t) => {
+            match &t.head {
+                None => println!("intact: no records"),
+                Some(head) => {
+                    let s = if t.records == 1 { "" } else { "s" };
+                    println!("intact: {} record{s}, seq {}..{}, head {}", t.records, t.first_seq, head.seq, head.hash);
+                    if t.first_seq > 0 || t.anchor != GENESIS {
+                        println!(
+                            "the trail starts at seq {}, anchored at prev {} (the records before are not in the files given)",
+                            t.first_seq, t.anchor
+                        );
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e @ VerifyError::Broken { .. }) => {
+            println!("broken: {e}");
+            Ok(ExitCode::from(1))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn lint(file: &std::path::Path) -> anyhow::Result<ExitCode> {

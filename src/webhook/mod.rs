@@ -336,7 +336,7 @@ async fn validate(
     // Every judged request is audited: one with a tier, or one denied before
     // a tier was known. Objects without pod specs, and unchanged updates, are not.
     if record.tier.is_some() || !record.allowed {
-        st.audit.write(&record);
+        st.audit.write(&record).await;
     }
     // Names and messages come from the request: Debug-formatted, so that no
     // newline in them can forge a line of a text log.

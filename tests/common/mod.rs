@@ -713,9 +713,11 @@ impl Webhook {
         );
     }
 
-    /// The audit records written so far.
+    /// The audit records written so far (the trail's chain checked).
     pub fn audit(&self) -> Vec<Value> {
+        self.state.audit.flush_blocking();
         let text = std::fs::read_to_string(self.audit_dir.path().join("audit.jsonl")).unwrap_or_default();
+        portcullis::audit::verify([("audit.jsonl".to_string(), text.as_bytes())]).unwrap();
         text.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["audit"].clone()).collect()
     }
 
