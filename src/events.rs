@@ -81,12 +81,17 @@ impl Notice {
     }
 
     fn event(&self, instance: &str, now: chrono::DateTime<chrono::Utc>) -> Event {
+        static SEQ: AtomicU64 = AtomicU64::new(0);
         let name = self.regarding.name.as_deref().unwrap_or("object");
-        // generateName adds five characters; names end up within 253.
+        // As client-go names them: the object's name, then the time in hex
+        // (and a sequence number, so two in the same instant differ); within
+        // the 253 characters of a name.
         let prefix: String = name.chars().take(200).collect();
+        let nanos = now.timestamp_nanos_opt().unwrap_or_default();
+        let seq = SEQ.fetch_add(1, Ordering::Relaxed) % 4096;
         Event {
             metadata: ObjectMeta {
-                generate_name: Some(format!("{prefix}.")),
+                name: Some(format!("{prefix}.{nanos:x}{seq:03x}")),
                 namespace: self.regarding.namespace.clone(),
                 ..Default::default()
             },
@@ -208,7 +213,8 @@ mod tests {
         let n = Notice::of_break_glass(pod(), &long, "eve", false, &[]).unwrap();
         assert!(n.note.len() <= MAX_NOTE);
         let ev = n.event("portcullis-0", chrono::Utc::now());
-        assert_eq!(ev.metadata.generate_name.as_deref(), Some("shop-5d9c-x2."));
+        let name = ev.metadata.name.unwrap();
+        assert!(name.starts_with("shop-5d9c-x2.") && name.len() == "shop-5d9c-x2.".len() + 19, "{name}");
         assert_eq!(ev.metadata.namespace.as_deref(), Some("prod"));
         assert_eq!(ev.regarding.unwrap().uid.as_deref(), Some("0b9c"));
         assert_eq!(ev.reporting_controller.as_deref(), Some(REPORTING_CONTROLLER));

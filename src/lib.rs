@@ -20,6 +20,7 @@ pub mod image;
 pub mod metrics;
 pub mod policy;
 pub mod registry;
+pub mod timelines;
 pub mod webhook;
 
 /// Installs the process-wide rustls crypto provider (aws-lc-rs). Every TLS

@@ -419,6 +419,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         body_timeout: a.body_timeout,
         pull_secrets,
         events,
+        timelines: Default::default(),
     });
     let tls =
         axum_server::tls_rustls::RustlsConfig::from_pem_file(&a.tls_cert, &a.tls_key).await.with_context(|| {

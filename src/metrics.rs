@@ -229,6 +229,8 @@ pub struct Metrics {
     audit_write_errors: Counter,
     events_dropped: Counter,
     policy: Arc<Mutex<PolicyState>>,
+    /// Serialises [`Metrics::catch_up`].
+    catch_up: Mutex<()>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -273,6 +275,7 @@ impl Metrics {
             audit_write_errors: Counter::default(),
             events_dropped: Counter::default(),
             policy: Arc::default(),
+            catch_up: Mutex::default(),
             registry: Registry::default(),
         };
         m.registry.register(
@@ -425,6 +428,19 @@ impl Metrics {
 
     pub fn events_dropped(&self) {
         self.events_dropped.inc();
+    }
+
+    /// Brings `portcullis_audit_write_errors_total` and
+    /// `portcullis_events_dropped_total` up to the totals the audit writer
+    /// and the Event sender keep themselves (called at each scrape).
+    pub fn catch_up(&self, audit_write_errors: u64, events_lost: u64) {
+        let _one_at_a_time = self.catch_up.lock().unwrap_or_else(|e| e.into_inner());
+        for (counter, total) in [(&self.audit_write_errors, audit_write_errors), (&self.events_dropped, events_lost)] {
+            let now = counter.get();
+            if total > now {
+                counter.inc_by(total - now);
+            }
+        }
     }
 
     /// Gauges computed at scrape time from the policy in force: seconds until

@@ -50,8 +50,10 @@ pub struct Timelines {
 
 impl Default for Timelines {
     fn default() -> Self {
-        let cache = || moka::sync::Cache::builder().max_capacity(CAPACITY).time_to_live(HORIZON);
-        Timelines { denied_since: cache().build(), admitted: cache().build() }
+        Timelines {
+            denied_since: moka::sync::Cache::builder().max_capacity(CAPACITY).time_to_live(HORIZON).build(),
+            admitted: moka::sync::Cache::builder().max_capacity(CAPACITY).time_to_live(HORIZON).build(),
+        }
     }
 }
 

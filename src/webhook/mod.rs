@@ -22,6 +22,7 @@ use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview
 use kube::core::DynamicObject;
 use serde_json::Value;
 use tokio::time::Instant;
+use tracing::Instrument as _;
 
 use crate::audit::{AuditLog, Record};
 use crate::cluster::TierSource;
@@ -71,6 +72,8 @@ pub struct AppState {
     pub pull_secrets: Option<crate::cluster::PullSecrets>,
     /// Where break-glass Events go, when there is a cluster.
     pub events: Option<crate::events::Events>,
+    /// Time to remediation and to promotion, as decisions go by.
+    pub timelines: crate::timelines::Timelines,
 }
 
 impl AppState {
@@ -106,6 +109,7 @@ async fn readyz(State(st): State<Arc<AppState>>) -> Response {
 
 async fn metrics(State(st): State<Arc<AppState>>) -> Response {
     st.metrics.refresh(&st.policy(), portcullis_now());
+    st.metrics.catch_up(st.audit.write_errors(), st.events.as_ref().map_or(0, crate::events::Events::lost));
     ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], st.metrics.render()).into_response()
 }
 
@@ -301,9 +305,30 @@ async fn validate(
         Ok(r) => r,
         Err(resp) => return resp,
     };
-    let (resp, record) = decide(&st, &req, deadline).await;
-    let elapsed = start.elapsed().as_secs_f64();
-    let record = Record { latency_ms: elapsed * 1000.0, ..record };
+    // Every line logged while deciding carries the request's uid
+    // (Debug-formatted, as everything that comes from a request).
+    let span = tracing::info_span!("admission", uid = ?req.uid);
+    async {
+        let (resp, record) = decide(&st, &req, deadline).await;
+        let elapsed = start.elapsed().as_secs_f64();
+        let record = Record { latency_ms: elapsed * 1000.0, ..record };
+        account(&st, &req, &record, elapsed);
+        // Every judged request is audited: one with a tier, or one denied before
+        // a tier was known. Objects without pod specs, and unchanged updates, are not.
+        if record.tier.is_some() || !record.allowed {
+            st.audit.write(&record).await;
+        }
+        // Names and messages come from the request: Debug-formatted, so that no
+        // newline in them can forge a line of a text log.
+        tracing::info!(ns = ?record.namespace, name = ?record.name, kind = ?record.kind, allowed = record.allowed, result = record.result.as_str(), reason = %record.reason, ms = record.latency_ms, "decision");
+        review_response(resp)
+    }
+    .instrument(span)
+    .await
+}
+
+/// What a decision adds to the metrics, the timelines and the Events.
+fn account(st: &AppState, req: &AdmissionRequest<DynamicObject>, record: &Record, elapsed: f64) {
     let tier = record.tier.as_deref().unwrap_or("none");
     st.metrics.decision(tier, record.result.as_str(), &record.reason, elapsed);
     for v in &record.images {
@@ -321,27 +346,44 @@ async fn validate(
         BreakGlass::Refused { .. } => st.metrics.break_glass(tier, "refused"),
         _ => {}
     }
-    if let (Some(events), false) = (&st.events, req.dry_run) {
+    if req.dry_run || record.tier.is_none() {
+        return;
+    }
+    let now =
+        chrono::DateTime::parse_from_rfc3339(&record.evaluated_at).map(|t| t.to_utc()).unwrap_or_else(|_| Utc::now());
+    // How old the evidence admissions rest on is.
+    if record.allowed && record.result != Outcome::BreakGlass {
+        for a in record.images.iter().filter(|v| v.admitted).flat_map(|v| &v.attestations) {
+            if let Some(t) = a.finished_on {
+                st.metrics.evidence_age(tier, a.kind.as_str(), (now - t).num_milliseconds().max(0) as f64 / 1000.0);
+            }
+        }
+    }
+    let kind = record.kind.split('/').next().unwrap_or_default();
+    let workload =
+        record.owner.clone().unwrap_or_else(|| format!("{kind}/{}", regarding(req, record).name.unwrap_or_default()));
+    let seen = st.timelines.observe(&crate::timelines::Seen {
+        namespace: &record.namespace,
+        workload: &workload,
+        tier,
+        outcome: record.result,
+        verdicts: &record.images,
+        now,
+    });
+    if let Some(s) = seen.remediation {
+        st.metrics.remediation(tier, s);
+    }
+    for s in seen.promotions {
+        st.metrics.promotion(tier, s);
+    }
+    if let Some(events) = &st.events {
         let overrode: Vec<String> = record.images.iter().filter(|v| !v.admitted).map(Verdict::denial_message).collect();
-        if let Some(n) = Notice::of_break_glass(
-            regarding(&req, &record),
-            &record.break_glass,
-            &record.user,
-            record.allowed,
-            &overrode,
-        ) {
+        if let Some(n) =
+            Notice::of_break_glass(regarding(req, record), &record.break_glass, &record.user, record.allowed, &overrode)
+        {
             events.publish(n);
         }
     }
-    // Every judged request is audited: one with a tier, or one denied before
-    // a tier was known. Objects without pod specs, and unchanged updates, are not.
-    if record.tier.is_some() || !record.allowed {
-        st.audit.write(&record).await;
-    }
-    // Names and messages come from the request: Debug-formatted, so that no
-    // newline in them can forge a line of a text log.
-    tracing::info!(uid = ?record.uid, ns = ?record.namespace, name = ?record.name, kind = ?record.kind, allowed = record.allowed, ms = record.latency_ms, "decision");
-    review_response(resp)
 }
 
 async fn mutate(State(st): State<Arc<AppState>>, Query(query): Query<HashMap<String, String>>, body: Body) -> Response {
@@ -349,7 +391,8 @@ async fn mutate(State(st): State<Arc<AppState>>, Query(query): Query<HashMap<Str
         Ok(r) => r,
         Err(resp) => return resp,
     };
-    review_response(mutate::mutate(&st, &req, deadline).await)
+    let span = tracing::info_span!("mutation", uid = ?req.uid);
+    review_response(mutate::mutate(&st, &req, deadline).instrument(span).await)
 }
 
 /// The object under review, when it is of a kind that carries a pod spec and

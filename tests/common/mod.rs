@@ -674,6 +674,7 @@ impl Webhook {
             body_timeout: o.server.body_timeout,
             pull_secrets: None,
             events: None,
+            timelines: Default::default(),
         });
         let tls = test_tls();
         std::fs::write(audit_dir.path().join("tls.crt"), &tls.cert_pem).unwrap();
