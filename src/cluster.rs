@@ -18,6 +18,19 @@ use crate::registry::Credentials;
 /// The default namespace label naming the tier.
 pub const TIER_LABEL: &str = "portcullis.dev/tier";
 
+/// Why a namespace has no tier to judge its objects in.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TierError {
+    #[error("could not read namespace {namespace}: {why}")]
+    Unreadable { namespace: String, why: String },
+    #[error("namespace {namespace} is in tier {tier:?}, which the policy does not define (defined: {defined})")]
+    Undefined { namespace: String, tier: String, defined: String },
+    #[error(
+        "namespace {namespace} has no {label} label and the policy sets no defaultTier; label the namespace with one of: {defined}"
+    )]
+    Unlabelled { namespace: String, label: String, defined: String },
+}
+
 #[derive(Clone)]
 pub enum TierSource {
     /// `spec.namespaceTiers` of the policy, then `spec.defaultTier`.
@@ -61,7 +74,7 @@ impl TierSource {
     }
 
     /// The tier of `namespace`, or why there is none.
-    pub async fn tier_of(&self, namespace: &str, policy: &Policy) -> Result<String, String> {
+    pub async fn tier_of(&self, namespace: &str, policy: &Policy) -> Result<String, TierError> {
         let spec = &policy.file.spec;
         let labelled: Option<String> = match self {
             TierSource::Static => spec.namespace_tiers.get(namespace).cloned(),
@@ -72,23 +85,23 @@ impl TierSource {
                     None => match Api::<Namespace>::all(client.clone()).get_opt(namespace).await {
                         Ok(Some(ns)) => ns.metadata.labels,
                         Ok(None) => None,
-                        Err(e) => return Err(format!("could not read namespace {namespace}: {e}")),
+                        Err(e) => {
+                            return Err(TierError::Unreadable { namespace: namespace.to_string(), why: e.to_string() })
+                        }
                     },
                 };
                 labels.and_then(|l| l.get(label).cloned())
             }
         };
+        let defined = || policy.tier_names().join(", ");
         match labelled.or_else(|| spec.default_tier.clone()) {
             Some(t) if policy.tier(&t).is_some() => Ok(t),
-            Some(t) => Err(format!(
-                "namespace {namespace} is in tier {t:?}, which the policy does not define (defined: {})",
-                policy.tier_names().join(", ")
-            )),
-            None => Err(format!(
-                "namespace {namespace} has no {} label and the policy sets no defaultTier; label the namespace with one of: {}",
-                self.label(),
-                policy.tier_names().join(", ")
-            )),
+            Some(tier) => Err(TierError::Undefined { namespace: namespace.to_string(), tier, defined: defined() }),
+            None => Err(TierError::Unlabelled {
+                namespace: namespace.to_string(),
+                label: self.label().to_string(),
+                defined: defined(),
+            }),
         }
     }
 

@@ -329,10 +329,9 @@ fn registry(a: &RegistryArgs) -> anyhow::Result<Registry> {
             None => roots.push(read(ca)?),
         }
     }
-    let mut r =
-        Registry::new(limits, a.insecure_registries.clone(), credentials, &roots).map_err(anyhow::Error::msg)?;
+    let mut r = Registry::new(limits, a.insecure_registries.clone(), credentials, &roots)?;
     for (host, pem) in per_host {
-        r = r.with_host_ca(&host, &pem).map_err(anyhow::Error::msg)?;
+        r = r.with_host_ca(&host, &pem)?;
     }
     Ok(r)
 }

@@ -384,6 +384,26 @@ fn cosign_vuln(v: &serde_json::Value) -> Result<VulnReport, String> {
     Ok(report.dedup())
 }
 
+/// The report formats Portcullis reads, for messages.
+pub const UNDERSTOOD: &str = "understood: Trivy JSON, Grype JSON, SARIF 2.1.0 (Trivy, Grype), \
+                              cosign vuln predicate, in-toto vulns predicate";
+
+/// Why a report file cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReportError {
+    #[error("not JSON: {0}")]
+    NotJson(String),
+    #[error("DSSE envelope payload is not {0}")]
+    Envelope(String),
+    #[error("the statement's predicate type {0} is not a vulnerability report ({UNDERSTOOD})")]
+    NotVulnerabilities(String),
+    #[error("not a vulnerability report Portcullis reads ({UNDERSTOOD})")]
+    Unknown,
+    /// A format it reads, but this report is not valid in it.
+    #[error("{0}")]
+    Invalid(String),
+}
+
 /// Detects the scanner format of a report (Trivy JSON, Grype JSON, SARIF
 /// 2.1.0 from Trivy, Grype or another tool) and normalises it.
 pub fn scanner_report(v: &serde_json::Value) -> Result<VulnReport, String> {
@@ -396,22 +416,18 @@ pub fn scanner_report(v: &serde_json::Value) -> Result<VulnReport, String> {
     if sarif::looks_like(v) {
         return sarif::parse(v);
     }
-    Err("scanner.result is not a report format Portcullis reads (understood: Trivy JSON, Grype JSON, \
-         SARIF 2.1.0 (Trivy, Grype), cosign vuln predicate, in-toto vulns predicate)"
-        .to_string())
+    Err(format!("scanner.result is not a report format Portcullis reads ({UNDERSTOOD})"))
 }
 
 /// Reads a vulnerability report file, whatever its format: a bare Trivy
 /// JSON, Grype JSON or SARIF report; a cosign vuln or in-toto vulns
 /// predicate; or an in-toto Statement (`_type`, `predicateType`,
 /// `predicate`) holding either predicate. The result is deduplicated.
-pub fn parse_report(bytes: &[u8]) -> Result<VulnReport, String> {
-    const UNDERSTOOD: &str = "understood: Trivy JSON, Grype JSON, SARIF 2.1.0 (Trivy, Grype), \
-                              cosign vuln predicate, in-toto vulns predicate";
+pub fn parse_report(bytes: &[u8]) -> Result<VulnReport, ReportError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err("not JSON: the input is empty".to_string());
+        return Err(ReportError::NotJson("the input is empty".to_string()));
     }
-    let mut v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
+    let mut v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| ReportError::NotJson(e.to_string()))?;
     // A DSSE envelope as stored in a registry: read the Statement inside
     // (unverified: this is for looking, not for deciding).
     if let Some(payload) =
@@ -420,31 +436,29 @@ pub fn parse_report(bytes: &[u8]) -> Result<VulnReport, String> {
         use base64::Engine as _;
         let raw = base64::engine::general_purpose::STANDARD
             .decode(payload)
-            .map_err(|e| format!("DSSE envelope payload is not base64: {e}"))?;
-        v = serde_json::from_slice(&raw).map_err(|e| format!("DSSE envelope payload is not JSON: {e}"))?;
+            .map_err(|e| ReportError::Envelope(format!("base64: {e}")))?;
+        v = serde_json::from_slice(&raw).map_err(|e| ReportError::Envelope(format!("JSON: {e}")))?;
     }
     let statement = (v.get("predicateType").and_then(serde_json::Value::as_str), v.get("predicate"));
     let report = if let (Some(predicate_type), Some(predicate)) = statement {
         let read = match predicate_type {
             COSIGN_VULN_V1 => cosign_vuln(predicate),
             t if intoto::is_vulns_type(t) => intoto::parse(predicate),
-            t => {
-                return Err(format!("the statement's predicate type {t} is not a vulnerability report ({UNDERSTOOD})"))
-            }
+            t => return Err(ReportError::NotVulnerabilities(t.to_string())),
         };
-        read.map_err(|e| format!("{predicate_type} predicate: {e}"))?
+        read.map_err(|e| ReportError::Invalid(format!("{predicate_type} predicate: {e}")))?
     } else if intoto::is_scanner_report(&v) {
-        scanner_report(&v)?
+        scanner_report(&v).map_err(ReportError::Invalid)?
     } else if v.get("scanner").is_some_and(serde_json::Value::is_object) {
         // A bare predicate: cosign's wraps a scanner report in
         // scanner.result, in-toto's lists the vulnerabilities there.
         if v.pointer("/scanner/result").is_some_and(intoto::is_scanner_report) {
-            cosign_vuln(&v).map_err(|e| format!("cosign vuln predicate: {e}"))?
+            cosign_vuln(&v).map_err(|e| ReportError::Invalid(format!("cosign vuln predicate: {e}")))?
         } else {
-            intoto::parse(&v).map_err(|e| format!("in-toto vulns predicate: {e}"))?
+            intoto::parse(&v).map_err(|e| ReportError::Invalid(format!("in-toto vulns predicate: {e}")))?
         }
     } else {
-        return Err(format!("not a vulnerability report Portcullis reads ({UNDERSTOOD})"));
+        return Err(ReportError::Unknown);
     };
     Ok(report.dedup())
 }

@@ -39,8 +39,7 @@ fn time(s: &str) -> Option<DateTime<Utc>> {
     Some(DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc))
 }
 
-const UNDERSTOOD: &str = "understood: Trivy JSON, Grype JSON, SARIF 2.1.0 (Trivy, Grype), \
-                          cosign vuln predicate, in-toto vulns predicate";
+use super::{ReportError, UNDERSTOOD};
 
 fn strings(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
@@ -340,9 +339,12 @@ fn intoto_v01_protobuf_json_shape() {
     let clean = json!({"scanner": {"uri": "x", "result": []}, "metadata": {"scanFinishedOn": "2024-12-01T10:01:00Z"}});
     assert_eq!(parse_report(clean.to_string().as_bytes()).unwrap().findings, vec![]);
     let missing = json!({"scanner": {"uri": "x"}});
-    assert!(parse_report(missing.to_string().as_bytes()).unwrap_err().contains("scanner.result is missing"));
+    assert!(parse_report(missing.to_string().as_bytes())
+        .unwrap_err()
+        .to_string()
+        .contains("scanner.result is missing"));
     let no_id = json!({"scanner": {"uri": "x", "result": [{"severity": []}]}});
-    assert!(parse_report(no_id.to_string().as_bytes()).unwrap_err().contains("scanner.result[0]: no id"));
+    assert!(parse_report(no_id.to_string().as_bytes()).unwrap_err().to_string().contains("scanner.result[0]: no id"));
 }
 
 #[test]
@@ -411,10 +413,10 @@ fn unknown_sarif_producer() {
 #[test]
 fn bad_input_gives_a_clear_error() {
     for empty in [&b""[..], b"  \n\t"] {
-        assert_eq!(parse_report(empty).unwrap_err(), "not JSON: the input is empty");
+        assert_eq!(parse_report(empty).unwrap_err().to_string(), "not JSON: the input is empty");
     }
     for garbage in [&b"\x00\xff\xfe garbage"[..], b"{\"Results\": [", b"<html></html>", b"SchemaVersion: 2"] {
-        let err = parse_report(garbage).unwrap_err();
+        let err = parse_report(garbage).unwrap_err().to_string();
         assert!(err.starts_with("not JSON: "), "{err}");
     }
     for unknown in [
@@ -425,12 +427,14 @@ fn bad_input_gives_a_clear_error() {
         json!(null),
         json!({"bomFormat": "CycloneDX", "specVersion": "1.5"}),
     ] {
-        let err = parse_report(unknown.to_string().as_bytes()).unwrap_err();
+        let err = parse_report(unknown.to_string().as_bytes()).unwrap_err().to_string();
         assert_eq!(err, format!("not a vulnerability report Portcullis reads ({UNDERSTOOD})"), "{unknown}");
     }
     let provenance = json!({"_type": "https://in-toto.io/Statement/v1",
                             "predicateType": "https://slsa.dev/provenance/v1", "predicate": {}});
     let err = parse_report(provenance.to_string().as_bytes()).unwrap_err();
+    assert_eq!(err, ReportError::NotVulnerabilities("https://slsa.dev/provenance/v1".into()));
+    let err = err.to_string();
     assert!(err.contains("https://slsa.dev/provenance/v1 is not a vulnerability report") && err.contains(UNDERSTOOD));
 }
 

@@ -221,7 +221,7 @@ impl Registry {
         insecure: Vec<String>,
         credentials: Credentials,
         extra_roots: &[Vec<u8>],
-    ) -> Result<Self, String> {
+    ) -> Result<Self, SetupError> {
         let http = client(&limits, extra_roots)?;
         let lookups = tokio::sync::Semaphore::new(limits.concurrent_lookups.max(1));
         Ok(Registry {
@@ -252,8 +252,9 @@ impl Registry {
 
     /// Trusts the PEM CA bundle `pem` for `host` (besides the system roots),
     /// and reaches `host` over HTTPS even on loopback.
-    pub fn with_host_ca(mut self, host: &str, pem: &[u8]) -> Result<Self, String> {
-        let c = client(&self.limits, &[pem.to_vec()]).map_err(|e| format!("{host}: {e}"))?;
+    pub fn with_host_ca(mut self, host: &str, pem: &[u8]) -> Result<Self, SetupError> {
+        let c = client(&self.limits, &[pem.to_vec()])
+            .map_err(|e| SetupError::ForHost { host: host.to_string(), why: Box::new(e) })?;
         self.per_host.insert(host.to_string(), c);
         Ok(self)
     }
@@ -835,18 +836,29 @@ fn check_manifest(body: &[u8], content_type: Option<&str>) -> Result<(), String>
 
 /// A registry client: bounded in time, following few redirects, trusting
 /// `roots` besides the system roots.
-fn client(limits: &Limits, roots: &[Vec<u8>]) -> Result<reqwest::Client, String> {
+/// Why a registry client cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("registry CA bundle: {0}")]
+    CaBundle(String),
+    #[error("building the registry client: {0}")]
+    Client(String),
+    #[error("{host}: {why}")]
+    ForHost { host: String, why: Box<SetupError> },
+}
+
+fn client(limits: &Limits, roots: &[Vec<u8>]) -> Result<reqwest::Client, SetupError> {
     let mut b = reqwest::Client::builder()
         .connect_timeout(limits.connect_timeout)
         .timeout(limits.request_timeout)
         .redirect(reqwest::redirect::Policy::limited(5))
         .user_agent(concat!("portcullis/", env!("CARGO_PKG_VERSION")));
     for pem in roots {
-        for cert in reqwest::Certificate::from_pem_bundle(pem).map_err(|e| format!("registry CA bundle: {e}"))? {
+        for cert in reqwest::Certificate::from_pem_bundle(pem).map_err(|e| SetupError::CaBundle(e.to_string()))? {
             b = b.add_root_certificate(cert);
         }
     }
-    b.build().map_err(|e| format!("building the registry client: {e}"))
+    b.build().map_err(|e| SetupError::Client(e.to_string()))
 }
 
 /// Parses `Bearer realm="…",service="…",scope="…"`.

@@ -619,7 +619,7 @@ pub async fn decide(
     }
     let tier = match st.tiers.tier_of(&subject.namespace, &policy).await {
         Ok(t) => t,
-        Err(why) => return refuse(record, "tier", &why),
+        Err(e) => return refuse(record, "tier", &e.to_string()),
     };
     record.tier = Some(tier.clone());
     let Some(tier_spec) = policy.tier(&tier) else {

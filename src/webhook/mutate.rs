@@ -137,7 +137,7 @@ async fn grant(
 ) -> Result<Option<String>, String> {
     let policy = st.policy();
     let now = super::portcullis_now();
-    let tier = st.tiers.tier_of(&subject.namespace, &policy).await?;
+    let tier = st.tiers.tier_of(&subject.namespace, &policy).await.map_err(|e| e.to_string())?;
     let tier_spec = policy.tier(&tier).ok_or_else(|| format!("tier {tier} is not defined in the policy"))?;
     let object = extract::object_id(&subject.shape, &subject.object, &req.name);
     if object.name.is_empty() {
