@@ -730,6 +730,14 @@ fn portcullis_behind_a_real_api_server() {
             && note.contains("critical"),
         "{note}"
     );
+    // Every line logged while deciding carries the request's uid, as the audit record does.
+    let logged = portcullis.log_lines("break-glass admission");
+    let uids: Vec<String> = logged
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["span"]["uid"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(!uids.is_empty() && uids.iter().all(|u| !u.is_empty()), "{logged}");
+    assert!(portcullis.audit().iter().any(|r| r["uid"] == uids[0].as_str()), "{}", uids[0]);
     assert_eq!(seen[0]["type"], "Warning");
     assert_eq!(seen[0]["action"], "Admitted");
     assert_eq!(seen[0]["reportingController"], "portcullis.dev/admission");

@@ -305,9 +305,8 @@ async fn validate(
         Ok(r) => r,
         Err(resp) => return resp,
     };
-    // Every line logged while deciding carries the request's uid
-    // (Debug-formatted, as everything that comes from a request).
-    let span = tracing::info_span!("admission", uid = ?req.uid);
+    // Every line logged while deciding carries the request's uid.
+    let span = tracing::info_span!("admission", uid = %loggable(&req.uid));
     async {
         let (resp, record) = decide(&st, &req, deadline).await;
         let elapsed = start.elapsed().as_secs_f64();
@@ -325,6 +324,16 @@ async fn validate(
     }
     .instrument(span)
     .await
+}
+
+/// `s` as it is when it is a plain token (a uid the API server made), else
+/// quoted and escaped, so that no newline in it can forge a line of a text log.
+fn loggable(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.is_empty() && s.len() <= 128 && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c)) {
+        std::borrow::Cow::Borrowed(s)
+    } else {
+        std::borrow::Cow::Owned(format!("{s:?}"))
+    }
 }
 
 /// What a decision adds to the metrics, the timelines and the Events.
@@ -391,7 +400,7 @@ async fn mutate(State(st): State<Arc<AppState>>, Query(query): Query<HashMap<Str
         Ok(r) => r,
         Err(resp) => return resp,
     };
-    let span = tracing::info_span!("mutation", uid = ?req.uid);
+    let span = tracing::info_span!("mutation", uid = %loggable(&req.uid));
     review_response(mutate::mutate(&st, &req, deadline).instrument(span).await)
 }
 
@@ -689,4 +698,16 @@ pub async fn decide(
 pub fn portcullis_now() -> chrono::DateTime<Utc> {
     let now = Utc::now();
     chrono::DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loggable;
+
+    #[test]
+    fn only_plain_uids_are_logged_as_they_are() {
+        assert_eq!(loggable("0b9c1f6e-7c1a-4d2e-9f1b-2a3c4d5e6f70"), "0b9c1f6e-7c1a-4d2e-9f1b-2a3c4d5e6f70");
+        assert_eq!(loggable("a\nforged=1"), "\"a\\nforged=1\"");
+        assert_eq!(loggable(""), "\"\"");
+    }
 }
