@@ -146,20 +146,25 @@ pub struct Verdict {
 impl Verdict {
     /// `registry/repo@sha256:… denied for tier production: reason; reason`.
     pub fn denial_message(&self) -> String {
-        let what = match &self.digest {
-            Some(d) if !self.name.is_empty() => format!("{}@{d}", self.name),
-            _ => self.image.clone(),
-        };
-        format!("{what} denied for tier {}: {}", self.tier, self.problems.join("; "))
+        format!("{} denied for tier {}: {}", self.judged(), self.tier, self.problems.join("; "))
     }
 
     /// What a tier in warn mode says of an image it admits despite problems.
     pub fn warn_message(&self) -> String {
-        let what = match &self.digest {
+        format!(
+            "{} would be denied for tier {}: {} (mode warn: admitted)",
+            self.judged(),
+            self.tier,
+            self.problems.join("; ")
+        )
+    }
+
+    /// The image as judged: `registry/repo@sha256:…` once resolved, else as written.
+    fn judged(&self) -> String {
+        match &self.digest {
             Some(d) if !self.name.is_empty() => format!("{}@{d}", self.name),
             _ => self.image.clone(),
-        };
-        format!("{what} would be denied for tier {}: {} (mode warn: admitted)", self.tier, self.problems.join("; "))
+        }
     }
 
     /// The first reason it fails, if it does.

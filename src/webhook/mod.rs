@@ -358,8 +358,7 @@ fn account(st: &AppState, req: &AdmissionRequest<DynamicObject>, record: &Record
     if req.dry_run || record.tier.is_none() {
         return;
     }
-    let now =
-        chrono::DateTime::parse_from_rfc3339(&record.evaluated_at).map(|t| t.to_utc()).unwrap_or_else(|_| Utc::now());
+    let now = portcullis_now();
     // How old the evidence admissions rest on is.
     if record.allowed && record.result != Outcome::BreakGlass {
         for a in record.images.iter().filter(|v| v.admitted).flat_map(|v| &v.attestations) {
