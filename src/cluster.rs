@@ -31,6 +31,27 @@ pub enum TierError {
     Unlabelled { namespace: String, label: String, defined: String },
 }
 
+/// The tier of `namespace`, whose tier label says `labelled`: that tier, or
+/// the policy's `defaultTier` when it has none; an error when neither names
+/// a tier the policy defines.
+pub fn tier_named(
+    namespace: &str,
+    labelled: Option<String>,
+    label: &str,
+    policy: &Policy,
+) -> Result<String, TierError> {
+    let defined = || policy.tier_names().join(", ");
+    match labelled.or_else(|| policy.file.spec.default_tier.clone()) {
+        Some(t) if policy.tier(&t).is_some() => Ok(t),
+        Some(tier) => Err(TierError::Undefined { namespace: namespace.to_string(), tier, defined: defined() }),
+        None => Err(TierError::Unlabelled {
+            namespace: namespace.to_string(),
+            label: label.to_string(),
+            defined: defined(),
+        }),
+    }
+}
+
 #[derive(Clone)]
 pub enum TierSource {
     /// `spec.namespaceTiers` of the policy, then `spec.defaultTier`.
@@ -93,16 +114,7 @@ impl TierSource {
                 labels.and_then(|l| l.get(label).cloned())
             }
         };
-        let defined = || policy.tier_names().join(", ");
-        match labelled.or_else(|| spec.default_tier.clone()) {
-            Some(t) if policy.tier(&t).is_some() => Ok(t),
-            Some(tier) => Err(TierError::Undefined { namespace: namespace.to_string(), tier, defined: defined() }),
-            None => Err(TierError::Unlabelled {
-                namespace: namespace.to_string(),
-                label: self.label().to_string(),
-                defined: defined(),
-            }),
-        }
+        tier_named(namespace, labelled, self.label(), policy)
     }
 
     pub fn label(&self) -> &str {

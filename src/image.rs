@@ -9,8 +9,9 @@ use std::fmt;
 /// The default registry for references without one, as Docker resolves them.
 pub const DOCKER_HUB: &str = "docker.io";
 
-/// A `sha256:<64 hex>` content digest.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A `sha256:<64 hex>` content digest (serialised as that text).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
 pub struct Digest(String);
 
 impl Digest {

@@ -20,6 +20,8 @@ pub mod image;
 pub mod metrics;
 pub mod policy;
 pub mod registry;
+pub mod report;
+pub mod running;
 pub mod timelines;
 pub mod webhook;
 

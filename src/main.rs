@@ -46,6 +46,9 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Decide whether images may enter a tier, as admission would (exit 0 admit, 1 deny, 2 error).
     Check(Box<CheckArgs>),
+    /// What is running that would not be admitted today: every running Pod's images, by workload, judged
+    /// against its namespace's tier with the evidence in the registry now (exit 0 all pass, 1 some fail, 2 error).
+    Report(Box<ReportArgs>),
     /// Work with policy files.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -250,6 +253,35 @@ struct CheckArgs {
     registry: RegistryArgs,
 }
 
+#[derive(Args)]
+struct ReportArgs {
+    /// kubeconfig to use; else $KUBECONFIG, ~/.kube/config, or the in-cluster configuration.
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+    /// Only this namespace; every namespace when absent.
+    #[arg(long, short = 'n')]
+    namespace: Option<String>,
+    /// PromotionPolicy file; the embedded default when absent.
+    #[arg(long, env = "PORTCULLIS_POLICY")]
+    policy: Option<PathBuf>,
+    /// Namespace label naming the tier.
+    #[arg(long, default_value = TIER_LABEL)]
+    tier_label: String,
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+    /// List the images that pass too (text output; JSON lists every one).
+    #[arg(long)]
+    all: bool,
+    /// Overall time budget.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    timeout: Duration,
+    /// Judge as of this time (RFC 3339): what will have aged out by then.
+    #[arg(long)]
+    at: Option<chrono::DateTime<chrono::Utc>>,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Output {
     Text,
@@ -271,6 +303,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(a) => serve(*a).await.map(|_| ExitCode::SUCCESS),
             Command::Check(a) => check(*a).await,
+            Command::Report(a) => report(*a).await,
             Command::Policy(PolicyCommand::Lint { file }) => lint(&file),
             Command::Audit(AuditCommand::Verify { files }) => audit_verify(&files),
             Command::Normalize { report, output, top } => normalize(&report, output, top),
@@ -551,6 +584,79 @@ async fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
         _ if decision.allowed => 0,
         _ => 1,
     }))
+}
+
+/// `portcullis report`: lists the Pods and namespaces once, judges every
+/// distinct running image in its namespace's tier, prints the rows.
+async fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
+    use k8s_openapi::api::core::v1::{Namespace, Pod};
+    use portcullis::report::{table, Row};
+    let policy = Arc::new(load_policy(a.policy.as_ref())?);
+    let config = match &a.kubeconfig {
+        Some(path) => {
+            let kc =
+                kube::config::Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?
+        }
+        None => kube::Config::infer().await.context("no Kubernetes configuration")?,
+    };
+    let client = kube::Client::try_from(config)?;
+    let list = kube::api::ListParams::default();
+    let pods = match &a.namespace {
+        Some(ns) => kube::Api::<Pod>::namespaced(client.clone(), ns).list(&list).await,
+        None => kube::Api::<Pod>::all(client.clone()).list(&list).await,
+    }
+    .context("listing Pods")?
+    .items;
+    let namespaces: std::collections::HashMap<String, Option<String>> = kube::Api::<Namespace>::all(client)
+        .list(&list)
+        .await
+        .context("listing namespaces")?
+        .items
+        .into_iter()
+        .map(|n| {
+            let tier = n.metadata.labels.as_ref().and_then(|l| l.get(&a.tier_label).cloned());
+            (n.metadata.name.unwrap_or_default(), tier)
+        })
+        .collect();
+    let now = a.at.unwrap_or_else(webhook::portcullis_now);
+    let engine = Engine::new(registry(&a.registry)?, &EngineConfig::default(), Arc::new(Metrics::default()));
+    let deadline = tokio::time::Instant::now() + a.timeout;
+    let mut rows = Vec::new();
+    let mut by_tier: std::collections::BTreeMap<String, Vec<portcullis::running::RunningImage>> = Default::default();
+    for running in portcullis::running::images(&pods) {
+        let labelled = namespaces.get(&running.namespace).cloned().flatten();
+        match portcullis::cluster::tier_named(&running.namespace, labelled, &a.tier_label, &policy) {
+            Ok(tier) => by_tier.entry(tier).or_default().push(running),
+            Err(e) => rows.push(Row::unjudged(running, e.to_string())),
+        }
+    }
+    for (tier, running) in by_tier {
+        let mut judged = Vec::new();
+        for r in running {
+            match ImageRef::parse(&r.reference()) {
+                Ok(image) => judged.push((r, image)),
+                Err(e) => rows.push(Row::unjudged(r, format!("invalid image reference: {e}"))),
+            }
+        }
+        let refs: Vec<ImageRef> = judged.iter().map(|(_, i)| i.clone()).collect();
+        let verdicts = engine.evaluate_images(&policy, &tier, &refs, &Default::default(), now, deadline).await;
+        rows.extend(judged.into_iter().zip(verdicts).map(|((r, _), v)| Row::judged(r, tier.clone(), v)));
+    }
+    let failing = rows.iter().filter(|r| !r.status.passes()).count();
+    match a.output {
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "policyDigest": policy.digest.to_string(),
+                "evaluatedAt": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "failing": failing,
+                "rows": rows,
+            }))?
+        ),
+        Output::Text => print!("{}", table(&rows, a.all)),
+    }
+    Ok(ExitCode::from(if failing == 0 { 0 } else { 1 }))
 }
 
 /// Most attestations `check --attestation` reads, over all files; and the

@@ -730,6 +730,34 @@ fn portcullis_behind_a_real_api_server() {
             && note.contains("critical"),
         "{note}"
     );
+    // `portcullis report` sees what runs through the grant: admitted by
+    // break-glass, it is still what fails the policy today.
+    let out = Command::new(&bin.program)
+        .args(&bin.args)
+        .envs(bin.env.iter().map(|(k, v)| (k, v)))
+        .args(["report", "-n", "prod", "--output", "json", "--kubeconfig"])
+        .arg(&cp.admin)
+        .arg("--policy")
+        .arg(&policy)
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("{e}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    });
+    assert_eq!(out.status.code(), Some(1), "something fails: {report}");
+    let row = report["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["workload"] == "Deployment/rollfwd")
+        .unwrap_or_else(|| panic!("rollfwd runs: {report}"))
+        .clone();
+    assert_eq!(row["status"], "violating", "{row}");
+    assert_eq!(row["tier"], "production", "{row}");
+    assert_eq!(row["digest"], crit_img.rsplit('@').next().unwrap(), "the digest the kubelet runs: {row}");
+    assert!(row["verdict"]["reasons"].as_array().unwrap().contains(&json!("vulnerabilities")), "{row}");
+    assert!(row["verdict"]["problems"][0].as_str().unwrap().contains("critical"), "{row}");
+
     // Every line logged while deciding carries the request's uid, as the audit record does.
     let logged = portcullis.log_lines("break-glass admission");
     let uids: Vec<String> = logged

@@ -1,0 +1,211 @@
+//! What is running, judged as admission would judge it today: one row per
+//! workload and image, with its status and the reasons. Pure: the running
+//! images and their verdicts in, rows and text out (`portcullis report`).
+
+use serde::Serialize;
+
+use crate::policy::{Reason, Verdict};
+use crate::running::RunningImage;
+
+/// Where a running image stands against its tier's policy today.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// It would be admitted, on verified evidence.
+    Compliant,
+    /// It would be admitted, but an exception it relies on expires soon.
+    ExceptionExpiring,
+    /// Its only problem is the age of its evidence: rescan, retest.
+    ScanStale,
+    /// No acceptable signed evidence: nothing says whether it is safe.
+    Unverified,
+    /// The evidence says it fails the policy (vulnerabilities, tests,
+    /// provenance, …).
+    Violating,
+    /// Its evidence could not be gathered now (registry error).
+    Error,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Compliant => "compliant",
+            Status::ExceptionExpiring => "exception_expiring",
+            Status::ScanStale => "scan_stale",
+            Status::Unverified => "unverified",
+            Status::Violating => "violating",
+            Status::Error => "error",
+        }
+    }
+
+    /// Whether it would pass admission today.
+    pub fn passes(self) -> bool {
+        matches!(self, Status::Compliant | Status::ExceptionExpiring)
+    }
+
+    /// The status a verdict amounts to. A tier in warn mode admits what
+    /// fails, but the report says it fails.
+    pub fn of(v: &Verdict) -> Status {
+        if v.error.is_some() {
+            return Status::Error;
+        }
+        if v.problems.is_empty() {
+            let expiring = v.notes.iter().any(|n| n.starts_with("exception for ") && n.contains(" expires on "));
+            return if expiring { Status::ExceptionExpiring } else { Status::Compliant };
+        }
+        let only = |allowed: &[Reason]| v.reasons.iter().all(|r| allowed.contains(r));
+        if only(&[Reason::StaleEvidence]) {
+            Status::ScanStale
+        } else if only(&[Reason::NoAttestations, Reason::MissingEvidence, Reason::StaleEvidence]) {
+            Status::Unverified
+        } else {
+            Status::Violating
+        }
+    }
+}
+
+/// One workload's image, judged.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Row {
+    #[serde(flatten)]
+    pub running: RunningImage,
+    /// `None` when the namespace has no tier (the problem says why).
+    pub tier: Option<String>,
+    pub status: Status,
+    pub verdict: Option<Verdict>,
+    /// Why the namespace could not be judged, when it could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+impl Row {
+    pub fn judged(running: RunningImage, tier: String, verdict: Verdict) -> Row {
+        Row { running, tier: Some(tier), status: Status::of(&verdict), verdict: Some(verdict), problem: None }
+    }
+
+    pub fn unjudged(running: RunningImage, why: String) -> Row {
+        Row { running, tier: None, status: Status::Unverified, verdict: None, problem: Some(why) }
+    }
+
+    /// Why it does not pass, in the words of an admission denial.
+    pub fn why(&self) -> String {
+        match (&self.verdict, &self.problem) {
+            (_, Some(p)) => p.clone(),
+            (Some(v), None) if v.error.is_some() => v.error.clone().unwrap_or_default(),
+            (Some(v), None) => v.problems.join("; "),
+            (None, None) => String::new(),
+        }
+    }
+}
+
+/// The rows as a table for a person: what fails first, then what passes
+/// (only with `all`).
+pub fn table(rows: &[Row], all: bool) -> String {
+    let mut shown: Vec<&Row> = rows.iter().filter(|r| all || !r.status.passes()).collect();
+    shown.sort_by(|a, b| {
+        (b.status, &a.running.namespace, &a.running.workload).cmp(&(
+            a.status,
+            &b.running.namespace,
+            &b.running.workload,
+        ))
+    });
+    let mut out = format!("{:<20} {:<32} {:<12} {:<18} {}\n", "NAMESPACE", "WORKLOAD", "TIER", "STATUS", "IMAGE");
+    for r in &shown {
+        let image = match &r.running.digest {
+            Some(d) => format!("{} ({})", r.running.image, d.short()),
+            None => r.running.image.clone(),
+        };
+        out.push_str(&format!(
+            "{:<20} {:<32} {:<12} {:<18} {image}\n",
+            r.running.namespace,
+            r.running.workload,
+            r.tier.as_deref().unwrap_or("-"),
+            r.status.as_str()
+        ));
+        if !r.status.passes() {
+            out.push_str(&format!("    {}\n", r.why()));
+        }
+    }
+    let failing = rows.iter().filter(|r| !r.status.passes()).count();
+    out.push_str(&format!(
+        "{failing} of {} running images would not be admitted today{}\n",
+        rows.len(),
+        if all || failing == rows.len() { "" } else { " (--all lists the others)" }
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(problems: &[&str], reasons: &[Reason], notes: &[&str], error: Option<&str>) -> Verdict {
+        Verdict {
+            problems: problems.iter().map(|s| s.to_string()).collect(),
+            reasons: reasons.to_vec(),
+            notes: notes.iter().map(|s| s.to_string()).collect(),
+            error: error.map(String::from),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn status_table() {
+        use Reason::*;
+        let rows: Vec<(&str, Verdict, Status)> = vec![
+            ("passes", v(&[], &[], &[], None), Status::Compliant),
+            (
+                "passes on an exception about to expire",
+                v(&[], &[], &["exception for CVE-1 expires on 2026-12-01; fix openssl before then"], None),
+                Status::ExceptionExpiring,
+            ),
+            ("only its scan is too old", v(&["older than the maxAge"], &[StaleEvidence], &[], None), Status::ScanStale),
+            ("no attestations", v(&["no attestations found"], &[NoAttestations], &[], None), Status::Unverified),
+            ("signed by nobody accepted", v(&["signed by ci"], &[MissingEvidence], &[], None), Status::Unverified),
+            ("criticals", v(&["2 critical"], &[Vulnerabilities], &[], None), Status::Violating),
+            (
+                "criticals in an old scan",
+                v(&["old", "2 critical"], &[StaleEvidence, Vulnerabilities], &[], None),
+                Status::Violating,
+            ),
+            ("failed tests", v(&["FAILED"], &[Tests], &[], None), Status::Violating),
+            ("provenance from a fork", v(&["built from"], &[Provenance], &[], None), Status::Violating),
+            ("registry down", v(&["could not verify"], &[Unverifiable], &[], Some("timeout")), Status::Error),
+            ("registry down, tier fails open", v(&[], &[], &["could not verify"], Some("timeout")), Status::Error),
+        ];
+        for (case, verdict, want) in rows {
+            assert_eq!(Status::of(&verdict), want, "{case}");
+        }
+        assert!(Status::Compliant.passes() && Status::ExceptionExpiring.passes());
+        assert!(!Status::ScanStale.passes() && !Status::Unverified.passes() && !Status::Error.passes());
+    }
+
+    #[test]
+    fn the_table_lists_what_fails_first() {
+        let running = |ns: &str, w: &str| RunningImage {
+            namespace: ns.into(),
+            workload: w.into(),
+            image: "r.example/app:1".into(),
+            digest: None,
+            pods: vec!["p".into()],
+        };
+        let rows = vec![
+            Row::judged(running("shop", "Deployment/ok"), "production".into(), v(&[], &[], &[], None)),
+            Row::judged(
+                running("shop", "Deployment/bad"),
+                "production".into(),
+                v(&["1 critical vulnerability exceeds the limit 0"], &[Reason::Vulnerabilities], &[], None),
+            ),
+            Row::unjudged(running("lost", "Pod/x"), "namespace lost has no portcullis.dev/tier label".into()),
+        ];
+        let t = table(&rows, false);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[1].contains("Deployment/bad") && lines[1].contains("violating"), "{t}");
+        assert_eq!(lines[2].trim(), "1 critical vulnerability exceeds the limit 0");
+        assert!(lines[3].contains("Pod/x") && lines[3].contains("unverified"), "{t}");
+        assert!(!t.contains("Deployment/ok"), "{t}");
+        assert!(t.ends_with("2 of 3 running images would not be admitted today (--all lists the others)\n"), "{t}");
+        assert!(table(&rows, true).contains("Deployment/ok"));
+    }
+}

@@ -1,0 +1,184 @@
+//! What is running: the images of running Pods, by workload, with the
+//! digest the kubelet actually pulled. Pure: Pods in, images out; listing
+//! or watching the Pods is the caller's.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Pod;
+use serde::Serialize;
+
+use crate::image::Digest;
+
+/// One image as it runs in one workload.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunningImage {
+    pub namespace: String,
+    /// The workload the Pods belong to: their controller's owner when it is
+    /// a ReplicaSet of a Deployment (`Deployment/shop`), else their
+    /// controller (`StatefulSet/db`, `Job/migrate-29`), else the Pod itself.
+    pub workload: String,
+    /// The image as the Pod spec writes it.
+    pub image: String,
+    /// The digest the kubelet pulled (`status.containerStatuses[].imageID`),
+    /// when it reports one; else the digest the reference pins, if any.
+    pub digest: Option<Digest>,
+    /// The Pods running it, by name.
+    pub pods: Vec<String>,
+}
+
+impl RunningImage {
+    /// The reference to judge: pinned to the digest that runs, when known.
+    pub fn reference(&self) -> String {
+        match &self.digest {
+            Some(d) => {
+                let name = self.image.split('@').next().unwrap_or(&self.image);
+                format!("{name}@{d}")
+            }
+            None => self.image.clone(),
+        }
+    }
+}
+
+/// The images of the Pods that run (phase Pending or Running), one entry per
+/// namespace, workload, image and digest.
+pub fn images(pods: &[Pod]) -> Vec<RunningImage> {
+    let mut out: BTreeMap<(String, String, String, Option<Digest>), Vec<String>> = BTreeMap::new();
+    for pod in pods {
+        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
+        if !matches!(phase, "Pending" | "Running") {
+            continue;
+        }
+        let Some(spec) = &pod.spec else { continue };
+        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let workload = workload_of(pod);
+        let statuses: Vec<_> = pod
+            .status
+            .iter()
+            .flat_map(|s| {
+                s.init_container_statuses
+                    .iter()
+                    .flatten()
+                    .chain(s.container_statuses.iter().flatten())
+                    .chain(s.ephemeral_container_statuses.iter().flatten())
+            })
+            .collect();
+        let containers = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .map(|c| (c.name.as_str(), c.image.as_deref()))
+            .chain(spec.containers.iter().map(|c| (c.name.as_str(), c.image.as_deref())))
+            .chain(spec.ephemeral_containers.iter().flatten().map(|c| (c.name.as_str(), c.image.as_deref())));
+        for (container, image) in containers {
+            let Some(image) = image.filter(|i| !i.is_empty()) else { continue };
+            let pulled = statuses.iter().find(|s| s.name == container).and_then(|s| digest_in(&s.image_id));
+            let digest = pulled.or_else(|| image.rsplit_once('@').and_then(|(_, d)| Digest::parse(d).ok()));
+            let pods = out.entry((namespace.clone(), workload.clone(), image.to_string(), digest)).or_default();
+            if !pods.contains(&name) {
+                pods.push(name.clone());
+            }
+        }
+    }
+    out.into_iter()
+        .map(|((namespace, workload, image, digest), pods)| RunningImage { namespace, workload, image, digest, pods })
+        .collect()
+}
+
+/// `docker-pullable://r/app@sha256:…`, `r/app@sha256:…` or `sha256:…`: the
+/// digest in a container status' imageID.
+fn digest_in(image_id: &str) -> Option<Digest> {
+    let at = image_id.rfind("sha256:")?;
+    Digest::parse(&image_id[at..]).ok()
+}
+
+/// The workload a Pod belongs to (see [`RunningImage::workload`]). A
+/// ReplicaSet named `<deployment>-<hash>` and owned by a Deployment is
+/// reported as the Deployment; its name is all a Pod knows of it.
+fn workload_of(pod: &Pod) -> String {
+    let owner = pod.metadata.owner_references.iter().flatten().find(|o| o.controller == Some(true));
+    match owner {
+        Some(o) if o.kind == "ReplicaSet" => match o.name.rsplit_once('-') {
+            Some((deployment, hash)) if pod_template_hash(pod) == Some(hash) => format!("Deployment/{deployment}"),
+            _ => format!("ReplicaSet/{}", o.name),
+        },
+        Some(o) => format!("{}/{}", o.kind, o.name),
+        None => format!("Pod/{}", pod.metadata.name.as_deref().unwrap_or_default()),
+    }
+}
+
+/// The `pod-template-hash` label a Deployment's ReplicaSet puts on its Pods.
+fn pod_template_hash(pod: &Pod) -> Option<&str> {
+    pod.metadata.labels.as_ref()?.get("pod-template-hash").map(String::as_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(v: serde_json::Value) -> Pod {
+        serde_json::from_value(v).unwrap()
+    }
+
+    const A: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const B: &str = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+    #[test]
+    fn running_images_by_workload_with_the_digest_pulled() {
+        let replica = |name: &str, phase: &str, image_id: &str| {
+            pod(json!({
+                "metadata": {"name": name, "namespace": "shop", "labels": {"pod-template-hash": "5d9c"},
+                             "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "api-5d9c", "uid": "1", "controller": true}]},
+                "spec": {"containers": [{"name": "api", "image": "r.example/api:1"}],
+                         "initContainers": [{"name": "migrate", "image": format!("r.example/migrate@{B}")}]},
+                "status": {"phase": phase, "containerStatuses": [{"name": "api", "image": "r.example/api:1", "imageID": image_id,
+                                                                  "ready": true, "restartCount": 0}]}
+            }))
+        };
+        let bare = pod(json!({
+            "metadata": {"name": "debug", "namespace": "ops"},
+            "spec": {"containers": [{"name": "sh", "image": "busybox"}]},
+            "status": {"phase": "Running"}
+        }));
+        let job = pod(json!({
+            "metadata": {"name": "m-1-x", "namespace": "ops",
+                         "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": "m-1", "uid": "2", "controller": true}]},
+            "spec": {"containers": [{"name": "m", "image": "r.example/m:2"}]},
+            "status": {"phase": "Succeeded"}
+        }));
+        let got = images(&[
+            replica("api-5d9c-a", "Running", &format!("docker-pullable://r.example/api@{A}")),
+            replica("api-5d9c-b", "Running", &format!("r.example/api@{A}")),
+            // A moved tag: the third replica pulled another digest.
+            replica("api-5d9c-c", "Pending", B),
+            bare,
+            job,
+        ]);
+        let rows: Vec<(&str, &str, &str, Option<&str>, usize)> = got
+            .iter()
+            .map(|r| {
+                (
+                    r.namespace.as_str(),
+                    r.workload.as_str(),
+                    r.image.as_str(),
+                    r.digest.as_ref().map(Digest::as_str),
+                    r.pods.len(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                ("ops", "Pod/debug", "busybox", None, 1),
+                ("shop", "Deployment/api", "r.example/api:1", Some(A), 2),
+                ("shop", "Deployment/api", "r.example/api:1", Some(B), 1),
+                ("shop", "Deployment/api", &format!("r.example/migrate@{B}"), Some(B), 3),
+            ]
+        );
+        assert_eq!(got[1].reference(), format!("r.example/api:1@{A}"));
+        assert_eq!(got[0].reference(), "busybox");
+        assert_eq!(got[3].reference(), format!("r.example/migrate@{B}"));
+    }
+}
