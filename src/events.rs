@@ -42,6 +42,11 @@ pub struct Notice {
 }
 
 impl Notice {
+    /// An Event on `regarding`; the note is cut to what the API server takes.
+    pub fn new(regarding: ObjectReference, reason: &'static str, action: &'static str, note: String) -> Notice {
+        Notice { regarding, reason, action, note: crate::policy::decide::truncate(&note, MAX_NOTE) }
+    }
+
     /// The Event a break-glass outcome deserves, if any: one for every
     /// grant (who, justification, ticket, what it overrode), one for every
     /// refusal (who, and why).

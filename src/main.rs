@@ -155,6 +155,14 @@ struct ServeArgs {
     /// Portcullis' own credentials. Off: only Portcullis' own credentials and anonymous access.
     #[arg(long)]
     pull_secrets: bool,
+    /// How often one replica (the holder of the Lease portcullis-reevaluation) re-judges every running image,
+    /// give or take a tenth, and at once when the policy changes; writes PolicyReports, Events on workloads whose
+    /// status changes, and metrics. `0s`: never. Needs a cluster.
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    reevaluate_every: Duration,
+    /// Namespace of the re-evaluation Lease (Portcullis' own).
+    #[arg(long, default_value = "portcullis-system", env = "POD_NAMESPACE")]
+    lease_namespace: String,
     /// How long a pull secret or service account read from the API is reused.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pull_secret_ttl: Duration,
@@ -378,6 +386,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     }
     let mut pull_secrets = None;
     let mut events = None;
+    let mut reevaluation = None;
     let tiers = match a.cluster {
         ClusterMode::Never => TierSource::Static,
         mode => match kube::Client::try_default().await {
@@ -391,7 +400,17 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
                     .ok()
                     .or_else(|| std::env::var("HOSTNAME").ok())
                     .unwrap_or_else(|| "portcullis".into());
-                events = Some(portcullis::events::Events::start(client.clone(), instance));
+                events = Some(portcullis::events::Events::start(client.clone(), instance.clone()));
+                reevaluation = (!a.reevaluate_every.is_zero()).then(|| {
+                    (
+                        client.clone(),
+                        portcullis::reevaluate::Config {
+                            every: a.reevaluate_every,
+                            lease_namespace: a.lease_namespace.clone(),
+                            identity: instance,
+                        },
+                    )
+                });
                 TierSource::cluster(client, a.tier_label.clone())
             }
             Err(e) if mode == ClusterMode::Always => return Err(anyhow::anyhow!("no Kubernetes configuration: {e}")),
@@ -461,6 +480,10 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
                 a.tls_key.display()
             )
         })?;
+    if let Some((client, cfg)) = reevaluation {
+        tracing::info!(every = ?cfg.every, lease = %cfg.lease_namespace, "re-evaluating running workloads (one replica)");
+        portcullis::reevaluate::start(state.clone(), client, cfg);
+    }
     webhook::spawn_reloader(
         state.clone(),
         a.policy.clone(),

@@ -16,10 +16,12 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
+use std::sync::atomic::AtomicU64;
 
 /// What `/metrics` answers with.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -127,6 +129,12 @@ struct AgeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TierStatusLabels {
+    tier: String,
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
     result: String,
 }
@@ -231,6 +239,13 @@ pub struct Metrics {
     policy: Arc<Mutex<PolicyState>>,
     /// Serialises [`Metrics::catch_up`].
     catch_up: Mutex<()>,
+    running: Family<TierStatusLabels, Gauge>,
+    verified: Family<TierLabels, Gauge<f64, AtomicU64>>,
+    violation_age: Family<TierLabels, Gauge>,
+    reevaluations: Family<ResultLabels, Counter>,
+    reevaluation_duration: Histogram,
+    /// Serialises [`Metrics::running`].
+    running_lock: Mutex<()>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -276,6 +291,12 @@ impl Metrics {
             events_dropped: Counter::default(),
             policy: Arc::default(),
             catch_up: Mutex::default(),
+            running: Family::default(),
+            verified: Family::default(),
+            violation_age: Family::default(),
+            reevaluations: Family::default(),
+            reevaluation_duration: Histogram::new(REGISTRY_BUCKETS.iter().map(|b| b * 10.0)),
+            running_lock: Mutex::default(),
             registry: Registry::default(),
         };
         m.registry.register(
@@ -353,8 +374,60 @@ impl Metrics {
             "The running Portcullis",
             Info::new(VersionLabels { version: s(env!("CARGO_PKG_VERSION")) }),
         );
+        m.registry.register(
+            "portcullis_running_images",
+            "Images running now, by tier and status at the last re-evaluation (compliant, exception_expiring, scan_stale, unverified, violating, error)",
+            m.running.clone(),
+        );
+        m.registry.register(
+            "portcullis_running_verified_ratio",
+            "Share of the images running in a tier whose evidence verified (status neither unverified nor error), at the last re-evaluation",
+            m.verified.clone(),
+        );
+        m.registry.register_with_unit(
+            "portcullis_violation_age",
+            "How long the oldest ongoing violation in a tier has lasted (since the re-evaluation that first saw it)",
+            Unit::Seconds,
+            m.violation_age.clone(),
+        );
+        m.registry.register(
+            "portcullis_reevaluations",
+            "Re-evaluation passes over running workloads, by result (success, error)",
+            m.reevaluations.clone(),
+        );
+        m.registry.register_with_unit(
+            "portcullis_reevaluation_duration",
+            "Time one re-evaluation pass took",
+            Unit::Seconds,
+            m.reevaluation_duration.clone(),
+        );
         m.registry.register_collector(Box::new(PolicyCollector(m.policy.clone())));
         m
+    }
+
+    /// What the last re-evaluation found: images by tier and status, the
+    /// share verified per tier, and the oldest ongoing violation per tier
+    /// (seconds); each family replaced whole.
+    pub fn running(&self, counts: &[(String, String, i64)], verified: &[(String, f64)], oldest: &[(String, i64)]) {
+        let _one_at_a_time = self.running_lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.running.clear();
+        for (tier, status, n) in counts {
+            self.running.get_or_create(&TierStatusLabels { tier: s(tier), status: s(status) }).set(*n);
+        }
+        self.verified.clear();
+        for (tier, ratio) in verified {
+            self.verified.get_or_create(&TierLabels { tier: s(tier) }).set(*ratio);
+        }
+        self.violation_age.clear();
+        for (tier, seconds) in oldest {
+            self.violation_age.get_or_create(&TierLabels { tier: s(tier) }).set(*seconds);
+        }
+    }
+
+    /// One re-evaluation pass: `success` or `error`.
+    pub fn reevaluation(&self, result: &str, seconds: f64) {
+        self.reevaluations.get_or_create(&ResultLabels { result: s(result) }).inc();
+        observe(&self.reevaluation_duration, seconds);
     }
 
     /// One admission decision. `result`: `allowed`, `denied`, `warned`,

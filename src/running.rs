@@ -42,7 +42,7 @@ impl RunningImage {
 
 /// The images of the Pods that run (phase Pending or Running), one entry per
 /// namespace, workload, image and digest.
-pub fn images(pods: &[Pod]) -> Vec<RunningImage> {
+pub fn images<'a>(pods: impl IntoIterator<Item = &'a Pod>) -> Vec<RunningImage> {
     let mut out: BTreeMap<(String, String, String, Option<Digest>), Vec<String>> = BTreeMap::new();
     for pod in pods {
         let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("Pending");

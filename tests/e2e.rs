@@ -404,6 +404,8 @@ fn portcullis_behind_a_real_api_server() {
     cp.kubectl(&["apply", "-f", "manifests/00-namespace.yaml"]);
     cp.kubectl(&["apply", "--dry-run=server", "-k", "manifests/"]);
     cp.kubectl(&["apply", "--dry-run=server", "-f", "manifests/optional/pull-secrets-rbac.yaml"]);
+    // The PolicyReport CRD Portcullis' re-evaluation writes to (shipped, vendored).
+    cp.kubectl(&["apply", "-f", "manifests/optional/policyreport/crd.yaml"]);
 
     // A tier whose break-glass grants last three seconds, to see one expire.
     let hotfix_tier = "    hotfix:\n      mode: enforce\n      vulnerabilities: { signedBy: [scanner], maxAge: 24h, max: { critical: 0 } }\n      breakGlass: { allowed: true, groups: [sre-oncall], requireTicket: true, maxDuration: 3s }\n";
@@ -428,8 +430,16 @@ fn portcullis_behind_a_real_api_server() {
     let sa = cp.service_account_kubeconfig("portcullis-system", "portcullis");
     let can = |args: &[&str]| cp.kubectl_as(&sa, &[&["auth", "can-i"][..], args].concat()).status.success();
     assert!(can(&["watch", "namespaces"]) && can(&["list", "namespaces"]) && can(&["get", "namespaces"]));
+    // Re-evaluation: the Pods through a watched cache, a PolicyReport per
+    // namespace, a Lease in its own namespace.
+    assert!(can(&["list", "pods", "-A"]) && can(&["watch", "pods", "-A"]));
+    assert!(can(&["patch", "policyreports.wgpolicyk8s.io", "-n", "prod"]));
+    assert!(can(&["update", "leases.coordination.k8s.io", "-n", "portcullis-system"]));
     for denied in [
-        &["list", "pods", "-A"][..],
+        &["get", "pods", "-n", "prod"][..],
+        &["delete", "pods", "-n", "prod"],
+        &["delete", "policyreports.wgpolicyk8s.io", "-n", "prod"],
+        &["update", "leases.coordination.k8s.io", "-n", "kube-system"],
         &["get", "secrets", "-A"],
         &["create", "namespaces"],
         &["patch", "namespaces"],
@@ -498,6 +508,9 @@ fn portcullis_behind_a_real_api_server() {
     let tls = test_tls();
     let private_ca = write(&work.path().join("private-ca.pem"), &private_tls.ca_pem);
     let extra = [
+        // Re-judges what runs every two seconds (default one hour).
+        "--reevaluate-every".to_string(),
+        "2s".into(),
         "--pull-secrets".to_string(),
         "--registry-ca".into(),
         format!("{}={}", private.host, private_ca.display()),
@@ -757,6 +770,38 @@ fn portcullis_behind_a_real_api_server() {
     assert_eq!(row["digest"], crit_img.rsplit('@').next().unwrap(), "the digest the kubelet runs: {row}");
     assert!(row["verdict"]["reasons"].as_array().unwrap().contains(&json!("vulnerabilities")), "{row}");
     assert!(row["verdict"]["problems"][0].as_str().unwrap().contains("critical"), "{row}");
+
+    // Re-evaluation (one replica: the Lease holder) reports it too, as a
+    // PolicyReport in its namespace, in the format policy-reporter reads.
+    let lease: Value = serde_json::from_str(&cp.kubectl(&[
+        "get",
+        "leases.coordination.k8s.io",
+        "portcullis-reevaluation",
+        "-n",
+        "portcullis-system",
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    assert!(lease["spec"]["holderIdentity"].as_str().is_some_and(|h| !h.is_empty()), "{lease}");
+    let mut result = Value::Null;
+    wait_until("the PolicyReport of prod to list rollfwd", Duration::from_secs(60), || {
+        let out = cp
+            .kubectl_as(&cp.admin, &["get", "policyreports.wgpolicyk8s.io", "portcullis", "-n", "prod", "-o", "json"]);
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        result = report["results"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["resources"][0]["kind"] == "Deployment" && r["resources"][0]["name"] == "rollfwd")
+            .cloned()
+            .unwrap_or(Value::Null);
+        !result.is_null()
+    });
+    assert_eq!(result["result"], "fail", "{result}");
+    assert_eq!(result["policy"], "portcullis/production", "{result}");
+    assert_eq!(result["properties"]["status"], "violating", "{result}");
+    assert!(result["message"].as_str().unwrap().contains("critical"), "{result}");
 
     // Every line logged while deciding carries the request's uid, as the audit record does.
     let logged = portcullis.log_lines("break-glass admission");

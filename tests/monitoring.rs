@@ -74,6 +74,12 @@ fn rendered() -> String {
     m.promotion("production", 86400.0);
     m.audit_write_error();
     m.events_dropped();
+    m.running(
+        &[("production".into(), "violating".into(), 2)],
+        &[("production".into(), 0.5)],
+        &[("production".into(), 3600)],
+    );
+    m.reevaluation("success", 1.5);
     m.refresh(&policy, Utc::now());
     m.render()
 }
@@ -109,6 +115,10 @@ fn metrics_are_exported_under_their_documented_names() {
         "portcullis_audit_write_errors_total",
         "portcullis_events_dropped_total",
         "portcullis_build_info",
+        "portcullis_running_images",
+        "portcullis_running_verified_ratio",
+        "portcullis_violation_age_seconds",
+        "portcullis_reevaluations_total",
     ]
     .into_iter()
     .map(String::from)
@@ -119,6 +129,7 @@ fn metrics_are_exported_under_their_documented_names() {
         "portcullis_evidence_age_seconds",
         "portcullis_time_to_remediation_seconds",
         "portcullis_time_to_promotion_seconds",
+        "portcullis_reevaluation_duration_seconds",
     ] {
         want.extend(histogram(h));
     }
@@ -175,6 +186,7 @@ fn the_chart_and_the_manifests_ship_the_same_alerts_and_dashboard() {
         "PortcullisExceptionExpiring",
         "PortcullisPolicyRejected",
         "PortcullisRegistryErrors",
+        "PortcullisRunningViolations",
         "PortcullisSlowAdmissions",
         "PortcullisTrustedRootExpiring",
     ];

@@ -1,0 +1,488 @@
+//! Promotion does not end at admission: one replica (the Lease holder)
+//! re-judges every distinct running image on a schedule, and at once when
+//! the policy changes, with the same engine, caches and registry bounds as
+//! admission, against the evidence in the registry now. What it finds
+//! becomes a `PolicyReport` per namespace (`wgpolicyk8s.io/v1alpha2`, the
+//! format Kyverno, Kubewarden and policy-reporter read), an Event on each
+//! workload whose status changes, and metrics.
+//!
+//! The Pods are read through a reflector (a watched cache, no API call per
+//! Pod). What a pass decides is pure ([`policy_report`], [`Memory::update`]);
+//! the loop around it does the I/O.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, Client};
+use serde_json::{json, Value};
+
+use crate::events::Notice;
+use crate::leader::Leader;
+use crate::report::{Row, Status};
+use crate::running::RunningImage;
+use crate::webhook::AppState;
+
+/// The name of the PolicyReport Portcullis writes in each namespace.
+pub const REPORT_NAME: &str = "portcullis";
+/// The field manager of its server-side applies.
+const MANAGER: &str = "portcullis";
+/// Longest one pass may take; lookups past it count as errors this time.
+const PASS_BUDGET: Duration = Duration::from_secs(300);
+/// How often the policy in force is compared with the one last judged by.
+const POLICY_LOOK: Duration = Duration::from_secs(5);
+
+/// The PolicyReport API.
+fn report_api() -> ApiResource {
+    ApiResource::from_gvk(&GroupVersionKind::gvk("wgpolicyk8s.io", "v1alpha2", "PolicyReport"))
+}
+
+/// The PolicyReport of one namespace: one result per workload and image,
+/// with the same reasons as an admission denial.
+pub fn policy_report(namespace: &str, rows: &[&Row], policy_digest: &str, now: DateTime<Utc>) -> Value {
+    let mut summary: BTreeMap<&str, u64> =
+        ["pass", "fail", "warn", "error", "skip"].into_iter().map(|k| (k, 0)).collect();
+    let results: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            let result = match r.status {
+                Status::Compliant => "pass",
+                Status::ExceptionExpiring => "warn",
+                Status::ScanStale | Status::Unverified | Status::Violating => "fail",
+                Status::Error => "error",
+            };
+            *summary.entry(result).or_default() += 1;
+            let message = match r.status {
+                Status::Compliant => {
+                    format!("{} passes tier {}", r.running.reference(), r.tier.as_deref().unwrap_or("-"))
+                }
+                _ => crate::policy::decide::truncate(&r.why(), 2048),
+            };
+            let mut properties = serde_json::Map::new();
+            properties.insert("image".into(), json!(r.running.image));
+            if let Some(d) = &r.running.digest {
+                properties.insert("digest".into(), json!(d.as_str()));
+            }
+            properties.insert("status".into(), json!(r.status.as_str()));
+            if let Some(t) = &r.tier {
+                properties.insert("tier".into(), json!(t));
+            }
+            if let Some(v) = &r.verdict {
+                let reasons: Vec<&str> = v.reasons.iter().map(|x| x.as_str()).collect();
+                if !reasons.is_empty() {
+                    properties.insert("reasons".into(), json!(reasons.join(",")));
+                }
+                if !v.evidence.is_empty() {
+                    properties.insert("evidence".into(), json!(v.evidence.join(",")));
+                }
+            }
+            properties.insert("policyDigest".into(), json!(policy_digest));
+            json!({
+                "policy": format!("portcullis/{}", r.tier.as_deref().unwrap_or("none")),
+                "rule": "promotion",
+                "category": "Supply chain",
+                "source": "portcullis",
+                "result": result,
+                "scored": true,
+                "message": message,
+                "timestamp": {"seconds": now.timestamp(), "nanos": 0},
+                "resources": [workload_ref(namespace, &r.running.workload)],
+                "properties": properties,
+            })
+        })
+        .collect();
+    json!({
+        "apiVersion": "wgpolicyk8s.io/v1alpha2",
+        "kind": "PolicyReport",
+        "metadata": {
+            "name": REPORT_NAME,
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/managed-by": "portcullis"},
+        },
+        "summary": summary,
+        "results": results,
+    })
+}
+
+/// A workload (`Deployment/shop`) as an object reference.
+fn workload_ref(namespace: &str, workload: &str) -> Value {
+    serde_json::to_value(object_ref(namespace, workload)).unwrap_or(Value::Null)
+}
+
+fn object_ref(namespace: &str, workload: &str) -> ObjectReference {
+    let (kind, name) = workload.split_once('/').unwrap_or(("Pod", workload));
+    let api_version = match kind {
+        "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" => "apps/v1",
+        "Job" | "CronJob" => "batch/v1",
+        _ => "v1",
+    };
+    ObjectReference {
+        api_version: Some(api_version.into()),
+        kind: Some(kind.into()),
+        name: Some(name.into()),
+        namespace: Some(namespace.into()),
+        ..Default::default()
+    }
+}
+
+/// What one replica remembers between passes: each running image's last
+/// status, and since when it has been failing.
+#[derive(Default)]
+pub struct Memory {
+    last: HashMap<Key, (Status, Option<DateTime<Utc>>)>,
+    /// Namespaces given a report, so that one whose workloads are gone is emptied.
+    reported: BTreeSet<String>,
+}
+
+type Key = (String, String, String, Option<String>);
+
+fn key(r: &RunningImage) -> Key {
+    (r.namespace.clone(), r.workload.clone(), r.image.clone(), r.digest.as_ref().map(|d| d.to_string()))
+}
+
+/// What a pass changed.
+#[derive(Debug, Default, PartialEq)]
+pub struct Changes {
+    /// Workload images whose status changed since the last pass (not those
+    /// seen for the first time).
+    pub changed: Vec<(RunningImage, Status, Status)>,
+    /// Per tier: the oldest ongoing failure's start.
+    pub failing_since: BTreeMap<String, DateTime<Utc>>,
+}
+
+impl Memory {
+    /// Remembers this pass's rows; answers what changed.
+    pub fn update(&mut self, rows: &[Row], now: DateTime<Utc>) -> Changes {
+        let mut out = Changes::default();
+        let mut next = HashMap::new();
+        for r in rows {
+            let k = key(&r.running);
+            let before = self.last.get(&k);
+            let since = match (r.status.passes(), before) {
+                (true, _) => None,
+                (false, Some((_, Some(since)))) => Some(*since),
+                (false, _) => Some(now),
+            };
+            if let Some((was, _)) = before {
+                if *was != r.status {
+                    out.changed.push((r.running.clone(), *was, r.status));
+                }
+            }
+            if let (Some(since), Some(tier)) = (since, &r.tier) {
+                let oldest = out.failing_since.entry(tier.clone()).or_insert(since);
+                *oldest = (*oldest).min(since);
+            }
+            next.insert(k, (r.status, since));
+        }
+        self.last = next;
+        out
+    }
+}
+
+/// How the loop runs.
+pub struct Config {
+    pub every: Duration,
+    /// The Lease's namespace (Portcullis' own).
+    pub lease_namespace: String,
+    /// This replica's name (the Pod's).
+    pub identity: String,
+}
+
+/// Starts the Pod reflector, the Lease and the loop.
+pub fn start(st: Arc<AppState>, client: Client, cfg: Config) {
+    let (store, writer) = reflector::store();
+    let stream = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .modify(|p: &mut Pod| {
+            // Only what a pass reads is kept.
+            p.metadata.managed_fields = None;
+            p.metadata.annotations = None;
+        })
+        .reflect(writer)
+        .applied_objects();
+    tokio::spawn(async move {
+        use futures::StreamExt;
+        futures::pin_mut!(stream);
+        while let Some(ev) = stream.next().await {
+            if let Err(e) = ev {
+                tracing::warn!(error = %e, "pod watch error; retrying");
+            }
+        }
+    });
+    let leader = Leader::start(client.clone(), &cfg.lease_namespace, "portcullis-reevaluation", cfg.identity.clone());
+    tokio::spawn(run(st, client, store, leader, cfg.every));
+}
+
+async fn run(st: Arc<AppState>, client: Client, store: Store<Pod>, leader: Leader, every: Duration) {
+    if store.wait_until_ready().await.is_err() {
+        tracing::error!("the Pod cache never became ready: no re-evaluation");
+        return;
+    }
+    let mut memory = Memory::default();
+    let mut judged_by: Option<crate::image::Digest> = None;
+    let mut next = tokio::time::Instant::now();
+    let mut reports = true;
+    loop {
+        let policy_changed = judged_by.as_ref().is_some_and(|d| *d != st.policy().digest);
+        if tokio::time::Instant::now() < next && !policy_changed {
+            tokio::time::sleep(POLICY_LOOK.min(every)).await;
+            continue;
+        }
+        next = tokio::time::Instant::now() + jittered(every);
+        if !leader.is_leader() {
+            judged_by = None;
+            continue;
+        }
+        let started = std::time::Instant::now();
+        let policy = st.policy();
+        judged_by = Some(policy.digest.clone());
+        let pods: Vec<Arc<Pod>> = store.state();
+        let rows = judge(&st, &pods).await;
+        let now = crate::webhook::portcullis_now();
+        let changes = memory.update(&rows, now);
+        publish_metrics(&st, &rows, &changes, now);
+        for (running, was, is) in &changes.changed {
+            if let Some(events) = &st.events {
+                events.publish(Notice::new(
+                    object_ref(&running.namespace, &running.workload),
+                    if is.passes() { "PromotionCompliant" } else { "PromotionViolation" },
+                    "Reevaluated",
+                    format!(
+                        "{} went from {} to {} in its tier{}",
+                        running.reference(),
+                        was.as_str(),
+                        is.as_str(),
+                        rows.iter()
+                            .find(|r| key(&r.running) == key(running))
+                            .filter(|r| !r.status.passes())
+                            .map(|r| format!(": {}", r.why()))
+                            .unwrap_or_default()
+                    ),
+                ));
+            }
+        }
+        let result = if reports {
+            match write_reports(&client, &rows, &mut memory, &policy.digest.to_string(), now).await {
+                Ok(()) => "success",
+                Err(WriteError::NoCrd) => {
+                    tracing::warn!("the PolicyReport CRD (wgpolicyk8s.io/v1alpha2) is not installed: re-evaluation reports only metrics and Events (see manifests/optional/)");
+                    reports = false;
+                    "success"
+                }
+                Err(WriteError::Api(e)) => {
+                    tracing::warn!(error = %e, "could not write a PolicyReport");
+                    "error"
+                }
+            }
+        } else {
+            "success"
+        };
+        let failing = rows.iter().filter(|r| !r.status.passes()).count();
+        tracing::info!(images = rows.len(), failing, ms = started.elapsed().as_millis() as u64, "re-evaluation pass");
+        st.metrics.reevaluation(result, started.elapsed().as_secs_f64());
+    }
+}
+
+/// `every`, give or take a tenth (from the sub-second clock, which is
+/// random enough to spread replicas restarted together).
+fn jittered(every: Duration) -> Duration {
+    let tenth = every.as_millis() / 10;
+    if tenth == 0 {
+        return every;
+    }
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
+    let offset = (u128::from(nanos) % (2 * tenth)) as i128 - tenth as i128;
+    Duration::from_millis((every.as_millis() as i128 + offset).max(1) as u64)
+}
+
+/// Every running image, judged in its namespace's tier.
+async fn judge(st: &AppState, pods: &[Arc<Pod>]) -> Vec<Row> {
+    let policy = st.policy();
+    let now = crate::webhook::portcullis_now();
+    let deadline = tokio::time::Instant::now() + PASS_BUDGET;
+    let mut rows = Vec::new();
+    let mut by_tier: BTreeMap<String, Vec<RunningImage>> = BTreeMap::new();
+    for running in crate::running::images(pods.iter().map(|p| p.as_ref())) {
+        match st.tiers.tier_of(&running.namespace, &policy).await {
+            Ok(tier) => by_tier.entry(tier).or_default().push(running),
+            Err(e) => rows.push(Row::unjudged(running, e.to_string())),
+        }
+    }
+    for (tier, running) in by_tier {
+        let mut judged = Vec::new();
+        for r in running {
+            match crate::image::ImageRef::parse(&r.reference()) {
+                Ok(image) => judged.push((r, image)),
+                Err(e) => rows.push(Row::unjudged(r, format!("invalid image reference: {e}"))),
+            }
+        }
+        let refs: Vec<_> = judged.iter().map(|(_, i)| i.clone()).collect();
+        let verdicts = st.engine.evaluate_images(&policy, &tier, &refs, &Default::default(), now, deadline).await;
+        rows.extend(judged.into_iter().zip(verdicts).map(|((r, _), v)| Row::judged(r, tier.clone(), v)));
+    }
+    rows
+}
+
+fn publish_metrics(st: &AppState, rows: &[Row], changes: &Changes, now: DateTime<Utc>) {
+    let mut counts: BTreeMap<(String, String), i64> = BTreeMap::new();
+    let mut verified: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for r in rows {
+        let tier = r.tier.clone().unwrap_or_else(|| "none".into());
+        *counts.entry((tier.clone(), r.status.as_str().to_string())).or_default() += 1;
+        let v = verified.entry(tier).or_default();
+        v.1 += 1;
+        if !matches!(r.status, Status::Unverified | Status::Error) {
+            v.0 += 1;
+        }
+    }
+    let counts: Vec<_> = counts.into_iter().map(|((t, s), n)| (t, s, n)).collect();
+    let verified: Vec<_> = verified.into_iter().map(|(t, (ok, all))| (t, ok as f64 / all.max(1) as f64)).collect();
+    let oldest: Vec<_> =
+        changes.failing_since.iter().map(|(t, since)| (t.clone(), (now - *since).num_seconds().max(0))).collect();
+    st.metrics.running(&counts, &verified, &oldest);
+}
+
+enum WriteError {
+    NoCrd,
+    Api(kube::Error),
+}
+
+/// One PolicyReport per namespace with running images; an emptied one for
+/// a namespace that had a report and has none now.
+async fn write_reports(
+    client: &Client,
+    rows: &[Row],
+    memory: &mut Memory,
+    policy_digest: &str,
+    now: DateTime<Utc>,
+) -> Result<(), WriteError> {
+    let mut by_ns: BTreeMap<&str, Vec<&Row>> = BTreeMap::new();
+    for r in rows {
+        by_ns.entry(r.running.namespace.as_str()).or_default().push(r);
+    }
+    let gone: Vec<String> = memory.reported.iter().filter(|ns| !by_ns.contains_key(ns.as_str())).cloned().collect();
+    for ns in &gone {
+        by_ns.insert(ns.as_str(), vec![]);
+    }
+    let ar = report_api();
+    let params = PatchParams::apply(MANAGER).force();
+    let mut result = Ok(());
+    let mut reported = BTreeSet::new();
+    for (ns, rows) in by_ns {
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
+        let report = policy_report(ns, &rows, policy_digest, now);
+        match api.patch(REPORT_NAME, &params, &Patch::Apply(&report)).await {
+            Ok(_) => {
+                if !rows.is_empty() {
+                    reported.insert(ns.to_string());
+                }
+            }
+            Err(kube::Error::Api(s)) if s.code == 404 && s.reason == "NotFound" && s.details.is_none() => {
+                return Err(WriteError::NoCrd)
+            }
+            Err(e) => result = Err(WriteError::Api(e)),
+        }
+    }
+    memory.reported = reported;
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{Reason, Verdict};
+
+    fn running(workload: &str) -> RunningImage {
+        RunningImage {
+            namespace: "shop".into(),
+            workload: workload.into(),
+            image: "r.example/api:1".into(),
+            digest: None,
+            pods: vec!["p".into()],
+        }
+    }
+
+    fn row(workload: &str, problems: &[&str], reasons: &[Reason]) -> Row {
+        Row::judged(
+            running(workload),
+            "production".into(),
+            Verdict {
+                problems: problems.iter().map(|s| s.to_string()).collect(),
+                reasons: reasons.to_vec(),
+                ..Default::default()
+            },
+        )
+    }
+
+    fn at(h: i64) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-06-01T00:00:00Z").unwrap().with_timezone(&Utc) + chrono::Duration::hours(h)
+    }
+
+    #[test]
+    fn a_report_per_namespace_with_one_result_per_workload_image() {
+        let rows = [
+            row("Deployment/ok", &[], &[]),
+            row("Deployment/bad", &["1 critical vulnerability exceeds the limit 0"], &[Reason::Vulnerabilities]),
+        ];
+        let refs: Vec<&Row> = rows.iter().collect();
+        let r = policy_report("shop", &refs, "sha256:abc", at(0));
+        assert_eq!(r["metadata"]["name"], REPORT_NAME);
+        assert_eq!(r["summary"], json!({"pass": 1, "fail": 1, "warn": 0, "error": 0, "skip": 0}));
+        let bad = &r["results"][1];
+        assert_eq!(bad["result"], "fail");
+        assert_eq!(bad["policy"], "portcullis/production");
+        assert_eq!(bad["message"], "1 critical vulnerability exceeds the limit 0");
+        assert_eq!(
+            bad["resources"][0],
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "name": "bad", "namespace": "shop"})
+        );
+        assert_eq!(bad["properties"]["status"], "violating");
+        assert_eq!(bad["properties"]["reasons"], "vulnerabilities");
+        assert_eq!(r["results"][0]["result"], "pass");
+        assert_eq!(r["results"][0]["message"], "r.example/api:1 passes tier production");
+        let empty = policy_report("gone", &[], "sha256:abc", at(0));
+        assert_eq!(empty["results"], json!([]));
+    }
+
+    #[test]
+    fn memory_names_changes_and_how_long_failures_last() {
+        let mut m = Memory::default();
+        let ok = row("Deployment/api", &[], &[]);
+        let bad = row("Deployment/api", &["2 critical"], &[Reason::Vulnerabilities]);
+        // First sight: no change to report, even failing.
+        let c = m.update(std::slice::from_ref(&ok), at(0));
+        assert!(c.changed.is_empty() && c.failing_since.is_empty());
+        // A new CVE: compliant -> violating, failing since now.
+        let c = m.update(std::slice::from_ref(&bad), at(1));
+        assert_eq!(c.changed.len(), 1);
+        assert_eq!((c.changed[0].1, c.changed[0].2), (Status::Compliant, Status::Violating));
+        assert_eq!(c.failing_since["production"], at(1));
+        // Still failing: no change, and the start stays.
+        let c = m.update(std::slice::from_ref(&bad), at(5));
+        assert!(c.changed.is_empty());
+        assert_eq!(c.failing_since["production"], at(1));
+        // Fixed.
+        let c = m.update(&[ok], at(6));
+        assert_eq!((c.changed[0].1, c.changed[0].2), (Status::Violating, Status::Compliant));
+        assert!(c.failing_since.is_empty());
+        // Gone, then back failing: seen anew, no change reported.
+        m.update(&[], at(7));
+        let c = m.update(&[bad], at(8));
+        assert!(c.changed.is_empty());
+        assert_eq!(c.failing_since["production"], at(8));
+    }
+
+    #[test]
+    fn jitter_stays_within_a_tenth() {
+        for _ in 0..100 {
+            let d = jittered(Duration::from_secs(3600));
+            assert!(d >= Duration::from_secs(3240) && d <= Duration::from_secs(3960), "{d:?}");
+        }
+        assert_eq!(jittered(Duration::from_millis(5)), Duration::from_millis(5));
+    }
+}
