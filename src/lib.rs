@@ -23,6 +23,7 @@ pub mod policy;
 pub mod reevaluate;
 pub mod registry;
 pub mod report;
+pub mod rollback;
 pub mod running;
 pub mod timelines;
 pub mod webhook;

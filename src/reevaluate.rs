@@ -137,6 +137,9 @@ pub struct Memory {
     last: HashMap<Key, (Status, Option<DateTime<Utc>>)>,
     /// Namespaces given a report, so that one whose workloads are gone is emptied.
     reported: BTreeSet<String>,
+    /// Workloads acted on (annotated, rolled back, or found with no revision
+    /// to roll back to) for their ongoing violation: acted on once.
+    acted: BTreeSet<(String, String)>,
 }
 
 type Key = (String, String, String, Option<String>);
@@ -180,6 +183,45 @@ impl Memory {
             next.insert(k, (r.status, since));
         }
         self.last = next;
+        let failing: BTreeSet<(String, String)> = rows
+            .iter()
+            .filter(|r| !r.status.passes())
+            .map(|r| (r.running.namespace.clone(), r.running.workload.clone()))
+            .collect();
+        self.acted.retain(|w| failing.contains(w));
+        out
+    }
+
+    /// Since when `r` has been failing, as last remembered.
+    pub fn since(&self, r: &Row) -> Option<DateTime<Utc>> {
+        self.last.get(&key(&r.running)).and_then(|(_, since)| *since)
+    }
+
+    /// The workloads whose violation, in a tier that acts on it
+    /// (`onViolation` other than `report`), has lasted its grace and has
+    /// not been acted on; with their tier and failing rows. Registry errors
+    /// are no violation.
+    pub fn due<'r>(
+        &self,
+        rows: &'r [Row],
+        policy: &crate::policy::Policy,
+        now: DateTime<Utc>,
+    ) -> BTreeMap<(String, String), (String, crate::policy::OnViolation, Vec<&'r Row>)> {
+        let mut out: BTreeMap<(String, String), (String, crate::policy::OnViolation, Vec<&'r Row>)> = BTreeMap::new();
+        for r in rows.iter().filter(|r| !r.status.passes() && r.status != Status::Error) {
+            let Some(tier) = &r.tier else { continue };
+            let Some(spec) = policy.tier(tier) else { continue };
+            if spec.on_violation == crate::policy::OnViolation::Report {
+                continue;
+            }
+            let grace = spec.violation_grace.and_then(|g| chrono::Duration::from_std(g).ok()).unwrap_or_default();
+            let Some(since) = self.since(r) else { continue };
+            let workload = (r.running.namespace.clone(), r.running.workload.clone());
+            if now - since < grace || self.acted.contains(&workload) {
+                continue;
+            }
+            out.entry(workload).or_insert_with(|| (tier.clone(), spec.on_violation, vec![])).2.push(r);
+        }
         out
     }
 }
@@ -266,6 +308,10 @@ async fn run(st: Arc<AppState>, client: Client, store: Store<Pod>, leader: Leade
                 ));
             }
         }
+        for ((namespace, workload), (tier, action, failing)) in memory.due(&rows, &policy, now) {
+            memory.acted.insert((namespace.clone(), workload.clone()));
+            act(&st, &client, &policy, &namespace, &workload, &tier, action, &failing, now).await;
+        }
         let result = if reports {
             match write_reports(&client, &rows, &mut memory, &policy.digest.to_string(), now).await {
                 Ok(()) => "success",
@@ -285,6 +331,99 @@ async fn run(st: Arc<AppState>, client: Client, store: Store<Pod>, leader: Leade
         let failing = rows.iter().filter(|r| !r.status.passes()).count();
         tracing::info!(images = rows.len(), failing, ms = started.elapsed().as_millis() as u64, "re-evaluation pass");
         st.metrics.reevaluation(result, started.elapsed().as_secs_f64());
+    }
+}
+
+/// Annotates or rolls back one workload whose violation is due.
+#[allow(clippy::too_many_arguments)]
+async fn act(
+    st: &AppState,
+    client: &Client,
+    policy: &Arc<crate::policy::Policy>,
+    namespace: &str,
+    workload: &str,
+    tier: &str,
+    action: crate::policy::OnViolation,
+    failing: &[&Row],
+    now: DateTime<Utc>,
+) {
+    use crate::rollback;
+    let Some(("Deployment", name)) = workload.split_once('/') else {
+        tracing::info!(%namespace, %workload, "onViolation acts on Deployments only; reported");
+        return;
+    };
+    let why: Vec<String> = failing.iter().map(|r| format!("{}: {}", r.running.reference(), r.why())).collect();
+    let why = why.join(" | ");
+    let at = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let event = |reason: &'static str, note: String| {
+        if let Some(events) = &st.events {
+            events.publish(Notice::new(object_ref(namespace, workload), reason, "Reevaluated", note));
+        }
+    };
+    if action == crate::policy::OnViolation::Annotate {
+        let note = format!("{} since {at} in tier {tier}: {why}", failing[0].status.as_str());
+        if let Err(e) = rollback::annotate(client, namespace, name, rollback::VIOLATION_ANNOTATION, &note).await {
+            tracing::warn!(error = %e, %namespace, %workload, "could not annotate the workload");
+        }
+        return;
+    }
+    let (current, running, revisions) = match rollback::revisions(client, namespace, name).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, %namespace, %workload, "cannot roll back");
+            event("RollbackFailed", format!("Portcullis could not roll back: {e}"));
+            return;
+        }
+    };
+    // Judge every image of every previous revision, as admission would today.
+    let mut images: Vec<String> = revisions.iter().flat_map(|(r, _)| r.images.clone()).collect();
+    images.sort();
+    images.dedup();
+    let refs: Vec<crate::image::ImageRef> =
+        images.iter().filter_map(|i| crate::image::ImageRef::parse(i).ok()).collect();
+    let deadline = tokio::time::Instant::now() + PASS_BUDGET;
+    let verdicts = st.engine.evaluate_images(policy, tier, &refs, &Default::default(), now, deadline).await;
+    let passing: BTreeSet<&str> =
+        verdicts.iter().filter(|v| Status::of(v).passes()).map(|v| v.image.as_str()).collect();
+    let list: Vec<rollback::Revision> = revisions.iter().map(|(r, _)| r.clone()).collect();
+    let Some(chosen) = rollback::choose(&list, current, |i| passing.contains(i)) else {
+        tracing::warn!(%namespace, %workload, "no previous revision passes: reported, not rolled back");
+        event(
+            "RollbackImpossible",
+            format!("no previous revision of {workload} passes tier {tier} today, so it is not rolled back: {why}"),
+        );
+        return;
+    };
+    let Some((_, template)) = revisions.iter().find(|(r, _)| r.number == chosen.number) else { return };
+    let note = format!(
+        "rolled back by Portcullis at {at} from revision {current} to {} ({}): {why}",
+        chosen.number, chosen.replica_set
+    );
+    match rollback::roll_back(client, namespace, name, template.clone(), &note).await {
+        Ok(()) => {
+            tracing::warn!(%namespace, %workload, from = current, to = chosen.number, "rolled back");
+            st.audit
+                .write(&rollback::RolledBack {
+                    action: "rollback",
+                    time: at.clone(),
+                    namespace: namespace.to_string(),
+                    workload: workload.to_string(),
+                    tier: tier.to_string(),
+                    from_revision: current,
+                    to_revision: chosen.number,
+                    replica_set: chosen.replica_set.clone(),
+                    images_from: running,
+                    images_to: chosen.images.clone(),
+                    why: why.clone(),
+                    policy_digest: policy.digest.to_string(),
+                })
+                .await;
+            event("RolledBack", note);
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, %namespace, %workload, "rollback failed");
+            event("RollbackFailed", format!("Portcullis could not roll back to revision {}: {e}", chosen.number));
+        }
     }
 }
 
@@ -382,9 +521,8 @@ async fn write_reports(
                     reported.insert(ns.to_string());
                 }
             }
-            Err(kube::Error::Api(s)) if s.code == 404 && s.reason == "NotFound" && s.details.is_none() => {
-                return Err(WriteError::NoCrd)
-            }
+            // The namespace exists (its Pods do): only the resource can be missing.
+            Err(kube::Error::Api(s)) if s.code == 404 => return Err(WriteError::NoCrd),
             Err(e) => result = Err(WriteError::Api(e)),
         }
     }
@@ -475,6 +613,44 @@ mod tests {
         let c = m.update(&[bad], at(8));
         assert!(c.changed.is_empty());
         assert_eq!(c.failing_since["production"], at(8));
+    }
+
+    #[test]
+    fn violations_are_acted_on_once_after_their_grace() {
+        let policy = crate::policy::Policy::from_yaml(
+            "apiVersion: portcullis.dev/v1alpha1\nkind: PromotionPolicy\nspec:\n  signers: {}\n  tiers:\n    production: { onViolation: rollback, violationGrace: 2h }\n    staging: {}\n",
+            "test",
+        )
+        .unwrap();
+        let mut m = Memory::default();
+        let bad = row("Deployment/api", &["2 critical"], &[Reason::Vulnerabilities]);
+        let mut reported_only = bad.clone();
+        reported_only.tier = Some("staging".into());
+        reported_only.running.workload = "Deployment/web".into();
+        let rows = [bad.clone(), reported_only];
+        m.update(&rows, at(0));
+        assert!(m.due(&rows, &policy, at(1)).is_empty(), "inside its grace");
+        m.update(&rows, at(2));
+        let due = m.due(&rows, &policy, at(2));
+        let keys: Vec<_> = due.keys().cloned().collect();
+        assert_eq!(keys, vec![("shop".to_string(), "Deployment/api".to_string())], "staging only reports");
+        let (tier, action, failing) = &due[&keys[0]];
+        assert_eq!((tier.as_str(), *action, failing.len()), ("production", crate::policy::OnViolation::Rollback, 1));
+        m.acted.insert(keys[0].clone());
+        m.update(&rows, at(3));
+        assert!(m.due(&rows, &policy, at(3)).is_empty(), "acted on once");
+        // Fixed, then failing again: a new violation, with its own grace.
+        let fixed = [row("Deployment/api", &[], &[])];
+        m.update(&fixed, at(4));
+        m.update(&rows, at(5));
+        assert!(m.due(&rows, &policy, at(6)).is_empty());
+        assert_eq!(m.due(&rows, &policy, at(7)).len(), 1);
+        // A registry error is no violation.
+        let mut error = bad;
+        error.status = Status::Error;
+        let errors = [error];
+        m.update(&errors, at(8));
+        assert!(m.due(&errors, &policy, at(20)).is_empty());
     }
 
     #[test]

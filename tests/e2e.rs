@@ -408,7 +408,8 @@ fn portcullis_behind_a_real_api_server() {
     cp.kubectl(&["apply", "-f", "manifests/optional/policyreport/crd.yaml"]);
 
     // A tier whose break-glass grants last three seconds, to see one expire.
-    let hotfix_tier = "    hotfix:\n      mode: enforce\n      vulnerabilities: { signedBy: [scanner], maxAge: 24h, max: { critical: 0 } }\n      breakGlass: { allowed: true, groups: [sre-oncall], requireTicket: true, maxDuration: 3s }\n";
+    // A tier that rolls back a Deployment that stops passing.
+    let hotfix_tier = "    hotfix:\n      mode: enforce\n      vulnerabilities: { signedBy: [scanner], maxAge: 24h, max: { critical: 0 } }\n      breakGlass: { allowed: true, groups: [sre-oncall], requireTicket: true, maxDuration: 3s }\n    guarded:\n      mode: enforce\n      vulnerabilities: { signedBy: [scanner], maxAge: 24h, max: { critical: 0 } }\n      breakGlass: { allowed: true, groups: [sre-oncall] }\n      onViolation: rollback\n";
     let policy_in =
         write(&work.path().join("policy-in.yaml"), &format!("{}{hotfix_tier}  defaultTier: development\n", w.policy));
 
@@ -508,9 +509,12 @@ fn portcullis_behind_a_real_api_server() {
     let tls = test_tls();
     let private_ca = write(&work.path().join("private-ca.pem"), &private_tls.ca_pem);
     let extra = [
-        // Re-judges what runs every two seconds (default one hour).
+        // Re-judges what runs every two seconds (default one hour), with
+        // evidence looked up again after a second (default ten minutes).
         "--reevaluate-every".to_string(),
         "2s".into(),
+        "--evidence-cache-ttl".into(),
+        "1s".into(),
         "--pull-secrets".to_string(),
         "--registry-ca".into(),
         format!("{}={}", private.host, private_ca.display()),
@@ -534,6 +538,7 @@ fn portcullis_behind_a_real_api_server() {
         ("sandbox", "development"),
         ("hotfix", "hotfix"),
         ("cased", "Production"),
+        ("guarded", "guarded"),
     ] {
         cp.kubectl(&["create", "namespace", ns]);
         cp.kubectl(&["label", "namespace", ns, &format!("portcullis.dev/tier={tier}")]);
@@ -802,6 +807,149 @@ fn portcullis_behind_a_real_api_server() {
     assert_eq!(result["policy"], "portcullis/production", "{result}");
     assert_eq!(result["properties"]["status"], "violating", "{result}");
     assert!(result["message"].as_str().unwrap().contains("critical"), "{result}");
+
+    // Evidence changes after admission: a running image, compliant, gets a
+    // new scan with criticals (a CVE published after its promotion). The
+    // next pass fails it, in the report and in an Event on the workload;
+    // a newer clean scan clears both.
+    let report_of = |ns: &str, kind: &str, name: &str| -> Value {
+        let out =
+            cp.kubectl_as(&cp.admin, &["get", "policyreports.wgpolicyk8s.io", "portcullis", "-n", ns, "-o", "json"]);
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        report["results"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["resources"][0]["kind"] == kind && r["resources"][0]["name"] == name)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let steady_img = rt.block_on(w.image("shop/api", "steady", Some(("scanner", clean())), Some(("ci", passed()))));
+    let (ok, out) = cp.apply(&deployment("prod", "steady", &format!("{host}/shop/api:steady")));
+    assert!(ok, "{out}");
+    wait_until("steady to pass in the PolicyReport", Duration::from_secs(60), || {
+        report_of("prod", "Deployment", "steady")["result"] == "pass"
+    });
+    let cve = vuln_predicate(&[("CVE-2026-4242", "libxml2", "2.9.1", "2.9.14", "CRITICAL")], chrono::Utc::now());
+    w.cosign.attest("scanner", &steady_img, VULN, &cve);
+    wait_until("steady to fail in the PolicyReport", Duration::from_secs(60), || {
+        report_of("prod", "Deployment", "steady")["result"] == "fail"
+    });
+    let failed = report_of("prod", "Deployment", "steady");
+    assert!(
+        failed["message"].as_str().unwrap().contains("CVE-2026-4242 in libxml2 2.9.1, fixed in 2.9.14"),
+        "{failed}"
+    );
+    wait_until("the PromotionViolation Event on steady", Duration::from_secs(30), || {
+        events_on("prod", "Deployment", "steady", "PromotionViolation")
+            .iter()
+            .any(|e| e["note"].as_str().unwrap().contains("from compliant to violating"))
+    });
+    let rescan = vuln_predicate(&[], chrono::Utc::now() + chrono::Duration::seconds(1));
+    w.cosign.attest("scanner", &steady_img, VULN, &rescan);
+    wait_until("steady to pass again", Duration::from_secs(60), || {
+        report_of("prod", "Deployment", "steady")["result"] == "pass"
+    });
+    wait_until("the PromotionCompliant Event on steady", Duration::from_secs(30), || {
+        !events_on("prod", "Deployment", "steady", "PromotionCompliant").is_empty()
+    });
+    // Rollback (onViolation: rollback, with the optional RBAC): a Deployment
+    // with three revisions, the good one first, then two with criticals
+    // (admitted by break-glass), built at zero replicas so that nothing runs
+    // until all three exist, with Recreate so that only one revision runs.
+    cp.kubectl(&["apply", "-f", "manifests/optional/rollback-rbac.yaml"]);
+    let can = |args: &[&str]| cp.kubectl_as(&sa, &[&["auth", "can-i"][..], args].concat()).status.success();
+    wait_until("the rollback role to apply", Duration::from_secs(30), || {
+        can(&["patch", "deployments.apps", "-n", "guarded"]) && can(&["list", "replicasets.apps", "-n", "guarded"])
+    });
+    rt.block_on(w.image("shop/svc", "good", Some(("scanner", clean())), Some(("ci", passed()))));
+    rt.block_on(w.image("shop/svc", "bad-a", Some(("scanner", criticals())), Some(("ci", passed()))));
+    rt.block_on(w.image("shop/svc", "bad-b", Some(("scanner", criticals())), Some(("ci", passed()))));
+    let svc = |image: &str, glass: bool| {
+        let mut d = annotated_deployment(
+            "guarded",
+            "svc",
+            &format!("{host}/shop/svc:{image}"),
+            0,
+            if glass { break_glass() } else { json!({}) },
+        );
+        d["spec"]["strategy"] = json!({"type": "Recreate"});
+        d
+    };
+    let revision = || -> String {
+        cp.kubectl(&[
+            "get",
+            "deployment",
+            "svc",
+            "-n",
+            "guarded",
+            "-o",
+            "jsonpath={.metadata.annotations.deployment\\.kubernetes\\.io/revision}",
+        ])
+    };
+    for (n, (image, glass)) in [("good", false), ("bad-a", true), ("bad-b", true)].into_iter().enumerate() {
+        let (ok, out) = cp.apply_as(&svc(image, glass), &alice);
+        assert!(ok, "{out}");
+        wait_until(&format!("svc revision {}", n + 1), Duration::from_secs(30), || revision() == (n + 1).to_string());
+    }
+    cp.kubectl(&["scale", "deployment", "svc", "-n", "guarded", "--replicas=1"]);
+    let template_image = || {
+        cp.kubectl(&[
+            "get",
+            "deployment",
+            "svc",
+            "-n",
+            "guarded",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image}",
+        ])
+    };
+    wait_until("svc rolled back to its good revision", Duration::from_secs(90), || {
+        template_image().contains("shop/svc:good")
+    });
+    let rolled = cp.kubectl(&["get", "deployment", "svc", "-n", "guarded", "-o", "json"]);
+    let rolled: Value = serde_json::from_str(&rolled).unwrap();
+    let note = rolled["metadata"]["annotations"]["portcullis.dev/rolled-back"].as_str().unwrap_or_default().to_string();
+    assert!(note.contains("from revision 3 to 1"), "revision 2 fails too, so 1: {note}");
+    wait_until("the RolledBack Event on svc", Duration::from_secs(30), || {
+        !events_on("guarded", "Deployment", "svc", "RolledBack").is_empty()
+    });
+    let record = portcullis
+        .audit()
+        .into_iter()
+        .find(|r| r["action"] == "rollback" && r["workload"] == "Deployment/svc")
+        .expect("the rollback is in the audit trail");
+    assert_eq!((record["fromRevision"].as_i64(), record["toRevision"].as_i64()), (Some(3), Some(1)), "{record}");
+    // Never to one that fails: a Deployment whose only revision fails is reported, not rolled back.
+    let doomed = |replicas: u32| {
+        let mut d =
+            annotated_deployment("guarded", "doomed", &format!("{host}/shop/svc:bad-a"), replicas, break_glass());
+        d["spec"]["strategy"] = json!({"type": "Recreate"});
+        d
+    };
+    let (ok, out) = cp.apply_as(&doomed(1), &alice);
+    assert!(ok, "{out}");
+    wait_until("the RollbackImpossible Event on doomed", Duration::from_secs(60), || {
+        !events_on("guarded", "Deployment", "doomed", "RollbackImpossible").is_empty()
+    });
+    let image = cp.kubectl(&[
+        "get",
+        "deployment",
+        "doomed",
+        "-n",
+        "guarded",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].image}",
+    ]);
+    assert!(image.contains("shop/svc:bad-a"), "left as it is: {image}");
+
+    let m = rt.block_on(async {
+        let ca = reqwest::Certificate::from_pem(tls.ca_pem.as_bytes()).unwrap();
+        let client = reqwest::Client::builder().tls_certs_only([ca]).build().unwrap();
+        client.get(format!("https://{}/metrics", portcullis.addr)).send().await.unwrap().text().await.unwrap()
+    });
+    assert!(metric(&m, "portcullis_reevaluations_total{result=\"success\"}") >= 3.0, "{m}");
+    assert!(metric(&m, "portcullis_running_images{tier=\"production\",status=\"violating\"}") >= 1.0, "{m}");
 
     // Every line logged while deciding carries the request's uid, as the audit record does.
     let logged = portcullis.log_lines("break-glass admission");

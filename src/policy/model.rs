@@ -156,6 +156,24 @@ pub struct TierSpec {
     /// own if any, else those platforms the index has.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub platforms: Vec<String>,
+    /// What re-evaluation does about a running workload that no longer
+    /// passes: `report` (the default: PolicyReport, Event, metrics),
+    /// `annotate` (also marks the workload), `rollback` (also rolls a
+    /// Deployment back to its newest previous revision that passes).
+    #[serde(default)]
+    pub on_violation: OnViolation,
+    /// How long a violation lasts before `annotate` or `rollback` acts.
+    #[serde(default, with = "opt_duration", skip_serializing_if = "Option::is_none")]
+    pub violation_grace: Option<Duration>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnViolation {
+    #[default]
+    Report,
+    Annotate,
+    Rollback,
 }
 
 /// The `platforms` value that judges an index by its own attestations only.

@@ -1,0 +1,180 @@
+//! Acting on a running workload that no longer passes its tier, where the
+//! tier asks for it (`onViolation`): `annotate` marks the workload;
+//! `rollback` rolls a Deployment back to its newest previous revision whose
+//! images all pass today — never to one that fails, never deleting anything
+//! — as `kubectl rollout undo` would. Which revision is pure ([`choose`]);
+//! reading the ReplicaSets and patching the Deployment is [`roll_back`]'s.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::{Api, Client};
+use serde::Serialize;
+use serde_json::json;
+
+/// The annotation on a Deployment its revision is kept in.
+const REVISION: &str = "deployment.kubernetes.io/revision";
+/// What Portcullis writes on a workload it annotates or rolls back.
+pub const VIOLATION_ANNOTATION: &str = "portcullis.dev/violation";
+pub const ROLLED_BACK_ANNOTATION: &str = "portcullis.dev/rolled-back";
+
+/// A previous revision of a Deployment, as its ReplicaSet keeps it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Revision {
+    pub number: i64,
+    pub replica_set: String,
+    pub images: Vec<String>,
+}
+
+/// The revision to roll back to: the newest older than `current` whose
+/// every image passes (`passes` says which do).
+pub fn choose(revisions: &[Revision], current: i64, passes: impl Fn(&str) -> bool) -> Option<&Revision> {
+    let mut older: Vec<&Revision> = revisions.iter().filter(|r| r.number < current).collect();
+    older.sort_by_key(|r| std::cmp::Reverse(r.number));
+    older.into_iter().find(|r| !r.images.is_empty() && r.images.iter().all(|i| passes(i)))
+}
+
+/// The images of a pod template, init containers included.
+pub fn template_images(t: &PodTemplateSpec) -> Vec<String> {
+    let Some(spec) = &t.spec else { return vec![] };
+    let mut out: Vec<String> =
+        spec.init_containers.iter().flatten().chain(&spec.containers).filter_map(|c| c.image.clone()).collect();
+    out.dedup();
+    out
+}
+
+/// What a rollback did, as the audit trail records it.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RolledBack {
+    pub action: &'static str,
+    pub time: String,
+    pub namespace: String,
+    pub workload: String,
+    pub tier: String,
+    pub from_revision: i64,
+    pub to_revision: i64,
+    pub replica_set: String,
+    pub images_from: Vec<String>,
+    pub images_to: Vec<String>,
+    pub why: String,
+    pub policy_digest: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RollbackError {
+    #[error("reading Deployment {0}: {1}")]
+    Read(String, kube::Error),
+    #[error("Deployment {0} has no revision annotation yet")]
+    NoRevision(String),
+    #[error("patching Deployment {0}: {1}")]
+    Patch(String, kube::Error),
+}
+
+/// The Deployment `namespace/name` and its previous revisions.
+pub async fn revisions(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<(i64, Vec<String>, Vec<(Revision, PodTemplateSpec)>), RollbackError> {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let d = deployments.get(name).await.map_err(|e| RollbackError::Read(name.into(), e))?;
+    let current = revision_of(d.metadata.annotations.as_ref()).ok_or_else(|| RollbackError::NoRevision(name.into()))?;
+    let uid = d.metadata.uid.clone().unwrap_or_default();
+    let running = d.spec.as_ref().map(|s| template_images(&s.template)).unwrap_or_default();
+    let sets: Api<ReplicaSet> = Api::namespaced(client.clone(), namespace);
+    let list = sets.list(&ListParams::default()).await.map_err(|e| RollbackError::Read(name.into(), e))?;
+    let mut out = Vec::new();
+    for rs in list.items {
+        let owned = rs.metadata.owner_references.iter().flatten().any(|o| o.controller == Some(true) && o.uid == uid);
+        let (Some(number), Some(template)) =
+            (revision_of(rs.metadata.annotations.as_ref()), rs.spec.and_then(|s| s.template))
+        else {
+            continue;
+        };
+        if owned {
+            let images = template_images(&template);
+            out.push((Revision { number, replica_set: rs.metadata.name.unwrap_or_default(), images }, template));
+        }
+    }
+    Ok((current, running, out))
+}
+
+fn revision_of(a: Option<&BTreeMap<String, String>>) -> Option<i64> {
+    a?.get(REVISION)?.parse().ok()
+}
+
+/// Rolls the Deployment's pod template back to `template` (the chosen
+/// revision's, without its `pod-template-hash` label, as `kubectl rollout
+/// undo` does) and says why on the Deployment.
+pub async fn roll_back(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    mut template: PodTemplateSpec,
+    note: &str,
+) -> Result<(), RollbackError> {
+    if let Some(labels) = template.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
+        labels.remove("pod-template-hash");
+    }
+    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let patch = json!([{"op": "replace", "path": "/spec/template", "value": template}]);
+    let patch: json_patch::Patch =
+        serde_json::from_value(patch).map_err(|e| RollbackError::Patch(name.into(), kube::Error::SerdeError(e)))?;
+    api.patch(name, &PatchParams::default(), &Patch::<()>::Json(patch))
+        .await
+        .map_err(|e| RollbackError::Patch(name.into(), e))?;
+    annotate(client, namespace, name, ROLLED_BACK_ANNOTATION, note).await
+}
+
+/// Marks the Deployment with `key: value`.
+pub async fn annotate(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    key: &str,
+    value: &str,
+) -> Result<(), RollbackError> {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let patch = json!({"metadata": {"annotations": {key: crate::policy::decide::truncate(value, 1024)}}});
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|e| RollbackError::Patch(name.into(), e))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rev(number: i64, images: &[&str]) -> Revision {
+        Revision {
+            number,
+            replica_set: format!("svc-{number}"),
+            images: images.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn the_newest_previous_revision_that_passes() {
+        let passes = |i: &str| !i.contains("bad");
+        let revisions =
+            [rev(1, &["r/a:1"]), rev(2, &["r/b:bad"]), rev(3, &["r/c:bad"]), rev(4, &["r/d:1", "r/side:1"])];
+        // Current 3 (fails): 2 fails too, 1 passes.
+        assert_eq!(choose(&revisions, 3, passes).map(|r| r.number), Some(1));
+        // Current 5: 4 passes (every image).
+        assert_eq!(choose(&revisions, 5, passes).map(|r| r.number), Some(4));
+        // Never forward, never the current one.
+        assert_eq!(choose(&revisions, 1, passes), None);
+        // Nothing passes: no rollback.
+        let failing = [rev(1, &["r/x:bad"]), rev(2, &["r/y:bad"])];
+        assert_eq!(choose(&failing, 3, passes), None);
+        // A revision with one failing image among passing ones fails.
+        let mixed = [rev(1, &["r/a:1", "r/side:bad"])];
+        assert_eq!(choose(&mixed, 2, passes), None);
+        // A revision without images is no candidate.
+        assert_eq!(choose(&[rev(1, &[])], 2, passes), None);
+    }
+}
