@@ -853,6 +853,40 @@ fn portcullis_behind_a_real_api_server() {
     wait_until("the PromotionCompliant Event on steady", Duration::from_secs(30), || {
         !events_on("prod", "Deployment", "steady", "PromotionCompliant").is_empty()
     });
+    // A scan ages past maxAge: judged as of two days from now (the
+    // evaluation clock), steady's scan is stale.
+    let two_days = (chrono::Utc::now() + chrono::Duration::days(2)).to_rfc3339();
+    let out = Command::new(&bin.program)
+        .args(&bin.args)
+        .envs(bin.env.iter().map(|(k, v)| (k, v)))
+        .args(["report", "-n", "prod", "--output", "json", "--at", &two_days, "--kubeconfig"])
+        .arg(&cp.admin)
+        .arg("--policy")
+        .arg(&policy)
+        .output()
+        .unwrap();
+    let later: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let steady_later = later["rows"].as_array().unwrap().iter().find(|r| r["workload"] == "Deployment/steady").unwrap();
+    assert_eq!(steady_later["status"], "scan_stale", "{steady_later}");
+
+    // A policy tightened (reloaded from its file) changes the report; restored, it clears.
+    let original = std::fs::read_to_string(&policy).unwrap();
+    let tests_rule = "tests: { signedBy: [ci], require: PASSED }";
+    assert!(original.contains(tests_rule), "{original}");
+    std::fs::write(
+        &policy,
+        original.replace(tests_rule, "tests: { signedBy: [ci], require: PASSED, requireTests: [tightened-suite] }"),
+    )
+    .unwrap();
+    wait_until("steady to fail the tightened policy", Duration::from_secs(60), || {
+        let r = report_of("prod", "Deployment", "steady");
+        r["result"] == "fail" && r["message"].as_str().unwrap_or_default().contains("tightened-suite")
+    });
+    std::fs::write(&policy, &original).unwrap();
+    wait_until("steady to pass the restored policy", Duration::from_secs(60), || {
+        report_of("prod", "Deployment", "steady")["result"] == "pass"
+    });
+
     // Rollback (onViolation: rollback, with the optional RBAC): a Deployment
     // with three revisions, the good one first, then two with criticals
     // (admitted by break-glass), built at zero replicas so that nothing runs
