@@ -281,6 +281,7 @@ async fn run(st: Arc<AppState>, client: Client, store: Store<Pod>, leader: Leade
             continue;
         }
         let started = std::time::Instant::now();
+        let requests_before = st.engine.registry_requests();
         let policy = st.policy();
         judged_by = Some(policy.digest.clone());
         let pods: Vec<Arc<Pod>> = store.state();
@@ -329,7 +330,13 @@ async fn run(st: Arc<AppState>, client: Client, store: Store<Pod>, leader: Leade
             "success"
         };
         let failing = rows.iter().filter(|r| !r.status.passes()).count();
-        tracing::info!(images = rows.len(), failing, ms = started.elapsed().as_millis() as u64, "re-evaluation pass");
+        tracing::info!(
+            images = rows.len(),
+            failing,
+            registry_requests = st.engine.registry_requests() - requests_before,
+            ms = started.elapsed().as_millis() as u64,
+            "re-evaluation pass"
+        );
         st.metrics.reevaluation(result, started.elapsed().as_secs_f64());
     }
 }

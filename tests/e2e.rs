@@ -977,6 +977,12 @@ fn portcullis_behind_a_real_api_server() {
     ]);
     assert!(image.contains("shop/svc:bad-a"), "left as it is: {image}");
 
+    // What passes cost here (images, registry requests, time), for the record.
+    let passes = portcullis.log_lines("re-evaluation pass");
+    eprintln!("--- re-evaluation passes (last 3) ---");
+    for line in passes.lines().rev().take(3) {
+        eprintln!("{line}");
+    }
     let m = rt.block_on(async {
         let ca = reqwest::Certificate::from_pem(tls.ca_pem.as_bytes()).unwrap();
         let client = reqwest::Client::builder().tls_certs_only([ca]).build().unwrap();
