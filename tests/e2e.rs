@@ -546,7 +546,7 @@ fn portcullis_behind_a_real_api_server() {
     // Two people with the built-in `edit` role (aggregated by the real
     // controller manager): alice is on call (may break glass), eve is not.
     cp.start_controllers();
-    for ns in ["prod", "hotfix"] {
+    for ns in ["prod", "hotfix", "guarded"] {
         for user in ["alice", "eve"] {
             cp.kubectl(&[
                 "create",
