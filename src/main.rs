@@ -613,7 +613,7 @@ async fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
 /// distinct running image in its namespace's tier, prints the rows.
 async fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
     use k8s_openapi::api::core::v1::{Namespace, Pod};
-    use portcullis::report::{table, Row};
+    use portcullis::report::table;
     let policy = Arc::new(load_policy(a.policy.as_ref())?);
     let config = match &a.kubeconfig {
         Some(path) => {
@@ -645,27 +645,15 @@ async fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
     let now = a.at.unwrap_or_else(webhook::portcullis_now);
     let engine = Engine::new(registry(&a.registry)?, &EngineConfig::default(), Arc::new(Metrics::default()));
     let deadline = tokio::time::Instant::now() + a.timeout;
-    let mut rows = Vec::new();
-    let mut by_tier: std::collections::BTreeMap<String, Vec<portcullis::running::RunningImage>> = Default::default();
-    for running in portcullis::running::images(&pods) {
-        let labelled = namespaces.get(&running.namespace).cloned().flatten();
-        match portcullis::cluster::tier_named(&running.namespace, labelled, &a.tier_label, &policy) {
-            Ok(tier) => by_tier.entry(tier).or_default().push(running),
-            Err(e) => rows.push(Row::unjudged(running, e.to_string())),
-        }
-    }
-    for (tier, running) in by_tier {
-        let mut judged = Vec::new();
-        for r in running {
-            match ImageRef::parse(&r.reference()) {
-                Ok(image) => judged.push((r, image)),
-                Err(e) => rows.push(Row::unjudged(r, format!("invalid image reference: {e}"))),
-            }
-        }
-        let refs: Vec<ImageRef> = judged.iter().map(|(_, i)| i.clone()).collect();
-        let verdicts = engine.evaluate_images(&policy, &tier, &refs, &Default::default(), now, deadline).await;
-        rows.extend(judged.into_iter().zip(verdicts).map(|((r, _), v)| Row::judged(r, tier.clone(), v)));
-    }
+    let running = portcullis::running::images(&pods)
+        .into_iter()
+        .map(|r| {
+            let labelled = namespaces.get(&r.namespace).cloned().flatten();
+            let tier = portcullis::cluster::tier_named(&r.namespace, labelled, &a.tier_label, &policy);
+            (r, tier.map_err(|e| e.to_string()))
+        })
+        .collect();
+    let rows = portcullis::report::judge(&engine, &policy, running, now, deadline).await;
     let failing = rows.iter().filter(|r| !r.status.passes()).count();
     match a.output {
         Output::Json => println!(

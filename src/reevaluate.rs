@@ -449,29 +449,13 @@ fn jittered(every: Duration) -> Duration {
 /// Every running image, judged in its namespace's tier.
 async fn judge(st: &AppState, pods: &[Arc<Pod>]) -> Vec<Row> {
     let policy = st.policy();
-    let now = crate::webhook::portcullis_now();
+    let mut running = Vec::new();
+    for r in crate::running::images(pods.iter().map(|p| p.as_ref())) {
+        let tier = st.tiers.tier_of(&r.namespace, &policy).await.map_err(|e| e.to_string());
+        running.push((r, tier));
+    }
     let deadline = tokio::time::Instant::now() + PASS_BUDGET;
-    let mut rows = Vec::new();
-    let mut by_tier: BTreeMap<String, Vec<RunningImage>> = BTreeMap::new();
-    for running in crate::running::images(pods.iter().map(|p| p.as_ref())) {
-        match st.tiers.tier_of(&running.namespace, &policy).await {
-            Ok(tier) => by_tier.entry(tier).or_default().push(running),
-            Err(e) => rows.push(Row::unjudged(running, e.to_string())),
-        }
-    }
-    for (tier, running) in by_tier {
-        let mut judged = Vec::new();
-        for r in running {
-            match crate::image::ImageRef::parse(&r.reference()) {
-                Ok(image) => judged.push((r, image)),
-                Err(e) => rows.push(Row::unjudged(r, format!("invalid image reference: {e}"))),
-            }
-        }
-        let refs: Vec<_> = judged.iter().map(|(_, i)| i.clone()).collect();
-        let verdicts = st.engine.evaluate_images(&policy, &tier, &refs, &Default::default(), now, deadline).await;
-        rows.extend(judged.into_iter().zip(verdicts).map(|((r, _), v)| Row::judged(r, tier.clone(), v)));
-    }
-    rows
+    crate::report::judge(&st.engine, &policy, running, crate::webhook::portcullis_now(), deadline).await
 }
 
 fn publish_metrics(st: &AppState, rows: &[Row], changes: &Changes, now: DateTime<Utc>) {

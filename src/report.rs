@@ -99,6 +99,33 @@ impl Row {
     }
 }
 
+/// Judges running images, each with its namespace's tier (or why it has
+/// none), as admission would at `now`: one row each.
+pub async fn judge(
+    engine: &std::sync::Arc<crate::engine::Engine>,
+    policy: &std::sync::Arc<crate::policy::Policy>,
+    running: Vec<(RunningImage, Result<String, String>)>,
+    now: chrono::DateTime<chrono::Utc>,
+    deadline: tokio::time::Instant,
+) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let mut by_tier: std::collections::BTreeMap<String, Vec<(RunningImage, crate::image::ImageRef)>> =
+        Default::default();
+    for (r, tier) in running {
+        match (tier, crate::image::ImageRef::parse(&r.reference())) {
+            (Err(why), _) => rows.push(Row::unjudged(r, why)),
+            (Ok(_), Err(e)) => rows.push(Row::unjudged(r, format!("invalid image reference: {e}"))),
+            (Ok(tier), Ok(image)) => by_tier.entry(tier).or_default().push((r, image)),
+        }
+    }
+    for (tier, judged) in by_tier {
+        let refs: Vec<_> = judged.iter().map(|(_, i)| i.clone()).collect();
+        let verdicts = engine.evaluate_images(policy, &tier, &refs, &Default::default(), now, deadline).await;
+        rows.extend(judged.into_iter().zip(verdicts).map(|((r, _), v)| Row::judged(r, tier.clone(), v)));
+    }
+    rows
+}
+
 /// The rows as a table for a person: what fails first, then what passes
 /// (only with `all`).
 pub fn table(rows: &[Row], all: bool) -> String {
