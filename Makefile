@@ -135,6 +135,7 @@ certs-dev/tls.crt: scripts/dev-certs.sh
 clean-certs:
 	rm -f certs-dev/*.crt certs-dev/*.key certs-dev/*.srl
 
-## bench: decision latency, cached and uncached, against a real registry
+## bench: the warm path against a no-op handler's ceiling (writes BENCHMARKS.md), then decision latency cached and uncached, against a real registry
 bench: tools
+	$(CARGO) run --release --example bench
 	$(CARGO) test --release --test bench -- --ignored --nocapture
