@@ -11,7 +11,7 @@
 //! real registry and cosign, for the images and their attestations).
 
 #[path = "../tests/common/mod.rs"]
-#[allow(unused_imports, dead_code)]
+#[allow(unused_imports)]
 mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
