@@ -76,15 +76,24 @@ async fn main() {
     }
     let table = render(&rows);
     println!("{table}");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/BENCHMARKS.md");
+    // The history of changes and what each bought is kept as written.
+    let history = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|d| d.find(HISTORY).map(|at| d[at..].to_string()))
+        .unwrap_or_default();
     let doc = format!(
-        "# Benchmarks\n\nWritten by `make bench` ({}), on {}.\n\n{}\n{table}\n",
+        "# Benchmarks\n\nWritten by `make bench` ({}), on {}.\n\n{}\n{table}\n{history}",
         chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
         machine(),
         DESCRIPTION
     );
-    std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/BENCHMARKS.md"), doc).unwrap();
+    std::fs::write(path, doc).unwrap();
     eprintln!("written to BENCHMARKS.md");
 }
+
+/// The heading of BENCHMARKS.md's hand-written part, kept across runs.
+const HISTORY: &str = "## What each change bought";
 
 const DESCRIPTION: &str = "\
 ## Warm path

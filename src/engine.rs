@@ -325,15 +325,39 @@ impl Engine {
         now: DateTime<Utc>,
         deadline: Instant,
     ) -> Vec<Verdict> {
-        let tasks = images.iter().map(|image| {
-            let (me, img, pol, keys) = (self.clone(), image.clone(), policy.clone(), keys.clone());
-            let gathered = by_deadline(deadline, async move { me.gather(&img, &pol, &keys).await });
-            async move {
-                let gathered = gathered.await.map_err(|e| e.to_string());
-                evaluate(policy, tier, image, gathered.as_deref().map_err(String::as_str), now)
-            }
+        let tasks = images.iter().map(|image| async move {
+            // The warm path: evidence already cached, judged in place (no
+            // task, no lookup). Anything else is looked up by its own task.
+            let gathered = match self.cached(image, policy, keys).await {
+                Some(ev) => Ok(ev),
+                None => {
+                    let (me, img, pol, keys) = (self.clone(), image.clone(), policy.clone(), keys.clone());
+                    by_deadline(deadline, async move { me.gather(&img, &pol, &keys).await }).await
+                }
+            };
+            let gathered = gathered.map_err(|e| e.to_string());
+            evaluate(policy, tier, image, gathered.as_deref().map_err(String::as_str), now)
         });
         futures::future::join_all(tasks).await
+    }
+
+    /// The evidence of `image` already cached under the first login
+    /// [`Engine::gather`] would try (so the same answer it would give),
+    /// when its tag's digest is cached too; `None` when anything is missing
+    /// or what is cached is an error.
+    async fn cached(&self, image: &ImageRef, policy: &Policy, keys: &Keychain) -> Option<Arc<ImageEvidence>> {
+        let auth = keys.candidates(&image.registry).into_iter().next()?;
+        let digest = match &image.digest {
+            Some(d) => d.clone(),
+            None => self.tags.get(&(image.to_string(), auth.scope())).await?.ok()?,
+        };
+        let key = (image.name(), digest, policy.trust.fingerprint().to_string(), auth.scope());
+        let ev = self.evidence.get(&key).await?.ok()?;
+        if image.digest.is_none() {
+            self.metrics.cache("tag", true);
+        }
+        self.metrics.cache("evidence", true);
+        Some(ev)
     }
 }
 

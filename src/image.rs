@@ -188,6 +188,21 @@ impl ImageRef {
 /// the distribution accepts today: such a host is checked as an address and
 /// the rest of the reference by the grammar.
 fn check_grammar(s: &str) -> Result<(), &'static str> {
+    // The grammar's regular expression is the costliest part of parsing a
+    // reference, and admission sees the same references again and again:
+    // each answer is remembered (bounded).
+    static CHECKED: std::sync::OnceLock<moka::sync::Cache<String, Result<(), &'static str>>> =
+        std::sync::OnceLock::new();
+    let checked = CHECKED.get_or_init(|| moka::sync::Cache::new(16_384));
+    if let Some(r) = checked.get(s) {
+        return r;
+    }
+    let r = check_grammar_now(s);
+    checked.insert(s.to_string(), r);
+    r
+}
+
+fn check_grammar_now(s: &str) -> Result<(), &'static str> {
     let checked = match s.strip_prefix('[') {
         Some(rest) => {
             let (addr, after) = rest.split_once(']').ok_or("unterminated IPv6 address")?;
