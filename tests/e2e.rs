@@ -910,34 +910,18 @@ fn portcullis_behind_a_real_api_server() {
         d["spec"]["strategy"] = json!({"type": "Recreate"});
         d
     };
-    let revision = || -> String {
-        cp.kubectl(&[
-            "get",
-            "deployment",
-            "svc",
-            "-n",
-            "guarded",
-            "-o",
-            "jsonpath={.metadata.annotations.deployment\\.kubernetes\\.io/revision}",
-        ])
+    // A field of a Deployment in the guarded namespace.
+    let field = |name: &str, path: &str| {
+        cp.kubectl(&["get", "deployment", name, "-n", "guarded", "-o", &format!("jsonpath={{{path}}}")])
     };
+    let revision = || field("svc", ".metadata.annotations.deployment\\.kubernetes\\.io/revision");
     for (n, (image, glass)) in [("good", false), ("bad-a", true), ("bad-b", true)].into_iter().enumerate() {
         let (ok, out) = cp.apply_as(&svc(image, glass), &alice);
         assert!(ok, "{out}");
         wait_until(&format!("svc revision {}", n + 1), Duration::from_secs(30), || revision() == (n + 1).to_string());
     }
     cp.kubectl(&["scale", "deployment", "svc", "-n", "guarded", "--replicas=1"]);
-    let template_image = || {
-        cp.kubectl(&[
-            "get",
-            "deployment",
-            "svc",
-            "-n",
-            "guarded",
-            "-o",
-            "jsonpath={.spec.template.spec.containers[0].image}",
-        ])
-    };
+    let template_image = || field("svc", ".spec.template.spec.containers[0].image");
     wait_until("svc rolled back to its good revision", Duration::from_secs(90), || {
         template_image().contains("shop/svc:good")
     });
@@ -966,15 +950,7 @@ fn portcullis_behind_a_real_api_server() {
     wait_until("the RollbackImpossible Event on doomed", Duration::from_secs(60), || {
         !events_on("guarded", "Deployment", "doomed", "RollbackImpossible").is_empty()
     });
-    let image = cp.kubectl(&[
-        "get",
-        "deployment",
-        "doomed",
-        "-n",
-        "guarded",
-        "-o",
-        "jsonpath={.spec.template.spec.containers[0].image}",
-    ]);
+    let image = field("doomed", ".spec.template.spec.containers[0].image");
     assert!(image.contains("shop/svc:bad-a"), "left as it is: {image}");
 
     // What passes cost here (images, registry requests, time), for the record.
