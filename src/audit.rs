@@ -54,10 +54,13 @@
 //!
 //! # Writing
 //!
-//! [`AuditLog::write`] serialises on the caller and hands the bytes to a
-//! dedicated writer thread. The writer takes everything queued, chains it and
-//! writes it with one write and one flush. The queue is bounded in bytes, and
-//! a writer waits for room rather than dropping a record. [`AuditLog::close`]
+//! [`AuditLog::write`] hands the record itself to a dedicated writer thread:
+//! serialising, hashing and writing all happen there, off the request path.
+//! The writer takes everything queued, chains it and writes it with one write
+//! and one flush, then lets records gather for [`BATCH_WINDOW`] before the
+//! next batch (under load, one wake-up and one write per window rather than
+//! per record; when idle, a record is written at once). The queue is bounded
+//! in records, and a writer waits for room rather than dropping a record. [`AuditLog::close`]
 //! returns once everything queued is written. A record that cannot be written
 //! (an I/O error) is logged and counted ([`AuditLog::write_errors`]); after
 //! such an error the chain continues from what is on disk, as after a
@@ -74,7 +77,6 @@
 //! anchored outside the node.
 
 use std::fs::{File, OpenOptions};
-use std::future::Future;
 use std::io::{self, BufRead, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -132,7 +134,10 @@ pub const DEFAULT_MAX_BYTES: u64 = 64 << 20;
 /// Default interval between two `audit head` log lines.
 pub const DEFAULT_ANCHOR_INTERVAL: Duration = Duration::from_secs(300);
 /// Default bound of the queue between the callers and the writer, in bytes.
-pub const DEFAULT_QUEUE_BYTES: usize = 16 << 20;
+pub const DEFAULT_QUEUE_RECORDS: usize = 8192;
+
+/// How long the writer lets records gather after writing a batch.
+pub const BATCH_WINDOW: Duration = Duration::from_millis(2);
 
 /// What ends every line: `,"hash":"sha256:` (then 64 hex digits and `"}`).
 const HASH_KEY: &[u8] = b",\"hash\":\"sha256:";
@@ -158,8 +163,8 @@ pub struct AuditOptions {
     pub max_bytes: u64,
     /// How often the chain head is logged (`audit head`); zero: only at close.
     pub anchor_interval: Duration,
-    /// Most bytes of records queued for the writer; past it, writers wait.
-    pub queue_bytes: usize,
+    /// Most records queued for the writer; past it, writers wait.
+    pub queue_records: usize,
 }
 
 impl Default for AuditOptions {
@@ -167,7 +172,7 @@ impl Default for AuditOptions {
         AuditOptions {
             max_bytes: DEFAULT_MAX_BYTES,
             anchor_interval: DEFAULT_ANCHOR_INTERVAL,
-            queue_bytes: DEFAULT_QUEUE_BYTES,
+            queue_records: DEFAULT_QUEUE_RECORDS,
         }
     }
 }
@@ -177,7 +182,6 @@ impl Default for AuditOptions {
 pub struct AuditLog {
     tx: mpsc::Sender<Msg>,
     permits: Arc<Semaphore>,
-    queue_bytes: usize,
     shared: Arc<Shared>,
 }
 
@@ -199,9 +203,12 @@ impl Shared {
     }
 }
 
+/// A record waiting to be serialised (on the writer thread).
+type Serialise = Box<dyn FnOnce() -> serde_json::Result<Vec<u8>> + Send>;
+
 enum Msg {
-    /// A record's JSON, holding its room in the queue until written.
-    Record(Vec<u8>, OwnedSemaphorePermit),
+    /// A record, serialised by the writer, holding its room in the queue until written.
+    Record(Serialise, OwnedSemaphorePermit),
     /// Answered once everything queued before it is written.
     Flush(Ack),
     /// Like `Flush`, then the writer stops.
@@ -253,30 +260,23 @@ impl AuditLog {
         };
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new().name("audit-writer".into()).spawn(move || writer.run(rx))?;
-        // A permit per byte; a record larger than the queue takes all of it.
-        let queue_bytes = opts.queue_bytes.clamp(1, u32::MAX as usize);
-        Ok(AuditLog { tx, permits: Arc::new(Semaphore::new(queue_bytes)), queue_bytes, shared })
+        // A permit per record queued.
+        let queue = opts.queue_records.clamp(1, Semaphore::MAX_PERMITS);
+        Ok(AuditLog { tx, permits: Arc::new(Semaphore::new(queue)), shared })
     }
 
-    /// Queues one record (serialised here, on the caller), waiting for room
-    /// in the queue when it is full. The record is written shortly after, off
-    /// the caller's path; [`flush`](Self::flush) waits for that.
-    pub fn write<T: Serialize + ?Sized>(&self, record: &T) -> impl Future<Output = ()> + Send + '_ {
-        let json = serde_json::to_vec(record);
-        async move {
-            let json = match json {
-                Ok(j) => j,
-                Err(e) => return self.shared.lost(1, &format_args!("serialising the record: {e}")),
-            };
-            let n = json.len().clamp(1, self.queue_bytes) as u32;
-            match self.permits.clone().acquire_many_owned(n).await {
-                Ok(permit) => {
-                    if self.tx.send(Msg::Record(json, permit)).is_err() {
-                        self.shared.lost(1, &"the audit writer has stopped");
-                    }
+    /// Queues one record, waiting for room in the queue when it is full. The
+    /// record is serialised and written shortly after by the writer thread,
+    /// off the caller's path; [`flush`](Self::flush) waits for that.
+    pub async fn write<T: Serialize + Send + 'static>(&self, record: T) {
+        match self.permits.clone().acquire_owned().await {
+            Ok(permit) => {
+                let job: Serialise = Box::new(move || serde_json::to_vec(&record));
+                if self.tx.send(Msg::Record(job, permit)).is_err() {
+                    self.shared.lost(1, &"the audit writer has stopped");
                 }
-                Err(_) => self.shared.lost(1, &"the audit log is closed"),
             }
+            Err(_) => self.shared.lost(1, &"the audit log is closed"),
         }
     }
 
@@ -394,6 +394,10 @@ impl Writer {
             // Everything queued (bounded by the queue's size) goes in one batch.
             let batch: Vec<Msg> = std::iter::once(first).chain(rx.try_iter()).collect();
             let closing = self.process(batch);
+            if closing.is_empty() {
+                // Let the next batch gather: senders wake nobody meanwhile.
+                std::thread::sleep(BATCH_WINDOW);
+            }
             if !closing.is_empty() {
                 // Records that made it into the queue after the close are written too.
                 let late = self.process(rx.try_iter().collect());
@@ -418,8 +422,11 @@ impl Writer {
         let mut closes = Vec::new();
         for m in batch {
             match m {
-                Msg::Record(json, permit) => {
-                    records.push(json);
+                Msg::Record(job, permit) => {
+                    match job() {
+                        Ok(json) => records.push(json),
+                        Err(e) => self.shared.lost(1, &format_args!("serialising the record: {e}")),
+                    }
                     permits.push(permit);
                 }
                 Msg::Flush(ack) => {
@@ -902,7 +909,7 @@ mod tests {
     }
 
     fn small(max_bytes: u64) -> AuditOptions {
-        AuditOptions { max_bytes, anchor_interval: Duration::ZERO, queue_bytes: 4096 }
+        AuditOptions { max_bytes, anchor_interval: Duration::ZERO, queue_records: 64 }
     }
 
     #[test]
@@ -1008,7 +1015,7 @@ mod tests {
         let p = path.to_str().unwrap();
         let log = AuditLog::open_with(p, small(0)).unwrap();
         for i in 0..10 {
-            log.write(&json!({"i": i})).await;
+            log.write(json!({"i": i})).await;
         }
         log.close().await;
         let head = log.head().unwrap();
@@ -1016,7 +1023,7 @@ mod tests {
         let log = AuditLog::open_with(p, small(0)).unwrap();
         assert_eq!(log.head(), Some(head));
         for i in 10..20 {
-            log.write(&json!({"i": i})).await;
+            log.write(json!({"i": i})).await;
         }
         log.close().await;
         let t = verify_files(&[&path]).unwrap();
@@ -1030,7 +1037,7 @@ mod tests {
         assert_eq!(is, (0..20).collect::<Vec<_>>());
         assert_eq!(log.write_errors(), 0);
         // Refused after close, and counted.
-        log.write(&json!({"i": 20})).await;
+        log.write(json!({"i": 20})).await;
         assert_eq!(log.write_errors(), 1);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
     }
@@ -1041,7 +1048,7 @@ mod tests {
         let path = dir.path().join("audit.log");
         let log = AuditLog::open_with(path.to_str().unwrap(), small(2000)).unwrap();
         for i in 0..200 {
-            log.write(&json!({"i": i, "pad": "x".repeat(40)})).await;
+            log.write(json!({"i": i, "pad": "x".repeat(40)})).await;
         }
         log.close().await;
         let all = files(&path);
@@ -1067,7 +1074,7 @@ mod tests {
         std::fs::rename(&path, &next).unwrap();
         let log = AuditLog::open_with(path.to_str().unwrap(), small(2000)).unwrap();
         assert_eq!(log.head(), Some(head));
-        log.write(&json!({"i": 200})).await;
+        log.write(json!({"i": 200})).await;
         log.close().await;
         let t = verify_files(&files(&path)).unwrap();
         assert_eq!((t.records, t.head.unwrap().seq), (201, 200));
@@ -1077,10 +1084,10 @@ mod tests {
     async fn a_record_larger_than_the_limit_gets_a_file_of_its_own() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.log");
-        let log = AuditLog::open_with(path.to_str().unwrap(), AuditOptions { queue_bytes: 100, ..small(300) }).unwrap();
-        log.write(&json!({"i": 0})).await;
-        log.write(&json!({"i": 1, "pad": "x".repeat(1000)})).await;
-        log.write(&json!({"i": 2})).await;
+        let log = AuditLog::open_with(path.to_str().unwrap(), AuditOptions { queue_records: 1, ..small(300) }).unwrap();
+        log.write(json!({"i": 0})).await;
+        log.write(json!({"i": 1, "pad": "x".repeat(1000)})).await;
+        log.write(json!({"i": 2})).await;
         log.close().await;
         let all = files(&path);
         assert_eq!(all.len(), 3, "{all:?}");
@@ -1094,7 +1101,7 @@ mod tests {
         let p = path.to_str().unwrap();
         let log = AuditLog::open_with(p, small(0)).unwrap();
         for i in 0..5 {
-            log.write(&json!({"i": i})).await;
+            log.write(json!({"i": i})).await;
         }
         log.close().await;
         // A write cut short.
@@ -1106,7 +1113,7 @@ mod tests {
         let log = AuditLog::open_with(p, small(0)).unwrap();
         assert_eq!(log.head().unwrap().seq, 4, "the chain goes on from the last intact record");
         for i in 5..8 {
-            log.write(&json!({"i": i})).await;
+            log.write(json!({"i": i})).await;
         }
         log.close().await;
         let (file, line, seq, p) = broken(verify_files(&[&path]));
@@ -1127,7 +1134,7 @@ mod tests {
         std::fs::write(&path, old).unwrap();
         let log = AuditLog::open_with(path.to_str().unwrap(), small(0)).unwrap();
         assert_eq!(log.head(), None);
-        log.write(&json!({"i": 0})).await;
+        log.write(json!({"i": 0})).await;
         log.close().await;
         assert_eq!(std::fs::read_to_string(dir.path().join("audit.log.000001")).unwrap(), old);
         let t = verify_files(&[&path]).unwrap();
@@ -1145,7 +1152,7 @@ mod tests {
                 let log = log.clone();
                 tokio::spawn(async move {
                     for i in 0..4000 / 64 + usize::from(t < 4000 % 64) {
-                        log.write(&json!({"task": t, "i": i})).await;
+                        log.write(json!({"task": t, "i": i})).await;
                     }
                 })
             })
@@ -1167,7 +1174,7 @@ mod tests {
         // Every write to /dev/full fails (no space left).
         let log = AuditLog::open_with("/dev/full", small(0)).unwrap();
         for i in 0..3 {
-            log.write(&json!({"i": i})).await;
+            log.write(json!({"i": i})).await;
             log.flush().await;
         }
         log.close().await;
@@ -1180,10 +1187,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.log");
         let log = AuditLog::open_with(path.to_str().unwrap(), small(0)).unwrap();
-        log.write(&json!({"i": 0})).await;
+        log.write(json!({"i": 0})).await;
         log.flush().await;
         assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 1);
-        log.write(&json!({"i": 1})).await;
+        log.write(json!({"i": 1})).await;
         log.flush_blocking();
         assert_eq!(verify_files(&[&path]).unwrap().records, 2);
     }

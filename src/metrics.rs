@@ -229,6 +229,9 @@ pub struct Metrics {
     registry_requests: Family<RequestLabels, Counter>,
     registry_duration: HistogramFamily<OperationLabels>,
     cache: Family<CacheLabels, Counter>,
+    /// The cache counters admission touches for every image, looked up
+    /// once: (`tag`, `evidence`) x (hit, miss).
+    cache_counters: [[Counter; 2]; 2],
     break_glass: Family<TierResultLabels, Counter>,
     evidence_age: HistogramFamily<AgeLabels>,
     reloads: Family<ResultLabels, Counter>,
@@ -282,6 +285,7 @@ impl Metrics {
             registry_requests: Family::default(),
             registry_duration: histograms(|| Histogram::new(REGISTRY_BUCKETS)),
             cache: Family::default(),
+            cache_counters: Default::default(),
             break_glass: Family::default(),
             evidence_age: histograms(|| Histogram::new(AGE_BUCKETS)),
             reloads: Family::default(),
@@ -299,6 +303,7 @@ impl Metrics {
             running_lock: Mutex::default(),
             registry: Registry::default(),
         };
+        m.cache_counters = ["tag", "evidence"].map(|c| [m.cache_family(c, true), m.cache_family(c, false)]);
         m.registry.register(
             "portcullis_admission_decisions",
             "Admission decisions by tier, result (allowed, denied, warned, break_glass, error) and reason",
@@ -459,8 +464,15 @@ impl Metrics {
 
     /// One lookup in a cache (`tag` or `evidence`).
     pub fn cache(&self, cache: &str, hit: bool) {
+        match ["tag", "evidence"].iter().position(|c| *c == cache) {
+            Some(i) => self.cache_counters[i][usize::from(!hit)].inc(),
+            None => self.cache_family(cache, hit).inc(),
+        };
+    }
+
+    fn cache_family(&self, cache: &str, hit: bool) -> Counter {
         let result = if hit { "hit" } else { "miss" };
-        self.cache.get_or_create(&CacheLabels { cache: s(cache), result: s(result) }).inc();
+        self.cache.get_or_create(&CacheLabels { cache: s(cache), result: s(result) }).clone()
     }
 
     /// A break-glass request for denied images: `granted` or `refused`.

@@ -410,7 +410,7 @@ async fn act(
         Ok(()) => {
             tracing::warn!(%namespace, %workload, from = current, to = chosen.number, "rolled back");
             st.audit
-                .write(&rollback::RolledBack {
+                .write(rollback::RolledBack {
                     action: "rollback",
                     time: at.clone(),
                     namespace: namespace.to_string(),

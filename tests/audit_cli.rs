@@ -20,7 +20,7 @@ async fn write_trail(path: &Path, n: u64, max_bytes: u64) {
     let log =
         AuditLog::open_with(path.to_str().unwrap(), AuditOptions { max_bytes, ..AuditOptions::default() }).unwrap();
     for i in 0..n {
-        log.write(&json!({"uid": format!("uid-{i}"), "namespace": "prod", "allowed": i % 3 != 0})).await;
+        log.write(json!({"uid": format!("uid-{i}"), "namespace": "prod", "allowed": i % 3 != 0})).await;
     }
     log.close().await;
     assert_eq!(log.write_errors(), 0);

@@ -220,7 +220,16 @@ fn deny(resp: AdmissionResponse, msg: String) -> AdmissionResponse {
 }
 
 fn review_response(resp: AdmissionResponse) -> Response {
-    let patch = resp.patch.clone();
+    let Some(patch) = resp.patch.clone() else {
+        // The usual answer: serialised once, straight to the body.
+        return match serde_json::to_vec(&resp.into_review()) {
+            Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+            Err(e) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, format!("portcullis: encoding the answer: {e}")).into_response()
+            }
+        };
+    };
+    let patch = Some(patch);
     let mut review = match serde_json::to_value(resp.into_review()) {
         Ok(v) => v,
         Err(e) => {
@@ -312,14 +321,15 @@ async fn validate(
         let elapsed = start.elapsed().as_secs_f64();
         let record = Record { latency_ms: elapsed * 1000.0, ..record };
         account(&st, &req, &record, elapsed);
-        // Every judged request is audited: one with a tier, or one denied before
-        // a tier was known. Objects without pod specs, and unchanged updates, are not.
-        if record.tier.is_some() || !record.allowed {
-            st.audit.write(&record).await;
-        }
         // Names and messages come from the request: Debug-formatted, so that no
         // newline in them can forge a line of a text log.
         tracing::info!(ns = ?record.namespace, name = ?record.name, kind = ?record.kind, allowed = record.allowed, result = record.result.as_str(), reason = %record.reason, ms = record.latency_ms, "decision");
+        // Every judged request is audited: one with a tier, or one denied before
+        // a tier was known. Objects without pod specs, and unchanged updates, are not.
+        // The record is serialised and written by the audit writer, not here.
+        if record.tier.is_some() || !record.allowed {
+            st.audit.write(record).await;
+        }
         review_response(resp)
     }
     .instrument(span)
@@ -418,8 +428,22 @@ impl Subject {
             return None;
         }
         let shape = extract::shape(&req.kind.group, &req.kind.kind)?;
-        let value =
-            |o: &Option<DynamicObject>| o.as_ref().and_then(|o| serde_json::to_value(o).ok()).unwrap_or(Value::Null);
+        // The object as JSON: its fields (already a JSON value, cloned) with
+        // its metadata, rather than a round trip through the serialiser.
+        let value = |o: &Option<DynamicObject>| {
+            o.as_ref().map_or(Value::Null, |o| match &o.data {
+                Value::Object(fields) => {
+                    let mut v = fields.clone();
+                    if let Some(t) = &o.types {
+                        v.insert("apiVersion".into(), Value::String(t.api_version.clone()));
+                        v.insert("kind".into(), Value::String(t.kind.clone()));
+                    }
+                    v.insert("metadata".into(), serde_json::to_value(&o.metadata).unwrap_or(Value::Null));
+                    Value::Object(v)
+                }
+                _ => serde_json::to_value(o).unwrap_or(Value::Null),
+            })
+        };
         let object = value(&req.object);
         let namespace = req
             .namespace
@@ -528,8 +552,8 @@ impl Record {
         }
     }
 
-    /// The record with what was decided.
-    fn decided(self, d: &Decision) -> Record {
+    /// The record with what was decided (the verdicts move into it).
+    fn decided(self, d: Decision) -> Record {
         let mut exceptions: Vec<String> = Vec::new();
         for e in d.verdicts.iter().flat_map(|v| &v.exceptions) {
             if !exceptions.contains(e) {
@@ -540,11 +564,11 @@ impl Record {
             allowed: d.allowed,
             result: d.outcome,
             reason: d.reason.to_string(),
-            images: d.verdicts.clone(),
+            images: d.verdicts,
             exceptions,
-            break_glass: d.break_glass.clone(),
-            message: d.message.clone(),
-            warnings: d.warnings.clone(),
+            break_glass: d.break_glass,
+            message: d.message,
+            warnings: d.warnings,
             ..self
         }
     }
@@ -592,15 +616,14 @@ pub async fn decide(
     };
     record.owner = extract::controller(&subject.object).map(|o| o.to_string());
     let answer = |record: Record, decision: Decision| {
-        let record = record.decided(&decision);
         let mut resp = AdmissionResponse::from(req);
-        if let Some(msg) = decision.message.filter(|_| !decision.allowed) {
-            resp = deny(resp, msg);
+        if let Some(msg) = decision.message.as_ref().filter(|_| !decision.allowed) {
+            resp = deny(resp, msg.clone());
         }
         if !decision.warnings.is_empty() {
-            resp.warnings = Some(decision.warnings);
+            resp.warnings = Some(decision.warnings.clone());
         }
-        (resp, record)
+        (resp, record.decided(decision))
     };
     let refuse = |record: Record, reason: &'static str, why: &str| {
         answer(record, policy::decide::refuse(&policy.digest, reason, why))
