@@ -10,6 +10,12 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
+
+/// mimalloc rather than the system allocator: deciding a request allocates
+/// many small objects on several threads at once, where glibc's allocator
+/// contends on its arena locks (BENCHMARKS.md says what it bought).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use portcullis::audit::{AuditLog, AuditOptions};
