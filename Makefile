@@ -135,7 +135,8 @@ certs-dev/tls.crt: scripts/dev-certs.sh
 clean-certs:
 	rm -f certs-dev/*.crt certs-dev/*.key certs-dev/*.srl
 
-## bench: the warm path against a no-op handler's ceiling (writes BENCHMARKS.md), then decision latency cached and uncached, against a real registry
+## bench: warm path against a no-op handler's ceiling, cold path against cosign, registry economy, growth and memory (writes BENCHMARKS.md); then decision latency cached and uncached, against a real registry
 bench: tools
+	$(CARGO) build --release --bin portcullis
 	$(CARGO) run --release --example bench
 	$(CARGO) test --release --test bench -- --ignored --nocapture

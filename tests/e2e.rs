@@ -390,7 +390,8 @@ fn portcullis_behind_a_real_api_server() {
         let crit = w.image("shop/api", "crit", Some(("scanner", criticals())), Some(("ci", passed()))).await;
         // A private registry (TLS with its own CA, htpasswd) holding the clean image.
         let auth = RegistryAuth::Basic { user: "ci".into(), password: "pw".into() };
-        let private = Registry::start_with(RegistryOptions { tls: Some(private_tls.clone()), auth }).await;
+        let private =
+            Registry::start_with(RegistryOptions { tls: Some(private_tls.clone()), auth, ..Default::default() }).await;
         w.reg.copy_image(&private, "shop/api", "clean", clean.rsplit('@').next().unwrap()).await;
         (w, private, clean, crit)
     });

@@ -28,7 +28,7 @@ async fn private(kind: &str) -> (Registry, TestTls, String, Sigstore) {
             RegistryAuth::Token { issuer, realm }
         }
     };
-    let reg = Registry::start_with(RegistryOptions { tls: Some(tls.clone()), auth }).await;
+    let reg = Registry::start_with(RegistryOptions { tls: Some(tls.clone()), auth, ..Default::default() }).await;
     let sigstore = Sigstore::new();
     let image = reg.push_image("private/app", "v1", kind).await;
     attest(&reg, &image, &sigstore, RELEASE, "https://github.com/acme/shop", "bundle").await;

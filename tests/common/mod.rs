@@ -54,6 +54,8 @@ pub struct Registry {
 pub struct RegistryOptions {
     pub tls: Option<TestTls>,
     pub auth: RegistryAuth,
+    /// Where the registry writes its access log (one line per request).
+    pub access_log: Option<PathBuf>,
 }
 
 #[derive(Clone, Default)]
@@ -137,7 +139,10 @@ impl Registry {
             let mut child = Command::new(&bin)
                 .arg("serve")
                 .arg(&cfg)
-                .stdout(Stdio::null())
+                .stdout(match &o.access_log {
+                    Some(p) => Stdio::from(std::fs::File::create(p).unwrap()),
+                    None => Stdio::null(),
+                })
                 .stderr(Stdio::null())
                 .spawn()
                 .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
