@@ -160,6 +160,12 @@ impl Engine {
         self.registry.requests()
     }
 
+    /// Entries held in the evidence cache (after pending evictions are done).
+    pub async fn evidence_entries(&self) -> u64 {
+        self.evidence.run_pending_tasks().await;
+        self.evidence.entry_count()
+    }
+
     /// Tries `work` with each login of `keys` for `image`'s registry, in
     /// order, moving on only when one is refused; when all are, one error
     /// names every login tried.

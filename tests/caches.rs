@@ -1,0 +1,118 @@
+//! The caches earn their keep without changing a decision: evidence is
+//! keyed by the trust that verified it, decisions are never cached, failures
+//! are remembered only briefly, and the caches are bounded. (Concurrent
+//! misses sharing one lookup: `admission::concurrent_requests_for_a_new_image_share_one_lookup`.)
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use portcullis::engine::EngineConfig;
+use portcullis::policy::Policy;
+use serde_json::{json, Value};
+
+fn message(resp: &Value) -> String {
+    resp["status"]["message"].as_str().unwrap_or_default().to_string()
+}
+
+const EVIDENCE_MISS: &str = "portcullis_cache_requests_total{cache=\"evidence\",result=\"miss\"}";
+const EVIDENCE_HIT: &str = "portcullis_cache_requests_total{cache=\"evidence\",result=\"hit\"}";
+
+fn policy(text: &str) -> Policy {
+    Policy::from_yaml(text, "test policy").unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evidence_verified_under_other_keys_is_never_reused() {
+    let w = world().await;
+    let image = w.image("shop/trust", "v1", Some(("scanner", clean())), Some(("ci", passed()))).await;
+    let hook = Webhook::start(&w.policy, EngineConfig::default()).await;
+    let resp = hook.admit_pod("prod", &[&image], json!({}), &[]).await;
+    assert_eq!(resp["allowed"], true, "{resp}");
+    assert_eq!(metric(&hook.metrics().await, EVIDENCE_MISS), 1.0);
+
+    // The scanner's key is replaced: what the old key verified must not count.
+    let scanner = std::fs::read_to_string(w.cosign.path().join("scanner.pub")).unwrap();
+    let rogue = std::fs::read_to_string(w.cosign.path().join("rogue.pub")).unwrap();
+    let ci = std::fs::read_to_string(w.cosign.path().join("ci.pub")).unwrap();
+    hook.state.set_policy(policy(&policy_yaml(&rogue, &ci)));
+    let resp = hook.admit_pod("prod", &[&image], json!({}), &[]).await;
+    assert_eq!(resp["allowed"], false, "evidence verified under the old key was reused: {resp}");
+    assert!(message(&resp).contains("does not verify with any trusted key"), "{}", message(&resp));
+    assert_eq!(metric(&hook.metrics().await, EVIDENCE_MISS), 2.0, "looked up again under the new trust");
+
+    // Back to the first keys: their own cached evidence answers, with no new lookup.
+    hook.state.set_policy(policy(&policy_yaml(&scanner, &ci)));
+    let resp = hook.admit_pod("prod", &[&image], json!({}), &[]).await;
+    assert_eq!(resp["allowed"], true, "{resp}");
+    let m = hook.metrics().await;
+    assert_eq!(metric(&m, EVIDENCE_MISS), 2.0, "{m}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_policy_judges_cached_evidence_at_once() {
+    let w = world().await;
+    let image = w.image("shop/strict", "v1", Some(("scanner", criticals())), Some(("ci", passed()))).await;
+    let hook = Webhook::start(&w.policy, EngineConfig::default()).await;
+    // Development warns about criticals.
+    let resp = hook.admit_pod("dev", &[&image], json!({}), &[]).await;
+    assert_eq!(resp["allowed"], true, "{resp}");
+    // The same trust, a stricter tier: the very next decision denies, on the
+    // evidence already cached (no decision is ever cached).
+    let strict = w.policy.replace(
+        "    development:\n      mode: warn\n      onError: allow",
+        "    development:\n      mode: enforce\n      onError: deny",
+    );
+    assert_ne!(strict, w.policy);
+    hook.state.set_policy(policy(&strict));
+    let resp = hook.admit_pod("dev", &[&image], json!({}), &[]).await;
+    assert_eq!(resp["allowed"], false, "{resp}");
+    assert!(message(&resp).contains("CVE-2024-1111"), "{}", message(&resp));
+    let m = hook.metrics().await;
+    assert_eq!((metric(&m, EVIDENCE_MISS), metric(&m, EVIDENCE_HIT)), (1.0, 1.0), "{m}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_lookup_is_retried_after_the_error_ttl() {
+    let w = world().await;
+    let error_ttl = Duration::from_secs(2);
+    let hook = Webhook::start(&w.policy, EngineConfig { error_ttl, ..EngineConfig::default() }).await;
+    let tagged = format!("{}/shop/late:v1", w.reg.host);
+    let failed_at = Instant::now();
+    let resp = hook.admit_pod("prod", &[&tagged], json!({}), &[]).await;
+    assert_eq!(resp["allowed"], false);
+    assert!(message(&resp).contains("not found"), "{}", message(&resp));
+
+    // The image appears (with its evidence). Within the error TTL the
+    // failure is remembered; after it, the image is looked up again.
+    w.image("shop/late", "v1", Some(("scanner", clean())), Some(("ci", passed()))).await;
+    let until = Instant::now() + error_ttl * 10;
+    loop {
+        let resp = hook.admit_pod("prod", &[&tagged], json!({}), &[]).await;
+        if resp["allowed"] == true {
+            assert!(failed_at.elapsed() >= error_ttl, "the failure was forgotten before its TTL");
+            break;
+        }
+        assert!(message(&resp).contains("not found"), "{}", message(&resp));
+        assert!(Instant::now() < until, "the failure was remembered far past its TTL");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_evidence_cache_is_bounded() {
+    let w = world().await;
+    let capacity = 3;
+    let hook = Webhook::start(&w.policy, EngineConfig { cache_capacity: capacity, ..EngineConfig::default() }).await;
+    for i in 0..12 {
+        // Images without attestations: each a cached "nothing verified".
+        let image = w.reg.push_image("shop/many", &format!("v{i}"), &format!("many-{i}")).await;
+        let resp = hook.admit_pod("prod", &[&image], json!({}), &[]).await;
+        assert_eq!(resp["allowed"], false, "{resp}");
+    }
+    assert_eq!(metric(&hook.metrics().await, EVIDENCE_MISS), 12.0);
+    let held = hook.state.engine.evidence_entries().await;
+    assert!(held <= capacity, "{held} entries cached, more than the capacity of {capacity}");
+    assert!(held > 0, "nothing cached at all");
+}
