@@ -60,8 +60,8 @@
 //! and one flush, then lets records gather for [`BATCH_WINDOW`] before the
 //! next batch (under load, one wake-up and one write per window rather than
 //! per record; when idle, a record is written at once). The queue is bounded
-//! in records, and a writer waits for room rather than dropping a record. [`AuditLog::close`]
-//! returns once everything queued is written. A record that cannot be written
+//! in records, and a writer waits for room rather than dropping a record.
+//! [`AuditLog::close`] returns once everything queued is written. A record that cannot be written
 //! (an I/O error) is logged and counted ([`AuditLog::write_errors`]); after
 //! such an error the chain continues from what is on disk, as after a
 //! restart. Records queued but not yet written when the process is killed are
@@ -133,7 +133,7 @@ pub const GENESIS: &str = "sha256:0000000000000000000000000000000000000000000000
 pub const DEFAULT_MAX_BYTES: u64 = 64 << 20;
 /// Default interval between two `audit head` log lines.
 pub const DEFAULT_ANCHOR_INTERVAL: Duration = Duration::from_secs(300);
-/// Default bound of the queue between the callers and the writer, in bytes.
+/// Default bound of the queue between the callers and the writer, in records.
 pub const DEFAULT_QUEUE_RECORDS: usize = 8192;
 
 /// How long the writer lets records gather after writing a batch.
