@@ -300,11 +300,15 @@ async fn noop() -> (String, reqwest::Client) {
     let addr = listener.local_addr().unwrap();
     let server = axum_server::from_tcp_rustls(listener, config).unwrap();
     tokio::spawn(async move { server.serve(app.into_make_service()).await });
-    let client = reqwest::Client::builder()
+    (format!("https://{addr}/validate"), client_trusting(&tls))
+}
+
+/// An HTTPS client that trusts `tls`' test CA only.
+fn client_trusting(tls: &TestTls) -> reqwest::Client {
+    reqwest::Client::builder()
         .tls_certs_only([reqwest::Certificate::from_pem(tls.ca_pem.as_bytes()).unwrap()])
         .build()
-        .unwrap();
-    (format!("https://{addr}/validate"), client)
+        .unwrap()
 }
 
 // ---------------------------------------------------------------- cold --
@@ -709,10 +713,7 @@ async fn memory(w: &World, signer: &Signer, policy: &str) -> String {
             .spawn()
             .unwrap(),
     );
-    let client = reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(tls.ca_pem.as_bytes()).unwrap()])
-        .build()
-        .unwrap();
+    let client = client_trusting(&tls);
     let base = format!("https://127.0.0.1:{port}");
     let until = Instant::now() + Duration::from_secs(30);
     while client.get(format!("{base}/readyz")).send().await.map(|r| r.status().is_success()).ok() != Some(true) {

@@ -394,10 +394,6 @@ impl Writer {
             // Everything queued (bounded by the queue's size) goes in one batch.
             let batch: Vec<Msg> = std::iter::once(first).chain(rx.try_iter()).collect();
             let closing = self.process(batch);
-            if closing.is_empty() {
-                // Let the next batch gather: senders wake nobody meanwhile.
-                std::thread::sleep(BATCH_WINDOW);
-            }
             if !closing.is_empty() {
                 // Records that made it into the queue after the close are written too.
                 let late = self.process(rx.try_iter().collect());
@@ -405,6 +401,8 @@ impl Writer {
                 closing.into_iter().chain(late).for_each(Ack::send);
                 return;
             }
+            // Let the next batch gather: senders wake nobody meanwhile.
+            std::thread::sleep(BATCH_WINDOW);
             if next_anchor.is_some_and(|at| Instant::now() >= at) {
                 self.log_head();
                 next_anchor = self.anchor.and_then(|d| Instant::now().checked_add(d));

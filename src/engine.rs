@@ -235,7 +235,7 @@ impl Engine {
         auth: Auth,
         expand: bool,
     ) -> Result<Arc<ImageEvidence>, LookupError> {
-        let key = (image.name(), digest.clone(), policy.trust.fingerprint().to_string(), auth.scope());
+        let key = evidence_key(image, digest.clone(), policy, &auth);
         let me = self.clone();
         let img = image.clone();
         let policy = policy.clone();
@@ -295,7 +295,7 @@ impl Engine {
         let (img, a) = (image.clone(), auth.clone());
         let entry = self
             .tags
-            .entry((image.to_string(), auth.scope()))
+            .entry(tag_key(image, auth))
             .or_insert_with(async move { Ok(me.registry.resolve(&img, &a).await?) })
             .await;
         self.metrics.cache("tag", !entry.is_fresh());
@@ -355,16 +355,26 @@ impl Engine {
         let auth = keys.candidates(&image.registry).into_iter().next()?;
         let digest = match &image.digest {
             Some(d) => d.clone(),
-            None => self.tags.get(&(image.to_string(), auth.scope())).await?.ok()?,
+            None => self.tags.get(&tag_key(image, &auth)).await?.ok()?,
         };
-        let key = (image.name(), digest, policy.trust.fingerprint().to_string(), auth.scope());
-        let ev = self.evidence.get(&key).await?.ok()?;
+        let ev = self.evidence.get(&evidence_key(image, digest, policy, &auth)).await?.ok()?;
         if image.digest.is_none() {
             self.metrics.cache("tag", true);
         }
         self.metrics.cache("evidence", true);
         Some(ev)
     }
+}
+
+/// Where the evidence of `image`'s `digest`, verified under `policy`'s trust
+/// with `auth`, is cached: the lookup and the warm path must agree on it.
+fn evidence_key(image: &ImageRef, digest: Digest, policy: &Policy, auth: &Auth) -> EvidenceKey {
+    (image.name(), digest, policy.trust.fingerprint().to_string(), auth.scope())
+}
+
+/// Where the digest of `image`'s tag, resolved with `auth`, is cached.
+fn tag_key(image: &ImageRef, auth: &Auth) -> TagKey {
+    (image.to_string(), auth.scope())
 }
 
 /// Runs `work` as a task of its own and waits for it until `deadline`. Past

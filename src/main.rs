@@ -10,12 +10,6 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
-
-/// mimalloc rather than the system allocator: deciding a request allocates
-/// many small objects on several threads at once, where glibc's allocator
-/// contends on its arena locks (BENCHMARKS.md says what it bought).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use portcullis::audit::{AuditLog, AuditOptions};
@@ -26,6 +20,12 @@ use portcullis::metrics::Metrics;
 use portcullis::policy::{parse_duration, GrantKeys, Policy, EMBEDDED_DEFAULT};
 use portcullis::registry::{Credentials, Limits, Registry};
 use portcullis::webhook::{self, AppState, PinImages};
+
+/// mimalloc rather than the system allocator: deciding a request allocates
+/// many small objects on several threads at once, where glibc's allocator
+/// contends on its arena locks (BENCHMARKS.md says what it bought).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Admit container images into an environment tier only on signed evidence:
 /// a cosign-attested vulnerability scan and test results, checked against the

@@ -230,7 +230,7 @@ pub struct Metrics {
     registry_duration: HistogramFamily<OperationLabels>,
     cache: Family<CacheLabels, Counter>,
     /// The cache counters admission touches for every image, looked up
-    /// once: (`tag`, `evidence`) x (hit, miss).
+    /// once: [`COUNTED_CACHES`] x (hit, miss).
     cache_counters: [[Counter; 2]; 2],
     break_glass: Family<TierResultLabels, Counter>,
     evidence_age: HistogramFamily<AgeLabels>,
@@ -262,6 +262,9 @@ impl Default for Metrics {
         Metrics::new()
     }
 }
+
+/// The caches whose counters are looked up once (`Metrics::cache_counters`).
+const COUNTED_CACHES: [&str; 2] = ["tag", "evidence"];
 
 fn s(v: &str) -> String {
     v.to_string()
@@ -303,7 +306,7 @@ impl Metrics {
             running_lock: Mutex::default(),
             registry: Registry::default(),
         };
-        m.cache_counters = ["tag", "evidence"].map(|c| [m.cache_family(c, true), m.cache_family(c, false)]);
+        m.cache_counters = COUNTED_CACHES.map(|c| [m.cache_family(c, true), m.cache_family(c, false)]);
         m.registry.register(
             "portcullis_admission_decisions",
             "Admission decisions by tier, result (allowed, denied, warned, break_glass, error) and reason",
@@ -464,7 +467,7 @@ impl Metrics {
 
     /// One lookup in a cache (`tag` or `evidence`).
     pub fn cache(&self, cache: &str, hit: bool) {
-        match ["tag", "evidence"].iter().position(|c| *c == cache) {
+        match COUNTED_CACHES.iter().position(|c| *c == cache) {
             Some(i) => self.cache_counters[i][usize::from(!hit)].inc(),
             None => self.cache_family(cache, hit).inc(),
         };

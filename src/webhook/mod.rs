@@ -219,30 +219,24 @@ fn deny(resp: AdmissionResponse, msg: String) -> AdmissionResponse {
     resp
 }
 
-fn review_response(resp: AdmissionResponse) -> Response {
-    let Some(patch) = resp.patch.clone() else {
-        // The usual answer: serialised once, straight to the body.
-        return match serde_json::to_vec(&resp.into_review()) {
-            Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
-            Err(e) => {
-                (StatusCode::INTERNAL_SERVER_ERROR, format!("portcullis: encoding the answer: {e}")).into_response()
-            }
-        };
+fn review_response(mut resp: AdmissionResponse) -> Response {
+    let patch = resp.patch.take();
+    let review = resp.into_review();
+    // The usual answer is serialised once, straight to the body. A JSON patch
+    // travels base64-encoded, as the API documents it (kube's type would
+    // write the bytes as a list of numbers).
+    let body = match patch {
+        None => serde_json::to_vec(&review),
+        Some(p) => serde_json::to_value(&review).and_then(|mut v| {
+            use base64::Engine as _;
+            v["response"]["patch"] = Value::String(base64::engine::general_purpose::STANDARD.encode(p));
+            serde_json::to_vec(&v)
+        }),
     };
-    let patch = Some(patch);
-    let mut review = match serde_json::to_value(resp.into_review()) {
-        Ok(v) => v,
-        Err(e) => {
-            return (StatusCode::INTERNAL_SERVER_ERROR, format!("portcullis: encoding the answer: {e}")).into_response()
-        }
-    };
-    // A JSON patch travels base64-encoded, as the API documents it (kube's
-    // type would write the bytes as a list of numbers).
-    if let Some(p) = patch {
-        use base64::Engine as _;
-        review["response"]["patch"] = Value::String(base64::engine::general_purpose::STANDARD.encode(p));
+    match body {
+        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("portcullis: encoding the answer: {e}")).into_response(),
     }
-    (StatusCode::OK, axum::Json(review)).into_response()
 }
 
 /// A body that is not a usable AdmissionReview: answered with a clear error.
