@@ -208,8 +208,13 @@ struct ServeArgs {
     /// Every replica must have the same file (a Secret); without one, a random key known to this process only.
     #[arg(long, value_name = "FILE", env = "PORTCULLIS_GRANT_KEY")]
     grant_key: Option<PathBuf>,
+    /// A user a workload controller acts as, besides kube-controller-manager's own (its controllers' kube-system
+    /// service accounts, `system:kube-controller-manager`): it may present a break-glass grant on the copies it makes
+    /// of a granted workload (e.g. `system:serviceaccount:argo-rollouts:argo-rollouts`). Repeatable.
+    #[arg(long = "controller-user", value_name = "USER")]
+    controller_users: Vec<String>,
     /// What /mutate pins to digests: `pods` (the kubelet pulls what was judged), `all` (also the pod templates
-    /// users apply), or `never`.
+    /// users apply), or `never`. In tiers with `requireDigest`, the pod templates users apply are pinned unless `never`.
     #[arg(long, value_enum, default_value_t = PinImages::Pods)]
     pin_images: PinImages,
     /// Most distinct images judged in one review; an object naming more is denied.
@@ -477,6 +482,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         pull_secrets,
         events,
         timelines: Default::default(),
+        controller_users: a.controller_users.clone(),
     });
     let tls =
         axum_server::tls_rustls::RustlsConfig::from_pem_file(&a.tls_cert, &a.tls_key).await.with_context(|| {

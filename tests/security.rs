@@ -282,6 +282,164 @@ async fn a_granted_break_glass_reaches_its_copies_and_nothing_else() {
     }
 }
 
+/// The object as `/mutate` alone leaves it (its patch applied).
+async fn mutated(hook: &Webhook, review: &Value) -> Value {
+    let m = send(hook, "/mutate", review).await;
+    assert_eq!(m["allowed"], true, "the mutating step never denies: {m}");
+    let mut object = review["request"]["object"].clone();
+    if let Some(p) = m["patch"].as_str() {
+        let p: json_patch::Patch =
+            serde_json::from_slice(&base64::engine::general_purpose::STANDARD.decode(p).unwrap()).unwrap();
+        json_patch::patch(&mut object, &p).unwrap();
+    }
+    object
+}
+
+/// Issue 21, finding 1: anyone who reached the webhook port could post a
+/// forged `/mutate` in the name of bob (sre-oncall) and get a validly signed
+/// grant back; alice (an editor) then applied the Deployment carrying only
+/// that grant, and it, its ReplicaSet and its Pod were admitted in
+/// production. A grant counts only for the user it names, on their own
+/// request, or on the copies a workload controller makes of the object it
+/// was stamped on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_minted_for_one_user_is_useless_to_another() {
+    let w = world().await;
+    let bare = w.image("shop/mint", "bare", None, None).await;
+    let hook = Webhook::start(&w.policy, EngineConfig::default()).await;
+
+    // The forged review: bob's name, break-glass annotations, an unattested image.
+    let forged = review("apps/v1", "Deployment", "CREATE", &deployment("web", &[&bare], glass()), None, "bob", SRE);
+    let token = grant_of(&mutated(&hook, &forged).await).expect("a grant stamped for bob");
+    let carried = deployment("web", &[&bare], json!({"portcullis.dev/break-glass-grant": token}));
+
+    // alice applies the workload with only the grant: refused, whatever the kind.
+    let (resp, _) = admit(&hook, review("apps/v1", "Deployment", "CREATE", &carried, None, "alice", EDITOR)).await;
+    assert_eq!(resp["allowed"], false, "{resp}");
+    assert!(
+        message(&resp).contains("the grant was made for bob, and on Deployment/web itself it counts only on bob's own requests, not alice's"),
+        "{}",
+        message(&resp)
+    );
+    let mut updated = carried.clone();
+    updated["metadata"]["labels"] = json!({"team": "payments"});
+    let old = deployment("web", &[&format!("{}/shop/mint:old", w.reg.host)], json!({}));
+    let (resp, _) =
+        admit(&hook, review("apps/v1", "Deployment", "UPDATE", &updated, Some(&old), "alice", EDITOR)).await;
+    assert_eq!(resp["allowed"], false, "an update carrying the grant: {resp}");
+    // The copies alice makes herself, claiming the granted Deployment as owner.
+    let rs = copy_of(&carried, "ReplicaSet", "web-5d8f9");
+    let pod = copy_of(&rs, "Pod", "web-5d8f9-abcde");
+    for (kind, api, copy) in [("ReplicaSet", "apps/v1", &rs), ("Pod", "v1", &pod)] {
+        let (resp, _) = admit(&hook, review(api, kind, "CREATE", copy, None, "alice", EDITOR)).await;
+        assert_eq!(resp["allowed"], false, "{kind} created by alice: {resp}");
+        assert!(
+            message(&resp).contains("counts only when a workload controller creates it, and alice is not one"),
+            "{kind}: {}",
+            message(&resp)
+        );
+    }
+    let audit = hook.audit();
+    assert!(audit.iter().rev().take(4).all(|r| r["breakGlass"]["breakGlass"] == "refused"), "{audit:#?}");
+
+    // What a grant is for still works: bob's own request, and the
+    // controllers' copies of the object it was stamped on.
+    let (resp, _) = admit(&hook, review("apps/v1", "Deployment", "CREATE", &carried, None, "bob", SRE)).await;
+    assert_eq!(resp["allowed"], true, "{resp}");
+    let (resp, _) = admit(&hook, by_controller(&rs)).await;
+    assert_eq!(resp["allowed"], true, "{resp}");
+    let (resp, _) = admit(&hook, by_controller(&pod)).await;
+    assert_eq!(resp["allowed"], true, "{resp}");
+    assert_eq!(hook.audit().last().unwrap()["breakGlass"]["carried"]["presentedBy"], CONTROLLER);
+}
+
+/// Issue 21, finding 3: alice (an editor) put a break-glass justification in
+/// a Deployment whose images passed, then moved its tag to an unattested
+/// image; bob (sre-oncall) ran `kubectl annotate deploy/web team=payments`,
+/// `/mutate` minted a grant in bob's name over the unattested digest with
+/// alice's text, and the rollout was admitted. Break-glass is asked only by
+/// the request that writes (adds or changes) the justification.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn break_glass_is_never_laundered_through_a_colleagues_change() {
+    let w = world().await;
+    w.image("shop/laundry", "release", Some(("scanner", clean())), Some(("ci", passed()))).await;
+    let tag = format!("{}/shop/laundry:release", w.reg.host);
+    let hook = Webhook::start(&w.policy, EngineConfig::default()).await;
+    let (resp, dep) = admit(
+        &hook,
+        review("apps/v1", "Deployment", "CREATE", &deployment("web", &[&tag], glass()), None, "alice", EDITOR),
+    )
+    .await;
+    assert_eq!(resp["allowed"], true, "its images pass: {resp}");
+    assert_eq!(grant_of(&dep), None);
+    w.image("shop/laundry", "release", None, None).await;
+
+    // bob's routine change: a label on the Deployment, nothing else.
+    let mut annotated = dep.clone();
+    annotated["metadata"]["annotations"] = json!({"team": "payments"});
+    let fresh = Webhook::start(&w.policy, EngineConfig::default()).await;
+    let (resp, stored) =
+        admit(&fresh, review("apps/v1", "Deployment", "UPDATE", &annotated, Some(&dep), "bob", SRE)).await;
+    assert_eq!(resp["allowed"], true, "{resp}");
+    assert_eq!(grant_of(&stored), None, "no grant from a justification bob did not write");
+    assert_ne!(fresh.audit().last().map(|r| r["breakGlass"]["breakGlass"].clone()), Some(json!("granted")));
+    // The copies the controllers would make are judged without break-glass.
+    let (resp, _) = admit(&fresh, by_controller(&copy_of(&stored, "ReplicaSet", "web-7c4d2"))).await;
+    assert_eq!(resp["allowed"], false, "{resp}");
+
+    // bob changes the image, leaving alice's justification as it was: no
+    // direct break-glass either.
+    let mut bumped = dep.clone();
+    bumped["spec"]["template"]["spec"]["containers"][0]["image"] = json!(format!("{tag}-2"));
+    w.image("shop/laundry", "release-2", None, None).await;
+    let (resp, stored) =
+        admit(&fresh, review("apps/v1", "Deployment", "UPDATE", &bumped, Some(&dep), "bob", SRE)).await;
+    assert_eq!(resp["allowed"], false, "{resp}");
+    assert!(
+        message(&resp).contains("the portcullis.dev/break-glass justification was not written by this request"),
+        "{}",
+        message(&resp)
+    );
+    assert_eq!(grant_of(&stored), None);
+
+    // Writing a justification of his own is bob's break-glass.
+    let mut own = bumped.clone();
+    own["spec"]["template"]["metadata"]["annotations"]["portcullis.dev/break-glass"] =
+        json!("bob: checkout outage, rolling forward");
+    let (resp, stored) = admit(&fresh, review("apps/v1", "Deployment", "UPDATE", &own, Some(&dep), "bob", SRE)).await;
+    assert_eq!(resp["allowed"], true, "{resp}");
+    assert!(warnings(&resp).contains("BREAK-GLASS by bob"), "{}", warnings(&resp));
+    assert!(grant_of(&stored).is_some());
+}
+
+/// Issue 21, finding 6: `/mutate` had none of the validator's bounds: one
+/// Pod naming 5,000 distinct tags caused 1,815 registry requests and 813 KB
+/// of warnings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mutating_step_is_bounded_like_the_validating_one() {
+    let w = world().await;
+    let hook = Webhook::start(&w.policy, EngineConfig::default()).await;
+    let many: Vec<String> = (0..5000).map(|i| format!("{}/flood/i{i}:v1", w.reg.host)).collect();
+    let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+    let m = send(&hook, "/mutate", &pod_review("prod", &refs, json!({}), &[])).await;
+    assert!(m["patch"].is_null(), "{m}");
+    assert_eq!(
+        warnings(&m),
+        "portcullis pinned nothing on Pod web: it names 5000 distinct images, more than the limit of 64 per review"
+    );
+    assert_eq!(hook.state.engine.registry_requests(), 0, "nothing is looked up for an object the validator denies");
+
+    // Within the bound, the warnings of images that cannot be pinned are
+    // bounded as the validator's are.
+    let missing: Vec<String> = (0..64).map(|i| format!("{}/shop/missing{i}:v1", w.reg.host)).collect();
+    let refs: Vec<&str> = missing.iter().map(String::as_str).collect();
+    let m = send(&hook, "/mutate", &pod_review("prod", &refs, json!({}), &[])).await;
+    let said = m["warnings"].as_array().unwrap();
+    assert_eq!(said.len(), 16, "{m}");
+    assert!(said.iter().all(|w| w.as_str().unwrap().len() <= 256), "{m}");
+    assert!(said[15].as_str().unwrap().starts_with("… and 49 more warnings"), "{m}");
+}
+
 /// Finding 3: the validator judged the digest a tag named then, the kubelet
 /// pulled later. Pinned by `/mutate`, what is judged is what runs; a tier
 /// may require digests outright.
@@ -327,6 +485,21 @@ async fn images_are_pinned_to_the_digest_judged() {
     assert!(message(&v).contains("is not pinned by digest, and tier locked requires digests"), "{}", message(&v));
     let v = send(&hook, "/validate", &pod("locked", &clean_img)).await;
     assert_eq!(v["allowed"], true, "{v}");
+    // In such a tier the pod templates users apply are pinned too (by tag
+    // they would be denied), and the message says what pins them.
+    let mut locked = deployment("web", &[&tag], json!({}));
+    locked["metadata"]["namespace"] = json!("locked");
+    let r = review("apps/v1", "Deployment", "CREATE", &locked, None, "eve", EDITOR);
+    let v = send(&hook, "/validate", &r).await;
+    assert!(
+        message(&v).contains("or install Portcullis' mutating webhook, which pins tags in tiers that require digests")
+    );
+    let (resp, stored) = admit(&hook, r).await;
+    assert_eq!(resp["allowed"], true, "{resp}");
+    assert_eq!(stored["spec"]["template"]["spec"]["containers"][0]["image"], format!("{tag}@{clean_digest}"));
+    let never = Webhook::start_with(&policy, HookOptions { pin: PinImages::Never, ..Default::default() }).await;
+    let m = send(&never, "/mutate", &review("apps/v1", "Deployment", "CREATE", &locked, None, "eve", EDITOR)).await;
+    assert!(m["patch"].is_null(), "--pin-images never pins nothing: {m}");
 
     // Scope: Pods by default; workload templates only with --pin-images all,
     // and never the copies controllers make (they inherit their owner's pins).

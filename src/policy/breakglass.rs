@@ -3,7 +3,9 @@
 //! images they broke glass for, for a limited time.
 //!
 //! A user in one of the tier's `breakGlass.groups` breaks glass directly, by
-//! annotating the object. Copies that controllers make of a workload's pod
+//! writing (adding or changing) the justification annotation in the very
+//! request: a justification someone else wrote earlier is never taken for
+//! theirs. Copies that controllers make of a workload's pod
 //! template (a Deployment's ReplicaSets and Pods, a CronJob's Jobs) are
 //! created by the controller, not by that user: they are honoured only
 //! through a **grant** that Portcullis' mutating webhook stamped on the
@@ -11,9 +13,11 @@
 //! token signed with the server's key (HMAC-SHA256) over the namespace,
 //! tier, the object it was granted on, the exact image digests, the time it
 //! was issued and when it expires, the user, justification and ticket. A
-//! copy is honoured only when the grant verifies, names its namespace and
-//! tier, was made on its owner, covers every one of its image digests, and
-//! has not expired. No one without the key can make or widen a grant.
+//! grant is honoured only when it verifies, names the namespace and tier,
+//! covers every image digest, has not expired, and is presented either on
+//! the object it was stamped on by the user it names, or on a copy of that
+//! object by a workload controller: a grant made for one caller is useless
+//! to any other. No one without the key can make or widen a grant.
 //!
 //! Everything here is pure: keys, tokens and the time are arguments.
 
@@ -97,6 +101,16 @@ pub enum GrantError {
     OtherTier { granted: String, here: String },
     #[error("the grant was made on {granted}, and {object} is neither it nor made from it")]
     OtherObject { granted: String, object: String },
+    #[error(
+        "the grant was made for {granted_to}, and on {object} itself it counts only on {granted_to}'s own requests, \
+         not {presenter}'s"
+    )]
+    OtherUser { granted_to: String, object: String, presenter: String },
+    #[error(
+        "the grant was made on {granted}, and on {object}, a copy of it, it counts only when a workload controller \
+         creates it, and {presenter} is not one"
+    )]
+    NotByController { granted: String, object: String, presenter: String },
     #[error("the grant expired at {0}")]
     Expired(String),
     #[error("the grant does not cover {}: it covers only {}", .missing.join(", "), .granted.join(", "))]
@@ -201,12 +215,46 @@ pub struct Presented<'a> {
     /// `(image as written, digest judged)` for each image judged; `None`
     /// when the digest could not be resolved.
     pub images: Vec<(String, Option<Digest>)>,
+    /// Who presents it.
+    pub by: Presenter<'a>,
 }
 
-/// Whether `grant` may be honoured on `at` now: same namespace and tier,
-/// made on it or on its owner, covering every one of its image digests, and
-/// not expired (by its own expiry, and by the tier's `maxDuration` now, in
-/// case that was shortened since).
+/// Who sends the request that presents a grant.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Presenter<'a> {
+    pub user: &'a str,
+    /// The user is one the workload controllers act as ([`is_controller`]).
+    pub controller: bool,
+}
+
+/// The users kube-controller-manager's workload controllers act as: each
+/// controller's own service account (`--use-service-account-credentials`,
+/// the default of kubeadm and managed clusters), or the controller manager's
+/// identity. Only these make the copies a grant reaches.
+pub const CONTROLLER_USERS: &[&str] = &[
+    "system:kube-controller-manager",
+    "system:serviceaccount:kube-system:deployment-controller",
+    "system:serviceaccount:kube-system:replicaset-controller",
+    "system:serviceaccount:kube-system:replication-controller",
+    "system:serviceaccount:kube-system:statefulset-controller",
+    "system:serviceaccount:kube-system:daemon-set-controller",
+    "system:serviceaccount:kube-system:job-controller",
+    "system:serviceaccount:kube-system:cronjob-controller",
+];
+
+/// Whether `user` is a workload controller: one of [`CONTROLLER_USERS`], or
+/// one of `extra` (other controllers that copy pod templates, named by the
+/// platform team: `--controller-user`).
+pub fn is_controller(user: &str, extra: &[String]) -> bool {
+    CONTROLLER_USERS.contains(&user) || extra.iter().any(|u| u == user)
+}
+
+/// Whether `grant` may be honoured on `at` now: same namespace and tier;
+/// presented on the object it was made on by the user it names, or on a
+/// copy of that object (made from it by its controllers) by a workload
+/// controller; covering every one of its image digests; and not expired (by
+/// its own expiry, and by the tier's `maxDuration` now, in case that was
+/// shortened since).
 pub fn check(grant: &Grant, at: &Presented<'_>, max: Duration, now: DateTime<Utc>) -> Result<(), GrantError> {
     if grant.namespace != at.namespace {
         return Err(GrantError::OtherNamespace { granted: grant.namespace.clone(), here: at.namespace.to_string() });
@@ -214,8 +262,22 @@ pub fn check(grant: &Grant, at: &Presented<'_>, max: Duration, now: DateTime<Utc
     if grant.tier != at.tier {
         return Err(GrantError::OtherTier { granted: grant.tier.clone(), here: at.tier.to_string() });
     }
-    if !made_from(&grant.object, &at.object, at.controller.as_ref()) {
+    if at.object == grant.object {
+        if at.by.user != grant.user {
+            return Err(GrantError::OtherUser {
+                granted_to: grant.user.clone(),
+                object: at.object.to_string(),
+                presenter: at.by.user.to_string(),
+            });
+        }
+    } else if !made_from(&grant.object, at.controller.as_ref()) {
         return Err(GrantError::OtherObject { granted: grant.object.to_string(), object: at.object.to_string() });
+    } else if !at.by.controller {
+        return Err(GrantError::NotByController {
+            granted: grant.object.to_string(),
+            object: at.object.to_string(),
+            presenter: at.by.user.to_string(),
+        });
     }
     let expires = grant.exp.min(expiry(grant.iat, max));
     if now.timestamp() >= expires {
@@ -236,13 +298,10 @@ pub fn check(grant: &Grant, at: &Presented<'_>, max: Duration, now: DateTime<Utc
     Ok(())
 }
 
-/// True when `object` is the granted object itself, or a copy its
-/// controllers make: owned by it, or owned by the ReplicaSet a Deployment
-/// makes (`<deployment>-<hash>`) or the Job a CronJob makes (`<cronjob>-<n>`).
-fn made_from(granted: &ObjectId, object: &ObjectId, controller: Option<&ObjectId>) -> bool {
-    if object == granted {
-        return true;
-    }
+/// True when an object whose controller is `controller` is a copy the
+/// granted object's controllers make: owned by it, or owned by the ReplicaSet a Deployment makes (`<deployment>-<hash>`)
+/// or the Job a CronJob makes (`<cronjob>-<n>`).
+fn made_from(granted: &ObjectId, controller: Option<&ObjectId>) -> bool {
     let Some(owner) = controller else { return false };
     if owner == granted {
         return true;
@@ -274,8 +333,15 @@ fn unix_rfc3339(t: i64) -> String {
 pub struct BreakGlassRequest<'a> {
     pub justification: Option<&'a str>,
     pub ticket: Option<&'a str>,
+    /// This request wrote the justification: the object is created with it,
+    /// or the update adds or changes it. A justification already on the
+    /// object (someone's earlier request) is never a break-glass of this one.
+    pub written: bool,
     pub user: &'a str,
     pub groups: &'a [String],
+    /// The user is a workload controller ([`is_controller`]): it copies what
+    /// others wrote and never breaks glass itself.
+    pub controller: bool,
     /// The grant the object carries, opened and checked against it
     /// ([`GrantKeys::open`], then [`check`]); `None` when it carries none.
     pub grant: Option<Result<Grant, GrantError>>,
@@ -330,7 +396,18 @@ pub fn break_glass(tier_name: &str, tier: &TierSpec, req: &BreakGlassRequest<'_>
     let Some(bg) = tier.break_glass.as_ref().filter(|b| b.allowed) else {
         return refuse(format!("break-glass is not allowed in tier {tier_name}"));
     };
-    if req.groups.iter().any(|g| bg.groups.contains(g)) {
+    let allowed_user = !req.controller && req.groups.iter().any(|g| bg.groups.contains(g));
+    if allowed_user && req.justification.is_some() && !req.written && !matches!(req.grant, Some(Ok(_))) {
+        let mut why = format!(
+            "the {ANNOTATION} justification was not written by this request (it was already on the object); \
+             to break glass, add or change it in your own request"
+        );
+        if let Some(Err(e)) = &req.grant {
+            why.push_str(&format!("; the break-glass grant it carries is not honoured: {e}"));
+        }
+        return refuse(why);
+    }
+    if allowed_user && req.justification.is_some() && req.written {
         return match direct(tier_name, tier, req) {
             Ok((justification, ticket)) => BreakGlass::Granted {
                 user: req.user.to_string(),
@@ -355,6 +432,12 @@ pub fn break_glass(tier_name: &str, tier: &TierSpec, req: &BreakGlassRequest<'_>
             }),
         },
         Some(Err(e)) => refuse(format!("the break-glass grant it carries is not honoured: {e}")),
+        None if req.controller => refuse(format!(
+            "{} is a workload controller: it never breaks glass itself, and an object it makes from a workload \
+             carries break-glass only through the {GRANT_ANNOTATION} that Portcullis stamps when an allowed user \
+             applies the workload",
+            req.user
+        )),
         None => refuse(format!(
             "user {} is not in a group allowed to break glass in tier {tier_name} ({}); an object a controller makes \
              from a workload carries break-glass only through the {GRANT_ANNOTATION} that Portcullis stamps when an \
@@ -463,13 +546,20 @@ mod tests {
         }
     }
 
+    /// `object` presented: the granted object by its user, a copy by a controller.
     fn presented(kind: &str, name: &str, owner: Option<(&str, &str)>, images: &[&str]) -> Presented<'static> {
+        let by = if owner.is_some() {
+            Presenter { user: "system:serviceaccount:kube-system:replicaset-controller", controller: true }
+        } else {
+            Presenter { user: "alice", controller: false }
+        };
         Presented {
             namespace: "prod",
             tier: "production",
             object: obj(kind, name),
             controller: owner.map(|(k, n)| obj(k, n)),
             images: images.iter().map(|s| (format!("img-{s}"), Some(d(s)))).collect(),
+            by,
         }
     }
 
@@ -543,6 +633,73 @@ mod tests {
         for (case, p, honoured) in rows {
             assert_eq!(ok(&p).is_ok(), honoured, "{case}: {:?}", ok(&p));
         }
+        // Who presents it: the user it names on the granted object; a
+        // workload controller on a copy. Anyone else gets nothing from it.
+        let by = |user: &'static str, controller: bool| Presenter { user, controller };
+        let mut own = presented("Deployment", "web", None, &["a"]);
+        // (case, object presented, presenter, error)
+        let rows: Vec<(&str, Presented<'static>, Presenter<'static>, Option<GrantError>)> = vec![
+            ("its user, on the granted object", own.clone(), by("alice", false), None),
+            (
+                "another user, on the granted object",
+                own.clone(),
+                by("mallory", false),
+                Some(GrantError::OtherUser {
+                    granted_to: "alice".into(),
+                    object: "Deployment/web".into(),
+                    presenter: "mallory".into(),
+                }),
+            ),
+            (
+                "a controller, on the granted object",
+                own.clone(),
+                by("system:serviceaccount:kube-system:deployment-controller", true),
+                Some(GrantError::OtherUser {
+                    granted_to: "alice".into(),
+                    object: "Deployment/web".into(),
+                    presenter: "system:serviceaccount:kube-system:deployment-controller".into(),
+                }),
+            ),
+            (
+                "its user, on a copy she made herself",
+                presented("ReplicaSet", "web-5d8f9", Some(("Deployment", "web")), &["a"]),
+                by("alice", false),
+                Some(GrantError::NotByController {
+                    granted: "Deployment/web".into(),
+                    object: "ReplicaSet/web-5d8f9".into(),
+                    presenter: "alice".into(),
+                }),
+            ),
+            (
+                "another user, on a copy",
+                presented("Pod", "web-5d8f9-x2", Some(("ReplicaSet", "web-5d8f9")), &["a"]),
+                by("mallory", false),
+                Some(GrantError::NotByController {
+                    granted: "Deployment/web".into(),
+                    object: "Pod/web-5d8f9-x2".into(),
+                    presenter: "mallory".into(),
+                }),
+            ),
+            (
+                "a controller, on a copy",
+                presented("Pod", "web-5d8f9-x2", Some(("ReplicaSet", "web-5d8f9")), &["a"]),
+                by("system:kube-controller-manager", true),
+                None,
+            ),
+        ];
+        for (case, mut p, presenter, want) in rows {
+            p.by = presenter;
+            assert_eq!(ok(&p).err(), want, "{case}");
+        }
+        own.by = by("alice", false);
+        assert!(ok(&own).is_ok());
+        assert!(is_controller("system:serviceaccount:kube-system:replicaset-controller", &[]));
+        assert!(!is_controller("system:serviceaccount:kube-system:coredns", &[]));
+        assert!(!is_controller("system:serviceaccount:prod:replicaset-controller", &[]));
+        assert!(is_controller(
+            "system:serviceaccount:argo-rollouts:argo-rollouts",
+            &["system:serviceaccount:argo-rollouts:argo-rollouts".into()]
+        ));
         let mut p = presented("Deployment", "web", None, &["a"]);
         p.namespace = "other";
         assert!(matches!(ok(&p), Err(GrantError::OtherNamespace { .. })));
@@ -578,8 +735,10 @@ mod tests {
                    j: Option<&'static str>,
                    ticket: Option<&'static str>,
                    grant: Option<Result<Grant, GrantError>>| {
-            BreakGlassRequest { justification: j, ticket, user: "bob", groups, grant }
+            BreakGlassRequest { justification: j, ticket, written: true, user: "bob", groups, controller: false, grant }
         };
+        let earlier = |r: BreakGlassRequest<'static>| BreakGlassRequest { written: false, ..r };
+        let controller = |r: BreakGlassRequest<'static>| BreakGlassRequest { controller: true, ..r };
         let sre: &'static [String] = Box::leak(sre.into_boxed_slice());
         let dev: &'static [String] = Box::leak(dev.into_boxed_slice());
         let why = "payments outage, rolling forward";
@@ -608,6 +767,31 @@ mod tests {
                 req(dev, None, None, Some(Err(GrantError::Expired("x".into())))),
                 false,
                 "expired",
+            ),
+            (
+                "allowed group, a justification written earlier",
+                earlier(req(sre, Some(why), Some("INC-1"), None)),
+                false,
+                "justification was not written by this request",
+            ),
+            (
+                "allowed group, a justification written earlier, a grant of theirs",
+                earlier(req(sre, Some(why), Some("INC-1"), Some(Ok(grant())))),
+                true,
+                "",
+            ),
+            (
+                "allowed group, a justification written earlier, a grant refused",
+                earlier(req(sre, Some(why), Some("INC-1"), Some(Err(GrantError::Expired("x".into()))))),
+                false,
+                "not written by this request (it was already on the object); to break glass, add or change it in your own request; the break-glass grant it carries is not honoured: the grant expired",
+            ),
+            ("allowed group, a grant alone", req(sre, None, None, Some(Ok(grant()))), true, ""),
+            (
+                "a controller in an allowed group, justified",
+                controller(req(sre, Some(why), Some("INC-1"), None)),
+                false,
+                "is a workload controller: it never breaks glass itself",
             ),
         ];
         for (case, r, granted, text) in rows {

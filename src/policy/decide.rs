@@ -203,7 +203,7 @@ fn bounded_join(lines: impl ExactSizeIterator<Item = String>, max: usize) -> Str
 }
 
 /// Deduplicated, each within [`MAX_WARNING`], at most [`MAX_WARNINGS`].
-fn bound_warnings(warnings: Vec<String>) -> Vec<String> {
+pub fn bound_warnings(warnings: Vec<String>) -> Vec<String> {
     let mut seen = BTreeSet::new();
     let mut out: Vec<String> =
         warnings.into_iter().filter(|w| seen.insert(w.clone())).map(|w| truncate(&w, MAX_WARNING)).collect();
@@ -485,8 +485,10 @@ spec:
                 break_glass: BreakGlassRequest {
                     justification: row.ask.justification,
                     ticket: row.ask.ticket,
+                    written: true,
                     user: row.ask.user,
                     groups: &groups,
+                    controller: false,
                     grant: None,
                 },
                 template_without_grant: None,
@@ -524,8 +526,10 @@ spec:
             break_glass: BreakGlassRequest {
                 justification: ONCALL.justification,
                 ticket: ONCALL.ticket,
+                written: true,
                 user: "alice",
                 groups: &groups,
+                controller: false,
                 grant: None,
             },
             template_without_grant: Some("Deployment/shop".into()),

@@ -230,7 +230,8 @@ pub fn evaluate(
     if tier.require_digest && image.digest.is_none() {
         v.fail(Reason::Digest, format!(
             "{} is not pinned by digest, and tier {tier_name} requires digests (requireDigest); write it as {}:{}@sha256:<digest> \
-             (`crane digest {}` or `docker buildx imagetools inspect` prints the digest), or let Portcullis' mutating webhook pin it",
+             (`crane digest {}` or `docker buildx imagetools inspect` prints the digest), or install Portcullis' mutating webhook, \
+             which pins tags in tiers that require digests",
             image.original,
             image.name(),
             image.tag.as_deref().unwrap_or("latest"),

@@ -11,9 +11,9 @@ mod locate;
 mod model;
 
 pub use breakglass::{
-    break_glass, check as check_grant, max_duration as break_glass_max_duration, new_grant, BreakGlass,
-    BreakGlassRequest, Carried, Grant, GrantError, GrantKeyError, GrantKeys, ObjectId, Presented,
-    ANNOTATION as BREAK_GLASS_ANNOTATION, GRANT_ANNOTATION as BREAK_GLASS_GRANT_ANNOTATION,
+    break_glass, check as check_grant, is_controller, max_duration as break_glass_max_duration, new_grant, BreakGlass,
+    BreakGlassRequest, Carried, Grant, GrantError, GrantKeyError, GrantKeys, ObjectId, Presented, Presenter,
+    ANNOTATION as BREAK_GLASS_ANNOTATION, CONTROLLER_USERS, GRANT_ANNOTATION as BREAK_GLASS_GRANT_ANNOTATION,
     TICKET_ANNOTATION as BREAK_GLASS_TICKET_ANNOTATION,
 };
 pub use decide::{decide, Decision, Judged, Outcome};

@@ -31,7 +31,7 @@ use crate::events::Notice;
 use crate::image::{Digest, ImageRef};
 use crate::metrics::Metrics;
 use crate::policy::{
-    self, BreakGlass, BreakGlassRequest, Decision, GrantKeys, Judged, Outcome, Policy, Presented, Verdict,
+    self, BreakGlass, BreakGlassRequest, Decision, GrantKeys, Judged, Outcome, Policy, Presented, Presenter, Verdict,
 };
 
 pub mod extract;
@@ -74,6 +74,10 @@ pub struct AppState {
     pub events: Option<crate::events::Events>,
     /// Time to remediation and to promotion, as decisions go by.
     pub timelines: crate::timelines::Timelines,
+    /// Users of workload controllers besides kube-controller-manager's
+    /// ([`policy::CONTROLLER_USERS`]), who may present a break-glass grant on
+    /// the copies they make (`--controller-user`).
+    pub controller_users: Vec<String>,
 }
 
 impl AppState {
@@ -458,16 +462,48 @@ impl Subject {
         ]
     }
 
-    /// What the request asks of break-glass: the annotations, and who asks
-    /// (no grant yet: that is checked against what was judged).
-    pub(crate) fn break_glass_request<'a>(&'a self, req: &'a AdmissionRequest<DynamicObject>) -> BreakGlassRequest<'a> {
+    /// What the request asks of break-glass: the annotations, whether this
+    /// request wrote the justification, and who asks (no grant yet: that is
+    /// checked against what was judged).
+    pub(crate) fn break_glass_request<'a>(
+        &'a self,
+        req: &'a AdmissionRequest<DynamicObject>,
+        st: &AppState,
+    ) -> BreakGlassRequest<'a> {
         let ann = extract::annotations(&self.shape, &self.object);
+        let justification = extract::annotation(&ann, policy::BREAK_GLASS_ANNOTATION);
+        let user = req.user_info.username.as_deref().unwrap_or("");
         BreakGlassRequest {
-            justification: extract::annotation(&ann, policy::BREAK_GLASS_ANNOTATION),
+            justification,
             ticket: extract::annotation(&ann, policy::BREAK_GLASS_TICKET_ANNOTATION),
-            user: req.user_info.username.as_deref().unwrap_or(""),
+            written: justification.is_some() && self.writes_justification(&req.operation),
+            user,
             groups: req.user_info.groups.as_deref().unwrap_or(&[]),
+            controller: policy::is_controller(user, &st.controller_users),
             grant: None,
+        }
+    }
+
+    /// Who presents what the object carries.
+    pub(crate) fn presenter<'a>(&self, req: &'a AdmissionRequest<DynamicObject>, st: &AppState) -> Presenter<'a> {
+        let user = req.user_info.username.as_deref().unwrap_or("");
+        Presenter { user, controller: policy::is_controller(user, &st.controller_users) }
+    }
+
+    /// Whether this request writes the break-glass justification: creates
+    /// the object with one, or adds or changes it. Break-glass is asked by
+    /// whoever writes it, never derived from what an earlier request wrote.
+    pub(crate) fn writes_justification(&self, op: &Operation) -> bool {
+        let of = |o: &Value| {
+            extract::annotation(&extract::annotations(&self.shape, o), policy::BREAK_GLASS_ANNOTATION).map(String::from)
+        };
+        match op {
+            Operation::Create => of(&self.object).is_some(),
+            Operation::Update => {
+                let now = of(&self.object);
+                now.is_some() && now != of(&self.old)
+            }
+            _ => false,
         }
     }
 
@@ -687,6 +723,7 @@ pub async fn decide(
                 .iter()
                 .map(|v| (v.image.clone(), v.digest.as_deref().and_then(|d| Digest::parse(d).ok())))
                 .collect(),
+            by: subject.presenter(req, st),
         };
         st.grant_keys.open(token).and_then(|g| {
             policy::check_grant(&g, &presented, policy::break_glass_max_duration(tier_spec), now).map(|()| g)
@@ -697,7 +734,7 @@ pub async fn decide(
         tier: &tier,
         tier_spec,
         verdicts,
-        break_glass: BreakGlassRequest { grant, ..subject.break_glass_request(req) },
+        break_glass: BreakGlassRequest { grant, ..subject.break_glass_request(req, st) },
         template_without_grant: (subject.shape.is_template() && carried.is_none()).then(|| object.to_string()),
         now,
     });

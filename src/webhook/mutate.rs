@@ -50,13 +50,33 @@ pub(super) async fn mutate(
     let mut warnings: Vec<String> = Vec::new();
     let mut patch: Vec<Value> = Vec::new();
 
+    // The validator's bound on images per review holds here too: nothing is
+    // resolved for an object it will deny.
+    let distinct: BTreeSet<&str> = all.iter().map(|c| c.image.as_str()).collect();
+    if distinct.len() > st.max_images {
+        let mut resp = resp;
+        resp.warnings = Some(vec![format!(
+            "portcullis pinned nothing on {} {}: it names {} distinct images, more than the limit of {} per review",
+            subject.shape.kind,
+            req.name,
+            distinct.len(),
+            st.max_images
+        )]);
+        return resp;
+    }
+
     // What to pin: new or changed images of the objects in scope, written
-    // by tag.
+    // by tag. A tier that requires digests has the pod templates users
+    // apply pinned too, whatever `--pin-images` says (but never): by tag,
+    // they would be denied.
+    let policy = st.policy();
+    let tier = st.tiers.tier_of(&subject.namespace, &policy).await;
+    let requires_digest = tier.as_ref().ok().and_then(|t| policy.tier(t)).is_some_and(|t| t.require_digest);
     let copy = extract::controller(&subject.object).is_some();
     let in_scope = match st.pin {
         PinImages::Never => false,
-        PinImages::Pods => !subject.shape.is_template(),
-        PinImages::All => !subject.shape.is_template() || !copy,
+        PinImages::Pods if !requires_digest => !subject.shape.is_template(),
+        PinImages::Pods | PinImages::All => !subject.shape.is_template() || !copy,
     };
     // On UPDATE only images that changed: pinning an unchanged one would
     // restart its container for nothing.
@@ -72,8 +92,11 @@ pub(super) async fn mutate(
     };
 
     // A grant, for a user allowed to break glass who asks for it on a
-    // workload (copies a controller makes carry it from the template).
-    let wants_grant = subject.shape.is_template() && subject.break_glass_request(req).justification.is_some() && !copy;
+    // workload by writing the justification in this very request (copies a
+    // controller makes carry it from the template; a justification someone
+    // wrote earlier asks nothing of this request's user).
+    let asks = subject.break_glass_request(req, st);
+    let wants_grant = subject.shape.is_template() && asks.written && !asks.controller && !copy;
 
     // One round of resolutions for both (cached: the validator reuses them).
     let needed: Vec<usize> = if wants_grant { (0..all.len()).collect() } else { to_pin.clone() };
@@ -108,7 +131,7 @@ pub(super) async fn mutate(
 
     let mut resp = resp;
     if !warnings.is_empty() {
-        resp.warnings = Some(warnings);
+        resp.warnings = Some(crate::policy::decide::bound_warnings(warnings));
     }
     if patch.is_empty() {
         return resp;
@@ -151,12 +174,13 @@ async fn grant(
             None => return Err(format!("{} is not a valid image reference", c.image)),
         }
     }
-    let request = subject.break_glass_request(req);
+    let request = subject.break_glass_request(req, st);
     let digests: BTreeSet<String> = images.iter().filter_map(|(_, d)| d.as_ref().map(|d| d.to_string())).collect();
     let fresh = policy::new_grant(&subject.namespace, &tier, tier_spec, object.clone(), digests, &request, now)?;
     // Keep a grant that still holds for the same justification, ticket and
     // user, from this object or its previous version.
-    let presented = Presented { namespace: &subject.namespace, tier: &tier, object, controller: None, images };
+    let by = subject.presenter(req, st);
+    let presented = Presented { namespace: &subject.namespace, tier: &tier, object, controller: None, images, by };
     for o in [&subject.object, &subject.old] {
         let kept = extract::grant(&subject.shape, o).and_then(|t| st.grant_keys.open(t).ok().map(|g| (t, g)));
         if let Some((token, g)) = kept {

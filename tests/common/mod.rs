@@ -680,6 +680,7 @@ impl Webhook {
             pull_secrets: None,
             events: None,
             timelines: Default::default(),
+            controller_users: vec![],
         });
         let tls = test_tls();
         std::fs::write(audit_dir.path().join("tls.crt"), &tls.cert_pem).unwrap();
