@@ -478,6 +478,10 @@ impl Policy {
     /// Parses and validates a policy, reading the files it refers to with `read`.
     pub fn load(text: &str, source_name: &str, read: ReadFile<'_>) -> Result<Policy, PolicyError> {
         let err = |problems| PolicyError { source_name: source_name.to_string(), problems };
+        super::locate::check_structure(text).map_err(|e| {
+            let (line, column) = e.at();
+            err(vec![Problem { line: Some(line), column: Some(column), path: String::new(), message: e.to_string() }])
+        })?;
         let file: PolicyFile = serde_yaml_ng::from_str(text).map_err(|e| {
             let (line, column) = e.location().map(|l| (Some(l.line()), Some(l.column()))).unwrap_or((None, None));
             err(vec![Problem { line, column, path: String::new(), message: e.to_string() }])
@@ -529,6 +533,17 @@ impl Policy {
                 }
             }
         }
+        for (tier, t) in &self.file.spec.tiers {
+            let Some(bg) = t.break_glass.as_ref().filter(|b| b.allowed) else { continue };
+            for (i, g) in bg.groups.iter().enumerate() {
+                if let Some(who) = catch_all_group(g) {
+                    out.push(format!(
+                        "spec.tiers.{tier}.breakGlass.groups[{i}]: {g} is {who}: every one of them may break glass in \
+                         tier {tier}; name the on-call group instead"
+                    ));
+                }
+            }
+        }
         for root in self.trust.roots() {
             for v in root.expiring(now, within) {
                 let until = v.until.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)).unwrap_or_default();
@@ -546,6 +561,19 @@ impl Policy {
     pub fn keyless_identities(&self, signer: &str) -> Vec<String> {
         let Some(k) = self.file.spec.signers.get(signer).and_then(|s| s.keyless.as_ref()) else { return vec![] };
         k.identities.iter().filter_map(|i| identity_rule(i).ok()).map(|r| r.to_string()).collect()
+    }
+}
+
+/// What a Kubernetes group everybody of a kind is in stands for, or None
+/// for a group someone chose its members for.
+fn catch_all_group(group: &str) -> Option<&'static str> {
+    match group {
+        "system:authenticated" => Some("every authenticated user and service account"),
+        "system:unauthenticated" => Some("every anonymous request"),
+        "system:serviceaccounts" => Some("every service account of every namespace"),
+        g if g.starts_with("system:serviceaccounts:") => Some("every service account of a namespace"),
+        "system:nodes" => Some("every node"),
+        _ => None,
     }
 }
 
@@ -873,6 +901,31 @@ mod tests {
         let w = loose.warnings(chrono::Utc::now(), Duration::ZERO);
         assert_eq!(w, ["spec.signers.ci.keyless.identities[0].subjectRegExp: not anchored (^…$), so it matches anywhere in the value"]);
         assert!(p.warnings(chrono::Utc::now(), Duration::ZERO).is_empty());
+        // A break-glass group everybody is in is valid, and warned about.
+        // (group, warned)
+        let rows = [
+            ("sre-oncall", false),
+            ("system:masters", false),
+            ("system:authenticated", true),
+            ("system:unauthenticated", true),
+            ("system:serviceaccounts", true),
+            ("system:serviceaccounts:kube-system", true),
+            ("system:nodes", true),
+        ];
+        for (group, warned) in rows {
+            let y = format!("apiVersion: portcullis.dev/v1alpha1\nkind: PromotionPolicy\nspec:\n  signers: {{}}\n  tiers:\n    production:\n      breakGlass: {{ allowed: true, groups: [sre-oncall, \"{group}\"] }}\n");
+            let w = Policy::from_yaml(&y, "text").unwrap().warnings(chrono::Utc::now(), Duration::ZERO);
+            assert_eq!(
+                w.iter().any(|w| w.starts_with("spec.tiers.production.breakGlass.groups[1]: ")),
+                warned,
+                "{group}: {w:?}"
+            );
+        }
+        // Two tiers of one name: refused where the second starts, not read as the last one.
+        let twice = "apiVersion: portcullis.dev/v1alpha1\nkind: PromotionPolicy\nspec:\n  signers: {}\n  tiers:\n    production: { mode: enforce }\n    production: { mode: warn }\n";
+        let e = Policy::from_yaml(twice, "text").unwrap_err();
+        assert_eq!((e.problems[0].line, e.problems[0].column), (Some(7), Some(5)), "{e}");
+        assert!(e.to_string().contains("spec.tiers: duplicate key \"production\" (first at line 6)"), "{e}");
         // A policy given as text cannot name files.
         let y = format!("apiVersion: portcullis.dev/v1alpha1\nkind: PromotionPolicy\nspec:\n  signers:\n{}\n  tiers:\n    t: {{}}\n", keyless("roots/private.json", ID));
         assert!(Policy::from_yaml(&y, "text").unwrap_err().to_string().contains("can name only built-in roots"));
