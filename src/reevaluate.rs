@@ -383,7 +383,7 @@ async fn act(
         }
     };
     // Judge every image of every previous revision, as admission would today.
-    let mut images: Vec<String> = revisions.iter().flat_map(|(r, _)| r.images.clone()).collect();
+    let mut images: Vec<String> = revisions.iter().flat_map(|r| r.images.clone()).collect();
     images.sort();
     images.dedup();
     let refs: Vec<crate::image::ImageRef> =
@@ -392,8 +392,15 @@ async fn act(
     let verdicts = st.engine.evaluate_images(policy, tier, &refs, &Default::default(), now, deadline).await;
     let passing: BTreeSet<&str> =
         verdicts.iter().filter(|v| Status::of(v).passes()).map(|v| v.image.as_str()).collect();
-    let list: Vec<rollback::Revision> = revisions.iter().map(|(r, _)| r.clone()).collect();
-    let Some(chosen) = rollback::choose(&list, current, |i| passing.contains(i)) else {
+    let chosen = match rollback::choose(&revisions, current, |i| passing.contains(i)) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, %namespace, %workload, "cannot roll back");
+            event("RollbackFailed", format!("Portcullis did not roll back: {e}"));
+            return;
+        }
+    };
+    let Some(chosen) = chosen else {
         tracing::warn!(%namespace, %workload, "no previous revision passes: reported, not rolled back");
         event(
             "RollbackImpossible",
@@ -401,12 +408,11 @@ async fn act(
         );
         return;
     };
-    let Some((_, template)) = revisions.iter().find(|(r, _)| r.number == chosen.number) else { return };
     let note = format!(
         "rolled back by Portcullis at {at} from revision {current} to {} ({}): {why}",
         chosen.number, chosen.replica_set
     );
-    match rollback::roll_back(client, namespace, name, template.clone(), &note).await {
+    match rollback::roll_back(client, namespace, name, chosen.template.clone(), &note).await {
         Ok(()) => {
             tracing::warn!(%namespace, %workload, from = current, to = chosen.number, "rolled back");
             st.audit

@@ -20,27 +20,49 @@ const REVISION: &str = "deployment.kubernetes.io/revision";
 pub const VIOLATION_ANNOTATION: &str = "portcullis.dev/violation";
 pub const ROLLED_BACK_ANNOTATION: &str = "portcullis.dev/rolled-back";
 
-/// A previous revision of a Deployment, as its ReplicaSet keeps it.
+/// A previous revision of a Deployment: its ReplicaSet, and the pod
+/// template that ReplicaSet holds (what a rollback to it applies).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Revision {
     pub number: i64,
     pub replica_set: String,
     pub images: Vec<String>,
+    pub template: PodTemplateSpec,
 }
 
 /// The revision to roll back to: the newest older than `current` whose
-/// every image passes (`passes` says which do).
-pub fn choose(revisions: &[Revision], current: i64, passes: impl Fn(&str) -> bool) -> Option<&Revision> {
+/// every image passes (`passes` says which do). Two ReplicaSets claiming
+/// one revision number (one planted by someone who may create ReplicaSets)
+/// make the history ambiguous: an error, and nothing is rolled back.
+pub fn choose(
+    revisions: &[Revision],
+    current: i64,
+    passes: impl Fn(&str) -> bool,
+) -> Result<Option<&Revision>, RollbackError> {
+    let mut by_number: BTreeMap<i64, &str> = BTreeMap::new();
+    for r in revisions {
+        if let Some(first) = by_number.insert(r.number, &r.replica_set) {
+            return Err(RollbackError::DuplicateRevision {
+                number: r.number,
+                replica_sets: [first.to_string(), r.replica_set.clone()],
+            });
+        }
+    }
     let mut older: Vec<&Revision> = revisions.iter().filter(|r| r.number < current).collect();
     older.sort_by_key(|r| std::cmp::Reverse(r.number));
-    older.into_iter().find(|r| !r.images.is_empty() && r.images.iter().all(|i| passes(i)))
+    Ok(older.into_iter().find(|r| !r.images.is_empty() && r.images.iter().all(|i| passes(i))))
 }
 
-/// The images of a pod template, init containers included.
+/// Every image of a pod template, as admission reads them (init, regular
+/// and ephemeral containers, image volumes); empty when the template cannot
+/// be read (such a revision is never rolled back to).
 pub fn template_images(t: &PodTemplateSpec) -> Vec<String> {
-    let Some(spec) = &t.spec else { return vec![] };
-    let mut out: Vec<String> =
-        spec.init_containers.iter().flatten().chain(&spec.containers).filter_map(|c| c.image.clone()).collect();
+    let Some(shape) = crate::webhook::extract::shape("", "PodTemplate") else { return vec![] };
+    let Ok(template) = serde_json::to_value(t) else { return vec![] };
+    let mut out: Vec<String> = crate::webhook::extract::images(&shape, &json!({ "template": template }))
+        .map(|images| images.into_iter().map(|c| c.image).collect())
+        .unwrap_or_default();
+    out.sort();
     out.dedup();
     out
 }
@@ -71,6 +93,12 @@ pub enum RollbackError {
     NoRevision(String),
     #[error("patching Deployment {0}: {1}")]
     Patch(String, kube::Error),
+    #[error(
+        "revision {number} is claimed by two ReplicaSets ({}, {}): the history is ambiguous, so nothing is rolled back",
+        .replica_sets[0],
+        .replica_sets[1]
+    )]
+    DuplicateRevision { number: i64, replica_sets: [String; 2] },
 }
 
 /// The Deployment `namespace/name` and its previous revisions.
@@ -78,7 +106,7 @@ pub async fn revisions(
     client: &Client,
     namespace: &str,
     name: &str,
-) -> Result<(i64, Vec<String>, Vec<(Revision, PodTemplateSpec)>), RollbackError> {
+) -> Result<(i64, Vec<String>, Vec<Revision>), RollbackError> {
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
     let d = deployments.get(name).await.map_err(|e| RollbackError::Read(name.into(), e))?;
     let current = revision_of(d.metadata.annotations.as_ref()).ok_or_else(|| RollbackError::NoRevision(name.into()))?;
@@ -96,7 +124,7 @@ pub async fn revisions(
         };
         if owned {
             let images = template_images(&template);
-            out.push((Revision { number, replica_set: rs.metadata.name.unwrap_or_default(), images }, template));
+            out.push(Revision { number, replica_set: rs.metadata.name.unwrap_or_default(), images, template });
         }
     }
     Ok((current, running, out))
@@ -150,31 +178,65 @@ mod tests {
     use super::*;
 
     fn rev(number: i64, images: &[&str]) -> Revision {
-        Revision {
-            number,
-            replica_set: format!("svc-{number}"),
-            images: images.iter().map(|s| s.to_string()).collect(),
-        }
+        let containers: Vec<_> =
+            images.iter().enumerate().map(|(i, im)| json!({"name": format!("c{i}"), "image": im})).collect();
+        let template: PodTemplateSpec = serde_json::from_value(json!({"spec": {"containers": containers}})).unwrap();
+        Revision { number, replica_set: format!("svc-{number}"), images: template_images(&template), template }
     }
 
     #[test]
     fn the_newest_previous_revision_that_passes() {
         let passes = |i: &str| !i.contains("bad");
+        let chosen = |revisions: &[Revision], current| choose(revisions, current, passes).unwrap().map(|r| r.number);
         let revisions =
             [rev(1, &["r/a:1"]), rev(2, &["r/b:bad"]), rev(3, &["r/c:bad"]), rev(4, &["r/d:1", "r/side:1"])];
         // Current 3 (fails): 2 fails too, 1 passes.
-        assert_eq!(choose(&revisions, 3, passes).map(|r| r.number), Some(1));
+        assert_eq!(chosen(&revisions, 3), Some(1));
         // Current 5: 4 passes (every image).
-        assert_eq!(choose(&revisions, 5, passes).map(|r| r.number), Some(4));
+        assert_eq!(chosen(&revisions, 5), Some(4));
         // Never forward, never the current one.
-        assert_eq!(choose(&revisions, 1, passes), None);
+        assert_eq!(chosen(&revisions, 1), None);
         // Nothing passes: no rollback.
         let failing = [rev(1, &["r/x:bad"]), rev(2, &["r/y:bad"])];
-        assert_eq!(choose(&failing, 3, passes), None);
+        assert_eq!(chosen(&failing, 3), None);
         // A revision with one failing image among passing ones fails.
         let mixed = [rev(1, &["r/a:1", "r/side:bad"])];
-        assert_eq!(choose(&mixed, 2, passes), None);
+        assert_eq!(chosen(&mixed, 2), None);
         // A revision without images is no candidate.
-        assert_eq!(choose(&[rev(1, &[])], 2, passes), None);
+        assert_eq!(chosen(&[rev(1, &[])], 2), None);
+        // The revision chosen carries its own ReplicaSet's template.
+        let picked = choose(&revisions, 5, passes).unwrap().unwrap();
+        assert_eq!(template_images(&picked.template), ["r/d:1", "r/side:1"]);
+    }
+
+    /// Issue 21, finding 7: a ReplicaSet an editor planted with the chosen
+    /// revision's number (owned by the Deployment) was applied instead of
+    /// the chosen one, and the trail recorded a rollback that did not
+    /// happen. Two ReplicaSets of one revision: nothing is rolled back.
+    #[test]
+    fn a_revision_claimed_twice_is_never_rolled_back_to() {
+        let passes = |i: &str| !i.contains("bad");
+        let mut planted = rev(1, &["r/evil:unattested"]);
+        planted.replica_set = "svc-planted".into();
+        let revisions = [rev(1, &["r/a:1"]), rev(2, &["r/b:bad"]), planted];
+        let e = choose(&revisions, 3, passes).unwrap_err();
+        assert!(
+            matches!(&e, RollbackError::DuplicateRevision { number: 1, replica_sets } if replica_sets == &["svc-1".to_string(), "svc-planted".to_string()]),
+            "{e}"
+        );
+        // Even when the duplicate is not the revision that would be chosen.
+        let revisions = [rev(1, &["r/a:1"]), rev(2, &["r/b:bad"]), rev(2, &["r/c:1"])];
+        assert!(choose(&revisions, 3, passes).is_err());
+    }
+
+    #[test]
+    fn every_image_of_a_template_counts() {
+        let t: PodTemplateSpec = serde_json::from_value(json!({"spec": {
+            "initContainers": [{"name": "i", "image": "r/init:1"}],
+            "containers": [{"name": "c", "image": "r/app:1"}],
+            "volumes": [{"name": "m", "image": {"reference": "r/model:1"}}]
+        }}))
+        .unwrap();
+        assert_eq!(template_images(&t), ["r/app:1", "r/init:1", "r/model:1"]);
     }
 }
