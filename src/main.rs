@@ -584,8 +584,9 @@ async fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
         }
         Output::Text => {
             for v in verdicts {
-                // An image given by digest alone is already its digest.
-                let digest = v.digest.as_deref().filter(|d| *d != v.image).map(|d| format!("@{d}")).unwrap_or_default();
+                // An image written with its digest (or as the digest alone) already names it.
+                let digest =
+                    v.digest.as_deref().filter(|d| !v.image.ends_with(d)).map(|d| format!("@{d}")).unwrap_or_default();
                 if v.error.is_some() && !v.admitted {
                     println!("ERROR  {}", v.denial_message());
                 } else if !v.admitted {

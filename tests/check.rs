@@ -47,6 +47,14 @@ async fn check_exit_codes_and_the_same_verdict_as_admission() {
         assert_eq!(got, code, "{case}: stdout {out} stderr {err}");
         assert!(out.contains(text), "{case}: {out}");
     }
+    // An image written with its digest is named once (not `…@sha256:X@sha256:X`);
+    // one written by tag gets the digest judged.
+    let (_, out, _) = portcullis(&["check", &clean_img, "--policy", policy, "--tier", "production"]);
+    assert!(out.contains(&format!("ADMIT  {clean_img} for tier production")), "{out}");
+    let tag = format!("{}/shop/api:clean", w.reg.host);
+    let (_, out, _) = portcullis(&["check", &tag, "--policy", policy, "--tier", "production"]);
+    let digest = clean_img.rsplit('@').next().unwrap();
+    assert!(out.contains(&format!("ADMIT  {tag}@{digest} for tier production")), "{out}");
 
     // Errors exit 2: an unknown tier, an unreachable registry, a bad reference.
     let (code, _, err) = portcullis(&["check", &clean_img, "--policy", policy, "--tier", "prod"]);
