@@ -220,6 +220,11 @@ struct ServeArgs {
     /// Most distinct images judged in one review; an object naming more is denied.
     #[arg(long, default_value_t = 64)]
     max_images_per_review: usize,
+    /// Most bytes of AdmissionReview bodies held at once while they are read and decoded, across requests, past
+    /// each body's first 64 KiB (every real review fits in those); a body past the budget waits for its share, at
+    /// most --body-timeout. Bounds the memory requests can hold together.
+    #[arg(long, default_value_t = webhook::READING_BYTES)]
+    review_bytes_in_flight: usize,
     /// Most client connections open at once; more wait to be accepted.
     #[arg(long, default_value_t = 1024)]
     max_connections: usize,
@@ -483,6 +488,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         events,
         timelines: Default::default(),
         controller_users: a.controller_users.clone(),
+        reading: Arc::new(tokio::sync::Semaphore::new(a.review_bytes_in_flight.max(webhook::MAX_BODY))),
     });
     let tls =
         axum_server::tls_rustls::RustlsConfig::from_pem_file(&a.tls_cert, &a.tls_key).await.with_context(|| {

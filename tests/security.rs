@@ -414,18 +414,28 @@ async fn break_glass_is_never_laundered_through_a_colleagues_change() {
 
 /// Issue 21, finding 6: `/mutate` had none of the validator's bounds: one
 /// Pod naming 5,000 distinct tags caused 1,815 registry requests and 813 KB
-/// of warnings.
+/// of warnings. Such a review is now refused as it is read (its decoded
+/// form is bounded); one within that bound, past the images a review may
+/// name, looks nothing up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_mutating_step_is_bounded_like_the_validating_one() {
     let w = world().await;
     let hook = Webhook::start(&w.policy, EngineConfig::default()).await;
-    let many: Vec<String> = (0..5000).map(|i| format!("{}/flood/i{i}:v1", w.reg.host)).collect();
-    let refs: Vec<&str> = many.iter().map(String::as_str).collect();
-    let m = send(&hook, "/mutate", &pod_review("prod", &refs, json!({}), &[])).await;
+    let flood = |n: usize| {
+        let many: Vec<String> = (0..n).map(|i| format!("{}/flood/i{i}:v1", w.reg.host)).collect();
+        let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+        pod_review("prod", &refs, json!({}), &[])
+    };
+    // 5,000: more than a review may hold of what Portcullis reads.
+    let m = send(&hook, "/mutate", &flood(5000)).await;
+    assert_eq!(m["allowed"], false, "{m}");
+    assert!(message(&m).contains("the object holds more than 1048576 bytes of what Portcullis reads"), "{m}");
+    // 500: more distinct images than a review may name.
+    let m = send(&hook, "/mutate", &flood(500)).await;
     assert!(m["patch"].is_null(), "{m}");
     assert_eq!(
         warnings(&m),
-        "portcullis pinned nothing on Pod web: it names 5000 distinct images, more than the limit of 64 per review"
+        "portcullis pinned nothing on Pod web: it names 500 distinct images, more than the limit of 64 per review"
     );
     assert_eq!(hook.state.engine.registry_requests(), 0, "nothing is looked up for an object the validator denies");
 
@@ -651,6 +661,60 @@ async fn slow_clients_are_cut_off_and_reviews_still_decided() {
         let mut buf = Vec::new();
         let r = tokio::time::timeout(Duration::from_secs(30), c.read_to_end(&mut buf)).await;
         assert!(r.is_ok(), "connection {i} that never started TLS still open after 30s");
+    }
+}
+
+/// Issue 21, finding 5: bodies being read at once are bounded in bytes, and
+/// clients sending large bodies slowly hold only what they sent, never
+/// delaying the reviews every API server sends (a few kilobytes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_bodies_read_slowly_never_delay_ordinary_reviews() {
+    use tokio::io::AsyncWriteExt;
+    let w = world().await;
+    let good = w.image("shop/calm", "v1", Some(("scanner", clean())), Some(("ci", passed()))).await;
+    let budget = portcullis::webhook::MAX_BODY;
+    // A body that never completes is held until the (long) body timeout:
+    // were ordinary reviews to wait behind it, they would wait that long.
+    let server = ServerLimits { body_timeout: Duration::from_secs(120), ..Default::default() };
+    let hook = Webhook::start_with(&w.policy, HookOptions { reading: budget, server, ..Default::default() }).await;
+    let addr = hook.url.trim_start_matches("https://").to_string();
+    let mut roots = rustls::RootCertStore::empty();
+    use rustls::pki_types::pem::PemObject;
+    roots.add(rustls::pki_types::CertificateDer::from_pem_slice(hook.ca_pem.as_bytes()).unwrap()).unwrap();
+    let mut cfg = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg));
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    // Two clients each declare a 7 MB body and send all but the last bytes.
+    let mut hogs = Vec::new();
+    for _ in 0..2 {
+        let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let mut tls = connector.connect(name.clone(), tcp).await.unwrap();
+        let head = "POST /validate HTTP/1.1\r\nHost: portcullis\r\nContent-Type: application/json\r\nContent-Length: 7000000\r\n\r\n";
+        tls.write_all(head.as_bytes()).await.unwrap();
+        let filler = vec![b' '; 64 << 10];
+        let hog = tokio::spawn(async move {
+            for _ in 0..100 {
+                if tls.write_all(&filler).await.is_err() {
+                    break;
+                }
+            }
+            tls
+        });
+        hogs.push(hog);
+    }
+    // Wait until the hogs hold the whole budget between them.
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    while hook.state.reading.available_permits() > 0 {
+        assert!(std::time::Instant::now() < until, "the slow bodies never took the budget");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // An ordinary review is read and decided meanwhile.
+    let resp = hook.admit_pod("prod", &[&good], json!({}), &[]).await;
+    assert_eq!(resp["allowed"], true, "{resp}");
+    assert_eq!(hook.state.reading.available_permits(), 0, "the budget is still held by the slow bodies");
+    for h in hogs {
+        h.abort();
     }
 }
 

@@ -18,7 +18,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use axum_server::tls_rustls::RustlsConfig;
 use chrono::{SecondsFormat, Utc};
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
 use kube::core::DynamicObject;
 use serde_json::Value;
 use tokio::time::Instant;
@@ -36,16 +36,22 @@ use crate::policy::{
 
 pub mod extract;
 mod mutate;
+pub mod review;
 mod server;
 
 pub use mutate::PinImages;
 pub use server::{Handle, Server, ServerLimits};
 
 use extract::{ContainerImage, Shape};
+use review::Review;
 
 /// Largest AdmissionReview accepted (an object and its old version, each up
 /// to the API server's 3 MiB request limit).
 pub const MAX_BODY: usize = 7 << 20;
+/// Default of [`AppState::reading`]: bytes of AdmissionReview bodies past
+/// each one's first [`FREE_BODY_BYTES`], read and decoded at once across
+/// requests (four of the largest).
+pub const READING_BYTES: usize = 4 * MAX_BODY;
 pub use crate::policy::decide::MAX_MESSAGE;
 
 /// Everything a request handler needs; shared by all requests.
@@ -78,6 +84,10 @@ pub struct AppState {
     /// ([`policy::CONTROLLER_USERS`]), who may present a break-glass grant on
     /// the copies they make (`--controller-user`).
     pub controller_users: Vec<String>,
+    /// Bytes of request bodies being read and decoded at once, past each
+    /// one's first [`FREE_BODY_BYTES`]: each byte takes its share as it
+    /// arrives, so that concurrent reviews cannot together hold more.
+    pub reading: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -248,9 +258,7 @@ fn review_response(mut resp: AdmissionResponse) -> Response {
 /// AdmissionReview answer; without one, a 400.
 fn invalid(body: &[u8], why: String) -> Response {
     tracing::warn!(error = ?why, "invalid AdmissionReview");
-    let uid = serde_json::from_slice::<Value>(body)
-        .ok()
-        .and_then(|v| v.pointer("/request/uid").and_then(Value::as_str).map(String::from));
+    let uid = review::uid_of(body);
     let mut resp = AdmissionResponse::invalid(format!("portcullis: invalid AdmissionReview: {why}"));
     match uid {
         Some(uid) => {
@@ -261,64 +269,114 @@ fn invalid(body: &[u8], why: String) -> Response {
     }
 }
 
+enum BodyError {
+    TooLarge,
+    Read(String),
+}
+
+/// Bytes of each request body read without a share of
+/// [`AppState::reading`]: every real review fits (a Pod's is a few
+/// kilobytes), so a client sending large bodies slowly never delays them.
+pub const FREE_BODY_BYTES: usize = 64 << 10;
+
+/// A request body, within `limit` bytes: each frame is copied into one
+/// buffer and let go as it arrives (collecting the frames first kept them
+/// alive in the buffers they were cut from). Past [`FREE_BODY_BYTES`], each
+/// byte takes its share of `reading` before it is kept, and holds it until
+/// the request's review is decoded: bodies being read at once hold at most
+/// that budget, and a client holds only what it has actually sent.
+async fn collect(
+    mut body: Body,
+    limit: usize,
+    capacity: usize,
+    reading: &Arc<tokio::sync::Semaphore>,
+) -> Result<(Vec<u8>, Option<tokio::sync::OwnedSemaphorePermit>), BodyError> {
+    use http_body_util::BodyExt as _;
+    let mut out = Vec::with_capacity(capacity.min(limit));
+    let mut held: Option<tokio::sync::OwnedSemaphorePermit> = None;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| BodyError::Read(e.to_string()))?;
+        let Ok(data) = frame.into_data() else { continue };
+        let total = out.len() + data.len();
+        if total > limit {
+            return Err(BodyError::TooLarge);
+        }
+        let owed = total.saturating_sub(FREE_BODY_BYTES) - held.as_ref().map_or(0, |p| p.num_permits());
+        if owed > 0 {
+            let more = u32::try_from(owed).map_err(|_| BodyError::TooLarge)?;
+            let permit = reading.clone().acquire_many_owned(more).await.map_err(|e| BodyError::Read(e.to_string()))?;
+            match &mut held {
+                Some(p) => p.merge(permit),
+                None => held = Some(permit),
+            }
+        }
+        out.extend_from_slice(&data);
+    }
+    Ok((out, held))
+}
+
 /// Reads and decodes an AdmissionReview: the body within [`MAX_BODY`] and
-/// the server's body timeout, and the time budget from the API server's
-/// `?timeout=` (answering before it gives up).
+/// the server's body timeout (and its share of [`AppState::reading`]),
+/// decoded to what a decision reads ([`review`]); and the time budget from
+/// the API server's `?timeout=` (answering before it gives up).
 async fn read_review(
     st: &AppState,
     query: &HashMap<String, String>,
+    headers: &axum::http::HeaderMap,
     body: Body,
-) -> Result<(AdmissionRequest<DynamicObject>, Instant), Response> {
+) -> Result<(Review, Instant), Response> {
     let start = Instant::now();
-    let body = match tokio::time::timeout(st.body_timeout, axum::body::to_bytes(body, MAX_BODY)).await {
-        Ok(Ok(b)) => b,
-        Ok(Err(e)) => {
-            let too_large = std::error::Error::source(&e)
-                .is_some_and(|s| s.downcast_ref::<http_body_util::LengthLimitError>().is_some());
-            return Err(if too_large {
-                let msg = format!("portcullis: AdmissionReview body is larger than the limit of {MAX_BODY} bytes");
-                (StatusCode::PAYLOAD_TOO_LARGE, msg).into_response()
-            } else {
-                (StatusCode::BAD_REQUEST, format!("portcullis: could not read the request body: {e}")).into_response()
-            });
-        }
-        Err(_) => {
-            let msg = format!("portcullis: the request body did not arrive within {:?}", st.body_timeout);
-            return Err((StatusCode::REQUEST_TIMEOUT, msg).into_response());
-        }
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let too_large = || {
+        let msg = format!("portcullis: AdmissionReview body is larger than the limit of {MAX_BODY} bytes");
+        (StatusCode::PAYLOAD_TOO_LARGE, msg).into_response()
     };
+    // A body declared larger than the limit is still read up to it, so that
+    // the client, done sending, reads why it was refused.
+    let capacity = declared.map_or(0, |n| usize::try_from(n).unwrap_or(MAX_BODY));
+    let (body, _reading) =
+        match tokio::time::timeout(st.body_timeout, collect(body, MAX_BODY, capacity, &st.reading)).await {
+            Ok(Ok(b)) => b,
+            Ok(Err(BodyError::TooLarge)) => return Err(too_large()),
+            Ok(Err(BodyError::Read(e))) => {
+                return Err((StatusCode::BAD_REQUEST, format!("portcullis: could not read the request body: {e}"))
+                    .into_response());
+            }
+            Err(_) => {
+                let msg = format!("portcullis: the request body did not arrive within {:?}", st.body_timeout);
+                return Err((StatusCode::REQUEST_TIMEOUT, msg).into_response());
+            }
+        };
     if let Some(dir) = &st.record_dir {
         record(dir, &body).await;
     }
-    let review: AdmissionReview<DynamicObject> =
-        serde_json::from_slice(&body).map_err(|e| invalid(&body, e.to_string()))?;
-    let req: AdmissionRequest<DynamicObject> = review
-        .try_into()
-        .map_err(|e: kube::core::admission::ConvertAdmissionReviewError| invalid(&body, e.to_string()))?;
+    let review = review::decode(&body).map_err(|e| invalid(&body, e.to_string()))?;
     let mut budget = st.deadline;
     if let Some(t) = query.get("timeout").and_then(|t| policy::parse_duration(t).ok()) {
         budget = budget.min(t.saturating_sub(Duration::from_millis(500)));
     }
-    Ok((req, start + budget))
+    Ok((review, start + budget))
 }
 
 async fn validate(
     State(st): State<Arc<AppState>>,
     Query(query): Query<HashMap<String, String>>,
+    headers: axum::http::HeaderMap,
     body: Body,
 ) -> Response {
     let start = Instant::now();
-    let (req, deadline) = match read_review(&st, &query, body).await {
+    let (review, deadline) = match read_review(&st, &query, &headers, body).await {
         Ok(r) => r,
         Err(resp) => return resp,
     };
     // Every line logged while deciding carries the request's uid.
-    let span = tracing::info_span!("admission", uid = %loggable(&req.uid));
+    let span = tracing::info_span!("admission", uid = %loggable(&review.req.uid));
     async {
-        let (resp, record) = decide(&st, &req, deadline).await;
+        let (resp, record) = decide(&st, &review, deadline).await;
         let elapsed = start.elapsed().as_secs_f64();
         let record = Record { latency_ms: elapsed * 1000.0, ..record };
-        account(&st, &req, &record, elapsed);
+        account(&st, &review, &record, elapsed);
         // Names and messages come from the request: Debug-formatted, so that no
         // newline in them can forge a line of a text log.
         tracing::info!(ns = ?record.namespace, name = ?record.name, kind = ?record.kind, allowed = record.allowed, result = record.result.as_str(), reason = %record.reason, ms = record.latency_ms, "decision");
@@ -345,7 +403,8 @@ fn loggable(s: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// What a decision adds to the metrics, the timelines and the Events.
-fn account(st: &AppState, req: &AdmissionRequest<DynamicObject>, record: &Record, elapsed: f64) {
+fn account(st: &AppState, review: &Review, record: &Record, elapsed: f64) {
+    let req = &review.req;
     let tier = record.tier.as_deref().unwrap_or("none");
     st.metrics.decision(tier, record.result.as_str(), &record.reason, elapsed);
     for v in &record.images {
@@ -376,8 +435,10 @@ fn account(st: &AppState, req: &AdmissionRequest<DynamicObject>, record: &Record
         }
     }
     let kind = record.kind.split('/').next().unwrap_or_default();
-    let workload =
-        record.owner.clone().unwrap_or_else(|| format!("{kind}/{}", regarding(req, record).name.unwrap_or_default()));
+    let workload = record
+        .owner
+        .clone()
+        .unwrap_or_else(|| format!("{kind}/{}", regarding(review, record).name.unwrap_or_default()));
     let seen = st.timelines.observe(&crate::timelines::Seen {
         namespace: &record.namespace,
         workload: &workload,
@@ -394,61 +455,55 @@ fn account(st: &AppState, req: &AdmissionRequest<DynamicObject>, record: &Record
     }
     if let Some(events) = &st.events {
         let overrode: Vec<String> = record.images.iter().filter(|v| !v.admitted).map(Verdict::denial_message).collect();
-        if let Some(n) =
-            Notice::of_break_glass(regarding(req, record), &record.break_glass, &record.user, record.allowed, &overrode)
-        {
+        if let Some(n) = Notice::of_break_glass(
+            regarding(review, record),
+            &record.break_glass,
+            &record.user,
+            record.allowed,
+            &overrode,
+        ) {
             events.publish(n);
         }
     }
 }
 
-async fn mutate(State(st): State<Arc<AppState>>, Query(query): Query<HashMap<String, String>>, body: Body) -> Response {
-    let (req, deadline) = match read_review(&st, &query, body).await {
+async fn mutate(
+    State(st): State<Arc<AppState>>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: axum::http::HeaderMap,
+    body: Body,
+) -> Response {
+    let (review, deadline) = match read_review(&st, &query, &headers, body).await {
         Ok(r) => r,
         Err(resp) => return resp,
     };
-    let span = tracing::info_span!("mutation", uid = %loggable(&req.uid));
-    review_response(mutate::mutate(&st, &req, deadline).instrument(span).await)
+    let span = tracing::info_span!("mutation", uid = %loggable(&review.req.uid));
+    review_response(mutate::mutate(&st, &review, deadline).instrument(span).await)
 }
 
 /// The object under review, when it is of a kind that carries a pod spec and
-/// the operation can change its images.
-pub(crate) struct Subject {
+/// the operation can change its images: the review's own (decoded once,
+/// never copied).
+pub(crate) struct Subject<'r> {
     pub shape: Shape,
-    pub object: Value,
-    pub old: Value,
+    pub object: &'r Value,
+    pub old: &'r Value,
     pub namespace: String,
 }
 
-impl Subject {
-    pub(crate) fn of(req: &AdmissionRequest<DynamicObject>) -> Option<Subject> {
+impl<'r> Subject<'r> {
+    pub(crate) fn of(review: &'r Review) -> Option<Subject<'r>> {
+        let req = &review.req;
         if !matches!(req.operation, Operation::Create | Operation::Update) {
             return None;
         }
         let shape = extract::shape(&req.kind.group, &req.kind.kind)?;
-        // The object as JSON: its fields (already a JSON value, cloned) with
-        // its metadata, rather than a round trip through the serialiser.
-        let value = |o: &Option<DynamicObject>| {
-            o.as_ref().map_or(Value::Null, |o| match &o.data {
-                Value::Object(fields) => {
-                    let mut v = fields.clone();
-                    if let Some(t) = &o.types {
-                        v.insert("apiVersion".into(), Value::String(t.api_version.clone()));
-                        v.insert("kind".into(), Value::String(t.kind.clone()));
-                    }
-                    v.insert("metadata".into(), serde_json::to_value(&o.metadata).unwrap_or(Value::Null));
-                    Value::Object(v)
-                }
-                _ => serde_json::to_value(o).unwrap_or(Value::Null),
-            })
-        };
-        let object = value(&req.object);
         let namespace = req
             .namespace
             .clone()
-            .or_else(|| object.pointer("/metadata/namespace").and_then(Value::as_str).map(String::from))
+            .or_else(|| review.object.pointer("/metadata/namespace").and_then(Value::as_str).map(String::from))
             .unwrap_or_default();
-        Some(Subject { shape, object, old: value(&req.old_object), namespace })
+        Some(Subject { shape, object: &review.object, old: &review.old, namespace })
     }
 
     /// The break-glass annotations as the object carries them (justification,
@@ -469,8 +524,11 @@ impl Subject {
         &'a self,
         req: &'a AdmissionRequest<DynamicObject>,
         st: &AppState,
-    ) -> BreakGlassRequest<'a> {
-        let ann = extract::annotations(&self.shape, &self.object);
+    ) -> BreakGlassRequest<'a>
+    where
+        'r: 'a,
+    {
+        let ann = extract::annotations(&self.shape, self.object);
         let justification = extract::annotation(&ann, policy::BREAK_GLASS_ANNOTATION);
         let user = req.user_info.username.as_deref().unwrap_or("");
         BreakGlassRequest {
@@ -498,10 +556,10 @@ impl Subject {
             extract::annotation(&extract::annotations(&self.shape, o), policy::BREAK_GLASS_ANNOTATION).map(String::from)
         };
         match op {
-            Operation::Create => of(&self.object).is_some(),
+            Operation::Create => of(self.object).is_some(),
             Operation::Update => {
-                let now = of(&self.object);
-                now.is_some() && now != of(&self.old)
+                let now = of(self.object);
+                now.is_some() && now != of(self.old)
             }
             _ => false,
         }
@@ -513,8 +571,8 @@ impl Subject {
         if *op != Operation::Update {
             return all;
         }
-        let glass = self.glass(&self.object);
-        if glass.iter().any(Option::is_some) && glass != self.glass(&self.old) {
+        let glass = self.glass(self.object);
+        if glass.iter().any(Option::is_some) && glass != self.glass(self.old) {
             return all;
         }
         self.changed(all, op)
@@ -526,7 +584,7 @@ impl Subject {
     /// [`PULL_SECRET_WAIT`] and never past `deadline`.
     pub(crate) async fn keychain(&self, st: &AppState, deadline: Instant) -> Keychain {
         let Some(ps) = &st.pull_secrets else { return Keychain::default() };
-        let (names, account) = extract::pull_secrets(&self.shape, &self.object);
+        let (names, account) = extract::pull_secrets(&self.shape, self.object);
         let until = deadline.min(Instant::now() + PULL_SECRET_WAIT);
         match tokio::time::timeout_at(until, ps.keychain(&self.namespace, &names, &account)).await {
             Ok(k) => k,
@@ -544,7 +602,7 @@ impl Subject {
             return all;
         }
         let before: BTreeSet<String> =
-            extract::images(&self.shape, &self.old).unwrap_or_default().into_iter().map(|c| c.image).collect();
+            extract::images(&self.shape, self.old).unwrap_or_default().into_iter().map(|c| c.image).collect();
         all.into_iter().filter(|c| !before.contains(&c.image)).collect()
     }
 }
@@ -605,8 +663,9 @@ impl Record {
 }
 
 /// The object a request is about, as an Event refers to it.
-fn regarding(req: &AdmissionRequest<DynamicObject>, record: &Record) -> k8s_openapi::api::core::v1::ObjectReference {
-    let meta = req.object.as_ref().map(|o| &o.metadata);
+fn regarding(review: &Review, record: &Record) -> k8s_openapi::api::core::v1::ObjectReference {
+    let req = &review.req;
+    let meta = |field: &str| review.object.pointer(&format!("/metadata/{field}")).and_then(Value::as_str);
     k8s_openapi::api::core::v1::ObjectReference {
         api_version: Some(if req.kind.group.is_empty() {
             req.kind.version.clone()
@@ -614,9 +673,9 @@ fn regarding(req: &AdmissionRequest<DynamicObject>, record: &Record) -> k8s_open
             format!("{}/{}", req.kind.group, req.kind.version)
         }),
         kind: Some(req.kind.kind.clone()),
-        name: meta.and_then(|m| m.name.clone()).filter(|n| !n.is_empty()).or_else(|| Some(req.name.clone())),
+        name: meta("name").filter(|n| !n.is_empty()).map(String::from).or_else(|| Some(req.name.clone())),
         namespace: Some(record.namespace.clone()),
-        uid: meta.and_then(|m| m.uid.clone()),
+        uid: meta("uid").map(String::from),
         ..Default::default()
     }
 }
@@ -628,15 +687,12 @@ pub const PULL_SECRET_WAIT: Duration = Duration::from_secs(2);
 /// (the object's images, its namespace's tier, a verdict per image, its
 /// break-glass request with any grant it carries checked), then answers as
 /// [`policy::decide`] decides.
-pub async fn decide(
-    st: &AppState,
-    req: &AdmissionRequest<DynamicObject>,
-    deadline: Instant,
-) -> (AdmissionResponse, Record) {
+pub async fn decide(st: &AppState, review: &Review, deadline: Instant) -> (AdmissionResponse, Record) {
+    let req = &review.req;
     let policy = st.policy();
     // Millisecond precision, as recorded, so that a replay at `evaluatedAt` is exact.
     let now = portcullis_now();
-    let subject = Subject::of(req);
+    let subject = Subject::of(review);
     let mut record = Record::of(req, now, &policy.digest);
     record.namespace =
         subject.as_ref().map(|s| s.namespace.clone()).or_else(|| req.namespace.clone()).unwrap_or_default();
@@ -644,7 +700,7 @@ pub async fn decide(
     let Some(subject) = subject else {
         return (allow, record);
     };
-    record.owner = extract::controller(&subject.object).map(|o| o.to_string());
+    record.owner = extract::controller(subject.object).map(|o| o.to_string());
     let answer = |record: Record, decision: Decision| {
         let mut resp = AdmissionResponse::from(req);
         if let Some(msg) = decision.message.as_ref().filter(|_| !decision.allowed) {
@@ -658,7 +714,7 @@ pub async fn decide(
     let refuse = |record: Record, reason: &'static str, why: &str| {
         answer(record, policy::decide::refuse(&policy.digest, reason, why))
     };
-    let all = match extract::images(&subject.shape, &subject.object) {
+    let all = match extract::images(&subject.shape, subject.object) {
         Ok(i) => i,
         Err(e) => return refuse(record, "invalid_object", &format!("{}: {e}", req.name)),
     };
@@ -711,14 +767,14 @@ pub async fn decide(
 
     // Break-glass: directly for an allowed user, or through a grant the
     // object carries, checked against exactly what was judged here.
-    let object = extract::object_id(&subject.shape, &subject.object, &req.name);
-    let carried = extract::grant(&subject.shape, &subject.object);
+    let object = extract::object_id(&subject.shape, subject.object, &req.name);
+    let carried = extract::grant(&subject.shape, subject.object);
     let grant = carried.map(|token| {
         let presented = Presented {
             namespace: &subject.namespace,
             tier: &tier,
             object: object.clone(),
-            controller: extract::controller(&subject.object),
+            controller: extract::controller(subject.object),
             images: verdicts
                 .iter()
                 .map(|v| (v.image.clone(), v.digest.as_deref().and_then(|d| Digest::parse(d).ok())))

@@ -15,7 +15,7 @@ use kube::core::DynamicObject;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use super::{extract, AppState, Subject};
+use super::{extract, AppState, Review, Subject};
 use crate::engine::LookupError;
 use crate::image::{Digest, ImageRef};
 use crate::policy::{self, Presented};
@@ -39,14 +39,11 @@ fn escape(segment: &str) -> String {
     segment.replace('~', "~0").replace('/', "~1")
 }
 
-pub(super) async fn mutate(
-    st: &AppState,
-    req: &AdmissionRequest<DynamicObject>,
-    deadline: Instant,
-) -> AdmissionResponse {
+pub(super) async fn mutate(st: &AppState, review: &Review, deadline: Instant) -> AdmissionResponse {
+    let req = &review.req;
     let resp = AdmissionResponse::from(req);
-    let Some(subject) = Subject::of(req) else { return resp };
-    let Ok(all) = extract::images(&subject.shape, &subject.object) else { return resp };
+    let Some(subject) = Subject::of(review) else { return resp };
+    let Ok(all) = extract::images(&subject.shape, subject.object) else { return resp };
     let mut warnings: Vec<String> = Vec::new();
     let mut patch: Vec<Value> = Vec::new();
 
@@ -72,7 +69,7 @@ pub(super) async fn mutate(
     let policy = st.policy();
     let tier = st.tiers.tier_of(&subject.namespace, &policy).await;
     let requires_digest = tier.as_ref().ok().and_then(|t| policy.tier(t)).is_some_and(|t| t.require_digest);
-    let copy = extract::controller(&subject.object).is_some();
+    let copy = extract::controller(subject.object).is_some();
     let in_scope = match st.pin {
         PinImages::Never => false,
         PinImages::Pods if !requires_digest => !subject.shape.is_template(),
@@ -154,7 +151,7 @@ pub(super) async fn mutate(
 async fn grant(
     st: &AppState,
     req: &AdmissionRequest<DynamicObject>,
-    subject: &Subject,
+    subject: &Subject<'_>,
     all: &[extract::ContainerImage],
     digest_of: &[Option<Result<Digest, LookupError>>],
 ) -> Result<Option<String>, String> {
@@ -162,7 +159,7 @@ async fn grant(
     let now = super::portcullis_now();
     let tier = st.tiers.tier_of(&subject.namespace, &policy).await.map_err(|e| e.to_string())?;
     let tier_spec = policy.tier(&tier).ok_or_else(|| format!("tier {tier} is not defined in the policy"))?;
-    let object = extract::object_id(&subject.shape, &subject.object, &req.name);
+    let object = extract::object_id(&subject.shape, subject.object, &req.name);
     if object.name.is_empty() {
         return Err("a grant is made on a named object (this one has only a generateName)".into());
     }
@@ -181,13 +178,13 @@ async fn grant(
     // user, from this object or its previous version.
     let by = subject.presenter(req, st);
     let presented = Presented { namespace: &subject.namespace, tier: &tier, object, controller: None, images, by };
-    for o in [&subject.object, &subject.old] {
+    for o in [subject.object, subject.old] {
         let kept = extract::grant(&subject.shape, o).and_then(|t| st.grant_keys.open(t).ok().map(|g| (t, g)));
         if let Some((token, g)) = kept {
             let same = g.justification == fresh.justification && g.ticket == fresh.ticket && g.user == fresh.user;
             let holds = policy::check_grant(&g, &presented, policy::break_glass_max_duration(tier_spec), now).is_ok();
             if same && holds {
-                let here = extract::grant(&subject.shape, &subject.object);
+                let here = extract::grant(&subject.shape, subject.object);
                 return Ok((here != Some(token)).then(|| token.to_string()));
             }
         }
@@ -198,7 +195,7 @@ async fn grant(
 
 /// JSON patch operations that set the grant annotation on the pod
 /// (template) metadata, creating the maps on the way.
-fn grant_patch(subject: &Subject, token: &str) -> Vec<Value> {
+fn grant_patch(subject: &Subject<'_>, token: &str) -> Vec<Value> {
     let key = policy::BREAK_GLASS_GRANT_ANNOTATION;
     let meta = subject.shape.metadata;
     match subject.object.pointer(meta) {
@@ -217,14 +214,16 @@ mod tests {
     #[test]
     fn grant_patches_apply_whatever_the_template_has() {
         let shape = extract::shape("apps", "Deployment").unwrap();
-        let subject = |object: Value| Subject { shape, object, old: Value::Null, namespace: "prod".into() };
+        fn subject(shape: extract::Shape, object: &Value) -> Subject<'_> {
+            Subject { shape, object, old: &Value::Null, namespace: "prod".into() }
+        }
         for object in [
             json!({"spec": {"template": {"spec": {}}}}),
             json!({"spec": {"template": {"metadata": {"labels": {"a": "b"}}, "spec": {}}}}),
             json!({"spec": {"template": {"metadata": {"annotations": null}, "spec": {}}}}),
             json!({"spec": {"template": {"metadata": {"annotations": {"other": "x", policy::BREAK_GLASS_GRANT_ANNOTATION: "old"}}, "spec": {}}}}),
         ] {
-            let s = subject(object.clone());
+            let s = subject(shape, &object);
             let p: json_patch::Patch = serde_json::from_value(Value::Array(grant_patch(&s, "v1.token"))).unwrap();
             let mut patched = object.clone();
             json_patch::patch(&mut patched, &p).unwrap_or_else(|e| panic!("{object}: {e}"));

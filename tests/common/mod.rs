@@ -604,6 +604,8 @@ pub struct HookOptions {
     pub max_images: usize,
     pub pin: portcullis::webhook::PinImages,
     pub grant_key: String,
+    /// Bytes of request bodies read at once past each one's free share (`--review-bytes-in-flight`).
+    pub reading: usize,
 }
 
 impl Default for HookOptions {
@@ -616,6 +618,7 @@ impl Default for HookOptions {
             max_images: 64,
             pin: Default::default(),
             grant_key: GRANT_KEY.to_string(),
+            reading: portcullis::webhook::READING_BYTES,
         }
     }
 }
@@ -681,6 +684,7 @@ impl Webhook {
             events: None,
             timelines: Default::default(),
             controller_users: vec![],
+            reading: Arc::new(tokio::sync::Semaphore::new(o.reading)),
         });
         let tls = test_tls();
         std::fs::write(audit_dir.path().join("tls.crt"), &tls.cert_pem).unwrap();
