@@ -45,9 +45,10 @@ all: build
 build:
 	$(CARGO) build
 
-## run: the webhook on https://127.0.0.1:8443 (embedded default policy, dev certs, no cluster needed)
+## run: the webhook on https://127.0.0.1:8443 (embedded default policy, dev certs, no cluster: CLUSTER=auto to use your kubeconfig's)
+CLUSTER ?= never
 run: certs
-	$(CARGO) run -- serve $(ARGS)
+	$(CARGO) run -- serve --cluster $(CLUSTER) $(ARGS)
 
 ## image: the container image as an OCI image layout in target/image, built without a container daemon, and its SBOM
 image: image-layout $(CARGO_CYCLONEDX)

@@ -162,8 +162,9 @@ struct ServeArgs {
     #[arg(long)]
     pull_secrets: bool,
     /// How often one replica (the holder of the Lease portcullis-reevaluation) re-judges every running image,
-    /// give or take a tenth, and at once when the policy changes; writes PolicyReports, Events on workloads whose
-    /// status changes, and metrics. `0s`: never. Needs a cluster.
+    /// give or take a tenth, and at once when it takes the lead or the policy changes; writes PolicyReports, Events
+    /// on workloads whose status changes, and metrics. `0s`: never. Needs a cluster and a --policy (never on the
+    /// embedded default).
     #[arg(long, default_value = "1h", value_parser = parse_duration)]
     reevaluate_every: Duration,
     /// Namespace of the re-evaluation Lease (Portcullis' own).
@@ -417,7 +418,10 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
                     .or_else(|| std::env::var("HOSTNAME").ok())
                     .unwrap_or_else(|| "portcullis".into());
                 events = Some(portcullis::events::Events::start(client.clone(), instance.clone()));
-                reevaluation = (!a.reevaluate_every.is_zero()).then(|| {
+                if a.policy.is_none() && !a.reevaluate_every.is_zero() {
+                    tracing::info!("no re-evaluation on the embedded default policy: give --policy to re-judge running workloads");
+                }
+                reevaluation = (!a.reevaluate_every.is_zero() && a.policy.is_some()).then(|| {
                     (
                         client.clone(),
                         portcullis::reevaluate::Config {

@@ -34,8 +34,9 @@ pub const REPORT_NAME: &str = "portcullis";
 const MANAGER: &str = "portcullis";
 /// Longest one pass may take; lookups past it count as errors this time.
 const PASS_BUDGET: Duration = Duration::from_secs(300);
-/// How often the policy in force is compared with the one last judged by.
-const POLICY_LOOK: Duration = Duration::from_secs(5);
+/// How often the loop looks at the lead and at the policy in force: a new
+/// leader, or a new policy, is passed within this.
+const POLICY_LOOK: Duration = Duration::from_secs(1);
 
 /// The PolicyReport API.
 fn report_api() -> ApiResource {
@@ -226,6 +227,19 @@ impl Memory {
     }
 }
 
+/// Whether this replica passes now: only while it leads, and then at once
+/// when it has not passed since it took the lead (`judged_by` is the policy
+/// of its last pass as leader), when the policy in force changed since, or
+/// when the interval has run out.
+fn pass_due(
+    leading: bool,
+    judged_by: Option<&crate::image::Digest>,
+    in_force: &crate::image::Digest,
+    interval_over: bool,
+) -> bool {
+    leading && (judged_by != Some(in_force) || interval_over)
+}
+
 /// How the loop runs.
 pub struct Config {
     pub every: Duration,
@@ -270,16 +284,17 @@ async fn run(st: Arc<AppState>, client: Client, store: Store<Pod>, leader: Leade
     let mut next = tokio::time::Instant::now();
     let mut reports = true;
     loop {
-        let policy_changed = judged_by.as_ref().is_some_and(|d| *d != st.policy().digest);
-        if tokio::time::Instant::now() < next && !policy_changed {
+        let leading = leader.is_leader();
+        if !leading {
+            // A replica that leads again passes at once.
+            judged_by = None;
+        }
+        let now = tokio::time::Instant::now();
+        if !pass_due(leading, judged_by.as_ref(), &st.policy().digest, now >= next) {
             tokio::time::sleep(POLICY_LOOK.min(every)).await;
             continue;
         }
-        next = tokio::time::Instant::now() + jittered(every);
-        if !leader.is_leader() {
-            judged_by = None;
-            continue;
-        }
+        next = now + jittered(every);
         let started = std::time::Instant::now();
         let requests_before = st.engine.registry_requests();
         let policy = st.policy();
@@ -648,6 +663,22 @@ mod tests {
         let errors = [error];
         m.update(&errors, at(8));
         assert!(m.due(&errors, &policy, at(20)).is_empty());
+    }
+
+    #[test]
+    fn passes_at_once_on_taking_the_lead_and_on_a_new_policy() {
+        let (a, b) = (crate::image::Digest::of(b"policy a"), crate::image::Digest::of(b"policy b"));
+        // (case, leading, policy of the last pass as leader, interval over, pass now)
+        let rows: &[(&str, bool, Option<&crate::image::Digest>, bool, bool)] = &[
+            ("not leading", false, None, true, false),
+            ("just took the lead, interval not over", true, None, false, true),
+            ("passed under this policy, interval not over", true, Some(&a), false, false),
+            ("passed under this policy, interval over", true, Some(&a), true, true),
+            ("the policy changed since the last pass", true, Some(&b), false, true),
+        ];
+        for (case, leading, judged_by, over, due) in rows {
+            assert_eq!(pass_due(*leading, *judged_by, &a, *over), *due, "{case}");
+        }
     }
 
     #[test]
