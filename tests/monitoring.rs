@@ -156,6 +156,33 @@ fn alerts_and_the_dashboard_name_only_exported_metrics() {
     }
 }
 
+/// What runs, as re-evaluation last judged it, has its panels: running
+/// images by status, verified coverage, the oldest ongoing violation.
+#[test]
+fn the_dashboard_shows_what_runs() {
+    let dashboard: Value = serde_json::from_str(&read(CHART_DASHBOARD)).unwrap();
+    let exprs: Vec<(String, String)> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| {
+            let title = p["title"].as_str().unwrap_or_default().to_string();
+            p["targets"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .map(move |t| (title.clone(), t["expr"].as_str().unwrap_or_default().to_string()))
+        })
+        .collect();
+    for metric in ["portcullis_running_images", "portcullis_running_verified_ratio", "portcullis_violation_age_seconds"]
+    {
+        assert!(exprs.iter().any(|(_, e)| e.contains(metric)), "no panel shows {metric}: {exprs:?}");
+    }
+    let ids: BTreeSet<u64> = dashboard["panels"].as_array().unwrap().iter().filter_map(|p| p["id"].as_u64()).collect();
+    assert_eq!(ids.len(), dashboard["panels"].as_array().unwrap().len(), "panel ids are unique");
+}
+
 /// The rules of the chart's PrometheusRule as Prometheus gets them: its
 /// `spec`, with Helm's escaping of `{{ … }}` undone.
 fn chart_rules() -> Value {
