@@ -21,6 +21,23 @@ use portcullis::policy::{parse_duration, GrantKeys, Policy, EMBEDDED_DEFAULT};
 use portcullis::registry::{Credentials, Limits, Registry};
 use portcullis::webhook::{self, AppState, PinImages};
 
+/// Writes to standard output. A closed pipe (`portcullis check … | head -1`)
+/// is an error the command returns, never a panic; see [`main`].
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($arg)*)?
+    }};
+}
+
+/// [`out!`], with a newline.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)?
+    }};
+}
+
 /// mimalloc rather than the system allocator: deciding a request allocates
 /// many small objects on several threads at once, where glibc's allocator
 /// contends on its arena locks (BENCHMARKS.md says what it bought).
@@ -336,6 +353,11 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(code) => code,
+        // The reader of the output went away (`| head -1`): stop quietly, as
+        // the tools that die of SIGPIPE do (128 + 13).
+        Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) => {
+            ExitCode::from(141)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
@@ -419,7 +441,9 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
                     .unwrap_or_else(|| "portcullis".into());
                 events = Some(portcullis::events::Events::start(client.clone(), instance.clone()));
                 if a.policy.is_none() && !a.reevaluate_every.is_zero() {
-                    tracing::info!("no re-evaluation on the embedded default policy: give --policy to re-judge running workloads");
+                    tracing::info!(
+                        "no re-evaluation on the embedded default policy: give --policy to re-judge running workloads"
+                    );
                 }
                 reevaluation = (!a.reevaluate_every.is_zero() && a.policy.is_some()).then(|| {
                     (
@@ -590,7 +614,7 @@ async fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
                 "evaluatedAt": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                 "verdicts": verdicts,
             });
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            outln!("{}", serde_json::to_string_pretty(&out)?);
         }
         Output::Text => {
             for v in verdicts {
@@ -598,31 +622,27 @@ async fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
                 let digest =
                     v.digest.as_deref().filter(|d| !v.image.ends_with(d)).map(|d| format!("@{d}")).unwrap_or_default();
                 if v.error.is_some() && !v.admitted {
-                    println!("ERROR  {}", v.denial_message());
+                    outln!("ERROR  {}", v.denial_message());
                 } else if !v.admitted {
-                    println!("DENY   {}", v.denial_message());
+                    outln!("DENY   {}", v.denial_message());
                 } else if !v.problems.is_empty() {
-                    println!(
+                    outln!(
                         "WARN   {}{digest} admitted in tier {} (mode warn) despite: {}",
                         v.image,
                         v.tier,
                         v.problems.join("; ")
                     );
                 } else {
-                    println!("ADMIT  {}{digest} for tier {}", v.image, v.tier);
+                    outln!("ADMIT  {}{digest} for tier {}", v.image, v.tier);
                 }
                 for n in &v.notes {
-                    println!("       note: {n}");
+                    outln!("       note: {n}");
                 }
                 for e in &v.exceptions {
-                    println!("       exception: {e}");
+                    outln!("       exception: {e}");
                 }
             }
-            println!(
-                "policy {} evaluated at {}",
-                policy.digest,
-                now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-            );
+            outln!("policy {} evaluated at {}", policy.digest, now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
         }
     }
     Ok(ExitCode::from(match decision.outcome {
@@ -640,8 +660,11 @@ async fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
     let policy = Arc::new(load_policy(a.policy.as_ref())?);
     let config = match &a.kubeconfig {
         Some(path) => {
-            let kc =
-                kube::config::Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))?;
+            // Read here, so that a missing file is said once (kube's error
+            // repeats its cause).
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let kc = kube::config::Kubeconfig::from_yaml(&text)
+                .map_err(|e| anyhow::anyhow!("{}: not a kubeconfig: {e}", path.display()))?;
             kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?
         }
         None => kube::Config::infer().await.context("no Kubernetes configuration")?,
@@ -679,7 +702,7 @@ async fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
     let rows = portcullis::report::judge(&engine, &policy, running, now, deadline).await;
     let failing = rows.iter().filter(|r| !r.status.passes()).count();
     match a.output {
-        Output::Json => println!(
+        Output::Json => outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "policyDigest": policy.digest.to_string(),
@@ -688,7 +711,7 @@ async fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
                 "rows": rows,
             }))?
         ),
-        Output::Text => print!("{}", table(&rows, a.all)),
+        Output::Text => out!("{}", table(&rows, a.all)),
     }
     Ok(ExitCode::from(if failing == 0 { 0 } else { 1 }))
 }
@@ -783,29 +806,29 @@ fn normalize(path: &PathBuf, output: Output, top: usize) -> anyhow::Result<ExitC
                 "counts": by_sev,
                 "findings": report.findings,
             });
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            outln!("{}", serde_json::to_string_pretty(&out)?);
         }
         Output::Text => {
-            println!(
+            outln!(
                 "scanner {}, finished {}, {} findings ({} fixable)",
                 if report.scanner.is_empty() { "unknown" } else { &report.scanner },
                 finished.as_deref().unwrap_or("(no time recorded)"),
                 report.findings.len(),
                 report.findings.iter().filter(|f| f.fixable()).count()
             );
-            println!("\n{:<10} {:>6} {:>8}", "severity", "count", "fixable");
+            outln!("\n{:<10} {:>6} {:>8}", "severity", "count", "fixable");
             for (s, n, f) in &counts {
-                println!("{:<10} {n:>6} {f:>8}", s.as_str());
+                outln!("{:<10} {n:>6} {f:>8}", s.as_str());
             }
             if !report.findings.is_empty() && top > 0 {
-                println!("\nworst findings:");
+                outln!("\nworst findings:");
                 // Findings come most severe first.
                 for f in report.findings.iter().take(top) {
                     let target = if f.target.is_empty() { String::new() } else { format!("  [{}]", f.target) };
-                    println!("  {:<8} {}{target}", f.severity.as_str().to_uppercase(), f.describe());
+                    outln!("  {:<8} {}{target}", f.severity.as_str().to_uppercase(), f.describe());
                 }
                 if report.findings.len() > top {
-                    println!("  … and {} more (--top N, or --output json)", report.findings.len() - top);
+                    outln!("  … and {} more (--top N, or --output json)", report.findings.len() - top);
                 }
             }
         }
@@ -824,12 +847,12 @@ fn audit_verify(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
     match verify(trail) {
         Ok(t) => {
             match &t.head {
-                None => println!("intact: no records"),
+                None => outln!("intact: no records"),
                 Some(head) => {
                     let s = if t.records == 1 { "" } else { "s" };
-                    println!("intact: {} record{s}, seq {}..{}, head {}", t.records, t.first_seq, head.seq, head.hash);
+                    outln!("intact: {} record{s}, seq {}..{}, head {}", t.records, t.first_seq, head.seq, head.hash);
                     if t.first_seq > 0 || t.anchor != GENESIS {
-                        println!(
+                        outln!(
                             "the trail starts at seq {}, anchored at prev {} (the records before are not in the files given)",
                             t.first_seq, t.anchor
                         );
@@ -839,7 +862,7 @@ fn audit_verify(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Err(e @ VerifyError::Broken { .. }) => {
-            println!("broken: {e}");
+            outln!("broken: {e}");
             Ok(ExitCode::from(1))
         }
         Err(e) => Err(e.into()),
@@ -850,21 +873,22 @@ fn lint(file: &std::path::Path) -> anyhow::Result<ExitCode> {
     use portcullis::policy::PolicyFileError;
     match Policy::from_file(file) {
         Ok(p) => {
-            println!(
-                "{}: ok ({} tiers, {} signers, digest {})",
+            let n = |count: usize, what: &str| format!("{count} {what}{}", if count == 1 { "" } else { "s" });
+            outln!(
+                "{}: ok ({}, {}, digest {})",
                 file.display(),
-                p.file.spec.tiers.len(),
-                p.file.spec.signers.len(),
+                n(p.file.spec.tiers.len(), "tier"),
+                n(p.file.spec.signers.len(), "signer"),
                 p.digest
             );
             for w in p.warnings(chrono::Utc::now(), portcullis::attest::keyless::EXPIRY_WARNING) {
-                println!("{}: warning: {w}", file.display());
+                outln!("{}: warning: {w}", file.display());
             }
             Ok(ExitCode::SUCCESS)
         }
         Err(PolicyFileError::Invalid(e)) => {
             for p in &e.problems {
-                println!("{}:{p}", file.display());
+                outln!("{}:{p}", file.display());
             }
             Ok(ExitCode::from(1))
         }

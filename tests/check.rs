@@ -216,6 +216,49 @@ spec:
     std::fs::write(&shipped, cm["data"]["policy.yaml"].as_str().unwrap()).unwrap();
     let (code, out, _) = portcullis(&["policy", "lint", shipped.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}");
+
+    // Two tiers of one name: refused where the second begins, not read as the second.
+    std::fs::write(&bad, "apiVersion: portcullis.dev/v1alpha1\nkind: PromotionPolicy\nspec:\n  signers: {}\n  tiers:\n    production: { mode: enforce }\n    production: { mode: warn }\n").unwrap();
+    let (code, out, _) = portcullis(&["policy", "lint", bad.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("bad.yaml:7:5: spec.tiers: duplicate key \"production\" (first at line 6)"), "{out}");
+    // One of a thing is not plural.
+    std::fs::write(
+        &bad,
+        "apiVersion: portcullis.dev/v1alpha1\nkind: PromotionPolicy\nspec:\n  signers: {}\n  tiers: { p: {} }\n",
+    )
+    .unwrap();
+    let (_, out, _) = portcullis(&["policy", "lint", bad.to_str().unwrap()]);
+    assert!(out.contains(": ok (1 tier, 0 signers, digest sha256:"), "{out}");
+}
+
+/// A reader that goes away (`portcullis … | head -1`) ends the command
+/// quietly, as tools killed by SIGPIPE do: never a panic.
+#[test]
+fn a_closed_output_pipe_is_no_panic() {
+    for args in [
+        &["normalize", "tests/fixtures/reports/trivy.json"][..],
+        &["policy", "lint", "src/policy/default-policy.yaml"][..],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args(args)
+            .stdout(std::process::Stdio::from(writer))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(141), "{args:?}: {stderr}");
+    }
+}
+
+/// A file that cannot be read is said once.
+#[test]
+fn errors_name_their_cause_once() {
+    let (code, _, err) = portcullis(&["report", "--kubeconfig", "/nonexistent/kubeconfig"]);
+    assert_eq!(code, 2);
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
 }
 
 #[test]
