@@ -35,6 +35,8 @@ export PORTCULLIS_IMAGE := $(abspath $(IMAGE_DIR))
 # Reproducible: the image's timestamps are the last commit's.
 SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+# `portcullis --version` names the commit it was built from.
+export PORTCULLIS_REVISION := $(REVISION)
 
 include mk/e2e-tools.mk
 

@@ -38,6 +38,16 @@ macro_rules! outln {
     }};
 }
 
+/// `0.1.0 (revision 1a2b3c4d5e6f)`: the version, and the commit it was built
+/// from when the build said (`make` sets `PORTCULLIS_REVISION`).
+fn version() -> &'static str {
+    static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    VERSION.get_or_init(|| match option_env!("PORTCULLIS_REVISION").filter(|r| !r.is_empty() && *r != "unknown") {
+        Some(r) => format!("{} (revision {})", env!("CARGO_PKG_VERSION"), &r[..r.len().min(12)]),
+        None => format!("{} (revision unknown: built outside make)", env!("CARGO_PKG_VERSION")),
+    })
+}
+
 /// mimalloc rather than the system allocator: deciding a request allocates
 /// many small objects on several threads at once, where glibc's allocator
 /// contends on its arena locks (BENCHMARKS.md says what it bought).
@@ -48,7 +58,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// a cosign-attested vulnerability scan and test results, checked against the
 /// tier's thresholds in a PromotionPolicy.
 #[derive(Parser)]
-#[command(name = "portcullis", version, about, long_about = None)]
+#[command(name = "portcullis", version = version(), about, long_about = None)]
 struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "PORTCULLIS_LOG_FORMAT")]
@@ -85,6 +95,7 @@ enum Command {
     Normalize {
         /// The report file, or `-` for standard input.
         report: PathBuf,
+        /// `text` for people; `json`: the counts per severity, fixable counts and every finding.
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
         /// How many of the worst findings to list (text output).
@@ -99,6 +110,10 @@ enum PolicyCommand {
     Lint {
         /// The policy file.
         file: PathBuf,
+        /// `text`: one line per problem, `FILE:LINE:COLUMN: field: problem`; `json`: `{file, ok, digest, tiers,
+        /// signers, problems: [{line, column, path, message}], warnings}`.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
     },
 }
 
@@ -278,11 +293,13 @@ struct CheckArgs {
     #[arg(long = "attestation", value_name = "FILE")]
     attestations: Vec<PathBuf>,
     /// PromotionPolicy file; the embedded default when absent.
-    #[arg(long)]
+    #[arg(long, env = "PORTCULLIS_POLICY")]
     policy: Option<PathBuf>,
     /// The tier to check against (a tier the policy defines).
     #[arg(long)]
     tier: String,
+    /// `text`: one line per image (ADMIT, WARN, DENY, ERROR) and the policy digest; `json`: the decision
+    /// (`allowed`, `result`, `reason`, `message`, `warnings`) and every verdict with its reasons and attestations.
     #[arg(long, value_enum, default_value_t = Output::Text)]
     output: Output,
     /// Overall time budget.
@@ -309,6 +326,7 @@ struct ReportArgs {
     /// Namespace label naming the tier.
     #[arg(long, default_value = TIER_LABEL)]
     tier_label: String,
+    /// `text`: a table of what fails (with --all, everything); `json`: every row, and the count failing.
     #[arg(long, value_enum, default_value_t = Output::Text)]
     output: Output,
     /// List the images that pass too (text output; JSON lists every one).
@@ -346,7 +364,7 @@ fn main() -> ExitCode {
             Command::Serve(a) => serve(*a).await.map(|_| ExitCode::SUCCESS),
             Command::Check(a) => check(*a).await,
             Command::Report(a) => report(*a).await,
-            Command::Policy(PolicyCommand::Lint { file }) => lint(&file),
+            Command::Policy(PolicyCommand::Lint { file, output }) => lint(&file, output),
             Command::Audit(AuditCommand::Verify { files }) => audit_verify(&files),
             Command::Normalize { report, output, top } => normalize(&report, output, top),
         }
@@ -869,29 +887,51 @@ fn audit_verify(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn lint(file: &std::path::Path) -> anyhow::Result<ExitCode> {
+fn lint(file: &std::path::Path, output: Output) -> anyhow::Result<ExitCode> {
     use portcullis::policy::PolicyFileError;
-    match Policy::from_file(file) {
-        Ok(p) => {
-            let n = |count: usize, what: &str| format!("{count} {what}{}", if count == 1 { "" } else { "s" });
-            outln!(
-                "{}: ok ({}, {}, digest {})",
-                file.display(),
-                n(p.file.spec.tiers.len(), "tier"),
-                n(p.file.spec.signers.len(), "signer"),
-                p.digest
-            );
-            for w in p.warnings(chrono::Utc::now(), portcullis::attest::keyless::EXPIRY_WARNING) {
-                outln!("{}: warning: {w}", file.display());
-            }
-            Ok(ExitCode::SUCCESS)
+    let (policy, problems) = match Policy::from_file(file) {
+        Ok(p) => (Some(p), vec![]),
+        Err(PolicyFileError::Invalid(e)) => (None, e.problems),
+        Err(e) => return Err(e.into()),
+    };
+    let warnings = policy.as_ref().map(|p| p.warnings(chrono::Utc::now(), portcullis::attest::keyless::EXPIRY_WARNING));
+    match output {
+        Output::Json => {
+            let problems: Vec<serde_json::Value> = problems
+                .iter()
+                .map(|p| serde_json::json!({"line": p.line, "column": p.column, "path": p.path, "message": p.message}))
+                .collect();
+            let out = serde_json::json!({
+                "file": file.display().to_string(),
+                "ok": policy.is_some(),
+                "digest": policy.as_ref().map(|p| p.digest.to_string()),
+                "tiers": policy.as_ref().map(|p| p.tier_names()),
+                "signers": policy.as_ref().map(|p| p.file.spec.signers.keys().collect::<Vec<_>>()),
+                "problems": problems,
+                "warnings": warnings.clone().unwrap_or_default(),
+            });
+            outln!("{}", serde_json::to_string_pretty(&out)?);
         }
-        Err(PolicyFileError::Invalid(e)) => {
-            for p in &e.problems {
-                outln!("{}:{p}", file.display());
+        Output::Text => match &policy {
+            Some(p) => {
+                let n = |count: usize, what: &str| format!("{count} {what}{}", if count == 1 { "" } else { "s" });
+                outln!(
+                    "{}: ok ({}, {}, digest {})",
+                    file.display(),
+                    n(p.file.spec.tiers.len(), "tier"),
+                    n(p.file.spec.signers.len(), "signer"),
+                    p.digest
+                );
+                for w in warnings.iter().flatten() {
+                    outln!("{}: warning: {w}", file.display());
+                }
             }
-            Ok(ExitCode::from(1))
-        }
-        Err(e) => Err(e.into()),
+            None => {
+                for p in &problems {
+                    outln!("{}:{p}", file.display());
+                }
+            }
+        },
     }
+    Ok(ExitCode::from(if policy.is_some() { 0 } else { 1 }))
 }

@@ -200,6 +200,7 @@ spec:
     let (code, out, _) = portcullis(&["policy", "lint", bad.to_str().unwrap()]);
     assert_eq!(code, 1);
     assert!(out.contains(":7:") && out.contains("unknown field `mood`"), "{out}");
+    assert!(!out.contains("at line 7"), "the position is said once: {out}");
     std::fs::write(&bad, "apiVersion: portcullis.dev/v1alpha1\nkind: PromotionPolicy\nspec:\n  signers: {}\n  tiers:\n    p: { vulnerabilities: { signedBy: [], maxAge: soon } }\n").unwrap();
     let (_, out, _) = portcullis(&["policy", "lint", bad.to_str().unwrap()]);
     assert!(out.contains("duration \"soon\" does not parse"), "{out}");
@@ -251,6 +252,19 @@ fn a_closed_output_pipe_is_no_panic() {
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
         assert_eq!(out.status.code(), Some(141), "{args:?}: {stderr}");
     }
+}
+
+/// `--version` names the commit too (or says it cannot).
+#[test]
+fn the_version_names_its_revision() {
+    let (code, out, _) = portcullis(&["--version"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with(&format!("portcullis {} (revision ", env!("CARGO_PKG_VERSION"))), "{out}");
+    // `policy lint --output json` for tools.
+    let (code, out, _) = portcullis(&["policy", "lint", "--output", "json", "src/policy/default-policy.yaml"]);
+    assert_eq!(code, 0);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((v["ok"].as_bool(), v["problems"].as_array().map(Vec::len)), (Some(true), Some(0)), "{v}");
 }
 
 /// A file that cannot be read is said once.

@@ -484,7 +484,15 @@ impl Policy {
         })?;
         let file: PolicyFile = serde_yaml_ng::from_str(text).map_err(|e| {
             let (line, column) = e.location().map(|l| (Some(l.line()), Some(l.column()))).unwrap_or((None, None));
-            err(vec![Problem { line, column, path: String::new(), message: e.to_string() }])
+            let mut message = e.to_string();
+            // The position is said once, in front, as for every problem.
+            if let (Some(l), Some(c)) = (line, column) {
+                let said = format!(" at line {l} column {c}");
+                if let Some(cut) = message.rfind(&said) {
+                    message.replace_range(cut..cut + said.len(), "");
+                }
+            }
+            err(vec![Problem { line, column, path: String::new(), message }])
         })?;
         let mut problems = validate(&file);
         let (trust, root_files) = match trust(&file, read) {
