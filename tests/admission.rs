@@ -769,6 +769,12 @@ async fn index_children_containerd_could_run_are_judged() {
     let att_d = reg.descriptor(repo, &att).await;
     let att_first = reg.push_raw_index(repo, "att-first", vec![entry(att_d, amd64(), None), good_entry.clone()]).await;
 
+    // Bounds: 33 entries with something to run (one image, listed 33 times),
+    // and 65 entries at all, which are refused before any is read.
+    let many = |n: usize| vec![good_entry.clone(); n];
+    let runnable_33 = reg.push_raw_index(repo, "runnable-33", many(33)).await;
+    let entries_65 = reg.push_raw_index(repo, "entries-65", many(65)).await;
+
     let narrowed = w.policy.replace(
         "      tests: { signedBy: [ci], require: PASSED }",
         "      tests: { signedBy: [ci], require: PASSED }\n      platforms: [linux/amd64]",
@@ -784,6 +790,13 @@ async fn index_children_containerd_could_run_are_judged() {
         ("the platform twice, differing in case", &twice, false, "\"PLATFORM\"".to_string()),
         ("buildx's attestation manifests are left out", &buildx, true, String::new()),
         ("an attestation manifest listed as linux/amd64", &att_first, true, String::new()),
+        (
+            "at most 32 entries with something to run",
+            &runnable_33,
+            false,
+            "33 platforms, more than the limit 32".into(),
+        ),
+        ("at most 64 entries", &entries_65, false, "65 entries, more than the limit 64".into()),
     ];
     let mut wrong = Vec::new();
     for (tier, policy) in [("every platform", &w.policy), ("linux/amd64", &narrowed)] {
