@@ -258,8 +258,9 @@ impl Entry {
     }
 }
 
-/// The entries a node of `node` could run (containerd's `images.Manifest`,
-/// whose choice is one entry; more when it hangs on a Windows version).
+/// The entries a node of `node` could run: containerd's `images.Manifest`
+/// chooses one; more are returned when the choice depends on the node's
+/// Windows version, which is not known here.
 fn could_run(entries: &[Entry], node: &Platform) -> Vec<usize> {
     let vector = vector(node);
     let best = |p: &Platform| {
@@ -297,7 +298,8 @@ fn could_run(entries: &[Entry], node: &Platform) -> Vec<usize> {
 }
 
 /// The platforms a node of `want`'s OS and architecture may have, whatever
-/// the variant: containerd reads arm's from the CPU, newer releases amd64's.
+/// the variant: containerd reads an arm or arm64 node's from its CPU
+/// (`cpuVariant`); amd64 variants are listed too, for runtimes that use them.
 fn nodes(want: &Platform) -> Vec<Platform> {
     let variants: Vec<&str> = match want.architecture.as_str() {
         "amd64" => vec!["", "v2", "v3", "v4"],
