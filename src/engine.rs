@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use crate::evidence::{ImageEvidence, PlatformEvidence};
 use crate::image::{Digest, ImageRef};
 use crate::metrics::Metrics;
+use crate::platform::Content;
 use crate::policy::{evaluate, Policy, Verdict};
 use crate::registry::{Auth, Credentials, Registry, RegistryError};
 
@@ -224,9 +225,10 @@ impl Engine {
     }
 
     /// The evidence for one digest of `image`'s repository, cached. An
-    /// index without attestations of its own gathers each platform's
-    /// (`expand`; one level: a platform is never expanded in turn), in
-    /// parallel, each cached under its own digest.
+    /// index without attestations of its own reads what each of its entries
+    /// holds and gathers the evidence of each with something to run
+    /// (`expand`; one level: an index inside it is judged by its own
+    /// attestations only), in parallel, each cached under its own digest.
     async fn evidence_of(
         self: &Arc<Self>,
         image: &ImageRef,
@@ -244,8 +246,10 @@ impl Engine {
             .entry(key)
             .or_insert_with(async move {
                 let found = me.registry.attestations(&img, &auth, &digest).await?;
-                let platforms = match &found.platforms {
-                    Some(p) if expand && found.found.is_empty() => p.clone(),
+                let entries = match &found.platforms {
+                    Some(listed) if expand && found.found.is_empty() => {
+                        me.registry.index_entries(&img, &auth, &digest, listed).await?
+                    }
                     _ => vec![],
                 };
                 let index = found.platforms.is_some();
@@ -259,16 +263,21 @@ impl Engine {
                 .map_err(|e| LookupError::Internal(format!("verifying attestations: {e}")))?;
                 ev.skipped = found.skipped;
                 ev.index = index;
-                let lookups = platforms.into_iter().map(|p| {
+                // Every entry with something to run, whatever its platform:
+                // which ones a tier judges is the policy's to say.
+                let runnable = entries.iter().enumerate().filter(|(_, e)| e.content != Content::Attestation);
+                let lookups = runnable.map(|(i, e)| {
                     let (me, img, policy, auth) = (me.clone(), img.clone(), policy.clone(), auth.clone());
+                    let (platform, digest) = (e.label(), e.digest.clone());
                     async move {
-                        let evidence = Box::pin(me.evidence_of(&img, p.digest.clone(), &policy, auth, false))
+                        let evidence = Box::pin(me.evidence_of(&img, digest.clone(), &policy, auth, false))
                             .await
                             .map_err(|e| e.to_string());
-                        PlatformEvidence { platform: p.platform, digest: p.digest, evidence }
+                        PlatformEvidence { platform, digest, entry: i, evidence }
                     }
                 });
                 ev.platforms = futures::future::join_all(lookups).await;
+                ev.entries = entries;
                 Ok(Arc::new(ev))
             })
             .await;

@@ -19,6 +19,7 @@ pub mod evidence;
 pub mod image;
 pub mod leader;
 pub mod metrics;
+pub mod platform;
 pub mod policy;
 pub mod reevaluate;
 pub mod registry;

@@ -674,6 +674,143 @@ async fn multi_arch_images_are_judged_per_platform() {
     assert!(resp["status"]["message"].as_str().unwrap().contains("no attestations found"), "{resp}");
 }
 
+/// Every child of an index that containerd could run is judged, read as
+/// containerd v2.1.5 reads it (`core/images.Manifest` with
+/// github.com/containerd/platforms v1.0.0-rc.1): an annotation does not make
+/// an entry an attestation, an empty OS is the node's own, an entry without a
+/// platform is run by its config's, `x86_64` is amd64, keys are matched
+/// whatever their case, and an index inside the index is looked into by
+/// containerd, so it is judged or denied. Each index pairs an attested clean
+/// `linux/amd64` image with an unattested one containerd would run; each
+/// must be denied, in a tier judging every platform and in one narrowed to
+/// `linux/amd64`. buildx's own attestation manifests (in-toto layers) are
+/// still left out, even under a runnable platform.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_children_containerd_could_run_are_judged() {
+    let w = world().await;
+    let repo = "shop/arch";
+    let reg = &w.reg;
+    let good = w.image(repo, "good", Some(("scanner", clean())), Some(("ci", passed()))).await;
+    let good_arm = w.image(repo, "good-arm", Some(("scanner", clean())), Some(("ci", passed()))).await;
+    let bare = w.image(repo, "bare", None, None).await;
+    let digest = |i: &str| i.rsplit('@').next().unwrap().to_string();
+    let short = |i: &str| digest(i)[..19].to_string();
+    let entry = |d: Value, platform: Option<Value>, annotations: Option<Value>| {
+        let mut e = d;
+        if let Some(p) = platform {
+            e["platform"] = p;
+        }
+        if let Some(a) = annotations {
+            e["annotations"] = a;
+        }
+        e
+    };
+    let amd64 = || Some(json!({"os": "linux", "architecture": "amd64"}));
+    let arm64 = || Some(json!({"os": "linux", "architecture": "arm64"}));
+    let (good_d, good_arm_d, bare_d) = (
+        reg.descriptor(repo, &digest(&good)).await,
+        reg.descriptor(repo, &digest(&good_arm)).await,
+        reg.descriptor(repo, &digest(&bare)).await,
+    );
+    let good_entry = entry(good_d.clone(), amd64(), None);
+
+    // The attestation annotation on a runnable linux/amd64 image, listed first.
+    let claims_attestation =
+        json!({"vnd.docker.reference.type": "attestation-manifest", "vnd.docker.reference.digest": digest(&good)});
+    let annotated = reg
+        .push_raw_index(
+            repo,
+            "annotated",
+            vec![entry(bare_d.clone(), amd64(), Some(claims_attestation.clone())), good_entry.clone()],
+        )
+        .await;
+    // An empty OS: the node's own.
+    let no_os = reg
+        .push_raw_index(
+            repo,
+            "no-os",
+            vec![entry(bare_d.clone(), Some(json!({"os": "", "architecture": "amd64"})), None), good_entry.clone()],
+        )
+        .await;
+    // No platform: containerd runs it on amd64 nodes by its config (linux/amd64).
+    let no_platform =
+        reg.push_raw_index(repo, "no-platform", vec![entry(good_arm_d.clone(), arm64(), None), bare_d.clone()]).await;
+    // `x86_64` is amd64, listed before the attested amd64 image.
+    let x86_64 = reg
+        .push_raw_index(
+            repo,
+            "x86-64",
+            vec![
+                entry(bare_d.clone(), Some(json!({"os": "Linux", "architecture": "x86_64"})), None),
+                good_entry.clone(),
+            ],
+        )
+        .await;
+    // An index inside the index, without a platform: containerd looks into it.
+    let inner = reg.push_raw_index(repo, "inner", vec![entry(bare_d.clone(), amd64(), None)]).await;
+    let inner_d = reg.descriptor(repo, &digest(&inner)).await;
+    let nested = reg.push_raw_index(repo, "nested", vec![entry(good_arm_d.clone(), arm64(), None), inner_d]).await;
+    // The platform twice, differing in case: Go's decoder keeps the last (linux/amd64).
+    let twice = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{}","size":{},"platform":{{"os":"windows","architecture":"amd64"}},"PLATFORM":{{"os":"linux","architecture":"amd64"}}}},{good_entry}]}}"#,
+        digest(&bare),
+        bare_d["size"]
+    );
+    let twice = reg.push_manifest_bytes(repo, "twice", "application/vnd.oci.image.index.v1+json", &twice).await;
+    // buildx-style: attested per platform, with real attestation manifests.
+    let (buildx, imgs) = reg.push_index(repo, "buildx", &["linux/amd64", "linux/arm64"], true).await;
+    for i in &imgs {
+        w.cosign.attest("scanner", i, VULN, &clean());
+        w.cosign.attest("ci", i, TEST_RESULT, &passed());
+    }
+    // A real attestation manifest listed as linux/amd64, before the image: its
+    // content (in-toto layers) is not runnable, whatever the index says.
+    let att = reg.push_attestation_manifest(repo, "att", &digest(&good)).await;
+    let att_d = reg.descriptor(repo, &att).await;
+    let att_first = reg.push_raw_index(repo, "att-first", vec![entry(att_d, amd64(), None), good_entry.clone()]).await;
+
+    // Bounds: 33 entries with something to run (one image, listed 33 times),
+    // and 65 entries at all, which are refused before any is read.
+    let many = |n: usize| vec![good_entry.clone(); n];
+    let runnable_33 = reg.push_raw_index(repo, "runnable-33", many(33)).await;
+    let entries_65 = reg.push_raw_index(repo, "entries-65", many(65)).await;
+
+    let narrowed = w.policy.replace(
+        "      tests: { signedBy: [ci], require: PASSED }",
+        "      tests: { signedBy: [ci], require: PASSED }\n      platforms: [linux/amd64]",
+    );
+    assert_ne!(narrowed, w.policy);
+    // (case, image, admitted, text in the denial)
+    let rows = [
+        ("the attestation annotation on a runnable image", &annotated, false, short(&bare)),
+        ("an empty OS", &no_os, false, short(&bare)),
+        ("an entry without a platform", &no_platform, false, short(&bare)),
+        ("x86_64 is amd64", &x86_64, false, short(&bare)),
+        ("a nested index", &nested, false, "an index inside the index".to_string()),
+        ("the platform twice, differing in case", &twice, false, "\"PLATFORM\"".to_string()),
+        ("buildx's attestation manifests are left out", &buildx, true, String::new()),
+        ("an attestation manifest listed as linux/amd64", &att_first, true, String::new()),
+        (
+            "at most 32 entries with something to run",
+            &runnable_33,
+            false,
+            "33 platforms, more than the limit 32".into(),
+        ),
+        ("at most 64 entries", &entries_65, false, "65 entries, more than the limit 64".into()),
+    ];
+    let mut wrong = Vec::new();
+    for (tier, policy) in [("every platform", &w.policy), ("linux/amd64", &narrowed)] {
+        let hook = Webhook::start(policy, EngineConfig::default()).await;
+        for (case, image, admitted, text) in &rows {
+            let resp = hook.admit_pod("prod", &[image], json!({}), &[]).await;
+            if resp["allowed"] != json!(admitted) || !message(&resp).contains(text.as_str()) {
+                wrong.push(format!("{tier}: {case}: want allowed {admitted} and {text:?} in {resp}"));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
 /// Under load no audit record is lost: thousands of concurrent admissions,
 /// each answered once and recorded once, with what it was told, in one
 /// intact chain (`Webhook::audit` verifies it).

@@ -507,6 +507,19 @@ fn statement(payload: &[u8], image: &Digest) -> Result<Statement, Problem> {
     Ok(st)
 }
 
+/// A JSON object key as Go's `encoding/json` compares it with a field's
+/// name: case folded, `ſ` (U+017F) as `s` and the Kelvin sign (U+212A) as `k`.
+pub fn fold_key(key: &str) -> String {
+    key.chars()
+        .map(|c| match c {
+            '\u{17f}' => 's',
+            '\u{212a}' => 'k',
+            c => c,
+        })
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
 /// Refuses JSON that readers can disagree on: an object with two keys that
 /// are equal, or equal but for case. Go's `encoding/json` (cosign, most
 /// producers and verifiers) matches keys case-insensitively and keeps the last
@@ -517,17 +530,6 @@ pub fn unambiguous(json: &[u8]) -> Result<(), String> {
     use serde::de::{DeserializeSeed, Error as _, MapAccess, SeqAccess, Visitor};
 
     struct Check;
-
-    fn fold(key: &str) -> String {
-        key.chars()
-            .map(|c| match c {
-                '\u{17f}' => 's',
-                '\u{212a}' => 'k',
-                c => c,
-            })
-            .flat_map(char::to_lowercase)
-            .collect()
-    }
 
     impl<'de> DeserializeSeed<'de> for Check {
         type Value = ();
@@ -566,7 +568,7 @@ pub fn unambiguous(json: &[u8]) -> Result<(), String> {
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
             let mut seen: std::collections::HashMap<String, String> = Default::default();
             while let Some(key) = map.next_key::<String>()? {
-                if let Some(first) = seen.insert(fold(&key), key.clone()) {
+                if let Some(first) = seen.insert(fold_key(&key), key.clone()) {
                     return Err(A::Error::custom(format!("an object has both {first:?} and {key:?}")));
                 }
                 map.next_value_seed(Check)?;

@@ -475,17 +475,23 @@ pub struct ImageEvidence {
     pub skipped: usize,
     /// The digest is an image index (a multi-arch image).
     pub index: bool,
-    /// For an index without attestations of its own: each platform's
-    /// evidence (or why it could not be gathered).
+    /// For an index without attestations of its own: each of its entries,
+    /// as the choice of what a node runs sees it (attestation manifests too).
+    pub entries: Vec<crate::platform::Entry>,
+    /// For an index without attestations of its own: the evidence of each
+    /// entry with something to run (or why it could not be gathered).
     pub platforms: Vec<PlatformEvidence>,
 }
 
-/// The evidence of one platform manifest of an index.
+/// The evidence of one entry of an index.
 #[derive(Clone, Debug)]
 pub struct PlatformEvidence {
-    /// `linux/arm64`, `windows/amd64`, `linux/arm/v7`.
+    /// `linux/arm64`, `windows/amd64`, `linux/arm/v7`,
+    /// `linux/amd64 from its config` ([`crate::platform::Entry::label`]).
     pub platform: String,
     pub digest: crate::image::Digest,
+    /// Its place in [`ImageEvidence::entries`].
+    pub entry: usize,
     pub evidence: Result<std::sync::Arc<ImageEvidence>, String>,
 }
 
@@ -545,7 +551,7 @@ impl ImageEvidence {
                 Attestation { envelope: source.clone(), index, claimed_type, outcome }
             })
             .collect();
-        ImageEvidence { digest, location, attestations, skipped: 0, index: false, platforms: vec![] }
+        ImageEvidence { digest, location, attestations, skipped: 0, index: false, entries: vec![], platforms: vec![] }
     }
 
     /// True when nothing verified: such entries are cached briefly, so a

@@ -11,6 +11,7 @@ use crate::attest::{Problem, SignerIdentity};
 use crate::evidence::{repository_uri, Attestation, Claim, Finding, ImageEvidence, Outcome, Provenance, Severity};
 use crate::evidence::{TestOutcome, PROVENANCE_TYPES, TEST_RESULT_V01, VULN_TYPES};
 use crate::image::ImageRef;
+use crate::platform::{Content, Platform};
 
 /// An exception expiring within this many days is flagged in a warning.
 pub const EXCEPTION_WARNING_DAYS: i64 = 14;
@@ -324,9 +325,13 @@ pub fn evaluate(
 const PROVENANCE_HOW: &str =
     "`actions/attest-build-provenance` with push-to-registry, or `cosign attest --type slsaprovenance1`";
 
-/// A multi-arch image without attestations of its own: every platform the
-/// tier judges must pass, each by its own manifest's attestations. The
-/// verdict names each failing platform.
+/// A multi-arch image without attestations of its own: every entry of the
+/// index that the tier's nodes could run must pass, each by its own
+/// manifest's attestations ([`crate::platform::judged`]: every entry but
+/// attestation manifests, or with `platforms`, those a node of one could
+/// run, as containerd chooses). An index inside the index passes only by
+/// attestations of its own. The verdict names each failing entry, and notes
+/// the runnable ones the tier leaves unjudged.
 fn by_platform(
     policy: &Policy,
     tier_name: &str,
@@ -336,15 +341,10 @@ fn by_platform(
     now: DateTime<Utc>,
     mut v: Verdict,
 ) -> Verdict {
-    // `linux/arm64` matches every variant of it; `linux/arm/v7` only itself.
-    let judged = |p: &str| {
-        tier.platforms.is_empty()
-            || tier
-                .platforms
-                .iter()
-                .any(|w| p == w || p.strip_prefix(w.as_str()).is_some_and(|rest| rest.starts_with('/')))
-    };
-    let platforms: Vec<_> = ev.platforms.iter().filter(|p| judged(&p.platform)).collect();
+    let nodes: Vec<Platform> = tier.platforms.iter().filter_map(|p| Platform::parse(p)).collect();
+    let judged = crate::platform::judged(&ev.entries, &nodes);
+    let is_judged = |p: &&crate::evidence::PlatformEvidence| judged.get(p.entry).copied().unwrap_or(true);
+    let (platforms, unjudged): (Vec<_>, Vec<_>) = ev.platforms.iter().partition(is_judged);
     if platforms.is_empty() {
         let listed: Vec<&str> = ev.platforms.iter().map(|p| p.platform.as_str()).collect();
         v.fail(Reason::Platforms, if listed.is_empty() {
@@ -360,10 +360,32 @@ fn by_platform(
         v.admitted = tier.mode == Mode::Warn;
         return v;
     }
+    if !unjudged.is_empty() {
+        let listed: Vec<String> = unjudged.iter().map(|p| format!("{} ({})", p.platform, p.digest.short())).collect();
+        v.notes.push(format!(
+            "not judged, tier {tier_name} judging only what {} nodes run: {}",
+            tier.platforms.join(", "),
+            listed.join(", ")
+        ));
+    }
     for p in platforms {
         let pinned = ImageRef { digest: Some(p.digest.clone()), ..image.clone() };
-        let pv = evaluate(policy, tier_name, &pinned, p.evidence.as_deref().map_err(String::as_str), now);
         let label = format!("platform {} ({})", p.platform, p.digest.short());
+        let nested = ev.entries.get(p.entry).is_some_and(|e| e.content == Content::Index);
+        if let (true, Ok(child)) = (nested, &p.evidence) {
+            if child.attestations.is_empty() {
+                v.fail(
+                    Reason::Platforms,
+                    format!(
+                        "{label}: an index inside the index, without attestations of its own; Portcullis does not \
+                         judge the images inside it: attest it by its digest, or list its images in the outer index"
+                    ),
+                );
+                v.platforms.push(format!("{}@{}", p.platform, p.digest));
+                continue;
+            }
+        }
+        let pv = evaluate(policy, tier_name, &pinned, p.evidence.as_deref().map_err(String::as_str), now);
         v.problems.extend(pv.problems.iter().map(|x| format!("{label}: {x}")));
         for r in &pv.reasons {
             if !v.reasons.contains(r) {
@@ -1033,28 +1055,58 @@ mod tests {
                 .collect(),
             skipped: 0,
             index: false,
+            entries: vec![],
             platforms: vec![],
         }
     }
 
-    /// A multi-arch image: an index with `own` attestations and these platforms.
+    /// A multi-arch image: an index with `own` attestations and these
+    /// platforms (each an image).
     fn index(own: Vec<Outcome>, platforms: Vec<(&str, Result<Vec<Outcome>, &str>)>) -> ImageEvidence {
-        ImageEvidence {
-            index: true,
-            platforms: platforms
-                .into_iter()
-                .map(|(p, e)| crate::evidence::PlatformEvidence {
-                    platform: p.into(),
-                    digest: Digest::of(p.as_bytes()),
-                    evidence: e.map(|o| std::sync::Arc::new(evidence(o))).map_err(str::to_string),
-                })
-                .collect(),
-            ..evidence(own)
+        let entries = platforms.into_iter().map(|(p, e)| (p, crate::platform::Content::Image, e)).collect();
+        index_of(own, entries)
+    }
+
+    /// An index with `own` attestations and these entries: platform, what
+    /// it holds, and its evidence (an index inside: its own attestations).
+    type Listed<'a> = (&'a str, crate::platform::Content, Result<Vec<Outcome>, &'a str>);
+
+    fn index_of(own: Vec<Outcome>, entries: Vec<Listed<'_>>) -> ImageEvidence {
+        use crate::platform::{Content, Entry, Platform};
+        let mut ev = ImageEvidence { index: true, ..evidence(own) };
+        for (i, (p, content, e)) in entries.into_iter().enumerate() {
+            let digest = Digest::of(format!("{p} {i}").as_bytes());
+            let written = p.split_once('/').map(|(os, rest)| {
+                let (architecture, variant) = rest.split_once('/').unwrap_or((rest, ""));
+                Platform {
+                    os: os.into(),
+                    architecture: architecture.into(),
+                    variant: variant.into(),
+                    ..Platform::default()
+                }
+            });
+            let entry = Entry { digest: digest.clone(), platform: Platform::parse(p), written, config: None, content };
+            if content != Content::Attestation {
+                ev.platforms.push(crate::evidence::PlatformEvidence {
+                    platform: entry.label(),
+                    digest,
+                    entry: i,
+                    evidence: e
+                        .map(|o| {
+                            let child = ImageEvidence { index: content == Content::Index, ..evidence(o) };
+                            std::sync::Arc::new(child)
+                        })
+                        .map_err(str::to_string),
+                });
+            }
+            ev.entries.push(entry);
         }
+        ev
     }
 
     #[test]
     fn multi_arch_images_are_judged_per_platform() {
+        use crate::platform::Content;
         let clean = || vec![scan("scanner", h(1), vec![])];
         let crit = || vec![scan("scanner", h(1), vec![finding("CVE-1", Severity::Critical, "2", None)])];
         let two = |arm: Vec<Outcome>| index(vec![], vec![("linux/amd64", Ok(clean())), ("linux/arm64/v8", Ok(arm))]);
@@ -1072,6 +1124,15 @@ mod tests {
             ("a platform that could not be looked up fails closed", VULNS.into(), index(vec![], vec![("linux/amd64", Ok(clean())), ("linux/arm64", Err("registry r.example unreachable"))]), false, "platform linux/arm64 (sha256:", 2),
             ("an index without platforms", VULNS.into(), index(vec![], vec![]), false, "an index with no platform manifests", 0),
             ("a Windows-only index", VULNS.into(), index(vec![], vec![("windows/amd64", Ok(clean()))]), true, "", 1),
+            ("x86_64 is amd64", format!("{VULNS}\nplatforms: [linux/amd64]"), index(vec![], vec![("linux/x86_64", Ok(crit())), ("linux/amd64", Ok(clean()))]), false, "platform linux/x86_64, read as linux/amd64 (sha256:", 2),
+            ("the tier's platform in another case", format!("{VULNS}\nplatforms: [Linux/X86_64]"), two(crit()), true, "", 1),
+            ("what a narrowed tier leaves is said", format!("{VULNS}\nplatforms: [linux/amd64]"), two(crit()), true, "not judged, tier t judging only what linux/amd64 nodes run: linux/arm64/v8 (sha256:", 1),
+            ("386 where amd64 nodes run it", format!("{VULNS}\nplatforms: [linux/amd64]"), index(vec![], vec![("linux/386", Ok(crit())), ("linux/arm64", Ok(clean()))]), false, "platform linux/386 (sha256:", 1),
+            ("attestation manifests are not platforms", VULNS.into(), index_of(vec![], vec![("linux/amd64", Content::Image, Ok(clean())), ("linux/amd64", Content::Attestation, Err("not looked up"))]), true, "", 1),
+            ("a nested index without attestations of its own", VULNS.into(), index_of(vec![], vec![("linux/amd64", Content::Image, Ok(clean())), ("linux/arm64", Content::Index, Ok(vec![]))]), false, "platform linux/arm64, an index (sha256:", 2),
+            ("is denied, saying why", VULNS.into(), index_of(vec![], vec![("linux/arm64", Content::Index, Ok(vec![]))]), false, "an index inside the index, without attestations of its own", 1),
+            ("a nested index is judged by its own attestations", VULNS.into(), index_of(vec![], vec![("linux/arm64", Content::Index, Ok(crit()))]), false, "1 critical vulnerability exceeds the limit 0", 1),
+            ("and passes by them", VULNS.into(), index_of(vec![], vec![("linux/arm64", Content::Index, Ok(clean()))]), true, "", 1),
         ];
         let img = ImageRef::parse("r.example/app:v1").unwrap();
         for (case, tier, ev, admitted, text, judged) in rows {

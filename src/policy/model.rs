@@ -150,10 +150,11 @@ pub struct TierSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attestations: Vec<AttestationRule>,
     /// Which attestations judge a multi-arch image (an index). Empty (the
-    /// default): the index's own if it has any, else every platform's, each
-    /// platform having to pass. `[index]`: only the index's own. A list of
-    /// platforms (`linux/amd64`, `linux/arm64`, `linux/arm/v7`): the index's
-    /// own if any, else those platforms the index has.
+    /// default): the index's own if it has any, else those of every entry
+    /// with something to run, each having to pass. `[index]`: only the
+    /// index's own. A list of the platforms the tier's nodes run
+    /// (`linux/amd64`, `linux/arm64`): the index's own if any, else those of
+    /// every entry a node of one could run ([`crate::platform::judged`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub platforms: Vec<String>,
     /// What re-evaluation does about a running workload that no longer
@@ -525,8 +526,9 @@ impl Policy {
 
     /// What is valid but probably not meant: trusted roots whose newest key
     /// of a kind ends within `within` of `now` (signatures made after that
-    /// will not verify until the root is refreshed), and identity patterns
-    /// that are not anchored (`acme` matches `https://github.com/evil/acme-x`).
+    /// will not verify until the root is refreshed), identity patterns
+    /// that are not anchored (`acme` matches `https://github.com/evil/acme-x`),
+    /// and tiers narrowed to some `platforms` (see [`platform_warnings`]).
     pub fn warnings(&self, now: chrono::DateTime<chrono::Utc>, within: Duration) -> Vec<String> {
         let mut out = Vec::new();
         for (name, s) in &self.file.spec.signers {
@@ -542,6 +544,7 @@ impl Policy {
             }
         }
         for (tier, t) in &self.file.spec.tiers {
+            out.extend(platform_warnings(tier, &t.platforms));
             let Some(bg) = t.break_glass.as_ref().filter(|b| b.allowed) else { continue };
             for (i, g) in bg.groups.iter().enumerate() {
                 if let Some(who) = catch_all_group(g) {
@@ -583,6 +586,51 @@ fn catch_all_group(group: &str) -> Option<&'static str> {
         "system:nodes" => Some("every node"),
         _ => None,
     }
+}
+
+/// What a tier's `platforms` leaves open: the platforms of an image not
+/// named there are not judged, yet a node of such a platform would run them
+/// (Portcullis cannot see which nodes a Pod lands on); a variant does not
+/// narrow (every variant of the architecture is judged, as runtimes differ
+/// in the variants they accept); a spelling containerd reads as another
+/// platform (`linux/x86_64` is `linux/amd64`).
+fn platform_warnings(tier: &str, platforms: &[String]) -> Vec<String> {
+    use crate::platform::Platform;
+    let mut out = Vec::new();
+    let named: Vec<Platform> = platforms.iter().filter_map(|p| Platform::parse(p)).collect();
+    if named.is_empty() {
+        return out;
+    }
+    let (os, arch): (Vec<&str>, Vec<&str>) = named.iter().map(|p| (p.os.as_str(), p.architecture.as_str())).unzip();
+    let dedup = |v: Vec<&str>| {
+        let mut once: Vec<&str> = Vec::new();
+        for x in v {
+            if !once.contains(&x) {
+                once.push(x);
+            }
+        }
+        once.join(", ")
+    };
+    out.push(format!(
+        "spec.tiers.{tier}.platforms: the other platforms of an image are not judged, and a node of one of them \
+         would run them unjudged; keep this tier's Pods on such nodes only (nodeSelector kubernetes.io/os: {}, \
+         kubernetes.io/arch: {}, or a cluster without other nodes), or leave platforms out to judge every platform",
+        dedup(os),
+        dedup(arch)
+    ));
+    for (i, (written, p)) in platforms.iter().filter(|w| Platform::parse(w).is_some()).zip(&named).enumerate() {
+        let at = format!("spec.tiers.{tier}.platforms[{i}]");
+        let canonical = format!("{}/{}", p.os, p.architecture);
+        if !p.variant.is_empty() || written.split('/').count() > 2 {
+            out.push(format!(
+                "{at}: {written:?}: a variant does not narrow; every variant of {canonical} is judged, \
+                 as container runtimes differ in the variants they accept"
+            ));
+        } else if *written != canonical {
+            out.push(format!("{at}: {written:?} is {canonical} as containerd reads it"));
+        }
+    }
+    out
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -745,8 +793,7 @@ fn validate(f: &PolicyFile) -> Vec<Problem> {
             }
         }
         for (i, pl) in t.platforms.iter().enumerate() {
-            let parts: Vec<&str> = pl.split('/').collect();
-            let shaped = (2..=3).contains(&parts.len()) && parts.iter().all(|x| !x.is_empty());
+            let shaped = crate::platform::Platform::parse(pl).is_some();
             if pl == PLATFORMS_INDEX && t.platforms.len() > 1 {
                 p(format!("spec.tiers.{tier}.platforms"), "index stands alone: judge the index, or platforms".into());
             } else if pl != PLATFORMS_INDEX && !shaped {
@@ -813,6 +860,35 @@ mod tests {
     }
 
     const ID: &str = "          - { issuer: https://token.actions.githubusercontent.com, subject: https://github.com/acme/shop/.github/workflows/release.yml@refs/heads/main }";
+
+    #[test]
+    fn narrowed_platforms_are_warned_about() {
+        // (tier platforms, warnings after the first, which says what stays open)
+        let rows: &[(&str, &[&str])] = &[
+            ("[]", &[]),
+            ("[index]", &[]),
+            ("[linux/amd64]", &[""]),
+            ("[linux/amd64, linux/arm64]", &[""]),
+            ("[Linux/x86_64]", &["", "spec.tiers.t.platforms[0]: \"Linux/x86_64\" is linux/amd64 as containerd reads it"]),
+            ("[linux/arm64/v8]", &["", "spec.tiers.t.platforms[0]: \"linux/arm64/v8\": a variant does not narrow; every variant of linux/arm64 is judged, as container runtimes differ in the variants they accept"]),
+            ("[linux/arm/v7]", &["", "spec.tiers.t.platforms[0]: \"linux/arm/v7\": a variant does not narrow; every variant of linux/arm is judged, as container runtimes differ in the variants they accept"]),
+        ];
+        for (platforms, want) in rows {
+            let p = load("", &format!("      platforms: {platforms}")).unwrap();
+            let w = p.warnings(chrono::Utc::now(), Duration::ZERO);
+            assert_eq!(w.len(), want.len(), "{platforms}: {w:?}");
+            for (got, want) in w.iter().zip(*want) {
+                assert!(got.contains(want), "{platforms}: {got}");
+            }
+        }
+        let w = load("", "      platforms: [linux/amd64, linux/arm64, windows/amd64]").unwrap();
+        assert_eq!(
+            w.warnings(chrono::Utc::now(), Duration::ZERO)[0],
+            "spec.tiers.t.platforms: the other platforms of an image are not judged, and a node of one of them would \
+             run them unjudged; keep this tier's Pods on such nodes only (nodeSelector kubernetes.io/os: linux, windows, \
+             kubernetes.io/arch: amd64, arm64, or a cluster without other nodes), or leave platforms out to judge every platform"
+        );
+    }
 
     #[test]
     fn keyless_signers_and_provenance_rules_are_validated() {

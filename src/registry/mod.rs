@@ -21,6 +21,7 @@ use serde::Deserialize;
 
 use crate::attest::{LegacyLayer, Signed};
 use crate::image::{Digest, ImageRef};
+use crate::platform::{self, Platform};
 
 mod credentials;
 pub use credentials::{Auth, Credentials, CredentialsError, Login};
@@ -116,22 +117,32 @@ pub struct Attestations {
     /// Older attestations not read, past [`Limits::attestation_layers`] (in
     /// each scheme, the newest are read).
     pub skipped: usize,
-    /// When the digest is an image index (a multi-arch image): its platform
-    /// manifests. None for a single manifest.
+    /// When the digest is an image index (a multi-arch image): its entries,
+    /// as it lists them (their content not read yet: see
+    /// [`Registry::index_entries`]). None for a single manifest.
     pub platforms: Option<Vec<PlatformManifest>>,
 }
 
-/// One platform of an image index: `linux/arm64/v8` and its manifest.
+/// One entry of an image index, as the index lists it: its manifest and the
+/// platform the index gives it (normalised), if any.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PlatformManifest {
-    /// `os/architecture`, with `/variant` when the index names one.
-    pub platform: String,
+    pub platform: Option<Platform>,
+    /// The platform as the index writes it, for messages.
+    pub written: Option<Platform>,
     pub digest: Digest,
 }
 
-/// Most platforms an index may list; more is refused (every platform is a
-/// lookup of its own).
+/// Most entries with something to run an index may list; more is refused
+/// (every one is a lookup of its own).
 pub const MAX_PLATFORMS: usize = 32;
+
+/// Most entries an index may list at all: its platforms and an attestation
+/// manifest for each (what buildx writes). Each is read to learn what it is.
+pub const MAX_INDEX_ENTRIES: usize = 2 * MAX_PLATFORMS;
+
+/// Entries of an index read at once.
+const ENTRY_READS: usize = 4;
 
 /// One registry's share of the lookup slots.
 struct Gate {
@@ -350,67 +361,98 @@ impl Registry {
     }
 
     /// The image's own manifest, read to learn whether it is an index: then
-    /// its platform manifests. Entries that are not platforms (buildx's
-    /// attestation manifests, `unknown/unknown`) are left out.
+    /// its entries, read as containerd reads them (Go's JSON decoding, keys in
+    /// any case; a field named twice is refused), at most
+    /// [`MAX_INDEX_ENTRIES`]. Nothing is left out here: what each entry holds
+    /// is read by [`Registry::index_entries`], when the index is judged by
+    /// its platforms.
     async fn platforms(
         &self,
         image: &ImageRef,
         auth: &Auth,
         digest: &Digest,
     ) -> Result<Option<Vec<PlatformManifest>>, RegistryError> {
-        #[derive(Deserialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Index {
-            #[serde(default)]
-            manifests: Option<Vec<Entry>>,
-        }
-        #[derive(Deserialize)]
-        struct Entry {
-            digest: String,
-            #[serde(default)]
-            platform: Option<Platform>,
-            #[serde(default)]
-            annotations: std::collections::BTreeMap<String, String>,
-        }
-        #[derive(Deserialize)]
-        struct Platform {
-            #[serde(default)]
-            os: String,
-            #[serde(default)]
-            architecture: String,
-            #[serde(default)]
-            variant: Option<String>,
-        }
         let what = image.pinned(digest);
         let Some(body) = self.manifest_by_digest(image, auth, digest, &what).await? else {
             return Err(RegistryError::NotFound { what });
         };
         let protocol = |why: String| RegistryError::Protocol { what: what.clone(), why };
         // An index is what has a `manifests` list (its mediaType is optional).
-        let index: Index = serde_json::from_slice(&body).map_err(|e| protocol(format!("not a manifest: {e}")))?;
-        let Some(entries) = index.manifests else { return Ok(None) };
-        let mut out = Vec::new();
-        for e in entries {
-            let Some(p) = e.platform else { continue };
-            let attestation =
-                e.annotations.get("vnd.docker.reference.type").is_some_and(|t| t == "attestation-manifest");
-            if attestation || p.os.is_empty() || p.os == "unknown" || p.architecture == "unknown" {
-                continue;
+        let Some(listed) = platform::read_index(&body, MAX_INDEX_ENTRIES).map_err(protocol)? else { return Ok(None) };
+        listed
+            .into_iter()
+            .map(|l| {
+                let digest = Digest::parse(&l.digest).map_err(|e| protocol(e.to_string()))?;
+                Ok(PlatformManifest { platform: l.platform, written: l.written, digest })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
+
+    /// What each entry of an index holds, read from its content (bounded,
+    /// checked against its digest, [`ENTRY_READS`] at a time, within one
+    /// lookup's slot and budget): an image, an attestation manifest (every
+    /// layer an in-toto statement: nothing to run), or an index; and for an
+    /// image the index lists without a platform, the platform its config
+    /// gives, which is how containerd runs it. An entry that cannot be read
+    /// is kept as an image of unknown platform, so it is judged wherever it
+    /// might run (its own lookup then says what fails). More than
+    /// [`MAX_PLATFORMS`] entries with something to run are refused.
+    pub async fn index_entries(
+        &self,
+        image: &ImageRef,
+        auth: &Auth,
+        index: &Digest,
+        listed: &[PlatformManifest],
+    ) -> Result<Vec<platform::Entry>, RegistryError> {
+        use futures::StreamExt as _;
+        self.bounded(image, async {
+            let _turn = self.turn(image).await?;
+            let reads: Vec<_> = listed.iter().map(|l| self.index_entry(image, auth, l)).collect();
+            let entries: Vec<platform::Entry> = futures::stream::iter(reads).buffered(ENTRY_READS).collect().await;
+            let runnable = entries.iter().filter(|e| e.content != platform::Content::Attestation).count();
+            if runnable > MAX_PLATFORMS {
+                return Err(RegistryError::Protocol {
+                    what: image.pinned(index),
+                    why: format!("the index lists {runnable} platforms, more than the limit {MAX_PLATFORMS}"),
+                });
             }
-            let platform = match p.variant.filter(|v| !v.is_empty()) {
-                Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
-                None => format!("{}/{}", p.os, p.architecture),
-            };
-            let digest = Digest::parse(&e.digest).map_err(|err| protocol(err.to_string()))?;
-            out.push(PlatformManifest { platform, digest });
+            Ok(entries)
+        })
+        .await
+    }
+
+    /// One entry of an index, read: see [`Registry::index_entries`].
+    async fn index_entry(&self, image: &ImageRef, auth: &Auth, l: &PlatformManifest) -> platform::Entry {
+        let mut entry = platform::Entry {
+            digest: l.digest.clone(),
+            platform: l.platform.clone(),
+            written: l.written.clone(),
+            config: None,
+            content: platform::Content::Image,
+        };
+        let what = format!("index entry {}", l.digest.short());
+        let Ok(Some(body)) = self.manifest_by_digest(image, auth, &l.digest, &what).await else { return entry };
+        match platform::read_manifest(&body) {
+            Ok(platform::Manifest::Index) => entry.content = platform::Content::Index,
+            Ok(platform::Manifest::Image { attestation: true, .. }) => entry.content = platform::Content::Attestation,
+            Ok(platform::Manifest::Image { config: Some((digest, size)), .. }) if l.platform.is_none() => {
+                entry.config = self.config_platform(image, auth, &digest, size).await;
+            }
+            _ => {}
         }
-        if out.len() > MAX_PLATFORMS {
-            return Err(protocol(format!(
-                "the index lists {} platforms, more than the limit {MAX_PLATFORMS}",
-                out.len()
-            )));
+        entry
+    }
+
+    /// The platform an image config gives, read bounded to
+    /// [`Limits::manifest_bytes`]; None when it cannot be read.
+    async fn config_platform(&self, image: &ImageRef, auth: &Auth, digest: &str, size: i64) -> Option<Platform> {
+        let d = Digest::parse(digest).ok()?;
+        if size < 0 || size as u64 > self.limits.manifest_bytes as u64 {
+            return None;
         }
-        Ok(Some(out))
+        let body = self.blob(image, auth, &d, self.limits.manifest_bytes).await.ok()?;
+        platform::read_config_platform(&body).ok()
     }
 
     /// The DSSE layers of the legacy `.att` manifest: the newest (cosign

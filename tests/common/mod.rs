@@ -289,16 +289,13 @@ impl Registry {
             entries.push(json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest, "size": size, "platform": platform}));
             if attestation_manifests {
                 // What buildx writes for its provenance/SBOM: not a platform.
-                let att = self
-                    .push_image(repo, &format!("{tag}-{}-att", p.replace('/', "-")), &format!("{tag} {p} att"))
-                    .await;
-                let att_digest = att.rsplit('@').next().unwrap().to_string();
-                let size = serde_json::to_vec(&self.get_manifest(repo, &att_digest).await).unwrap().len();
-                entries.push(json!({
-                    "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": att_digest, "size": size,
-                    "platform": {"os": "unknown", "architecture": "unknown"},
-                    "annotations": {"vnd.docker.reference.type": "attestation-manifest", "vnd.docker.reference.digest": digest}
-                }));
+                let att_tag = format!("{tag}-{}-att", p.replace('/', "-"));
+                let att_digest = self.push_attestation_manifest(repo, &att_tag, &digest).await;
+                let mut entry = self.descriptor(repo, &att_digest).await;
+                entry["platform"] = json!({"os": "unknown", "architecture": "unknown"});
+                entry["annotations"] =
+                    json!({"vnd.docker.reference.type": "attestation-manifest", "vnd.docker.reference.digest": digest});
+                entries.push(entry);
             }
             images.push(image);
         }
@@ -306,6 +303,77 @@ impl Registry {
             json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": entries});
         let d = self.put_manifest(repo, tag, &index).await;
         (format!("{}/{repo}@{d}", self.host), images)
+    }
+
+    /// The descriptor an index lists for `repo@digest` (a manifest or an
+    /// index): its media type, digest and size.
+    pub async fn descriptor(&self, repo: &str, digest: &str) -> Value {
+        let m = self.get_manifest(repo, digest).await;
+        let media_type = m["mediaType"].as_str().unwrap_or("application/vnd.oci.image.manifest.v1+json").to_string();
+        json!({"mediaType": media_type, "digest": digest, "size": serde_json::to_vec(&m).unwrap().len()})
+    }
+
+    /// Pushes what buildx attaches to an index for one platform's provenance
+    /// and SBOM (moby/buildkit `docs/attestations/attestation-storage.md`): an
+    /// image manifest whose layers are in-toto statements about `subject`
+    /// (`application/vnd.in-toto+json`), its config `unknown/unknown`.
+    /// Returns its digest.
+    pub async fn push_attestation_manifest(&self, repo: &str, tag: &str, subject: &str) -> String {
+        let mut layers = Vec::new();
+        for predicate_type in ["https://slsa.dev/provenance/v0.2", "https://spdx.dev/Document"] {
+            let statement = serde_json::to_vec(&json!({
+                "_type": "https://in-toto.io/Statement/v0.1",
+                "predicateType": predicate_type,
+                "subject": [{"name": format!("{repo}:{tag}"), "digest": {"sha256": subject.trim_start_matches("sha256:")}}],
+                "predicate": {}
+            }))
+            .unwrap();
+            let d = self.put_blob(repo, &statement).await;
+            layers.push(json!({
+                "mediaType": "application/vnd.in-toto+json", "digest": d, "size": statement.len(),
+                "annotations": {"in-toto.io/predicate-type": predicate_type}
+            }));
+        }
+        let diff_ids: Vec<&Value> = layers.iter().map(|l| &l["digest"]).collect();
+        let config = serde_json::to_vec(&json!({
+            "architecture": "unknown", "os": "unknown", "config": {},
+            "rootfs": {"type": "layers", "diff_ids": diff_ids}
+        }))
+        .unwrap();
+        let cd = self.put_blob(repo, &config).await;
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": config.len()},
+            "layers": layers
+        });
+        self.put_manifest(repo, tag, &manifest).await
+    }
+
+    /// Pushes an OCI index listing exactly `entries` (descriptors, as an
+    /// index writes them), tagged `tag`; returns `host/repo@sha256:…`.
+    pub async fn push_raw_index(&self, repo: &str, tag: &str, entries: Vec<Value>) -> String {
+        let index =
+            json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": entries});
+        let d = self.put_manifest(repo, tag, &index).await;
+        format!("{}/{repo}@{d}", self.host)
+    }
+
+    /// Pushes `body` byte for byte as the manifest `repo:reference` of
+    /// `media_type` (JSON that `serde_json::Value` cannot hold, such as an
+    /// object whose keys differ only in case, in an order of its own);
+    /// returns `host/repo@sha256:…`.
+    pub async fn push_manifest_bytes(&self, repo: &str, reference: &str, media_type: &str, body: &str) -> String {
+        let r = self
+            .req(reqwest::Method::PUT, format!("/v2/{repo}/manifests/{reference}"), repo)
+            .header("content-type", media_type)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "pushing manifest {repo}:{reference}: {:?}", r.text().await);
+        let d = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(body.as_bytes()));
+        format!("{}/{repo}@sha256:{d}", self.host)
     }
 
     /// Pushes the image of an OCI image layout (`make image`'s `target/image`)
