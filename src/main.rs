@@ -525,13 +525,9 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
              keep the port reachable from the API server only (README, Security model)"
         ),
     }
-    let tls = webhook::ServingTls::load(&a.tls_cert, &a.tls_key, client_auth).await.with_context(|| {
-        format!(
-            "loading TLS certificate {} and key {} (run `make certs` for dev certificates)",
-            a.tls_cert.display(),
-            a.tls_key.display()
-        )
-    })?;
+    let tls = webhook::ServingTls::load(&a.tls_cert, &a.tls_key, client_auth)
+        .await
+        .context("loading the serving certificate and key (`make certs` makes dev ones) and the client CA")?;
     if let Some((client, cfg)) = reevaluation {
         tracing::info!(every = ?cfg.every, lease = %cfg.lease_namespace, "re-evaluating running workloads (one replica)");
         portcullis::reevaluate::start(state.clone(), client, cfg);

@@ -165,6 +165,7 @@ impl ServingTls {
     pub async fn load(cert: &Path, key: &Path, client: Option<ClientAuth>) -> Result<ServingTls, TlsError> {
         let files = read_all(cert, key, client.as_ref().map(|c| c.ca.as_path())).await;
         let (webhook, open) = configs(cert, key, client.as_ref().map(|c| c.ca.as_path()), &files)?;
+        let files = files.map(Result::ok);
         Ok(ServingTls {
             inner: Arc::new(Inner {
                 cert: cert.to_path_buf(),
@@ -212,21 +213,22 @@ impl ServingTls {
     pub async fn reload_if_changed(&self) {
         let i = &self.inner;
         let ca = i.client.as_ref().map(|c| c.ca.as_path());
-        let now = read_all(&i.cert, &i.key, ca).await;
+        let files = read_all(&i.cert, &i.key, ca).await;
         // A file being replaced may be missing for a moment: wait for it.
-        if now.iter().take(if ca.is_some() { 3 } else { 2 }).any(Option::is_none) {
+        if files.iter().any(Result::is_err) {
             return;
         }
         let ca_changed = {
+            let now = files.clone().map(Result::ok);
             let mut last = i.loaded.lock().unwrap_or_else(|e| e.into_inner());
             if *last == now {
                 return;
             }
             let ca_changed = last[2] != now[2];
-            *last = now.clone();
+            *last = now;
             ca_changed
         };
-        match configs(&i.cert, &i.key, ca, &now) {
+        match configs(&i.cert, &i.key, ca, &files) {
             Ok((webhook, open)) => {
                 i.webhook.reload_from_config(webhook);
                 i.open.reload_from_config(open);
@@ -240,17 +242,22 @@ impl ServingTls {
     }
 }
 
-async fn read_all(cert: &Path, key: &Path, ca: Option<&Path>) -> [Option<Vec<u8>>; 3] {
+/// A file's content, or why it cannot be read.
+type File = Result<Vec<u8>, String>;
+
+/// The certificate, key and client CA files (without a client CA, nothing
+/// in its place).
+async fn read_all(cert: &Path, key: &Path, ca: Option<&Path>) -> [File; 3] {
     let read = |p: &Path| {
         let p = p.to_path_buf();
-        async move { tokio::fs::read(&p).await.ok() }
+        async move { tokio::fs::read(&p).await.map_err(|e| e.to_string()) }
     };
     [
         read(cert).await,
         read(key).await,
         match ca {
             Some(ca) => read(ca).await,
-            None => None,
+            None => Ok(Vec::new()),
         },
     ]
 }
@@ -260,10 +267,10 @@ fn configs(
     cert: &Path,
     key: &Path,
     ca: Option<&Path>,
-    files: &[Option<Vec<u8>>; 3],
+    files: &[File; 3],
 ) -> Result<(Arc<ServerConfig>, Arc<ServerConfig>), TlsError> {
-    let text = |path: &Path, content: &Option<Vec<u8>>| {
-        content.clone().ok_or_else(|| TlsError::Read { path: path.display().to_string(), why: "cannot be read".into() })
+    let text = |path: &Path, content: &File| {
+        content.clone().map_err(|why| TlsError::Read { path: path.display().to_string(), why })
     };
     let invalid = |path: &Path, why: String| TlsError::Invalid { path: path.display().to_string(), why };
     let cert_pem = text(cert, &files[0])?;
