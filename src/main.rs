@@ -176,6 +176,21 @@ struct ServeArgs {
     /// Serving key (PEM).
     #[arg(long, default_value = "certs-dev/tls.key")]
     tls_key: PathBuf,
+    /// Only clients with a certificate from these CAs (PEM bundle) may ask for reviews (/validate, /mutate):
+    /// the API server, configured to present a client certificate (README, "Client authentication").
+    /// /healthz, /readyz and /metrics stay open for probes and scrapers. Reloaded when it changes.
+    /// Without it, anyone who can reach the port may ask.
+    #[arg(long, value_name = "FILE", env = "PORTCULLIS_CLIENT_CA")]
+    client_ca: Option<PathBuf>,
+    /// With --client-ca: the client certificate must also carry this name, as its subject CN or a DNS
+    /// subject alternative name (needed when the CA also signs other clients, e.g. the cluster's CA).
+    /// Repeatable; absent: any certificate from the CA.
+    #[arg(long = "client-name", value_name = "NAME", requires = "client_ca")]
+    client_names: Vec<String>,
+    /// Also serve /metrics, /healthz and /readyz on this address (HTTPS, the serving certificate, never a
+    /// client certificate), so that the webhook port can be opened to the API server alone.
+    #[arg(long, value_name = "ADDR", env = "PORTCULLIS_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
     /// PromotionPolicy file, reloaded when it changes; the embedded default when absent.
     #[arg(long, env = "PORTCULLIS_POLICY")]
     policy: Option<PathBuf>,
@@ -191,8 +206,14 @@ struct ServeArgs {
     /// Look images up with the pull secrets of the object under review and of its service account (read from
     /// its own namespace; needs `get` on secrets and serviceaccounts, see manifests/optional/), before
     /// Portcullis' own credentials. Off: only Portcullis' own credentials and anonymous access.
+    /// Needs --client-ca: without client authentication, anyone who reaches the port can send a forged review
+    /// naming any namespace's secrets and make Portcullis log in with them.
     #[arg(long)]
     pull_secrets: bool,
+    /// Allow --pull-secrets without --client-ca, accepting that anyone who can reach the webhook port can make
+    /// Portcullis use any namespace's pull secrets (keep the port reachable from the API server only).
+    #[arg(long, requires = "pull_secrets")]
+    pull_secrets_without_client_auth: bool,
     /// How often one replica (the holder of the Lease portcullis-reevaluation) re-judges every running image,
     /// give or take a tenth, and at once when it takes the lead or the policy changes; writes PolicyReports, Events
     /// on workloads whose status changes, and metrics. `0s`: never. Needs a cluster and a --policy (never on the
@@ -261,13 +282,21 @@ struct ServeArgs {
     /// Most client connections open at once; more wait to be accepted.
     #[arg(long, default_value_t = 1024)]
     max_connections: usize,
+    /// Most connections open at once from one source address; more from it are closed at once. An API server
+    /// speaking HTTP/1.1 opens one per concurrent call, and several may share an address (NAT, a tunnel).
+    #[arg(long, default_value_t = 256)]
+    max_connections_per_peer: usize,
+    /// A connection that has answered no request this long after its TLS handshake is closed.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    first_request_timeout: Duration,
     /// Longest wait for a request's headers (and for the next request on a kept-alive connection).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     header_timeout: Duration,
     /// Longest wait for a request's whole body.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     body_timeout: Duration,
-    /// A connection with nothing read or written this long is closed (keep above the API server's 90s).
+    /// A connection with no request in flight and none started this long is closed; HTTP/2 PINGs and other
+    /// frames do not count (keep above the API server's 90s).
     #[arg(long, default_value = "120s", value_parser = parse_duration)]
     idle_timeout: Duration,
     #[command(flatten)]
@@ -435,6 +464,14 @@ fn registry(a: &RegistryArgs) -> anyhow::Result<Registry> {
 }
 
 async fn serve(a: ServeArgs) -> anyhow::Result<()> {
+    if a.pull_secrets && a.client_ca.is_none() && !a.pull_secrets_without_client_auth {
+        anyhow::bail!(
+            "--pull-secrets needs --client-ca: Portcullis logs in to registries with the pull secrets an \
+             AdmissionReview names, and without client authentication anyone who can reach the webhook port can \
+             send a forged review naming any namespace's secrets. Give --client-ca (the CA of the API server's \
+             client certificate), or accept the risk with --pull-secrets-without-client-auth"
+        );
+    }
     let policy = load_policy(a.policy.as_ref()).context("refusing to start on an invalid policy")?;
     let source = a.policy.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "embedded default".into());
     tracing::info!(digest = %policy.digest, source = %source, "policy loaded");
@@ -536,42 +573,52 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         controller_users: a.controller_users.clone(),
         reading: Arc::new(tokio::sync::Semaphore::new(a.review_bytes_in_flight.max(webhook::MAX_BODY))),
     });
-    let tls =
-        axum_server::tls_rustls::RustlsConfig::from_pem_file(&a.tls_cert, &a.tls_key).await.with_context(|| {
-            format!(
-                "loading TLS certificate {} and key {} (run `make certs` for dev certificates)",
-                a.tls_cert.display(),
-                a.tls_key.display()
-            )
-        })?;
+    let client_auth = a.client_ca.clone().map(|ca| webhook::ClientAuth { ca, names: a.client_names.clone() });
+    match &client_auth {
+        Some(c) => {
+            tracing::info!(client_ca = %c.ca.display(), names = ?c.names, "only clients with a certificate from the client CA may ask for reviews")
+        }
+        None => tracing::warn!(
+            "no --client-ca: anyone who can reach the webhook port may ask for reviews; \
+             keep the port reachable from the API server only (README, Security model)"
+        ),
+    }
+    let tls = webhook::ServingTls::load(&a.tls_cert, &a.tls_key, client_auth)
+        .await
+        .context("loading the serving certificate and key (`make certs` makes dev ones) and the client CA")?;
     if let Some((client, cfg)) = reevaluation {
         tracing::info!(every = ?cfg.every, lease = %cfg.lease_namespace, "re-evaluating running workloads (one replica)");
         portcullis::reevaluate::start(state.clone(), client, cfg);
     }
-    webhook::spawn_reloader(
-        state.clone(),
-        a.policy.clone(),
-        tls.clone(),
-        a.tls_cert.clone(),
-        a.tls_key.clone(),
-        a.reload_interval,
-    );
+    webhook::spawn_reloader(state.clone(), a.policy.clone(), tls.clone(), a.reload_interval);
     let limits = webhook::ServerLimits {
         max_connections: a.max_connections,
+        max_connections_per_peer: a.max_connections_per_peer,
+        first_request_timeout: a.first_request_timeout,
         header_timeout: a.header_timeout,
         body_timeout: a.body_timeout,
         idle_timeout: a.idle_timeout,
         ..Default::default()
     };
-    let server = webhook::serve(state.clone(), a.listen, tls, limits)
+    let mut handles = Vec::new();
+    if let Some(listen) = a.metrics_listen {
+        let metrics = webhook::serve_metrics(state.clone(), listen, &tls, limits.clone())
+            .await
+            .with_context(|| format!("listening on {listen} (metrics)"))?;
+        tracing::info!(metrics_addr = %metrics.addr, "metrics on https://{}/metrics", metrics.addr);
+        handles.push(metrics.handle.clone());
+    }
+    let server = webhook::serve(state.clone(), a.listen, &tls, limits)
         .await
         .with_context(|| format!("listening on {}", a.listen))?;
     tracing::info!(addr = %server.addr, "portcullis serving https://{}/validate", server.addr);
-    let handle = server.handle.clone();
+    handles.push(server.handle.clone());
     tokio::spawn(async move {
         shutdown_signal().await;
         tracing::info!("shutting down");
-        handle.graceful_shutdown(Some(Duration::from_secs(10)));
+        for handle in handles {
+            handle.graceful_shutdown(Some(Duration::from_secs(10)));
+        }
     });
     let served = server.task.await.context("server task").and_then(|r| r.context("server"));
     // Every decision made is written before the process ends.

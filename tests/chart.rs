@@ -39,6 +39,28 @@ fn render(sets: &[&str]) -> Vec<Value> {
     docs(&out)
 }
 
+/// `helm template` with `--set` values that must fail: its error.
+fn render_error(sets: &[&str]) -> String {
+    let mut args = vec!["template", "portcullis", CHART, "--namespace", "portcullis-system"];
+    for s in sets {
+        args.extend(["--set", s]);
+    }
+    let (ok, out) = helm(&args);
+    assert!(!ok, "helm template {sets:?} rendered: {out}");
+    out
+}
+
+/// The container's arguments.
+fn args(docs: &[Value]) -> Vec<String> {
+    let c = &find(docs, "Deployment", "portcullis").unwrap()["spec"]["template"]["spec"]["containers"][0];
+    c["args"].as_array().unwrap().iter().filter_map(Value::as_str).map(String::from).collect()
+}
+
+/// Whether `args` holds `flag` followed by `value`.
+fn has(args: &[String], flag: &str, value: &str) -> bool {
+    args.windows(2).any(|w| w[0] == flag && w[1] == value)
+}
+
 fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> Option<&'a Value> {
     docs.iter().find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
 }
@@ -65,7 +87,7 @@ fn chart_lints_and_renders_what_the_manifests_install() {
     let (ok, out) = helm(&["lint", CHART, "--strict"]);
     assert!(ok, "{out}");
 
-    let chart = render(&["pullSecrets.enabled=true"]);
+    let chart = render(&["pullSecrets.enabled=true", "pullSecrets.withoutClientAuth=true"]);
     // The webhooks: the same entries, rules, selectors and failure policies.
     for (file, kind) in [
         ("40-webhook.yaml", "ValidatingWebhookConfiguration"),
@@ -105,8 +127,34 @@ fn chart_lints_and_renders_what_the_manifests_install() {
     let mounts =
         |c: &Value| c["volumeMounts"].as_array().unwrap().iter().map(|m| m["mountPath"].clone()).collect::<Vec<_>>();
     assert_eq!(mounts(c), mounts(d));
+    assert_eq!(c["ports"], d["ports"], "the webhook and metrics ports");
     let args: Vec<&str> = c["args"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
     assert!(args.windows(2).any(|w| w == ["--deadline", "8s"]) && args.contains(&"--pull-secrets"), "{args:?}");
+    let theirs: Vec<&str> = d["args"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    for a in [&args, &theirs] {
+        assert!(a.windows(2).any(|w| w == ["--metrics-listen", "0.0.0.0:9443"]), "{a:?}");
+    }
+    // The NetworkPolicy: the same ports in and out.
+    let ours = &find(&chart, "NetworkPolicy", "portcullis").unwrap()["spec"];
+    let policy = manifest("33-networkpolicy.yaml");
+    let theirs = &policy[0]["spec"];
+    let ports = |rules: &Value| {
+        let mut p: Vec<Value> =
+            rules.as_array().unwrap().iter().flat_map(|r| r["ports"].as_array().unwrap().clone()).collect();
+        p.sort_by_key(|v| v.to_string());
+        p.dedup();
+        p
+    };
+    assert_eq!(ports(&ours["ingress"]), ports(&theirs["ingress"]));
+    assert_eq!(ports(&ours["egress"]), ports(&theirs["egress"]));
+    // The metrics Service scrapes the metrics port on both paths.
+    let scrape = manifest("optional/monitoring/servicemonitor.yaml");
+    let (ours, theirs) = (
+        find(&chart, "Service", "portcullis-metrics").unwrap(),
+        find(&scrape, "Service", "portcullis-metrics").unwrap(),
+    );
+    assert_eq!(ours["spec"]["ports"][0]["port"], theirs["spec"]["ports"][0]["port"]);
+    assert_eq!(ours["spec"]["ports"][0]["targetPort"], "metrics");
 
     // The generated serving certificate is the one the webhooks trust.
     let tls = find(&chart, "Secret", "portcullis-tls").unwrap();
@@ -205,6 +253,71 @@ fn chart_switches() {
                 .then_some(()).ok_or(format!("{image}"))
             },
         ),
+        (
+            "client authentication, the CA from a ConfigMap",
+            vec!["clientAuth.enabled=true", "clientAuth.caConfigMap=apiserver-client-ca", "clientAuth.names={kube-apiserver,apiserver.internal}"],
+            |d| {
+                let a = args(d);
+                let spec = &find(d, "Deployment", "portcullis").unwrap()["spec"]["template"]["spec"];
+                let volume = spec["volumes"].as_array().unwrap().iter().find(|v| v["name"] == "client-ca").cloned();
+                let mounted = spec["containers"][0]["volumeMounts"].to_string().contains("/etc/portcullis/client-ca");
+                (has(&a, "--client-ca", "/etc/portcullis/client-ca/ca.crt")
+                    && has(&a, "--client-name", "kube-apiserver")
+                    && has(&a, "--client-name", "apiserver.internal")
+                    && mounted
+                    && volume.as_ref().is_some_and(|v| v["configMap"]["name"] == "apiserver-client-ca"))
+                .then_some(())
+                .ok_or(format!("{a:?} {volume:?}"))
+            },
+        ),
+        ("client authentication, the CA from a Secret", vec!["clientAuth.enabled=true", "clientAuth.caSecret=apiserver-client-ca"], |d| {
+            let vols = find(d, "Deployment", "portcullis").unwrap()["spec"]["template"]["spec"]["volumes"].clone();
+            let v = vols.as_array().unwrap().iter().find(|v| v["name"] == "client-ca").cloned().unwrap_or_default();
+            (v["secret"]["secretName"] == "apiserver-client-ca" && !args(d).iter().any(|a| a == "--client-name"))
+                .then_some(())
+                .ok_or(format!("{v}"))
+        }),
+        ("no client authentication by default", vec![], |d| {
+            let a = args(d);
+            (!a.iter().any(|a| a.starts_with("--client"))).then_some(()).ok_or(format!("{a:?}"))
+        }),
+        ("pull secrets with client authentication", vec!["pullSecrets.enabled=true", "clientAuth.enabled=true", "clientAuth.caConfigMap=ca"], |d| {
+            let a = args(d);
+            (a.iter().any(|a| a == "--pull-secrets") && !a.iter().any(|a| a == "--pull-secrets-without-client-auth"))
+                .then_some(())
+                .ok_or(format!("{a:?}"))
+        }),
+        ("pull secrets without it, the risk accepted", vec!["pullSecrets.enabled=true", "pullSecrets.withoutClientAuth=true"], |d| {
+            let a = args(d);
+            (a.iter().any(|a| a == "--pull-secrets-without-client-auth")).then_some(()).ok_or(format!("{a:?}"))
+        }),
+        (
+            "the webhook port from the API server, the metrics port from the monitoring namespace",
+            vec![
+                "networkPolicy.apiServer.cidrs={10.0.0.0/28,192.168.10.0/24}",
+                "networkPolicy.apiServer.from[0].namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name=kube-system",
+                "networkPolicy.apiServer.from[0].podSelector.matchLabels.k8s-app=konnectivity-agent",
+                "networkPolicy.metrics.from[0].namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name=monitoring",
+            ],
+            |d| {
+                let ingress = &find(d, "NetworkPolicy", "portcullis").unwrap()["spec"]["ingress"];
+                let want = json!([
+                    {"ports": [{"protocol": "TCP", "port": 8443}], "from": [
+                        {"ipBlock": {"cidr": "10.0.0.0/28"}},
+                        {"ipBlock": {"cidr": "192.168.10.0/24"}},
+                        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                         "podSelector": {"matchLabels": {"k8s-app": "konnectivity-agent"}}}]},
+                    {"ports": [{"protocol": "TCP", "port": 9443}], "from": [
+                        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]}
+                ]);
+                (*ingress == want).then_some(()).ok_or(format!("{ingress}"))
+            },
+        ),
+        ("by default the ports are open (where the API server comes from is cluster-specific)", vec![], |d| {
+            let ingress = &find(d, "NetworkPolicy", "portcullis").unwrap()["spec"]["ingress"];
+            let want = json!([{"ports": [{"protocol": "TCP", "port": 8443}]}, {"ports": [{"protocol": "TCP", "port": 9443}]}]);
+            (*ingress == want).then_some(()).ok_or(format!("{ingress}"))
+        }),
         ("no pull secrets by default", vec![], |d| {
             let dep = find(d, "Deployment", "portcullis").unwrap().to_string();
             (find(d, "ClusterRole", "portcullis-pull-secrets").is_none() && !dep.contains("--pull-secrets"))
@@ -223,5 +336,18 @@ fn chart_switches() {
         if let Err(e) = check(&render(&sets)) {
             panic!("{case}: {e}");
         }
+    }
+    // (case, --set values, what the error says)
+    let refused: &[(&str, &[&str], &str)] = &[
+        (
+            "pull secrets without client authentication",
+            &["pullSecrets.enabled=true"],
+            "pullSecrets.enabled needs clientAuth.enabled",
+        ),
+        ("client authentication without a CA", &["clientAuth.enabled=true"], "clientAuth.enabled needs the CA"),
+    ];
+    for (case, sets, says) in refused {
+        let err = render_error(sets);
+        assert!(err.contains(says), "{case}: {err}");
     }
 }

@@ -42,6 +42,9 @@ struct ControlPlane {
     kubectl: PathBuf,
     /// The admin kubeconfig (client certificate in system:masters).
     admin: PathBuf,
+    /// The CA of the client certificate the API server presents to
+    /// webhooks (CN kube-apiserver): what Portcullis' `--client-ca` trusts.
+    webhook_client_ca: PathBuf,
 }
 
 impl Drop for ControlPlane {
@@ -82,6 +85,32 @@ impl ControlPlane {
         let admin_key = write(&d.join("admin.key"), &admin_key.serialize_pem());
         let sa_key = write(&d.join("sa.key"), &sa.serialize_pem());
         let sa_pub = write(&d.join("sa.pub"), &sa.public_key_pem());
+        // The API server authenticates to webhooks with a client certificate
+        // of its own CA (README, "Client authentication"): an
+        // AdmissionConfiguration naming a kubeconfig for both webhook
+        // plugins, whose user `*` matches every webhook host.
+        let (webhook_ca_pem, webhook_issuer) = test_ca("e2e webhook client CA");
+        let webhook_client_ca = write(&d.join("webhook-client-ca.crt"), &webhook_ca_pem);
+        let presented = client_cert(&webhook_issuer, "kube-apiserver", &[]);
+        let webhook_crt = write(&d.join("webhook-client.crt"), &presented.cert_pem);
+        let webhook_key = write(&d.join("webhook-client.key"), &presented.key_pem);
+        let webhook_kubeconfig = write(
+            &d.join("webhook-client.kubeconfig"),
+            &json!({"apiVersion": "v1", "kind": "Config",
+                    "users": [{"name": "*", "user": {"client-certificate": webhook_crt, "client-key": webhook_key}}]})
+            .to_string(),
+        );
+        let plugin = |name: &str| {
+            json!({"name": name, "configuration": {
+                "apiVersion": "apiserver.config.k8s.io/v1", "kind": "WebhookAdmissionConfiguration",
+                "kubeConfigFile": webhook_kubeconfig}})
+        };
+        let admission = write(
+            &d.join("admission.json"),
+            &json!({"apiVersion": "apiserver.config.k8s.io/v1", "kind": "AdmissionConfiguration",
+                    "plugins": [plugin("ValidatingAdmissionWebhook"), plugin("MutatingAdmissionWebhook")]})
+            .to_string(),
+        );
 
         let (client, peer) = (free_port(), free_port());
         let etcd = Command::new(&etcd_bin)
@@ -109,13 +138,15 @@ impl ControlPlane {
             .arg(format!("--client-ca-file={}", client_ca.display()))
             .args(["--service-cluster-ip-range=10.0.0.0/24", "--allow-privileged=true"])
             .arg("--disable-admission-plugins=ServiceAccount")
+            .arg(format!("--admission-control-config-file={}", admission.display()))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(d.join("apiserver.log")).unwrap())
             .spawn()
             .unwrap();
         let server = format!("https://127.0.0.1:{port}");
         let admin = kubeconfig(d, &server, "admin", json!({"client-certificate": admin_crt, "client-key": admin_key}));
-        let mut cp = ControlPlane { apiserver, etcd, controllers: None, dir, server, kubectl, admin };
+        let mut cp =
+            ControlPlane { apiserver, etcd, controllers: None, dir, server, kubectl, admin, webhook_client_ca };
         let log = cp.dir.path().join("apiserver.log");
         wait_until("kube-apiserver /readyz", Duration::from_secs(90), || {
             if let Ok(Some(status)) = cp.apiserver.try_wait() {
@@ -213,6 +244,8 @@ fn kubeconfig(dir: &Path, server: &str, name: &str, user: Value) -> PathBuf {
 struct Portcullis {
     child: Child,
     addr: String,
+    /// Where `--metrics-listen` serves /metrics.
+    metrics_addr: String,
     audit: PathBuf,
     records: PathBuf,
     log: PathBuf,
@@ -242,6 +275,7 @@ impl Portcullis {
             .args(&bin.args)
             .envs(bin.env.iter().map(|(k, v)| (k, v)))
             .args(["serve", "--listen", "127.0.0.1:0", "--cluster", "always", "--deadline", "8s"])
+            .args(["--metrics-listen", "127.0.0.1:0"])
             // Every Pod resolves its tag afresh, as one would after the tag TTL.
             .args(["--tag-cache-ttl", "0s"])
             .arg("--tls-cert")
@@ -269,21 +303,27 @@ impl Portcullis {
             let mut log = std::fs::File::create(log_path).unwrap();
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 let _ = writeln!(log, "{line}");
-                if let Some(addr) = serde_json::from_str::<Value>(&line)
-                    .ok()
-                    .and_then(|v| v["fields"]["addr"].as_str().map(String::from))
-                {
-                    let _ = tx.send(addr);
+                let fields = serde_json::from_str::<Value>(&line).map(|v| v["fields"].clone()).unwrap_or_default();
+                for key in ["addr", "metrics_addr"] {
+                    if let Some(addr) = fields[key].as_str() {
+                        let _ = tx.send((key, addr.to_string()));
+                    }
                 }
             }
         });
-        let addr = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| {
-            panic!(
-                "portcullis did not start: {}",
-                std::fs::read_to_string(dir.join("portcullis.log")).unwrap_or_default()
-            )
-        });
-        Portcullis { child, addr, audit, records, log: dir.join("portcullis.log") }
+        // The metrics listener starts first.
+        let (mut addr, mut metrics_addr) = (String::new(), String::new());
+        while addr.is_empty() {
+            let (key, a) = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| {
+                panic!(
+                    "portcullis did not start: {}",
+                    std::fs::read_to_string(dir.join("portcullis.log")).unwrap_or_default()
+                )
+            });
+            *if key == "addr" { &mut addr } else { &mut metrics_addr } = a;
+        }
+        assert!(!metrics_addr.is_empty(), "the metrics listener is logged first");
+        Portcullis { child, addr, metrics_addr, audit, records, log: dir.join("portcullis.log") }
     }
 
     /// Its log lines that contain `word`.
@@ -469,6 +509,13 @@ fn portcullis_behind_a_real_api_server() {
         "--reuse-values",
         "--set",
         "pullSecrets.enabled=true",
+        // Pull secrets need client authentication: the chart refuses without it.
+        "--set",
+        "clientAuth.enabled=true",
+        "--set",
+        "clientAuth.caConfigMap=portcullis-client-ca",
+        "--set",
+        "clientAuth.names={kube-apiserver}",
     ]);
     wait_until("the pull-secret role to apply", Duration::from_secs(30), || can(&["get", "secrets", "-n", "default"]));
     assert!(can(&["get", "serviceaccounts", "-n", "default"]));
@@ -494,6 +541,7 @@ fn portcullis_behind_a_real_api_server() {
     .unwrap();
     let args = installed["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
     assert!(args.contains("--pull-secrets"), "the upgrade turned the flag on: {args}");
+    assert!(args.contains("\"--client-ca\",\"/etc/portcullis/client-ca/ca.crt\""), "and client authentication: {args}");
 
     // A tier whose break-glass grants last three seconds, to see one expire.
     // What the chart created: its policy ConfigMap and grant key Secret.
@@ -521,6 +569,11 @@ fn portcullis_behind_a_real_api_server() {
         format!("{}={}", private.host, private_ca.display()),
         "--grant-key".into(),
         grant_key.display().to_string(),
+        // Only the API server, with its client certificate, may ask.
+        "--client-ca".into(),
+        cp.webhook_client_ca.display().to_string(),
+        "--client-name".into(),
+        "kube-apiserver".into(),
     ];
     let bin = rt.block_on(portcullis_from_image(&w.reg, work.path()));
     let mut portcullis = Portcullis::start(&bin, work.path(), &sa, &policy, &tls, &extra);
@@ -580,6 +633,32 @@ fn portcullis_behind_a_real_api_server() {
     assert!(denial.contains("admission webhook \"enforce.portcullis.dev\" denied the request"), "{denial}");
     assert!(denial.contains("denied for tier production: 2 critical vulnerabilities exceed the limit 0 (CVE-2024-1111 in openssl 3.0.1, fixed in 3.0.13"), "{denial}");
     assert!(denial.contains(crit_img.rsplit('@').next().unwrap()), "the denial names the digest: {denial}");
+
+    // The API server presents its client certificate: that is how the
+    // review above was answered. Anyone else is refused: a client without
+    // a certificate gets 403 on /mutate and /validate, and one with a
+    // certificate from another CA (even named kube-apiserver) fails the
+    // handshake. A forged break-glass leaves no grant and no record.
+    let forged = pod_review("prod", &[&crit_tag], break_glass(), &["sre-oncall"]);
+    rt.block_on(async {
+        let ca = reqwest::Certificate::from_pem(tls.ca_pem.as_bytes()).unwrap();
+        let plain = reqwest::Client::builder().tls_certs_only([ca.clone()]).build().unwrap();
+        let (_, other) = test_ca("not the API server's CA");
+        let impostor = client_cert(&other, "kube-apiserver", &[]);
+        let identity = reqwest::Identity::from_pem(format!("{}{}", impostor.cert_pem, impostor.key_pem).as_bytes());
+        let foreign = reqwest::Client::builder().tls_certs_only([ca]).identity(identity.unwrap()).build().unwrap();
+        for path in ["/mutate", "/validate"] {
+            let url = format!("https://{}{path}?timeout=10s", portcullis.addr);
+            let r = plain.post(&url).json(&forged).send().await.unwrap();
+            let status = r.status();
+            let body = r.text().await.unwrap();
+            assert_eq!(status, 403, "{path} without a client certificate: {body}");
+            assert!(body.contains("no client certificate"), "{body}");
+            let r = foreign.post(&url).json(&forged).send().await;
+            assert!(r.is_err(), "{path} with another CA's certificate: {r:?}");
+        }
+    });
+    assert!(portcullis.audit().iter().all(|r| r["uid"] != forged["request"]["uid"]), "no record of the forged reviews");
 
     // A passing image is created; the failing one is admitted, with warnings, in development.
     let (ok, out) = cp.apply(&pod("prod", "clean", &clean_tag));
@@ -963,7 +1042,7 @@ fn portcullis_behind_a_real_api_server() {
     let m = rt.block_on(async {
         let ca = reqwest::Certificate::from_pem(tls.ca_pem.as_bytes()).unwrap();
         let client = reqwest::Client::builder().tls_certs_only([ca]).build().unwrap();
-        client.get(format!("https://{}/metrics", portcullis.addr)).send().await.unwrap().text().await.unwrap()
+        client.get(format!("https://{}/metrics", portcullis.metrics_addr)).send().await.unwrap().text().await.unwrap()
     });
     assert!(metric(&m, "portcullis_reevaluations_total{result=\"success\"}") >= 3.0, "{m}");
     assert!(metric(&m, "portcullis_running_images{tier=\"production\",status=\"violating\"}") >= 1.0, "{m}");

@@ -610,9 +610,11 @@ async fn slow_clients_are_cut_off_and_reviews_still_decided() {
     let server = ServerLimits {
         max_connections: 64,
         handshake_timeout: second,
+        first_request_timeout: second,
         header_timeout: second,
         body_timeout: second,
         idle_timeout: 2 * second,
+        ..ServerLimits::default()
     };
     let hook = Webhook::start_with(&w.policy, HookOptions { server, ..Default::default() }).await;
     let addr = hook.url.trim_start_matches("https://").to_string();
@@ -976,4 +978,305 @@ fn the_shipped_selectors_fail_closed_on_any_other_tier_value() {
             assert!(resources.contains(&r), "{} does not send {r}", w["name"]);
         }
     }
+}
+
+/// Issue 21, finding 1: anyone who could reach the webhook port could ask.
+/// A forged review to /mutate came back with a signed break-glass grant; a
+/// forged /validate wrote Events, audit records and metrics. With
+/// `--client-ca`, only a client whose certificate chains to that CA (and,
+/// with `--client-name`, carries the name) is answered on /validate and
+/// /mutate; probes and scrapers still reach /healthz, /readyz and /metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_clients_certified_by_the_client_ca_may_ask_for_reviews() {
+    let w = world().await;
+    let crit = w.image("shop/forged", "v1", Some(("scanner", criticals())), Some(("ci", passed()))).await;
+    let (ca_pem, issuer) = test_ca("API server client CA");
+    let (_, other_issuer) = test_ca("some other CA");
+    let apiserver = client_cert(&issuer, "kube-apiserver", &[]);
+    let by_san = client_cert(&issuer, "front", &["apiserver.cluster.internal"]);
+    let alice = client_cert(&issuer, "alice", &[]);
+    let impostor = client_cert(&other_issuer, "kube-apiserver", &[]);
+    // A forged break-glass: bob "of sre-oncall" asks for a grant on a Deployment.
+    let forged = review("apps/v1", "Deployment", "CREATE", &deployment("forged", &[&crit], glass()), None, "bob", SRE);
+    let with_names = |names: &[&str]| HookOptions {
+        client_ca: Some(ca_pem.clone()),
+        client_names: names.iter().map(|n| n.to_string()).collect(),
+        ..Default::default()
+    };
+    #[derive(Debug, PartialEq)]
+    enum Got {
+        Status(u16),
+        /// The TLS handshake failed: no HTTP answer at all.
+        NoAnswer,
+    }
+    // (case, --client-name, client certificate, method and path, answer)
+    type Row<'a> = (&'a str, &'a [&'a str], Option<&'a ClientCert>, &'a str, Got);
+    let rows: Vec<Row<'_>> = vec![
+        ("no certificate, /mutate", &[], None, "POST /mutate", Got::Status(403)),
+        ("no certificate, /validate", &[], None, "POST /validate", Got::Status(403)),
+        ("a certificate from another CA, /mutate", &[], Some(&impostor), "POST /mutate", Got::NoAnswer),
+        ("a certificate from another CA, /validate", &[], Some(&impostor), "POST /validate", Got::NoAnswer),
+        ("no certificate, /healthz", &[], None, "GET /healthz", Got::Status(200)),
+        ("no certificate, /readyz", &[], None, "GET /readyz", Got::Status(200)),
+        ("no certificate, /metrics", &[], None, "GET /metrics", Got::Status(200)),
+        ("the client CA's certificate, /mutate", &[], Some(&alice), "POST /mutate", Got::Status(200)),
+        ("the client CA's certificate, /validate", &[], Some(&apiserver), "POST /validate", Got::Status(200)),
+        ("the name, as its CN", &["kube-apiserver"], Some(&apiserver), "POST /validate", Got::Status(200)),
+        ("the name, as a DNS SAN", &["apiserver.cluster.internal"], Some(&by_san), "POST /mutate", Got::Status(200)),
+        (
+            "the client CA's certificate for another name",
+            &["kube-apiserver"],
+            Some(&alice),
+            "POST /mutate",
+            Got::Status(403),
+        ),
+        (
+            "the client CA's certificate for another name",
+            &["kube-apiserver"],
+            Some(&alice),
+            "POST /validate",
+            Got::Status(403),
+        ),
+        (
+            "another CA's certificate with the name",
+            &["kube-apiserver"],
+            Some(&impostor),
+            "POST /validate",
+            Got::NoAnswer,
+        ),
+    ];
+    for (case, names, identity, request, want) in rows {
+        let hook = Webhook::start_with(&w.policy, with_names(names)).await;
+        let client = hook.client_as(identity, None);
+        let (method, path) = request.split_once(' ').unwrap();
+        let url = format!("{}{path}?timeout=10s", hook.url);
+        let sent = match method {
+            "POST" => client.post(url).json(&forged).send().await,
+            _ => client.get(url).send().await,
+        };
+        let (got, body) = match sent {
+            Ok(r) => (Got::Status(r.status().as_u16()), r.text().await.unwrap_or_default()),
+            Err(_) => (Got::NoAnswer, String::new()),
+        };
+        assert_eq!(got, want, "{case}: {request}: {body}");
+        let refused = want != Got::Status(200);
+        if refused {
+            assert!(hook.audit().is_empty(), "{case}: a refused review leaves no audit record");
+            let m = hook.metrics().await;
+            assert_eq!(metric(&m, "portcullis_break_glass_total"), 0.0, "{case}: nothing counted");
+            assert_eq!(metric(&m, "portcullis_admission_decisions_total"), 0.0, "{case}: nothing counted");
+        }
+        if got == Got::Status(403) {
+            assert!(body.contains("client certificate"), "{case}: the refusal says why: {body}");
+        }
+        // The forged break-glass is answered (with its grant) only to a certified client.
+        let granted = body.contains("\"patch\"");
+        assert_eq!(granted, path == "/mutate" && !refused, "{case}: {body}");
+    }
+}
+
+/// `--metrics-listen`: health and metrics on a port of their own, which
+/// never asks for a client certificate and serves no review, so that a
+/// NetworkPolicy can open the webhook port to the API server alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_have_a_port_of_their_own() {
+    let w = world().await;
+    let (ca_pem, issuer) = test_ca("API server client CA");
+    let hook = Webhook::start_with(&w.policy, HookOptions { client_ca: Some(ca_pem), ..Default::default() }).await;
+    let (url, server) = hook.serve_metrics().await;
+    let apiserver = client_cert(&issuer, "kube-apiserver", &[]);
+    let review = pod_review("prod", &[], json!({}), &[]);
+    // (case, client certificate, method and path, status)
+    let rows: Vec<(&str, Option<&ClientCert>, &str, u16)> = vec![
+        ("metrics", None, "GET /metrics", 200),
+        ("liveness", None, "GET /healthz", 200),
+        ("readiness", None, "GET /readyz", 200),
+        ("no review, even for the API server", Some(&apiserver), "POST /validate", 404),
+        ("no mutation, even for the API server", Some(&apiserver), "POST /mutate", 404),
+    ];
+    for (case, identity, request, want) in rows {
+        let client = hook.client_as(identity, None);
+        let (method, path) = request.split_once(' ').unwrap();
+        let r = match method {
+            "POST" => client.post(format!("{url}{path}")).json(&review).send().await,
+            _ => client.get(format!("{url}{path}")).send().await,
+        };
+        assert_eq!(r.map(|r| r.status().as_u16()).unwrap_or(0), want, "{case}");
+    }
+    let m = hook.client_as(None, None).get(format!("{url}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(m.contains("portcullis_build_info"), "{m}");
+    server.handle.shutdown();
+}
+
+/// The client CA is reloaded when its file changes: a certificate of the
+/// new CA is answered, one of the old CA no longer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_ca_is_reloaded_when_it_changes() {
+    let w = world().await;
+    let (old_pem, old_issuer) = test_ca("old client CA");
+    let (new_pem, new_issuer) = test_ca("new client CA");
+    let hook = Webhook::start_with(&w.policy, HookOptions { client_ca: Some(old_pem), ..Default::default() }).await;
+    hook.watch_tls(Duration::from_millis(100));
+    let old = hook.client_as(Some(&client_cert(&old_issuer, "kube-apiserver", &[])), None);
+    let new = hook.client_as(Some(&client_cert(&new_issuer, "kube-apiserver", &[])), None);
+    let review = pod_review("prod", &[], json!({}), &[]);
+    let ask = |c: &reqwest::Client| {
+        let r = c.post(format!("{}/validate", hook.url)).json(&review).send();
+        async move { r.await.map(|r| r.status().as_u16()).unwrap_or(0) }
+    };
+    assert_eq!(ask(&old).await, 200);
+    assert_eq!(ask(&new).await, 0, "a certificate of a CA not yet trusted fails the handshake");
+    std::fs::write(hook.client_ca_file(), &new_pem).unwrap();
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    while ask(&new).await != 200 {
+        assert!(std::time::Instant::now() < until, "the new client CA was not loaded within 30s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Connections the old CA authenticated are closed too: the old client,
+    // kept alive until now, must authenticate again, and cannot.
+    while ask(&old).await != 0 {
+        assert!(std::time::Instant::now() < until, "a connection of the old CA still answered 30s after the reload");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let fresh = hook.client_as(Some(&client_cert(&old_issuer, "kube-apiserver", &[])), None);
+    assert_eq!(ask(&fresh).await, 0, "the old CA's certificates are refused once it is replaced");
+}
+
+/// An HTTP/2 connection that sends PINGs every 200 ms and no request (or
+/// one GET of /healthz first, when `one_request`). Resolves when the server
+/// closes it.
+async fn pinging(hook: &Webhook, one_request: bool) -> tokio::sync::oneshot::Receiver<()> {
+    let tls = hook.tls_connect(b"h2", None).await.unwrap();
+    let (mut send, mut conn) = h2::client::handshake(tls).await.unwrap();
+    let mut pings = conn.ping_pong().unwrap();
+    let (closed, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let _ = conn.await;
+        let _ = closed.send(());
+    });
+    if one_request {
+        send = send.ready().await.unwrap();
+        let req = axum::http::Request::get(format!("{}/healthz", hook.url)).body(()).unwrap();
+        let (resp, _) = send.send_request(req, true).unwrap();
+        assert_eq!(resp.await.unwrap().status(), 200);
+    }
+    tokio::spawn(async move {
+        let _keep = send; // with no handle left, the client would close the connection itself
+        while pings.ping(h2::Ping::opaque()).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    rx
+}
+
+/// Issue 21, finding 8: HTTP/2 connections that send a preface and then
+/// PINGs held every connection slot (any bytes reset the idle timer), and
+/// reviews waited for a slot until they timed out. Now a connection that
+/// has answered no request is closed after the first-request timeout, and
+/// one that has after the idle timeout, PINGs or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_that_only_ping_are_closed_and_reviews_still_decided() {
+    let w = world().await;
+    let good = w.image("shop/pinged", "v1", Some(("scanner", clean())), Some(("ci", passed()))).await;
+    let second = Duration::from_secs(1);
+    let server = ServerLimits {
+        max_connections: 8,
+        first_request_timeout: second,
+        idle_timeout: 2 * second,
+        ..ServerLimits::default()
+    };
+    let hook = Webhook::start_with(&w.policy, HookOptions { server, ..Default::default() }).await;
+    // Every slot taken: half the connections never ask, half asked once.
+    let mut held = Vec::new();
+    for i in 0..8 {
+        held.push(pinging(&hook, i % 2 == 1).await);
+    }
+    // A review waits in the backlog for a slot, and is decided.
+    let images = [good.as_str()];
+    let review = hook.admit_pod("prod", &images, json!({}), &[]);
+    let resp = tokio::time::timeout(Duration::from_secs(30), review).await.expect("the review was not answered in 30s");
+    assert_eq!(resp["allowed"], true, "{resp}");
+    for (i, closed) in held.into_iter().enumerate() {
+        let r = tokio::time::timeout(Duration::from_secs(30), closed).await;
+        assert!(r.is_ok(), "connection {i}, which only pings, still open after 30s");
+    }
+}
+
+/// Issue 21, finding 8: one peer could hold every connection slot. Now one
+/// source address holds at most `--max-connections-per-peer`; its further
+/// connections are closed at once, and another peer's reviews are answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_peer_cannot_take_every_connection_slot() {
+    let w = world().await;
+    let good = w.image("shop/peers", "v1", Some(("scanner", clean())), Some(("ci", passed()))).await;
+    let server = ServerLimits {
+        max_connections: 8,
+        max_connections_per_peer: 4,
+        first_request_timeout: Duration::from_secs(120),
+        ..ServerLimits::default()
+    };
+    let hook = Webhook::start_with(&w.policy, HookOptions { server, ..Default::default() }).await;
+    let (a, b): (std::net::IpAddr, std::net::IpAddr) = ("127.0.0.1".parse().unwrap(), "127.0.0.2".parse().unwrap());
+    // Peer a opens ten connections and sends nothing on them.
+    let mut held = Vec::new();
+    let mut closed = 0;
+    for _ in 0..10 {
+        match tokio::time::timeout(Duration::from_secs(10), hook.tls_connect(b"h2", Some(a))).await {
+            Ok(Ok(c)) => held.push(c),
+            _ => closed += 1,
+        }
+    }
+    assert_eq!((held.len(), closed), (4, 6), "peer a holds its cap of 4 connections, and no more");
+    // Its reviews are refused while it holds its cap; peer b's are answered.
+    let review = pod_review("prod", &[&good], json!({}), &[]);
+    let ask = |from| {
+        let r =
+            hook.client_as(None, Some(from)).post(format!("{}/validate?timeout=10s", hook.url)).json(&review).send();
+        async move { r.await.ok().map(|r| r.status().as_u16()) }
+    };
+    assert_eq!(ask(b).await, Some(200), "peer b is answered");
+    assert_eq!(ask(a).await, None, "peer a, at its cap, is not");
+    // Closing them gives peer a its connections back.
+    drop(held);
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    while ask(a).await != Some(200) {
+        assert!(std::time::Instant::now() < until, "peer a still refused 30s after closing its connections");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Issue 21, finding 1 (c): `--pull-secrets` makes Portcullis log in with
+/// the secrets a review names; without client authentication anyone who
+/// reaches the port could name any namespace's. It refuses to start so,
+/// unless the risk is accepted by name.
+#[test]
+fn pull_secrets_need_client_authentication() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("client-ca.crt");
+    std::fs::write(&ca, test_ca("client CA").0).unwrap();
+    let ca = ca.to_str().unwrap();
+    let needs_a_cluster = "--pull-secrets needs a cluster";
+    // (case, flags, what the error says)
+    let rows: &[(&str, &[&str], &str)] = &[
+        ("without --client-ca", &["--pull-secrets"], "--pull-secrets needs --client-ca"),
+        ("with --client-ca", &["--pull-secrets", "--client-ca", ca], needs_a_cluster),
+        ("the risk accepted", &["--pull-secrets", "--pull-secrets-without-client-auth"], needs_a_cluster),
+    ];
+    for (case, flags, says) in rows {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args(["serve", "--cluster", "never", "--listen", "127.0.0.1:0"])
+            .args(*flags)
+            .env_remove("KUBECONFIG")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{case}: {err}");
+        assert!(err.contains(says), "{case}: want {says:?} in {err}");
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["serve", "--pull-secrets", "--cluster", "never"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("anyone who can reach the webhook port"), "the error says why: {err}");
 }

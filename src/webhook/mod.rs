@@ -16,7 +16,6 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use axum_server::tls_rustls::RustlsConfig;
 use chrono::{SecondsFormat, Utc};
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
 use kube::core::DynamicObject;
@@ -38,9 +37,11 @@ pub mod extract;
 mod mutate;
 pub mod review;
 mod server;
+mod tls;
 
 pub use mutate::PinImages;
 pub use server::{Handle, Server, ServerLimits};
+pub use tls::{caller, Caller, ClientAuth, ClientPolicy, ListenerTls, Refusal, ServingTls, TlsError};
 
 use extract::{ContainerImage, Shape};
 use review::Review;
@@ -103,10 +104,21 @@ impl AppState {
     }
 }
 
+/// The webhook's routes: the reviews (only for the callers the server's
+/// client policy admits), health and metrics (for anyone: kubelet probes
+/// and scrapers present no client certificate).
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/validate", post(validate))
         .route("/mutate", post(mutate))
+        .route_layer(axum::middleware::from_fn(server::only_certified_callers))
+        .with_state(state.clone())
+        .merge(metrics_router(state))
+}
+
+/// Health and metrics alone, for a port of their own (`--metrics-listen`).
+pub fn metrics_router(state: Arc<AppState>) -> Router {
+    Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -127,32 +139,37 @@ async fn metrics(State(st): State<Arc<AppState>>) -> Response {
     ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], st.metrics.render()).into_response()
 }
 
-/// Serves `router(state)` over TLS on `listen` (port 0 picks a free port).
+/// Serves `router(state)` over TLS on `listen` (port 0 picks a free port),
+/// with the client policy of `tls`.
 pub async fn serve(
     state: Arc<AppState>,
     listen: SocketAddr,
-    tls: RustlsConfig,
+    tls: &ServingTls,
     limits: ServerLimits,
 ) -> std::io::Result<Server> {
-    server::serve(router(state), listen, tls, limits).await
+    server::serve(router(state), listen, tls.webhook(), limits).await
 }
 
-/// Watches the policy file and the serving certificate; reloads what changed.
-/// A policy that fails validation is rejected and the last good one stays.
-pub fn spawn_reloader(
+/// Serves `metrics_router(state)` over TLS on `listen`, never asking for a
+/// client certificate.
+pub async fn serve_metrics(
     state: Arc<AppState>,
-    policy_path: Option<PathBuf>,
-    tls: RustlsConfig,
-    cert: PathBuf,
-    key: PathBuf,
-    every: Duration,
-) {
+    listen: SocketAddr,
+    tls: &ServingTls,
+    limits: ServerLimits,
+) -> std::io::Result<Server> {
+    server::serve(metrics_router(state), listen, tls.open(), limits).await
+}
+
+/// Watches the policy file, the serving certificate and the client CA;
+/// reloads what changed. A policy that fails validation is rejected and the
+/// last good one stays.
+pub fn spawn_reloader(state: Arc<AppState>, policy_path: Option<PathBuf>, tls: ServingTls, every: Duration) {
     tokio::spawn(async move {
         let read = |p: PathBuf| async move { tokio::fs::read(&p).await.ok() };
         // The last content looked at, so a rejected version is reported once.
         let mut last_policy: Option<Vec<u8>> = None;
         let mut last_roots: Vec<Option<crate::image::Digest>> = Vec::new();
-        let mut last_cert = (read(cert.clone()).await, read(key.clone()).await);
         let mut tick = tokio::time::interval(every);
         tick.tick().await;
         loop {
@@ -202,16 +219,7 @@ pub fn spawn_reloader(
                     last_roots = roots;
                 }
             }
-            let now = (read(cert.clone()).await, read(key.clone()).await);
-            if now.0.is_some() && now.1.is_some() && now != last_cert {
-                match tls.reload_from_pem_file(&cert, &key).await {
-                    Ok(()) => tracing::info!("serving certificate reloaded"),
-                    Err(e) => {
-                        tracing::error!(error = %e, "serving certificate reload failed; keeping the old one")
-                    }
-                }
-                last_cert = now;
-            }
+            tls.reload_if_changed().await;
         }
     });
 }

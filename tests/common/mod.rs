@@ -644,6 +644,24 @@ pub fn test_ca(name: &str) -> (String, rcgen::Issuer<'static, rcgen::KeyPair>) {
     (ca_cert.pem(), rcgen::Issuer::new(ca, ca_key))
 }
 
+/// A client certificate (for `clientAuth`) and its key, PEM.
+#[derive(Clone)]
+pub struct ClientCert {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// A client certificate from `issuer` with subject CN `cn` and DNS names `dns`.
+pub fn client_cert(issuer: &rcgen::Issuer<'static, rcgen::KeyPair>, cn: &str, dns: &[&str]) -> ClientCert {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(dns.iter().map(|d| d.to_string()).collect::<Vec<_>>()).unwrap();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = params.signed_by(&key, issuer).unwrap();
+    ClientCert { cert_pem: cert.pem(), key_pem: key.serialize_pem() }
+}
+
 pub fn test_tls() -> TestTls {
     let (ca_pem, issuer) = test_ca("portcullis test CA");
     let key = rcgen::KeyPair::generate().unwrap();
@@ -659,7 +677,7 @@ pub struct Webhook {
     pub state: Arc<portcullis::webhook::AppState>,
     server: portcullis::webhook::Server,
     audit_dir: tempfile::TempDir,
-    tls: axum_server::tls_rustls::RustlsConfig,
+    tls: portcullis::webhook::ServingTls,
     pub ca_pem: String,
 }
 
@@ -674,6 +692,10 @@ pub struct HookOptions {
     pub grant_key: String,
     /// Bytes of request bodies read at once past each one's free share (`--review-bytes-in-flight`).
     pub reading: usize,
+    /// `--client-ca`: only clients with a certificate from this CA (PEM) may ask for reviews.
+    pub client_ca: Option<String>,
+    /// `--client-name`: names such a certificate must carry one of.
+    pub client_names: Vec<String>,
 }
 
 impl Default for HookOptions {
@@ -687,6 +709,8 @@ impl Default for HookOptions {
             pin: Default::default(),
             grant_key: GRANT_KEY.to_string(),
             reading: portcullis::webhook::READING_BYTES,
+            client_ca: None,
+            client_names: vec![],
         }
     }
 }
@@ -755,16 +779,18 @@ impl Webhook {
             reading: Arc::new(tokio::sync::Semaphore::new(o.reading)),
         });
         let tls = test_tls();
-        std::fs::write(audit_dir.path().join("tls.crt"), &tls.cert_pem).unwrap();
-        std::fs::write(audit_dir.path().join("tls.key"), &tls.key_pem).unwrap();
-        let rustls =
-            axum_server::tls_rustls::RustlsConfig::from_pem(tls.cert_pem.into_bytes(), tls.key_pem.into_bytes())
-                .await
-                .unwrap();
-        let server =
-            portcullis::webhook::serve(state.clone(), "127.0.0.1:0".parse().unwrap(), rustls.clone(), o.server)
-                .await
-                .unwrap();
+        let (cert, key) = (audit_dir.path().join("tls.crt"), audit_dir.path().join("tls.key"));
+        std::fs::write(&cert, &tls.cert_pem).unwrap();
+        std::fs::write(&key, &tls.key_pem).unwrap();
+        let client_auth = o.client_ca.map(|pem| {
+            let ca = audit_dir.path().join("client-ca.crt");
+            std::fs::write(&ca, pem).unwrap();
+            portcullis::webhook::ClientAuth { ca, names: o.client_names }
+        });
+        let serving = portcullis::webhook::ServingTls::load(&cert, &key, client_auth).await.unwrap();
+        let server = portcullis::webhook::serve(state.clone(), "127.0.0.1:0".parse().unwrap(), &serving, o.server)
+            .await
+            .unwrap();
         let client = reqwest::Client::builder()
             .tls_certs_only([reqwest::Certificate::from_pem(tls.ca_pem.as_bytes()).unwrap()])
             .build()
@@ -775,21 +801,73 @@ impl Webhook {
             state,
             server,
             audit_dir,
-            tls: rustls,
+            tls: serving,
             ca_pem: tls.ca_pem,
         }
     }
 
-    /// Watches `policy` (and the serving certificate) as `portcullis serve` does.
+    /// Watches `policy` (and the serving certificate and client CA) as `portcullis serve` does.
     pub fn watch_policy(&self, policy: &Path, every: Duration) {
-        portcullis::webhook::spawn_reloader(
+        portcullis::webhook::spawn_reloader(self.state.clone(), Some(policy.to_path_buf()), self.tls.clone(), every);
+    }
+
+    /// Watches the serving certificate and the client CA as `portcullis serve` does.
+    pub fn watch_tls(&self, every: Duration) {
+        portcullis::webhook::spawn_reloader(self.state.clone(), None, self.tls.clone(), every);
+    }
+
+    /// `--metrics-listen`: health and metrics on a port of their own; its base URL.
+    pub async fn serve_metrics(&self) -> (String, portcullis::webhook::Server) {
+        let server = portcullis::webhook::serve_metrics(
             self.state.clone(),
-            Some(policy.to_path_buf()),
-            self.tls.clone(),
-            self.audit_dir.path().join("tls.crt"),
-            self.audit_dir.path().join("tls.key"),
-            every,
-        );
+            "127.0.0.1:0".parse().unwrap(),
+            &self.tls,
+            Default::default(),
+        )
+        .await
+        .unwrap();
+        (format!("https://127.0.0.1:{}", server.addr.port()), server)
+    }
+
+    /// The `--client-ca` file this webhook reads.
+    pub fn client_ca_file(&self) -> PathBuf {
+        self.audit_dir.path().join("client-ca.crt")
+    }
+
+    /// An HTTPS client trusting this webhook, presenting `identity` (a
+    /// client certificate and its key, PEM) when given, connecting from the
+    /// loopback address `from` when given.
+    pub fn client_as(&self, identity: Option<&ClientCert>, from: Option<std::net::IpAddr>) -> reqwest::Client {
+        let mut b = reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(self.ca_pem.as_bytes()).unwrap()])
+            .local_address(from)
+            .timeout(Duration::from_secs(30));
+        if let Some(c) = identity {
+            b = b.identity(reqwest::Identity::from_pem(format!("{}{}", c.cert_pem, c.key_pem).as_bytes()).unwrap());
+        }
+        b.build().unwrap()
+    }
+
+    /// A TLS connection to this webhook offering `alpn`, from the loopback
+    /// address `from` when given; nothing is sent on it.
+    pub async fn tls_connect(
+        &self,
+        alpn: &[u8],
+        from: Option<std::net::IpAddr>,
+    ) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+        use rustls::pki_types::pem::PemObject as _;
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(rustls::pki_types::CertificateDer::from_pem_slice(self.ca_pem.as_bytes()).unwrap()).unwrap();
+        let mut cfg = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+        cfg.alpn_protocols = vec![alpn.to_vec()];
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        if let Some(ip) = from {
+            socket.bind(std::net::SocketAddr::new(ip, 0))?;
+        }
+        let tcp = socket.connect(self.server.addr).await?;
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        connector.connect(name, tcp).await
     }
 
     /// The audit records written so far (the trail's chain checked).
