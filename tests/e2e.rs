@@ -795,6 +795,37 @@ fn portcullis_behind_a_real_api_server() {
         "system:serviceaccount:kube-system:replicaset-controller"
     );
 
+    // alice's grant is useless to eve (an editor who can read it): neither on
+    // the Deployment it was stamped on, for an unattested image, nor on a
+    // ReplicaSet she creates herself claiming that Deployment as its owner.
+    let bare_tag = format!("{host}/shop/api:bare");
+    rt.block_on(w.image("shop/api", "bare", None, None));
+    let live: Value =
+        serde_json::from_str(&cp.kubectl(&["get", "deployment", "rollfwd", "-n", "prod", "-o", "json"])).unwrap();
+    let token = live["spec"]["template"]["metadata"]["annotations"]["portcullis.dev/break-glass-grant"]
+        .as_str()
+        .expect("the grant on rollfwd")
+        .to_string();
+    let mut taken = annotated_deployment("prod", "rollfwd", &bare_tag, 1, break_glass());
+    taken["spec"]["template"]["metadata"]["annotations"]["portcullis.dev/break-glass-grant"] = json!(token);
+    let (ok, out) = cp.apply_as(&taken, &eve);
+    assert!(!ok, "eve's update through alice's grant: {out}");
+    assert!(
+        out.contains("the grant was made for alice, and on Deployment/rollfwd itself it counts only on alice's own requests, not eve's"),
+        "{out}"
+    );
+    let mut planted = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {"name": "rollfwd-eve1", "namespace": "prod",
+                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "rollfwd",
+                                          "uid": live["metadata"]["uid"], "controller": true}]},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "rollfwd-eve"}},
+                 "template": live["spec"]["template"].clone()}});
+    planted["spec"]["template"]["metadata"]["labels"] = json!({"app": "rollfwd-eve"});
+    planted["spec"]["template"]["spec"]["containers"][0]["image"] = json!(crit_tag);
+    let (ok, out) = cp.apply_as(&planted, &eve);
+    assert!(!ok, "a copy eve makes herself: {out}");
+    assert!(out.contains("counts only when a workload controller creates it, and eve is not one"), "{out}");
+
     // Everybody sees it: an Event on the Deployment says who, why, the
     // ticket and what was overridden.
     let events_on = |ns: &str, kind: &str, name: &str, reason: &str| -> Vec<Value> {
@@ -979,13 +1010,17 @@ fn portcullis_behind_a_real_api_server() {
     rt.block_on(w.image("shop/svc", "good", Some(("scanner", clean())), Some(("ci", passed()))));
     rt.block_on(w.image("shop/svc", "bad-a", Some(("scanner", criticals())), Some(("ci", passed()))));
     rt.block_on(w.image("shop/svc", "bad-b", Some(("scanner", criticals())), Some(("ci", passed()))));
+    // Each break-glass revision writes its own justification: one already on
+    // the object asks nothing of the request that finds it there.
     let svc = |image: &str, glass: bool| {
+        let mut ask = break_glass();
+        ask["portcullis.dev/break-glass"] = json!(format!("rolling forward to {image} during the outage"));
         let mut d = annotated_deployment(
             "guarded",
             "svc",
             &format!("{host}/shop/svc:{image}"),
             0,
-            if glass { break_glass() } else { json!({}) },
+            if glass { ask } else { json!({}) },
         );
         d["spec"]["strategy"] = json!({"type": "Recreate"});
         d
@@ -1018,6 +1053,50 @@ fn portcullis_behind_a_real_api_server() {
         .find(|r| r["action"] == "rollback" && r["workload"] == "Deployment/svc")
         .expect("the rollback is in the audit trail");
     assert_eq!((record["fromRevision"].as_i64(), record["toRevision"].as_i64()), (Some(3), Some(1)), "{record}");
+
+    // A ReplicaSet planted by an editor with the revision number rollback
+    // would choose (owned by the Deployment, its image passing, its command
+    // not): the history is ambiguous, and nothing is rolled back.
+    for (n, image) in ["good", "bad-a"].into_iter().enumerate() {
+        let mut d = svc(image, image != "good");
+        d["metadata"]["name"] = json!("twin");
+        d["spec"]["selector"] = json!({"matchLabels": {"app": "twin"}});
+        d["spec"]["template"]["metadata"]["labels"] = json!({"app": "twin"});
+        let (ok, out) = cp.apply_as(&d, &alice);
+        assert!(ok, "{out}");
+        wait_until(&format!("twin revision {}", n + 1), Duration::from_secs(30), || {
+            field("twin", ".metadata.annotations.deployment\\.kubernetes\\.io/revision") == (n + 1).to_string()
+        });
+    }
+    let twin_uid = field("twin", ".metadata.uid");
+    let plant = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {"name": "twin-planted", "namespace": "guarded", "labels": {"app": "twin"},
+                     "annotations": {"deployment.kubernetes.io/revision": "1"},
+                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "twin",
+                                          "uid": twin_uid, "controller": true}]},
+        "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "twin", "planted": "yes"}},
+                 "template": {"metadata": {"labels": {"app": "twin", "planted": "yes"}},
+                              "spec": {"containers": [{"name": "app", "image": format!("{host}/shop/svc:good"),
+                                                       "command": ["/bin/sh", "-c", "planted"]}]}}}});
+    let (ok, out) = cp.apply_as(&plant, &eve);
+    assert!(ok, "the planted ReplicaSet passes admission (its image does): {out}");
+    cp.kubectl(&["scale", "deployment", "twin", "-n", "guarded", "--replicas=1"]);
+    wait_until("the RollbackFailed Event on twin", Duration::from_secs(90), || {
+        events_on("guarded", "Deployment", "twin", "RollbackFailed")
+            .iter()
+            .any(|e| e["note"].as_str().unwrap_or_default().contains("revision 1 is claimed by two ReplicaSets"))
+    });
+    let twin: Value =
+        serde_json::from_str(&cp.kubectl(&["get", "deployment", "twin", "-n", "guarded", "-o", "json"])).unwrap();
+    assert!(twin["spec"]["template"]["spec"]["containers"][0]["image"].as_str().unwrap().contains("shop/svc:bad-a"));
+    assert!(
+        twin["spec"]["template"]["spec"]["containers"][0]["command"].is_null(),
+        "the planted template is never applied"
+    );
+    assert!(
+        !portcullis.audit().iter().any(|r| r["action"] == "rollback" && r["workload"] == "Deployment/twin"),
+        "no rollback is recorded"
+    );
     // Never to one that fails: a Deployment whose only revision fails is reported, not rolled back.
     let doomed = |replicas: u32| {
         let mut d =
@@ -1188,6 +1267,27 @@ fn portcullis_behind_a_real_api_server() {
     assert!(ok, "lenient tiers fail open: {out}");
     let (ok, out) = cp.apply(&pod("cased", "while-down", &clean_tag));
     assert!(!ok && out.contains("failed calling webhook"), "a tier label in other case fails closed: {out}");
+
+    // Another replica takes the re-evaluation Lease (its holder is gone; the
+    // Lease is removed rather than waited out) with the default interval of
+    // an hour: it passes at once, and again at once when the policy changes.
+    cp.kubectl(&["delete", "lease", "portcullis-reevaluation", "-n", "portcullis-system"]);
+    let second_dir = work.path().join("second");
+    std::fs::create_dir_all(&second_dir).unwrap();
+    let second = Portcullis::start(&bin, &second_dir, &sa, &policy, &tls, &[]);
+    let passes = || {
+        let m = rt.block_on(async {
+            let ca = reqwest::Certificate::from_pem(tls.ca_pem.as_bytes()).unwrap();
+            let client = reqwest::Client::builder().tls_certs_only([ca]).build().unwrap();
+            client.get(format!("https://{}/metrics", second.metrics_addr)).send().await.unwrap().text().await.unwrap()
+        });
+        metric(&m, "portcullis_reevaluation_duration_seconds_count")
+    };
+    wait_until("a pass by the new leader", Duration::from_secs(30), || passes() >= 1.0);
+    let original = std::fs::read_to_string(&policy).unwrap();
+    std::fs::write(&policy, format!("{original}\n# changed\n")).unwrap();
+    wait_until("a pass after the policy changed", Duration::from_secs(30), || passes() >= 2.0);
+    std::fs::write(&policy, &original).unwrap();
 }
 
 /// Keeps one recorded review of each kind as a fixture, with the test
