@@ -50,8 +50,9 @@ fn describe(resp: &Value) -> (&'static str, String) {
     let warnings: Vec<&str> = resp["warnings"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
     let message = resp["status"]["message"].as_str().unwrap_or_default();
     let short = |s: &str| {
-        // The reasons, after "denied for tier …: ", without the policy digest.
-        let s = match s.find("denied for tier ") {
+        // The reasons, after "denied for tier …: " (or, warned, "would be
+        // denied in …: "), without the policy digest.
+        let s = match s.find("denied for tier ").or_else(|| s.find("denied in ")) {
             Some(i) => s[i..].split_once(": ").map(|(_, r)| r).unwrap_or(s),
             None => s,
         };

@@ -673,7 +673,8 @@ async fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
                 "result": decision.outcome,
                 "reason": decision.reason,
                 "message": decision.message,
-                "warnings": decision.warnings,
+                // In full: a pipeline has no 256-byte bound on a warning.
+                "warnings": decision.recorded_warnings,
                 "tier": a.tier,
                 "policyDigest": policy.digest.to_string(),
                 "evaluatedAt": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),

@@ -64,7 +64,7 @@ async fn admission_table() {
         ("clean image, production, by tag", "prod", tag("clean"), true, ""),
         ("clean image, production, by digest", "prod", clean_img.clone(), true, ""),
         ("criticals, production", "prod", tag("crit"), false, "2 critical vulnerabilities exceed the limit 0 (CVE-2024-1111 in openssl 3.0.1, fixed in 3.0.13; CVE-2024-2222 in zlib 1.2.11, fixed in 1.2.13)"),
-        ("criticals, development (warn)", "dev", tag("crit"), true, "would be denied for tier development: 2 critical vulnerabilities exceed the limit 0"),
+        ("criticals, development (warn)", "dev", tag("crit"), true, " would be denied in development: upgrade openssl to 3.0.13 (and the others: portcullis check shows them), rebuild and rescan (2 critical vulnerabilities exceed the limit 0)"),
         ("no attestation, production", "prod", tag("bare"), false, "no attestations found (looked for 127.0.0.1"),
         ("untrusted key, production", "prod", rogue_img.clone(), false, "does not verify with any trusted key"),
         ("subject digest mismatch, production", "prod", copied_img.clone(), false, "attestation is for another image"),
@@ -410,7 +410,7 @@ async fn reviews_recorded_from_a_real_api_server() {
             false,
             "denied for tier production: 2 critical vulnerabilities exceed the limit 0",
         ),
-        ("pod-create-dev.json", true, "would be denied for tier development: 2 critical vulnerabilities"),
+        ("pod-create-dev.json", true, "would be denied in development: upgrade openssl to 3.0.13"),
         // kubectl debug: an ephemeral container added through the subresource.
         ("pod-update-prod.json", false, "denied for tier production: 2 critical vulnerabilities exceed the limit 0"),
     ];

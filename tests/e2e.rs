@@ -665,7 +665,10 @@ fn portcullis_behind_a_real_api_server() {
     assert!(ok, "{out}");
     let (ok, out) = cp.apply(&pod("dev", "crit", &crit_tag));
     assert!(ok, "{out}");
-    assert!(out.contains("Warning:") && out.contains("would be denied for tier development"), "{out}");
+    assert!(
+        out.contains("Warning:") && out.contains("would be denied in development: upgrade openssl to 3.0.13"),
+        "{out}"
+    );
     // `kubectl debug` adds ephemeral containers through a subresource: judged too.
     let mut running: Value =
         serde_json::from_str(&cp.kubectl(&["get", "pod", "clean", "-n", "prod", "-o", "json"])).unwrap();

@@ -59,8 +59,11 @@ pub struct Decision {
     pub reason: &'static str,
     /// The denial message (bounded), tagged with the policy digest.
     pub message: Option<String>,
-    /// Warnings for the user (bounded, deduplicated).
+    /// Warnings for the user (bounded, deduplicated): short, remedy first.
     pub warnings: Vec<String>,
+    /// The same warnings in full, for the audit record (deduplicated, not
+    /// cut).
+    pub recorded_warnings: Vec<String>,
     pub verdicts: Vec<Verdict>,
     pub break_glass: BreakGlass,
 }
@@ -96,6 +99,7 @@ pub fn refuse(policy_digest: &Digest, reason: &'static str, why: &str) -> Decisi
         reason,
         message: Some(format!("portcullis: {} {}", truncate(why, MAX_MESSAGE - 64), policy_tag(policy_digest))),
         warnings: vec![],
+        recorded_warnings: vec![],
         verdicts: vec![],
         break_glass: BreakGlass::NotRequested,
     }
@@ -106,12 +110,16 @@ pub fn refuse(policy_digest: &Digest, reason: &'static str, why: &str) -> Decisi
 /// granted, which admits it with a warning naming everything it overrode.
 pub fn decide(j: Judged<'_>) -> Decision {
     let Judged { policy_digest, tier, tier_spec, verdicts, break_glass: request, template_without_grant, now } = j;
+    // What the user is shown (short, remedy first) and what is recorded (whole).
     let mut warnings: Vec<String> = Vec::new();
+    let mut recorded: Vec<String> = Vec::new();
     for v in &verdicts {
         if v.admitted && !v.problems.is_empty() {
-            warnings.push(v.warn_message());
+            warnings.push(v.warning());
+            recorded.push(v.warn_message());
         }
         warnings.extend(v.notes.iter().cloned());
+        recorded.extend(v.notes.iter().cloned());
     }
     let denied: Vec<&Verdict> = verdicts.iter().filter(|v| !v.admitted).collect();
     let bg = break_glass(tier, tier_spec, &request, now);
@@ -131,6 +139,7 @@ pub fn decide(j: Judged<'_>) -> Decision {
             reason,
             message: None,
             warnings: bound_warnings(warnings),
+            recorded_warnings: dedup(recorded),
             verdicts,
             break_glass: bg,
         };
@@ -138,25 +147,27 @@ pub fn decide(j: Judged<'_>) -> Decision {
     let reason = first_reason(denied.iter().copied());
     if let BreakGlass::Granted { user, carried, .. } = &bg {
         if let Some(object) = &template_without_grant {
-            warnings.push(format!(
+            let w = format!(
                 "no break-glass grant was stamped on the pod template of {object} (is Portcullis' mutating webhook installed?): \
                  the objects controllers make from it will be judged without break-glass"
-            ));
+            );
+            warnings.push(w.clone());
+            recorded.push(w);
         }
-        warnings.insert(
-            0,
-            format!(
-                "BREAK-GLASS by {user}{}: admitted despite policy failures (audited): {}",
-                carried.as_ref().map(|c| format!(" (grant on {})", c.granted_on)).unwrap_or_default(),
-                denied.iter().map(|v| v.denial_message()).collect::<Vec<_>>().join(" | ")
-            ),
+        let by = format!(
+            "BREAK-GLASS by {user}{}: admitted despite policy failures (audited)",
+            carried.as_ref().map(|c| format!(" (grant on {})", c.granted_on)).unwrap_or_default(),
         );
+        let overridden: Vec<String> = denied.iter().map(|v| v.denial_message()).collect();
+        warnings.insert(0, format!("{by}: {}", overridden.join(" | ")));
+        recorded.insert(0, format!("{by}: {}", overridden.join(" | ")));
         return Decision {
             allowed: true,
             outcome: Outcome::BreakGlass,
             reason,
             message: None,
             warnings: bound_warnings(warnings),
+            recorded_warnings: dedup(recorded),
             verdicts,
             break_glass: bg,
         };
@@ -174,9 +185,16 @@ pub fn decide(j: Judged<'_>) -> Decision {
         reason,
         message: Some(msg),
         warnings: bound_warnings(warnings),
+        recorded_warnings: dedup(recorded),
         verdicts,
         break_glass: bg,
     }
+}
+
+/// In their order, each once.
+fn dedup(list: Vec<String>) -> Vec<String> {
+    let mut seen = BTreeSet::new();
+    list.into_iter().filter(|w| seen.insert(w.clone())).collect()
 }
 
 /// The first reason of the first failing verdict.
@@ -350,7 +368,7 @@ spec:
                 allowed: true,
                 outcome: Outcome::Warned,
                 reason: "vulnerabilities",
-                says: "would be denied for tier development: 1 critical vulnerability exceeds the limit 0 (CVE-2026-1 in openssl 3.0.1) (mode warn: admitted)",
+                says: "bad@sha256:bbbbbbbbbbbb would be denied in development: 1 critical vulnerability exceeds the limit 0",
                 break_glass: "notRequested",
             },
             Row {
@@ -512,6 +530,49 @@ spec:
                 assert!(d.message.is_none(), "{}", row.case);
             }
         }
+    }
+
+    /// Warn mode is the first phase: its warnings must keep the remedy,
+    /// although Kubernetes cuts each at 256 bytes; the audit record keeps
+    /// the whole text.
+    #[test]
+    fn warnings_lead_with_the_remedy_and_the_record_keeps_them_whole() {
+        let policy = Policy::from_yaml(POLICY, "test").unwrap();
+        let mut v = failing("development", true);
+        v.name = format!("registry.example.com:5000/{}/api", "team".repeat(20));
+        v.problems = vec![format!(
+            "no attestations found (looked for {}:sha256-{}.att and the OCI referrers of sha256:bbbbbbbbbbbb); attach a signed vulnerability scan (`cosign attest --type vuln`)",
+            v.name,
+            "b".repeat(64)
+        )];
+        v.remedies = vec![format!(
+            "attest a scan: cosign attest --type vuln --predicate scan.json {}@sha256:{}",
+            v.name,
+            "b".repeat(64)
+        )];
+        let d = decide(Judged {
+            policy_digest: &policy.digest,
+            tier: "development",
+            tier_spec: policy.tier("development").unwrap(),
+            verdicts: vec![v.clone()],
+            break_glass: Default::default(),
+            template_without_grant: None,
+            now: at(),
+        });
+        assert_eq!(d.warnings.len(), 1);
+        let shown = &d.warnings[0];
+        assert!(shown.len() <= MAX_WARNING, "{shown}");
+        assert!(
+            shown.starts_with(&format!(
+                "{}/api@sha256:bbbbbbbbbbbb would be denied in development: attest a scan: cosign attest --type vuln",
+                "team".repeat(20)
+            )),
+            "{shown}"
+        );
+        assert_eq!(d.recorded_warnings, [v.warn_message()]);
+        assert!(
+            d.recorded_warnings[0].len() > MAX_WARNING && d.recorded_warnings[0].ends_with("(mode warn: admitted)")
+        );
     }
 
     #[test]

@@ -138,6 +138,11 @@ pub struct Verdict {
     /// Set when evidence could not be gathered (registry error, deadline).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What to do about the problems, most useful first: one short step or
+    /// command per kind of problem (the image written out in full, ready to
+    /// copy).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub remedies: Vec<String>,
     /// For a multi-arch image judged by its platforms: each one judged,
     /// `linux/arm64@sha256:…`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -148,6 +153,48 @@ impl Verdict {
     /// `registry/repo@sha256:… denied for tier production: reason; reason`.
     pub fn denial_message(&self) -> String {
         format!("{} denied for tier {}: {}", self.judged(), self.tier, self.problems.join("; "))
+    }
+
+    /// The warning a tier in warn mode gives for an image it admits despite
+    /// problems, short and remedy first, as Kubernetes shows warnings (each
+    /// cut at 256 bytes): the image shortened, the one step that fixes it,
+    /// then what fails. [`Verdict::warn_message`] is the whole text.
+    pub fn warning(&self) -> String {
+        let what = self.problems.first().map(|p| brief(p)).unwrap_or_default();
+        match self.remedies.first() {
+            Some(fix) => format!("{} would be denied in {}: {fix} ({what})", self.short(), self.tier),
+            None => format!("{} would be denied in {}: {what}", self.short(), self.tier),
+        }
+    }
+
+    /// `shop/api@sha256:8b34c1d2e3f4`: the repository (its registry left
+    /// out) and a short digest; the reference as written when unresolved.
+    fn short(&self) -> String {
+        let repository = match self.name.split_once('/') {
+            Some((host, rest)) if host.contains(['.', ':']) || host == "localhost" => rest,
+            _ => self.name.as_str(),
+        };
+        match &self.digest {
+            Some(d) if !repository.is_empty() => {
+                format!("{repository}@{}", &d[..d.len().min("sha256:".len() + 12)])
+            }
+            _ => self.image.clone(),
+        }
+    }
+
+    /// Records a remedy, once.
+    fn fix(&mut self, remedy: String) {
+        if !self.remedies.contains(&remedy) {
+            self.remedies.push(remedy);
+        }
+    }
+
+    /// The image as a command should name it: pinned when resolved.
+    fn pinned(&self) -> String {
+        match &self.digest {
+            Some(d) if !self.name.is_empty() => format!("{}@{d}", self.name),
+            _ => self.image.clone(),
+        }
     }
 
     /// What a tier in warn mode says of an image it admits despite problems.
@@ -238,6 +285,10 @@ pub fn evaluate(
             image.tag.as_deref().unwrap_or("latest"),
             image.original
         ));
+        v.fix(match &v.digest {
+            Some(d) => format!("pin it: {}@{d}", image.original),
+            None => format!("pin it by digest (crane digest {} prints it)", image.original),
+        });
     }
     let ev = match gathered {
         Ok(ev) => ev,
@@ -251,10 +302,16 @@ pub fn evaluate(
                         image.original
                     ));
                 }
-                OnError::Deny => v.fail(
-                    Reason::Unverifiable,
-                    format!("could not verify the image: {error}; tier {tier_name} fails closed (onError: deny)"),
-                ),
+                OnError::Deny => {
+                    v.fail(
+                        Reason::Unverifiable,
+                        format!("could not verify the image: {error}; tier {tier_name} fails closed (onError: deny)"),
+                    );
+                    v.fix(format!(
+                        "retry once the registry answers Portcullis (portcullis check {} --tier {tier_name} shows the error)",
+                        image.original
+                    ));
+                }
             }
             return v;
         }
@@ -303,6 +360,20 @@ pub fn evaluate(
             Reason::NoAttestations,
             format!("no attestations found (looked for {}); attach {}", ev.location, how.join(" and ")),
         );
+        let first = if tier.vulnerabilities.is_some() {
+            VULN_FIX.to_string()
+        } else if tier.tests.is_some() {
+            TEST_FIX.to_string()
+        } else if tier.provenance.is_some() {
+            PROVENANCE_FIX.to_string()
+        } else {
+            tier.attestations
+                .first()
+                .map(|a| format!("cosign attest --type {} --predicate FILE {{image}}", a.predicate_type))
+                .unwrap_or_default()
+        };
+        let pinned = v.pinned();
+        v.fix(first.replace("{image}", &pinned));
     } else {
         if let Some(rule) = &tier.vulnerabilities {
             ctx.vulnerabilities(rule, &mut v);
@@ -322,6 +393,19 @@ pub fn evaluate(
 }
 
 /// How a pipeline attaches provenance, for messages.
+/// The gist of a problem, for a short warning: up to its first aside
+/// (`(…)`, `;`), at most 100 bytes.
+fn brief(problem: &str) -> String {
+    let cut = [" (", "; "].iter().filter_map(|sep| problem.find(sep)).min().unwrap_or(problem.len());
+    super::decide::truncate(&problem[..cut], 100)
+}
+
+/// The commands that attach each kind of evidence (`{image}`: the image).
+const VULN_FIX: &str = "attest a scan: cosign attest --type vuln --predicate scan.json {image}";
+const TEST_FIX: &str =
+    "attest the results: cosign attest --type https://in-toto.io/attestation/test-result/v0.1 --predicate results.json {image}";
+const PROVENANCE_FIX: &str = "attest provenance from the build: actions/attest-build-provenance (push-to-registry), or cosign attest --type slsaprovenance1 --predicate provenance.json {image}";
+
 const PROVENANCE_HOW: &str =
     "`actions/attest-build-provenance` with push-to-registry, or `cosign attest --type slsaprovenance1`";
 
@@ -357,6 +441,11 @@ fn by_platform(
                 tier.platforms.join(", ")
             )
         });
+        let pinned = v.pinned();
+        v.fix(format!(
+            "attest the index itself: {}",
+            VULN_FIX.replace("{image}", &pinned).replace("attest a scan: ", "")
+        ));
         v.admitted = tier.mode == Mode::Warn;
         return v;
     }
@@ -381,6 +470,7 @@ fn by_platform(
                          judge the images inside it: attest it by its digest, or list its images in the outer index"
                     ),
                 );
+                v.fix(format!("attest the inner index by its digest ({})", p.digest.short()));
                 v.platforms.push(format!("{}@{}", p.platform, p.digest));
                 continue;
             }
@@ -394,6 +484,9 @@ fn by_platform(
         }
         v.attestations.extend(pv.attestations.iter().cloned());
         v.notes.extend(pv.notes.iter().map(|x| format!("{label}: {x}")));
+        for r in pv.remedies {
+            v.fix(format!("{}: {r}", p.platform));
+        }
         for (from, into) in [(pv.evidence, &mut v.evidence), (pv.exceptions, &mut v.exceptions)] {
             for e in from {
                 if !into.contains(&e) {
@@ -468,6 +561,8 @@ impl<'e> Ctx<'e> {
                 Reason::MissingEvidence,
                 self.missing("vulnerability scan", "`cosign attest --type vuln`", VULN_TYPES, &found, &rule.signed_by),
             );
+            let fix = self.fix_missing(VULN_FIX, &found, &rule.signed_by, v);
+            v.fix(fix);
             return;
         };
         let report = chosen.claim;
@@ -478,7 +573,11 @@ impl<'e> Ctx<'e> {
             field: "metadata.scanFinishedOn",
             redo: "rescan the image and attest the new report",
         };
-        v.fail_all(Reason::StaleEvidence, self.age_problem(&age, report.finished_on, rule.max_age));
+        if let Some(stale) = self.age_problem(&age, report.finished_on, rule.max_age) {
+            v.fail(Reason::StaleEvidence, stale);
+            let fix = format!("rescan, then {}", VULN_FIX.replace("{image}", &v.pinned()));
+            v.fix(fix);
+        }
         let mut counted: std::collections::BTreeMap<Severity, Vec<&Finding>> = Default::default();
         for f in &report.findings {
             if rule.ignore_unfixed && !f.fixable() {
@@ -519,6 +618,15 @@ impl<'e> Ctx<'e> {
                 Reason::Vulnerabilities,
                 format!("{} {} {noun} {verb} the limit {max} ({})", list.len(), sev.as_str(), listed.join("; ")),
             );
+            v.fix(match list.iter().find(|f| f.fixable()) {
+                Some(f) => format!(
+                    "upgrade {} to {}{}, rebuild and rescan",
+                    f.package,
+                    f.fixed_versions.join(" or "),
+                    if list.len() > 1 { " (and the others: portcullis check shows them)" } else { "" }
+                ),
+                None => format!("no fix is published for {}: ask for a policy exception (spec.exceptions)", list[0].id),
+            });
         }
     }
 
@@ -574,6 +682,8 @@ impl<'e> Ctx<'e> {
                     &rule.signed_by,
                 ),
             );
+            let fix = self.fix_missing(TEST_FIX, &found, &rule.signed_by, v);
+            v.fix(fix);
             return;
         };
         let report = chosen.claim;
@@ -645,13 +755,30 @@ impl<'e> Ctx<'e> {
                 );
             }
         }
+        if v.reasons.contains(&Reason::Tests) {
+            let fix = format!("make the tests pass, then {}", TEST_FIX.replace("{image}", &v.pinned()));
+            v.fix(fix);
+        }
         let age = Age {
             what: "test result",
             limit: "tests maxAge",
             field: "finishedOn",
             redo: "rerun the tests and attest the result",
         };
-        v.fail_all(Reason::StaleEvidence, self.age_problem(&age, report.finished_on, rule.max_age));
+        if let Some(stale) = self.age_problem(&age, report.finished_on, rule.max_age) {
+            v.fail(Reason::StaleEvidence, stale);
+            let fix = format!("rerun the tests, then {}", TEST_FIX.replace("{image}", &v.pinned()));
+            v.fix(fix);
+        }
+    }
+
+    /// The remedy for evidence of a kind that is missing: signed by a
+    /// signer the tier does not accept, or not attached at all (`attach`).
+    fn fix_missing<T>(&self, attach: &str, found: &[Found<'_, T>], wanted: &[String], v: &Verdict) -> String {
+        match found.first() {
+            Some(_) => format!("sign it as {} (the attestation found is signed by another)", self.expected(wanted)),
+            None => attach.replace("{image}", &v.pinned()),
+        }
     }
 
     /// What is wrong with the age of a piece of evidence, if anything: from
@@ -699,6 +826,8 @@ impl<'e> Ctx<'e> {
                 Reason::MissingEvidence,
                 self.missing("build provenance", PROVENANCE_HOW, PROVENANCE_TYPES, &found, &rule.signed_by),
             );
+            let fix = self.fix_missing(PROVENANCE_FIX, &found, &rule.signed_by, v);
+            v.fix(fix);
             return;
         }
         accepted.sort_by_key(|f| std::cmp::Reverse(f.att.index));
@@ -712,6 +841,9 @@ impl<'e> Ctx<'e> {
             first_why.get_or_insert(why);
         }
         v.fail_all(Reason::Provenance, first_why.unwrap_or_default());
+        v.fix(
+            "build it from a source repository and with a builder the tier accepts (provenance in the policy)".into(),
+        );
     }
 
     /// How one provenance fails the rule (empty when it passes). The source
@@ -764,16 +896,22 @@ impl<'e> Ctx<'e> {
             self.verified(|a, c| (a.claimed_type.as_deref() == Some(rule.predicate_type.as_str())).then_some(c));
         match found.iter().filter(|f| signed_by_any(f.signers, &rule.signed_by)).max_by_key(|f| f.att.index) {
             Some(f) => v.cite(EvidenceKind::Attestation, f, None),
-            None => v.fail(
-                Reason::MissingEvidence,
-                self.missing(
-                    &format!("{} attestation", rule.predicate_type),
-                    &format!("`cosign attest --type {}`", rule.predicate_type),
-                    &[rule.predicate_type.as_str()],
-                    &found,
-                    &rule.signed_by,
-                ),
-            ),
+            None => {
+                v.fail(
+                    Reason::MissingEvidence,
+                    self.missing(
+                        &format!("{} attestation", rule.predicate_type),
+                        &format!("`cosign attest --type {}`", rule.predicate_type),
+                        &[rule.predicate_type.as_str()],
+                        &found,
+                        &rule.signed_by,
+                    ),
+                );
+                let attach =
+                    format!("attest it: cosign attest --type {} --predicate FILE {{image}}", rule.predicate_type);
+                let fix = self.fix_missing(&attach, &found, &rule.signed_by, v);
+                v.fix(fix);
+            }
         }
     }
 

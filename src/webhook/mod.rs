@@ -664,7 +664,8 @@ impl Record {
             exceptions,
             break_glass: d.break_glass,
             message: d.message,
-            warnings: d.warnings,
+            // The whole text: what the user saw was cut to Kubernetes' bounds.
+            warnings: d.recorded_warnings,
             ..self
         }
     }
