@@ -220,6 +220,10 @@ struct ServeArgs {
     /// embedded default).
     #[arg(long, default_value = "1h", value_parser = parse_duration)]
     reevaluate_every: Duration,
+    /// A namespace re-evaluation never judges: those the webhook configurations do not send (the cluster's own
+    /// control plane). Portcullis' own (--lease-namespace) is always left out. Repeatable; replaces the default.
+    #[arg(long = "exclude-namespace", value_name = "NAMESPACE", default_values_t = default_excluded())]
+    exclude_namespaces: Vec<String>,
     /// Namespace of the re-evaluation Lease (Portcullis' own).
     #[arg(long, default_value = "portcullis-system", env = "POD_NAMESPACE")]
     lease_namespace: String,
@@ -303,6 +307,19 @@ struct ServeArgs {
     registry: RegistryArgs,
 }
 
+/// The namespaces the shipped webhook configurations do not send, besides
+/// Portcullis' own.
+fn default_excluded() -> Vec<String> {
+    ["kube-system", "kube-public", "kube-node-lease"].map(String::from).to_vec()
+}
+
+/// [`default_excluded`], and Portcullis' own namespace.
+fn default_excluded_with_own() -> Vec<String> {
+    let mut v = default_excluded();
+    v.push("portcullis-system".into());
+    v
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum ClusterMode {
     Auto,
@@ -349,6 +366,10 @@ struct ReportArgs {
     /// Only this namespace; every namespace when absent.
     #[arg(long, short = 'n')]
     namespace: Option<String>,
+    /// A namespace left out (those the webhook is not sent). Repeatable; replaces the default. Ignored for the
+    /// namespace given with -n.
+    #[arg(long = "exclude-namespace", value_name = "NAMESPACE", default_values_t = default_excluded_with_own())]
+    exclude_namespaces: Vec<String>,
     /// PromotionPolicy file; the embedded default when absent.
     #[arg(long, env = "PORTCULLIS_POLICY")]
     policy: Option<PathBuf>,
@@ -507,6 +528,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
                             every: a.reevaluate_every,
                             lease_namespace: a.lease_namespace.clone(),
                             identity: instance,
+                            skip: a.exclude_namespaces.clone(),
                         },
                     )
                 });
@@ -759,6 +781,7 @@ async fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
     let deadline = tokio::time::Instant::now() + a.timeout;
     let running = portcullis::running::images(&pods)
         .into_iter()
+        .filter(|r| a.namespace.is_some() || !a.exclude_namespaces.contains(&r.namespace))
         .map(|r| {
             let labelled = namespaces.get(&r.namespace).cloned().flatten();
             let tier = portcullis::cluster::tier_named(&r.namespace, labelled, &a.tier_label, &policy);

@@ -247,6 +247,9 @@ pub struct Config {
     pub lease_namespace: String,
     /// This replica's name (the Pod's).
     pub identity: String,
+    /// Namespaces never judged (those the webhook is not sent, Portcullis'
+    /// own among them).
+    pub skip: Vec<String>,
 }
 
 /// Starts the Pod reflector, the Lease and the loop.
@@ -271,10 +274,14 @@ pub fn start(st: Arc<AppState>, client: Client, cfg: Config) {
         }
     });
     let leader = Leader::start(client.clone(), &cfg.lease_namespace, "portcullis-reevaluation", cfg.identity.clone());
-    tokio::spawn(run(st, client, store, leader, cfg.every));
+    let mut skip = cfg.skip;
+    if !skip.contains(&cfg.lease_namespace) {
+        skip.push(cfg.lease_namespace);
+    }
+    tokio::spawn(run(st, client, store, leader, cfg.every, skip));
 }
 
-async fn run(st: Arc<AppState>, client: Client, store: Store<Pod>, leader: Leader, every: Duration) {
+async fn run(st: Arc<AppState>, client: Client, store: Store<Pod>, leader: Leader, every: Duration, skip: Vec<String>) {
     if store.wait_until_ready().await.is_err() {
         tracing::error!("the Pod cache never became ready: no re-evaluation");
         return;
@@ -299,7 +306,11 @@ async fn run(st: Arc<AppState>, client: Client, store: Store<Pod>, leader: Leade
         let requests_before = st.engine.registry_requests();
         let policy = st.policy();
         judged_by = Some(policy.digest.clone());
-        let pods: Vec<Arc<Pod>> = store.state();
+        let pods: Vec<Arc<Pod>> = store
+            .state()
+            .into_iter()
+            .filter(|p| !p.metadata.namespace.as_ref().is_some_and(|ns| skip.contains(ns)))
+            .collect();
         let rows = judge(&st, &pods).await;
         let now = crate::webhook::portcullis_now();
         let changes = memory.update(&rows, now);

@@ -889,6 +889,28 @@ fn portcullis_behind_a_real_api_server() {
     assert_eq!(row["digest"], crit_img.rsplit('@').next().unwrap(), "the digest the kubelet runs: {row}");
     assert!(row["verdict"]["reasons"].as_array().unwrap().contains(&json!("vulnerabilities")), "{row}");
     assert!(row["verdict"]["problems"][0].as_str().unwrap().contains("critical"), "{row}");
+    // What the webhook is not sent (the control plane's namespaces, Portcullis'
+    // own) is not reported either: a Pod in kube-system, created without
+    // admission, is in no row of a cluster-wide report and no PolicyReport.
+    cp.kubectl(&[
+        "apply",
+        "-f",
+        &write(&work.path().join("system-pod.json"), &pod("kube-system", "unjudged", &crit_tag).to_string())
+            .to_string_lossy(),
+    ]);
+    let out = Command::new(&bin.program)
+        .args(&bin.args)
+        .envs(bin.env.iter().map(|(k, v)| (k, v)))
+        .args(["report", "--all", "--output", "json", "--kubeconfig"])
+        .arg(&cp.admin)
+        .arg("--policy")
+        .arg(&policy)
+        .output()
+        .unwrap();
+    let everywhere: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let namespaces: std::collections::BTreeSet<&str> =
+        everywhere["rows"].as_array().unwrap().iter().filter_map(|r| r["namespace"].as_str()).collect();
+    assert!(namespaces.contains("prod") && !namespaces.contains("kube-system"), "{namespaces:?}");
 
     // Re-evaluation (one replica: the Lease holder) reports it too, as a
     // PolicyReport in its namespace, in the format policy-reporter reads.
@@ -919,6 +941,8 @@ fn portcullis_behind_a_real_api_server() {
     });
     assert_eq!(result["result"], "fail", "{result}");
     assert_eq!(result["policy"], "portcullis/production", "{result}");
+    let system = cp.kubectl(&["get", "policyreports.wgpolicyk8s.io", "-n", "kube-system", "-o", "name"]);
+    assert!(system.trim().is_empty(), "no PolicyReport where the webhook is not sent: {system}");
     assert_eq!(result["properties"]["status"], "violating", "{result}");
     assert!(result["message"].as_str().unwrap().contains("critical"), "{result}");
 
