@@ -20,6 +20,9 @@ CARGO_CYCLONEDX_VERSION ?= 0.5.9
 CARGO_CYCLONEDX := $(TOOLS_DIR)/cargo-cyclonedx-$(CARGO_CYCLONEDX_VERSION)/bin/cargo-cyclonedx
 HELM_VERSION ?= v3.22.0
 HELM := $(TOOLS_DIR)/helm-$(HELM_VERSION)/helm
+# crane pushes the image layout make image writes (README: The container image).
+CRANE_VERSION ?= v0.22.1
+CRANE := $(TOOLS_DIR)/crane-$(CRANE_VERSION)/crane
 CARGO ?= cargo
 
 export GOTOOLCHAIN := local
@@ -29,6 +32,7 @@ export PORTCULLIS_COSIGN3 := $(COSIGN3)
 export PORTCULLIS_REGISTRY := $(REGISTRY)
 export PORTCULLIS_KEYLESS_SIGNER := $(KEYLESS_SIGNER)
 export PORTCULLIS_HELM := $(HELM)
+export PORTCULLIS_CRANE := $(CRANE)
 # The container image (an OCI layout) the end-to-end suite runs Portcullis from.
 IMAGE_DIR := target/image
 export PORTCULLIS_IMAGE := $(abspath $(IMAGE_DIR))
@@ -69,7 +73,7 @@ image-layout:
 $(CARGO_CYCLONEDX):
 	$(CARGO) install --locked --quiet --root $(TOOLS_DIR)/cargo-cyclonedx-$(CARGO_CYCLONEDX_VERSION) cargo-cyclonedx@$(CARGO_CYCLONEDX_VERSION)
 
-## demo: a registry, three images (clean, vulnerable, unsigned) attested with cosign, Portcullis, and its decisions in a table
+## demo: a registry, three images (clean, vulnerable, unsigned) attested with cosign, Portcullis, and its decisions in a table (builds the tools first: minutes, once)
 demo: tools
 	$(CARGO) run --quiet --example demo
 
@@ -97,8 +101,8 @@ $(CARGO_DENY):
 fmt:
 	$(CARGO) fmt
 
-## tools: real cosign (v2 and v3), a real OCI registry, helm and the keyless-signer fixture tool, built from the Go module proxy into $(TOOLS_DIR)
-tools: $(COSIGN) $(COSIGN3) $(REGISTRY) $(KEYLESS_SIGNER) $(HELM)
+## tools: real cosign (v2 and v3), a real OCI registry, helm, crane and the keyless-signer fixture tool, built from the Go module proxy into $(TOOLS_DIR)
+tools: $(COSIGN) $(COSIGN3) $(REGISTRY) $(KEYLESS_SIGNER) $(HELM) $(CRANE)
 
 $(COSIGN):
 	@command -v go >/dev/null || { echo "go is required to build cosign (apt-get install golang or use the machine's Go)"; exit 1; }
@@ -111,6 +115,10 @@ $(COSIGN3):
 $(HELM):
 	@command -v go >/dev/null || { echo "go is required to build helm"; exit 1; }
 	GOBIN=$(dir $@) go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+
+$(CRANE):
+	@command -v go >/dev/null || { echo "go is required to build crane"; exit 1; }
+	GOBIN=$(dir $@) go install github.com/google/go-containerregistry/cmd/crane@$(CRANE_VERSION)
 
 $(REGISTRY):
 	@command -v go >/dev/null || { echo "go is required to build the registry"; exit 1; }

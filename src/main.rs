@@ -197,6 +197,9 @@ struct ServeArgs {
     /// Time budget for one decision; keep it below the webhook's timeoutSeconds.
     #[arg(long, default_value = "8s", value_parser = parse_duration)]
     deadline: Duration,
+    /// kubeconfig to use; else $KUBECONFIG, ~/.kube/config, or the in-cluster configuration.
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
     /// Where namespace tiers come from: the cluster (namespace label), the policy's static map, or auto (cluster when a kubeconfig or in-cluster config exists).
     #[arg(long, value_enum, default_value_t = ClusterMode::Auto)]
     cluster: ClusterMode,
@@ -446,6 +449,23 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// A client of the cluster `kubeconfig` names; without one, of the one
+/// `$KUBECONFIG`, `~/.kube/config` or the in-cluster configuration names.
+async fn cluster_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            // Read here, so that a missing file is said once (kube's error
+            // repeats its cause).
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let kc = kube::config::Kubeconfig::from_yaml(&text)
+                .map_err(|e| anyhow::anyhow!("{}: not a kubeconfig: {e}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?
+        }
+        None => kube::Config::infer().await.context("no Kubernetes configuration")?,
+    };
+    Ok(kube::Client::try_from(config)?)
+}
+
 fn load_policy(path: Option<&PathBuf>) -> anyhow::Result<Policy> {
     match path {
         Some(p) => Ok(Policy::from_file(p)?),
@@ -504,7 +524,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     let mut reevaluation = None;
     let tiers = match a.cluster {
         ClusterMode::Never => TierSource::Static,
-        mode => match kube::Client::try_default().await {
+        mode => match cluster_client(a.kubeconfig.as_deref()).await {
             Ok(client) => {
                 tracing::info!(label = %a.tier_label, "tiers from namespace labels (cluster)");
                 if a.pull_secrets {
@@ -534,7 +554,9 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
                 });
                 TierSource::cluster(client, a.tier_label.clone())
             }
-            Err(e) if mode == ClusterMode::Always => return Err(anyhow::anyhow!("no Kubernetes configuration: {e}")),
+            Err(e) if mode == ClusterMode::Always || a.kubeconfig.is_some() => {
+                return Err(anyhow::anyhow!("no Kubernetes configuration: {e:#}"))
+            }
             Err(_) => {
                 tracing::info!("no Kubernetes configuration: tiers from the policy's namespaceTiers and defaultTier");
                 TierSource::Static
@@ -746,18 +768,7 @@ async fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
     use k8s_openapi::api::core::v1::{Namespace, Pod};
     use portcullis::report::table;
     let policy = Arc::new(load_policy(a.policy.as_ref())?);
-    let config = match &a.kubeconfig {
-        Some(path) => {
-            // Read here, so that a missing file is said once (kube's error
-            // repeats its cause).
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            let kc = kube::config::Kubeconfig::from_yaml(&text)
-                .map_err(|e| anyhow::anyhow!("{}: not a kubeconfig: {e}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?
-        }
-        None => kube::Config::infer().await.context("no Kubernetes configuration")?,
-    };
-    let client = kube::Client::try_from(config)?;
+    let client = cluster_client(a.kubeconfig.as_deref()).await?;
     let list = kube::api::ListParams::default();
     let pods = match &a.namespace {
         Some(ns) => kube::Api::<Pod>::namespaced(client.clone(), ns).list(&list).await,

@@ -270,9 +270,15 @@ fn the_version_names_its_revision() {
 /// A file that cannot be read is said once.
 #[test]
 fn errors_name_their_cause_once() {
-    let (code, _, err) = portcullis(&["report", "--kubeconfig", "/nonexistent/kubeconfig"]);
-    assert_eq!(code, 2);
-    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    for args in [
+        &["report", "--kubeconfig", "/nonexistent/kubeconfig"][..],
+        // serve takes --kubeconfig too, and a broken one given is an error, not a local run.
+        &["serve", "--kubeconfig", "/nonexistent/kubeconfig", "--listen", "127.0.0.1:0"][..],
+    ] {
+        let (code, _, err) = portcullis(args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert_eq!(err.matches("No such file or directory").count(), 1, "{args:?}: {err}");
+    }
 }
 
 #[test]

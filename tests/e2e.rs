@@ -404,8 +404,16 @@ async fn portcullis_from_image(reg: &Registry, work: &Path) -> Launch {
         eprintln!("PORTCULLIS_IMAGE is not set: running the binary cargo built (`make e2e` runs the image's)");
         return Launch { program: env!("CARGO_BIN_EXE_portcullis").into(), args: vec![], env: vec![] };
     };
-    let image = reg.push_layout(Path::new(&layout), "portcullis/portcullis", "e2e").await;
+    // Pushed as the README says, with the crane `make tools` builds.
+    let crane = tool("PORTCULLIS_CRANE", "crane");
+    let out = Command::new(&crane)
+        .args(["push", "--insecure", &layout, &format!("{}/portcullis/portcullis:e2e", reg.host)])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "crane push: {}", String::from_utf8_lossy(&out.stderr));
+    let image = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let digest = image.rsplit('@').next().unwrap();
+    assert!(digest.starts_with("sha256:"), "crane prints the pushed reference: {image}");
     let root = work.join("rootfs");
     let config = reg.unpack_image("portcullis/portcullis", digest, &root).await;
     assert_eq!(config["config"]["User"], "65532:65532", "the image runs as the non-root user: {config}");
