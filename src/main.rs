@@ -665,10 +665,20 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         }
     });
     let served = server.task.await.context("server task").and_then(|r| r.context("server"));
-    // Every decision made is written before the process ends.
-    state.audit.close().await;
+    // Every decision made is written before the process ends, unless the
+    // audit destination takes none of it for AUDIT_CLOSE_WAIT (a pipe no
+    // one reads): then the process ends all the same, saying so.
+    if tokio::time::timeout(AUDIT_CLOSE_WAIT, state.audit.close()).await.is_err() {
+        tracing::error!(
+            waited = ?AUDIT_CLOSE_WAIT,
+            "the audit destination took nothing for the whole wait at shutdown: the records still queued are not written"
+        );
+    }
     served
 }
+
+/// Longest wait at shutdown for the audit writer to write what is queued.
+const AUDIT_CLOSE_WAIT: Duration = Duration::from_secs(10);
 
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();

@@ -326,3 +326,59 @@ fn serve_refuses_an_invalid_policy() {
     assert_eq!(code, 2);
     assert!(err.contains("refusing to start on an invalid policy"), "{err}");
 }
+
+/// `serve` ends on SIGTERM within its grace even when the audit trail goes
+/// to a standard output no one reads (a full pipe): before, it waited for
+/// the writer forever and ignored SIGTERM.
+#[test]
+fn serve_stops_on_sigterm_even_when_its_audit_output_is_stuck() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let tls = test_tls();
+    std::fs::write(dir.path().join("tls.crt"), &tls.cert_pem).unwrap();
+    std::fs::write(dir.path().join("tls.key"), &tls.key_pem).unwrap();
+    // A pipe whose read end is kept open and never read: writes block once it is full.
+    let (_unread, writer) = std::io::pipe().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--cluster", "never", "--log-format", "text", "--audit-log", "-"])
+        .arg("--tls-cert")
+        .arg(dir.path().join("tls.crt"))
+        .arg("--tls-key")
+        .arg(dir.path().join("tls.key"))
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::from(writer))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("portcullis exited").unwrap();
+        if let Some(rest) = line.split("portcullis serving https://").nth(1) {
+            break rest.split('/').next().unwrap().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+    // Decisions, each an audit record on stdout, until the pipe is full.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(tls.ca_pem.as_bytes()).unwrap()])
+            .build()
+            .unwrap();
+        for _ in 0..200 {
+            let review = pod_review("prod", &["Bad Ref"], json!({}), &[]);
+            let r = client.post(format!("https://{addr}/validate")).json(&review).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+        }
+    });
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        assert!(std::time::Instant::now() < until, "serve still running 30 s after SIGTERM");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
