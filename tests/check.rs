@@ -223,6 +223,19 @@ spec:
     let (code, out, _) = portcullis(&["policy", "lint", bad.to_str().unwrap()]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("bad.yaml:7:5: spec.tiers: duplicate key \"production\" (first at line 6)"), "{out}");
+    // Every problem in one run, structural ones too, each once.
+    std::fs::write(&bad, "apiVersion: portcullis.dev/v1alpha1\nkind: PromotionPolicy\nspec:\n  signers: {}\n  defaultTier: nope\n  tiers:\n    production:\n      mood: enforce\n      vulnerabilities: { signedBy: [], maxAge: soon }\n    staging:\n      mode: sometimes\n  exceptions:\n    - { id: CVE-1, reason: r, approvedBy: a }\n").unwrap();
+    let (code, out, _) = portcullis(&["policy", "lint", bad.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    for expected in [
+        "bad.yaml:8:7: spec.tiers.production.mood: unknown field `mood`",
+        "bad.yaml:9:40: spec.tiers.production.vulnerabilities.maxAge: duration \"soon\" does not parse",
+        "bad.yaml:11:7: spec.tiers.staging.mode: unknown variant `sometimes`",
+        "bad.yaml:13:7: spec.exceptions[0]: missing field `expires`",
+        "bad.yaml:5:3: spec.defaultTier: names undefined tier \"nope\"",
+    ] {
+        assert_eq!(out.matches(expected).count(), 1, "{expected:?} once in:\n{out}");
+    }
     // One of a thing is not plural.
     std::fs::write(
         &bad,

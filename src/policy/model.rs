@@ -483,18 +483,10 @@ impl Policy {
             let (line, column) = e.at();
             err(vec![Problem { line: Some(line), column: Some(column), path: String::new(), message: e.to_string() }])
         })?;
-        let file: PolicyFile = serde_yaml_ng::from_str(text).map_err(|e| {
-            let (line, column) = e.location().map(|l| (Some(l.line()), Some(l.column()))).unwrap_or((None, None));
-            let mut message = e.to_string();
-            // The position is said once, in front, as for every problem.
-            if let (Some(l), Some(c)) = (line, column) {
-                let said = format!(" at line {l} column {c}");
-                if let Some(cut) = message.rfind(&said) {
-                    message.replace_range(cut..cut + said.len(), "");
-                }
-            }
-            err(vec![Problem { line, column, path: String::new(), message }])
-        })?;
+        let file: PolicyFile = match serde_yaml_ng::from_str(text) {
+            Ok(f) => f,
+            Err(e) => return Err(err(structural_problems(text, e))),
+        };
         let mut problems = validate(&file);
         let (trust, root_files) = match trust(&file, read) {
             Ok(t) => t,
@@ -572,6 +564,113 @@ impl Policy {
     pub fn keyless_identities(&self, signer: &str) -> Vec<String> {
         let Some(k) = self.file.spec.signers.get(signer).and_then(|s| s.keyless.as_ref()) else { return vec![] };
         k.identities.iter().filter_map(|i| identity_rule(i).ok()).map(|r| r.to_string()).collect()
+    }
+}
+
+/// Most structural problems reported for one policy.
+const MAX_STRUCTURAL: usize = 32;
+
+/// Every structural problem of a policy the model cannot read (an unknown
+/// field, a value of the wrong type, a missing field), not only the first:
+/// each is reported with its field and position, then taken out of the
+/// document, and the rest read again; the semantic checks of what remains
+/// follow, but for what was taken out.
+fn structural_problems(text: &str, first: serde_yaml_ng::Error) -> Vec<Problem> {
+    let at = super::locate::locations(text);
+    let mut problems = Vec::new();
+    // Not a YAML document at all: the reader's one error is all there is.
+    let Ok(mut doc) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text) else { return vec![located(first)] };
+    let mut removed: Vec<String> = Vec::new();
+    for _ in 0..MAX_STRUCTURAL {
+        let e = match serde_path_to_error::deserialize::<_, PolicyFile>(&doc) {
+            Ok(file) => {
+                let semantic = validate(&file).into_iter().filter(|p| !removed.iter().any(|r| p.path.starts_with(r)));
+                for mut p in semantic {
+                    if let Some((l, c)) = super::locate::locate(&at, &p.path) {
+                        (p.line, p.column) = (Some(l), Some(c));
+                    }
+                    problems.push(p);
+                }
+                break;
+            }
+            Err(e) => e,
+        };
+        let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        let message = e.inner().to_string();
+        let (line, column) = match super::locate::locate(&at, &path) {
+            Some((l, c)) => (Some(l), Some(c)),
+            None => (None, None),
+        };
+        problems.push(Problem { line, column, path: path.clone(), message });
+        if path.is_empty() || !remove(&mut doc, &path) {
+            break;
+        }
+        removed.push(path);
+    }
+    if !problems.iter().any(|p| !p.path.is_empty() || p.line.is_some()) {
+        // Nothing this pass could place: the reader's own error, with its position.
+        return vec![located(first)];
+    }
+    problems
+}
+
+/// A reader's error as a problem, its position said once, in front.
+fn located(e: serde_yaml_ng::Error) -> Problem {
+    let (line, column) = e.location().map(|l| (Some(l.line()), Some(l.column()))).unwrap_or((None, None));
+    let mut message = e.to_string();
+    if let (Some(l), Some(c)) = (line, column) {
+        let said = format!(" at line {l} column {c}");
+        if let Some(cut) = message.rfind(&said) {
+            message.replace_range(cut..cut + said.len(), "");
+        }
+    }
+    Problem { line, column, path: String::new(), message }
+}
+
+/// Removes the node at `path` (`spec.tiers.production.mood`,
+/// `spec.exceptions[0]`) from `doc`; false when there is none.
+fn remove(doc: &mut serde_yaml_ng::Value, path: &str) -> bool {
+    use serde_yaml_ng::Value;
+    // `a.b[2].c` -> ["a", "b", "[2]", "c"]
+    let mut steps: Vec<String> = Vec::new();
+    for part in path.split('.') {
+        let mut rest = part;
+        if let Some(i) = rest.find('[') {
+            if i > 0 {
+                steps.push(rest[..i].to_string());
+            }
+            rest = &rest[i..];
+            while let Some(end) = rest.find(']') {
+                steps.push(rest[..=end].to_string());
+                rest = &rest[end + 1..];
+            }
+        } else {
+            steps.push(rest.to_string());
+        }
+    }
+    let Some((last, parents)) = steps.split_last() else { return false };
+    let mut node = doc;
+    for step in parents {
+        let next = match step.strip_prefix('[').and_then(|s| s.strip_suffix(']')).and_then(|i| i.parse::<usize>().ok())
+        {
+            Some(i) => node.as_sequence_mut().and_then(|s| s.get_mut(i)),
+            None => node.as_mapping_mut().and_then(|m| m.get_mut(step.as_str())),
+        };
+        match next {
+            Some(n) => node = n,
+            None => return false,
+        }
+    }
+    match last.strip_prefix('[').and_then(|s| s.strip_suffix(']')).and_then(|i| i.parse::<usize>().ok()) {
+        Some(i) => match node.as_sequence_mut() {
+            Some(seq) if i < seq.len() => {
+                seq.remove(i);
+                true
+            }
+            _ => false,
+        },
+        None => node.as_mapping_mut().is_some_and(|m| m.remove(Value::String(last.clone())).is_some()),
     }
 }
 
