@@ -1,0 +1,260 @@
+//! Memory ceilings, measured on real processes: `portcullis serve` run as
+//! a process of its own (its peak resident memory, `VmHWM`, read from
+//! `/proc` after it answered), and `portcullis check` (its peak read by the
+//! parent that waited for it).
+//!
+//! The ceilings are well under the chart's memory limit (256 MiB).
+
+mod common;
+
+use std::io::BufRead;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use base64::Engine as _;
+use common::*;
+use serde_json::{json, Value};
+
+/// The chart's memory limit is 256 MiB; a replica must stay well under it.
+const CEILING_MIB: u64 = 128;
+
+// ------------------------------------------------- a serve process ----
+
+/// `portcullis serve` as a process of its own, on a free loopback port,
+/// with a policy, a serving certificate and a grant key in a directory of
+/// its own. Its log is read as it comes (so it never blocks on a full pipe).
+pub struct ServeProcess {
+    child: std::process::Child,
+    /// `https://127.0.0.1:PORT`.
+    pub url: String,
+    pub client: reqwest::Client,
+    log: Arc<Mutex<Vec<String>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl ServeProcess {
+    /// Starts serve on `policy` (YAML), with `args` added to its command line.
+    pub fn start(policy: &str, args: &[&str]) -> ServeProcess {
+        let dir = tempfile::tempdir().unwrap();
+        let tls = test_tls();
+        let file = |name: &str, content: &str| {
+            std::fs::write(dir.path().join(name), content).unwrap();
+            dir.path().join(name)
+        };
+        let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--cluster", "never", "--reevaluate-every", "0s"])
+            .arg("--policy")
+            .arg(file("policy.yaml", policy))
+            .arg("--grant-key")
+            .arg(file("grant.key", GRANT_KEY))
+            .arg("--tls-cert")
+            .arg(file("tls.crt", &tls.cert_pem))
+            .arg("--tls-key")
+            .arg(file("tls.key", &tls.key_pem))
+            .arg("--audit-log")
+            .arg(dir.path().join("audit.jsonl"))
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let addr = loop {
+            let line = lines.next().expect("portcullis serve exited before serving").unwrap();
+            if let Some(rest) = line.split("portcullis serving https://").nth(1) {
+                break rest.split('/').next().unwrap().to_string();
+            }
+        };
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let keep = log.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                keep.lock().unwrap().push(line);
+            }
+        });
+        let client = reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(tls.ca_pem.as_bytes()).unwrap()])
+            .build()
+            .unwrap();
+        ServeProcess { child, url: format!("https://{addr}"), client, log, _dir: dir }
+    }
+
+    /// Sends an AdmissionReview to `/validate`; the response object.
+    pub async fn validate(&self, review: &Value) -> Value {
+        let r = self.client.post(format!("{}/validate?timeout=10s", self.url)).json(review).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{}", self.log().join("\n"));
+        r.json::<Value>().await.unwrap()["response"].clone()
+    }
+
+    /// Peak resident memory so far, in KiB (`VmHWM`).
+    pub fn peak_rss_kib(&self) -> u64 {
+        status_kib(self.child.id(), "VmHWM:")
+    }
+
+    /// Resident memory now, in KiB (`VmRSS`).
+    pub fn rss_kib(&self) -> u64 {
+        status_kib(self.child.id(), "VmRSS:")
+    }
+
+    /// What it logged so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `/proc/<pid>/status` field in KiB.
+fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// Runs `cmd` to its end and returns its output and its peak resident
+/// memory in KiB, as the parent that waited for it sees it (`wait4`'s
+/// `ru_maxrss`, through GNU time, or else Python's `resource`): exact, not
+/// sampled while it runs.
+pub fn run_measured(cmd: &mut Command) -> (std::process::Output, u64) {
+    const MARK: &str = "portcullis-test-peak-rss-kib=";
+    let program = cmd.get_program().to_owned();
+    let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
+    let mut wrapped = if std::path::Path::new("/usr/bin/time").exists() {
+        let mut c = Command::new("/usr/bin/time");
+        c.arg("-f").arg(format!("{MARK}%M")).arg(&program).args(&args);
+        c
+    } else {
+        let mut c = Command::new("python3");
+        c.arg("-c")
+            .arg(format!(
+                "import resource, subprocess, sys\n\
+                 r = subprocess.run(sys.argv[1:])\n\
+                 print('{MARK}%d' % resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)\n\
+                 sys.exit(r.returncode)"
+            ))
+            .arg(&program)
+            .args(&args);
+        c
+    };
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => wrapped.env(k, v),
+            None => wrapped.env_remove(k),
+        };
+    }
+    let out = wrapped.output().expect("GNU time (/usr/bin/time) or python3 is needed to measure peak memory");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let kib = stderr
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix(MARK))
+        .last()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peak memory reported: {stderr}"));
+    (out, kib)
+}
+
+// ------------------------------------------------ hostile registries ----
+
+/// A DSSE envelope of exactly `len` bytes that looks like cosign's: its
+/// payload an in-toto Statement about `digest`, its predicate a scan
+/// report of tiny JSON elements; its signature is not a signature.
+fn junk_envelope(len: usize, digest: &str) -> Vec<u8> {
+    let head = r#"{"payloadType":"application/vnd.in-toto+json","payload":""#;
+    let tail = r#"","signatures":[{"keyid":"","sig":"MEUCIQDhostilehostilehostilehostilehostilehostileAAAAAiEAhostilehostilehostilehostilehostilehostileAAA="}]}"#;
+    let b64_len = (len - head.len() - tail.len()) / 4 * 4;
+    let raw_len = b64_len / 4 * 3;
+    let statement = format!(
+        r#"{{"_type":"https://in-toto.io/Statement/v1","subject":[{{"name":"x","digest":{{"sha256":"{}"}}}}],"predicateType":"https://cosign.sigstore.dev/attestation/vuln/v1","predicate":{{"scanner":{{"uri":"x","result":{{"SchemaVersion":2,"Results":[{{"Target":"t","Vulnerabilities":[{{"VulnerabilityID":"CVE-0","x":["#,
+        digest.trim_start_matches("sha256:")
+    );
+    let close = "0]}]}]}}}}";
+    let mut raw = statement.into_bytes();
+    while raw.len() + close.len() + 2 <= raw_len {
+        raw.extend_from_slice(b"0,");
+    }
+    raw.extend_from_slice(close.as_bytes());
+    raw.resize(raw_len, b' ');
+    let mut out = head.as_bytes().to_vec();
+    out.extend_from_slice(base64::engine::general_purpose::STANDARD.encode(&raw).as_bytes());
+    out.extend_from_slice(tail.as_bytes());
+    out.resize(len, b' ');
+    out
+}
+
+/// Pushes an image to `repo` whose cosign `.att` manifest lists the same
+/// junk envelope of `size` bytes `layers` times (the registry serves it
+/// each time). Returns `host/repo@sha256:…`.
+async fn hostile_image(reg: &Registry, repo: &str, n: usize, layers: usize, size: usize) -> String {
+    let image = reg.push_image(repo, &format!("v{n}"), &format!("hostile {repo} {n}")).await;
+    let digest = image.rsplit('@').next().unwrap();
+    let blob = junk_envelope(size, digest);
+    let blob_digest = reg.put_blob_public(repo, &blob).await;
+    let config = reg.put_blob_public(repo, b"{}").await;
+    let layer = json!({
+        "mediaType": "application/vnd.dsse.envelope.v1+json",
+        "digest": blob_digest,
+        "size": blob.len(),
+        "annotations": {"predicateType": "https://cosign.sigstore.dev/attestation/vuln/v1"}
+    });
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": 2},
+        "layers": vec![layer; layers],
+    });
+    reg.put_manifest(repo, &att_tag(&image), &manifest).await;
+    image
+}
+
+fn message(resp: &Value) -> String {
+    resp["status"]["message"].as_str().unwrap_or_default().to_string()
+}
+
+/// Finding 4: an image whose `.att` manifest lists 32 layers of 16 MiB took
+/// 867 MB in `serve`, four of them in one Pod 2.2 GB: the replica was
+/// OOM-killed (256 MiB limit), and re-evaluation fetched them again. Now a
+/// lookup reads at most its byte budget, one attestation at a time, and
+/// blobs in flight are bounded across lookups.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_registry_cannot_exhaust_serve_memory() {
+    let w = world().await;
+    let mut images = Vec::new();
+    for n in 0..4 {
+        images.push(hostile_image(&w.reg, "hostile/att", n, 32, 16 << 20).await);
+    }
+    let serve = ServeProcess::start(&w.policy, &[]);
+    let idle = serve.rss_kib();
+    let refs: Vec<&str> = images.iter().map(String::as_str).collect();
+    let started = Instant::now();
+    let resp = serve.validate(&pod_review("prod", &refs, json!({}), &[])).await;
+    let peak = serve.peak_rss_kib();
+    eprintln!(
+        "serve: idle {} MiB, peak {} MiB after reviewing 4 images of 32 x 16 MiB attestations ({:.1}s)",
+        idle / 1024,
+        peak / 1024,
+        started.elapsed().as_secs_f64()
+    );
+    assert!(peak < CEILING_MIB * 1024, "peak resident memory {} MiB, over {CEILING_MIB} MiB", peak / 1024);
+    assert_eq!(resp["allowed"], false, "{resp}");
+    let m = message(&resp);
+    for image in &images {
+        let digest = image.rsplit('@').next().unwrap();
+        assert!(m.contains(&digest[..19]), "each image is named in the denial: {m}");
+    }
+    assert!(m.contains("does not verify with any trusted key"), "denied for what was read: {m}");
+    // The same again (cached now) and in a warn tier: a warning, not a crash.
+    let resp = serve.validate(&pod_review("dev", &refs, json!({}), &[])).await;
+    assert_eq!(resp["allowed"], true, "{resp}");
+    assert!(resp["warnings"].to_string().contains("not read"), "{resp}");
+    assert!(serve.peak_rss_kib() < CEILING_MIB * 1024);
+}
