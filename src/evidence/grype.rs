@@ -12,6 +12,7 @@
 
 use serde::Deserialize;
 
+use super::bounded::{capped_opt, MAX_FINDINGS, MAX_PER_FINDING};
 use super::{parse_time, Finding, FixState, Severity, VulnReport};
 
 pub(super) fn looks_like(v: &serde_json::Value) -> bool {
@@ -21,7 +22,7 @@ pub(super) fn looks_like(v: &serde_json::Value) -> bool {
 
 #[derive(Deserialize)]
 struct Document {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "capped_opt::<_, _, MAX_FINDINGS>")]
     matches: Option<Vec<Match>>,
     #[serde(default)]
     descriptor: Option<Descriptor>,
@@ -31,7 +32,7 @@ struct Document {
 #[serde(rename_all = "camelCase")]
 struct Match {
     vulnerability: Vulnerability,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "capped_opt::<_, _, MAX_PER_FINDING>")]
     related_vulnerabilities: Option<Vec<Related>>,
     #[serde(default)]
     artifact: Option<Artifact>,
@@ -42,7 +43,7 @@ struct Vulnerability {
     id: String,
     #[serde(default)]
     severity: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "capped_opt::<_, _, MAX_PER_FINDING>")]
     cvss: Option<Vec<Cvss>>,
     #[serde(default)]
     fix: Option<Fix>,
@@ -52,7 +53,7 @@ struct Vulnerability {
 struct Related {
     #[serde(default)]
     id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "capped_opt::<_, _, MAX_PER_FINDING>")]
     cvss: Option<Vec<Cvss>>,
 }
 
@@ -73,7 +74,7 @@ struct Metrics {
 
 #[derive(Deserialize)]
 struct Fix {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "capped_opt::<_, _, MAX_PER_FINDING>")]
     versions: Option<Vec<String>>,
     #[serde(default)]
     state: String,
@@ -85,7 +86,7 @@ struct Artifact {
     name: String,
     #[serde(default)]
     version: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "capped_opt::<_, _, MAX_PER_FINDING>")]
     locations: Option<Vec<Location>>,
 }
 
@@ -116,8 +117,9 @@ fn best_cvss(cvss: &[Cvss]) -> Option<f64> {
     of("3").or_else(|| of("4"))
 }
 
-pub(super) fn parse(v: &serde_json::Value) -> Result<VulnReport, String> {
-    let doc: Document = serde_json::from_value(v.clone()).map_err(|e| format!("Grype report: {e}"))?;
+/// Reads a Grype report from `d` (its text, or a document).
+pub(super) fn parse<'de, D: serde::Deserializer<'de>>(d: D) -> Result<VulnReport, String> {
+    let doc = Document::deserialize(d).map_err(|e| format!("Grype report: {e}"))?;
     let descriptor = doc.descriptor;
     let finished_on = parse_time(descriptor.as_ref().and_then(|d| d.timestamp.as_deref()))
         .map_err(|e| format!("Grype report descriptor.timestamp: {e}"))?;

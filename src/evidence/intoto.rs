@@ -37,6 +37,42 @@ pub(super) fn is_scanner_report(v: &Value) -> bool {
     v.is_object() && (super::trivy::looks_like(v) || super::grype::looks_like(v) || super::sarif::looks_like(v))
 }
 
+/// The predicate from its JSON text, read within a bound of memory. A
+/// `result` that is a scanner report is read as one, typed.
+pub(super) fn parse_text(text: &str) -> Result<VulnReport, String> {
+    #[derive(serde::Deserialize)]
+    struct Peek<'a> {
+        #[serde(borrow, default)]
+        scanner: Option<Scanner<'a>>,
+        #[serde(default)]
+        metadata: Option<Metadata>,
+        #[serde(default, rename = "scanMetadata")]
+        scan_metadata: Option<Metadata>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Scanner<'a> {
+        #[serde(borrow, default)]
+        result: Option<&'a serde_json::value::RawValue>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Metadata {
+        #[serde(default)]
+        scan_finished_on: Option<String>,
+    }
+    if let Ok(peek) = serde_json::from_str::<Peek<'_>>(text) {
+        let result = peek.scanner.and_then(|s| s.result);
+        if let Some(r) = result.filter(|r| super::Sniff::of(r.get()).and_then(|s| s.format()).is_some()) {
+            let finished = peek.metadata.or(peek.scan_metadata).and_then(|m| m.scan_finished_on);
+            let finished_on = parse_time(finished.as_deref()).map_err(|e| format!("metadata.scanFinishedOn: {e}"))?;
+            let mut report = super::scanner_report(r.get())?;
+            report.finished_on = finished_on.or(report.finished_on);
+            return Ok(report.dedup());
+        }
+    }
+    parse(&super::bounded::value(text, super::bounded::budget_for(text.len()))?)
+}
+
 pub(super) fn parse(p: &Value) -> Result<VulnReport, String> {
     let scanner = p.get("scanner").filter(|s| s.is_object()).ok_or("the predicate has no scanner object")?;
     let metadata = p.get("metadata").or_else(|| p.get("scanMetadata"));
@@ -47,7 +83,7 @@ pub(super) fn parse(p: &Value) -> Result<VulnReport, String> {
     let entries = match scanner.get("result") {
         Some(Value::Array(a)) => a.as_slice(),
         Some(r) if is_scanner_report(r) => {
-            let mut report = super::scanner_report(r)?;
+            let mut report = super::scanner_report_value(r)?;
             report.finished_on = finished_on.or(report.finished_on);
             return Ok(report.dedup());
         }
@@ -65,6 +101,9 @@ pub(super) fn parse(p: &Value) -> Result<VulnReport, String> {
                 .to_string())
         }
     };
+    if entries.len() > super::bounded::MAX_FINDINGS {
+        return Err(format!("it lists more than {} vulnerabilities, the most read", super::bounded::MAX_FINDINGS));
+    }
     let findings = entries
         .iter()
         .enumerate()

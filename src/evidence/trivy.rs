@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Deserialize;
 
+use super::bounded::{capped_map, capped_opt, MAX_FINDINGS, MAX_PER_FINDING};
 use super::{parse_time, Finding, FixState, Severity, VulnReport};
 
 pub(super) fn looks_like(v: &serde_json::Value) -> bool {
@@ -22,8 +23,9 @@ pub(super) fn looks_like(v: &serde_json::Value) -> bool {
 struct Report {
     #[serde(default)]
     created_at: Option<String>,
+    /// Each result's findings, normalised as they are read.
     #[serde(default)]
-    results: Option<Vec<Result>>,
+    results: Option<Findings>,
 }
 
 #[derive(Deserialize)]
@@ -31,15 +33,43 @@ struct Report {
 struct Result {
     #[serde(default)]
     target: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "capped_opt::<_, _, MAX_FINDINGS>")]
     vulnerabilities: Option<Vec<Vuln>>,
+}
+
+/// The findings of all results, at most [`MAX_FINDINGS`] in all.
+struct Findings(Vec<Finding>);
+
+impl<'de> Deserialize<'de> for Findings {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Results;
+        impl<'de> serde::de::Visitor<'de> for Results {
+            type Value = Findings;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list of results")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Findings, A::Error> {
+                let mut out = Vec::new();
+                while let Some(r) = seq.next_element::<Result>()? {
+                    findings(r, &mut out);
+                    if out.len() > MAX_FINDINGS {
+                        return Err(serde::de::Error::custom(format!(
+                            "the report lists more than {MAX_FINDINGS} vulnerabilities, the most read"
+                        )));
+                    }
+                }
+                Ok(Findings(out))
+            }
+        }
+        d.deserialize_seq(Results)
+    }
 }
 
 #[derive(Deserialize)]
 struct Vuln {
     #[serde(rename = "VulnerabilityID")]
     id: String,
-    #[serde(rename = "VendorIDs", default)]
+    #[serde(rename = "VendorIDs", default, deserialize_with = "capped_opt::<_, _, MAX_PER_FINDING>")]
     vendor_ids: Option<Vec<String>>,
     #[serde(rename = "PkgName", default)]
     pkg_name: String,
@@ -55,7 +85,7 @@ struct Vuln {
     status: String,
     #[serde(rename = "PublishedDate", default)]
     published_date: Option<String>,
-    #[serde(rename = "CVSS", default)]
+    #[serde(rename = "CVSS", default, deserialize_with = "capped_map::<_, _, MAX_PER_FINDING>")]
     cvss: Option<BTreeMap<String, Cvss>>,
 }
 
@@ -84,31 +114,34 @@ fn best_cvss(vu: &Vuln) -> Option<f64> {
     pick(&|c| c.v3_score).or_else(|| pick(&|c| c.v40_score))
 }
 
-pub(super) fn parse(v: &serde_json::Value) -> std::result::Result<VulnReport, String> {
-    let r: Report = serde_json::from_value(v.clone()).map_err(|e| format!("Trivy report: {e}"))?;
+/// Reads a Trivy report from `d` (its text, or a document).
+pub(super) fn parse<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<VulnReport, String> {
+    let r = Report::deserialize(d).map_err(|e| format!("Trivy report: {e}"))?;
     let finished_on = parse_time(r.created_at.as_deref()).map_err(|e| format!("Trivy report CreatedAt: {e}"))?;
-    let mut findings = Vec::new();
-    for res in r.results.unwrap_or_default() {
-        for vu in res.vulnerabilities.unwrap_or_default() {
-            let fixed_versions: Vec<String> =
-                vu.fixed_version.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
-            let cvss = best_cvss(&vu);
-            findings.push(Finding {
-                aliases: vu.vendor_ids.clone().unwrap_or_default(),
-                id: vu.id,
-                severity: Severity::from_name_or_cvss(&vu.severity, cvss),
-                package: vu.pkg_name,
-                installed_version: vu.installed_version,
-                fix_state: FixState::parse(&vu.status, !fixed_versions.is_empty()),
-                fixed_versions,
-                published: parse_time(vu.published_date.as_deref()).unwrap_or(None),
-                cvss,
-                target: res.target.clone(),
-            });
-        }
-    }
+    let mut findings = r.results.map(|f| f.0).unwrap_or_default();
     keep_distinct_aliases(&mut findings);
     Ok(VulnReport { scanner: "trivy".to_string(), finished_on, findings })
+}
+
+/// One result's vulnerabilities as findings.
+fn findings(res: Result, out: &mut Vec<Finding>) {
+    for vu in res.vulnerabilities.unwrap_or_default() {
+        let fixed_versions: Vec<String> =
+            vu.fixed_version.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
+        let cvss = best_cvss(&vu);
+        out.push(Finding {
+            aliases: vu.vendor_ids.clone().unwrap_or_default(),
+            id: vu.id,
+            severity: Severity::from_name_or_cvss(&vu.severity, cvss),
+            package: vu.pkg_name,
+            installed_version: vu.installed_version,
+            fix_state: FixState::parse(&vu.status, !fixed_versions.is_empty()),
+            fixed_versions,
+            published: parse_time(vu.published_date.as_deref()).unwrap_or(None),
+            cvss,
+            target: res.target.clone(),
+        });
+    }
 }
 
 /// Keeps only the aliases that name one vulnerability. Scanners list, next

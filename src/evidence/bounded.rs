@@ -1,0 +1,321 @@
+//! Reading signed JSON within a bound of memory.
+//!
+//! A `serde_json::Value` of a document made of tiny elements takes about
+//! thirty times the document's size (a `[0,0,…]` element is 2 bytes of text
+//! and 32 of `Value`; a `{"a":0}` one, a B-tree node of several hundred).
+//! So predicates are read into typed structs that skip what they do not
+//! name, with caps on every list they keep ([`capped`]); the formats read
+//! dynamically (SARIF, the in-toto vulns predicate, provenance) are built by
+//! [`value`], which charges every element an upper estimate of its memory
+//! and refuses a document past its budget.
+
+use std::cell::Cell;
+
+use serde::de::{DeserializeSeed, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use serde_json::{Map, Value};
+
+/// Most findings one report may list (a large image has a few thousand).
+pub const MAX_FINDINGS: usize = 100_000;
+/// Most entries of a list inside one finding (aliases, fixed versions,
+/// CVSS sources) or of a test result's lists of names.
+pub const MAX_PER_FINDING: usize = 256;
+/// Most test names a test result may list.
+pub const MAX_TESTS: usize = 100_000;
+
+/// A list read as a `Vec` of at most `N` entries; more is an error that
+/// names the limit (for `#[serde(deserialize_with = "capped::<_, _, N>")]`).
+pub fn capped<'de, D, T, const N: usize>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct List<T, const N: usize>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>, const N: usize> Visitor<'de> for List<T, N> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "a list of at most {N} entries")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let mut out = Vec::new();
+            while let Some(x) = seq.next_element()? {
+                if out.len() == N {
+                    return Err(A::Error::custom(format!("a list has more than {N} entries, the most read")));
+                }
+                out.push(x);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_seq(List::<T, N>(std::marker::PhantomData))
+}
+
+/// [`capped`] for a list that may be absent or null.
+pub fn capped_opt<'de, D, T, const N: usize>(d: D) -> Result<Option<Vec<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(bound = "T: Deserialize<'de>")]
+    struct Wrap<T, const N: usize>(#[serde(deserialize_with = "capped::<_, _, N>")] Vec<T>);
+    Ok(Option::<Wrap<T, N>>::deserialize(d)?.map(|w| w.0))
+}
+
+/// A map read with at most `N` entries; more is an error.
+pub fn capped_map<'de, D, V, const N: usize>(d: D) -> Result<Option<std::collections::BTreeMap<String, V>>, D::Error>
+where
+    D: Deserializer<'de>,
+    V: Deserialize<'de>,
+{
+    struct M<V, const N: usize>(std::marker::PhantomData<V>);
+    impl<'de, V: Deserialize<'de>, const N: usize> Visitor<'de> for M<V, N> {
+        type Value = Option<std::collections::BTreeMap<String, V>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "a map of at most {N} entries")
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_map(self)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = std::collections::BTreeMap::new();
+            while let Some((k, v)) = map.next_entry::<String, V>()? {
+                if out.len() == N {
+                    return Err(A::Error::custom(format!("a map has more than {N} entries, the most read")));
+                }
+                out.insert(k, v);
+            }
+            Ok(Some(out))
+        }
+    }
+    d.deserialize_option(M::<V, N>(std::marker::PhantomData))
+}
+
+/// The JSON type of a value (and a number's value, a string's text), its
+/// content skipped.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Kind {
+    Null,
+    Bool,
+    Unsigned(u64),
+    Number,
+    Str(String),
+    Array,
+    Object,
+}
+
+impl<'de> Deserialize<'de> for Kind {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct K;
+        impl<'de> Visitor<'de> for K {
+            type Value = Kind;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("JSON")
+            }
+            fn visit_unit<E>(self) -> Result<Kind, E> {
+                Ok(Kind::Null)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Kind, E> {
+                Ok(Kind::Bool)
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Kind, E> {
+                Ok(Kind::Unsigned(v))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Kind, E> {
+                Ok(u64::try_from(v).map_or(Kind::Number, Kind::Unsigned))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Kind, E> {
+                Ok(Kind::Number)
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Kind, E> {
+                Ok(Kind::Str(v.to_string()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Kind, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Kind::Array)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Kind, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Kind::Object)
+            }
+        }
+        d.deserialize_any(K)
+    }
+}
+
+impl Kind {
+    pub fn str(k: &Option<Kind>) -> &str {
+        match k {
+            Some(Kind::Str(s)) => s,
+            _ => "",
+        }
+    }
+}
+
+/// Estimated memory of a `Value` (on 64-bit): what a value takes in its
+/// parent (a list slot, with room to grow, or a map entry in a B-tree
+/// node), and what an object costs before its first entry (one leaf node).
+const SLOT: usize = 32;
+const LIST_SLOT: usize = 64;
+const MAP_ENTRY: usize = 128;
+const MAP_NODE: usize = 640;
+const HEAP: usize = 16;
+
+/// The budget for [`value`] of a document of `len` bytes: four times its
+/// size, and a mebibyte for small ones.
+pub fn budget_for(len: usize) -> usize {
+    len.saturating_mul(4).max(1 << 20)
+}
+
+/// `text` as a `serde_json::Value`, refused when it would take more than
+/// `budget` bytes of memory (each element charged an upper estimate as it
+/// is read, so the refusal comes before the memory is spent).
+pub fn value(text: &str, budget: usize) -> Result<Value, String> {
+    let left = Cell::new(budget);
+    let mut de = serde_json::Deserializer::from_str(text);
+    let v = Seed { left: &left }.deserialize(&mut de).map_err(|e| {
+        if left.get() == 0 {
+            format!("the document would take more than {} MiB of memory to read", budget >> 20)
+        } else {
+            e.to_string()
+        }
+    })?;
+    de.end().map_err(|e| e.to_string())?;
+    Ok(v)
+}
+
+#[derive(Clone, Copy)]
+struct Seed<'b> {
+    left: &'b Cell<usize>,
+}
+
+impl Seed<'_> {
+    fn charge<E: serde::de::Error>(&self, n: usize) -> Result<(), E> {
+        match self.left.get().checked_sub(n) {
+            Some(l) => {
+                self.left.set(l);
+                Ok(())
+            }
+            None => {
+                self.left.set(0);
+                Err(E::custom("over the memory budget"))
+            }
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Seed<'_> {
+    type Value = Value;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Seed<'_> {
+    type Value = Value;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JSON")
+    }
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Value, E> {
+        self.charge(SLOT)?;
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Value, E> {
+        self.charge(SLOT)?;
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Value, E> {
+        self.charge(SLOT)?;
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Value, E> {
+        self.charge(SLOT)?;
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Value, E> {
+        self.charge(SLOT + HEAP + v.len())?;
+        Ok(Value::String(v.to_string()))
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Value, E> {
+        self.charge(SLOT)?;
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        self.charge(SLOT)?;
+        let mut out = Vec::new();
+        while let Some(v) = seq.next_element_seed(self)? {
+            self.charge(LIST_SLOT)?;
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        self.charge(SLOT + MAP_NODE)?;
+        let mut out = Map::new();
+        while let Some(k) = map.next_key::<String>()? {
+            self.charge(MAP_ENTRY + HEAP + k.len())?;
+            let v = map.next_value_seed(self)?;
+            out.insert(k, v);
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_document_past_its_budget_is_refused() {
+        // (document, budget, read?)
+        let tiny = format!("[{}0]", "0,".repeat(100_000));
+        let maps = format!("[{}{{}}]", "{\"a\":0},".repeat(10_000));
+        let rows: &[(&str, usize, bool)] = &[
+            (r#"{"a":[1,2,{"b":"c"}]}"#, 1 << 20, true),
+            (&tiny, 1 << 20, false),
+            (&tiny, 16 << 20, true),
+            (&maps, 1 << 20, false),
+            (&maps, 16 << 20, true),
+            ("[1,2", 1 << 20, false),
+            ("[1] x", 1 << 20, false),
+        ];
+        for (doc, budget, ok) in rows {
+            let got = value(doc, *budget);
+            assert_eq!(got.is_ok(), *ok, "{}…: {got:?}", &doc[..doc.len().min(20)]);
+            if let Ok(v) = got {
+                assert_eq!(v, serde_json::from_str::<Value>(doc).unwrap());
+            }
+        }
+        assert!(value(&tiny, 1 << 20).unwrap_err().contains("more than 1 MiB of memory"));
+    }
+
+    #[test]
+    fn lists_past_their_cap_are_refused() {
+        #[derive(Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct T {
+            #[serde(deserialize_with = "capped::<_, _, 3>")]
+            a: Vec<u8>,
+            #[serde(default, deserialize_with = "capped_opt::<_, _, 2>")]
+            b: Option<Vec<u8>>,
+        }
+        // (document, read?)
+        let rows = [
+            (r#"{"a":[1,2,3]}"#, true),
+            (r#"{"a":[1,2,3,4]}"#, false),
+            (r#"{"a":[],"b":null}"#, true),
+            (r#"{"a":[],"b":[1,2]}"#, true),
+            (r#"{"a":[],"b":[1,2,3]}"#, false),
+        ];
+        for (doc, ok) in rows {
+            assert_eq!(serde_json::from_str::<T>(doc).is_ok(), ok, "{doc}");
+        }
+        assert!(serde_json::from_str::<T>(r#"{"a":[1,2,3,4]}"#).unwrap_err().to_string().contains("more than 3"));
+    }
+}
