@@ -740,3 +740,65 @@ fn the_shipped_selectors_fail_closed_on_any_other_tier_value() {
         }
     }
 }
+
+/// Finding 9: eight tarpit registries, each holding its 8 per-registry
+/// slots, took all 32 global lookup slots, and production reviews of images
+/// on a healthy registry were denied at the deadline. Registries not known
+/// to answer (never heard from, or timed out lately) now share at most half
+/// of the global slots, however many they are; the rest is kept for
+/// registries that answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hung_registries_cannot_take_every_lookup_slot() {
+    let w = world().await;
+    let warm = w.image("shop/warm", "v1", Some(("scanner", clean())), Some(("ci", passed()))).await;
+    let good = w.image("shop/fresh", "v1", Some(("scanner", clean())), Some(("ci", passed()))).await;
+    let mut tarpits = Vec::new();
+    for _ in 0..8 {
+        tarpits.push(silent_registry().await);
+    }
+    // The tarpits' lookups hold their connections for the whole test.
+    let limits = portcullis::registry::Limits {
+        request_timeout: Duration::from_secs(120),
+        lookup_timeout: Duration::from_secs(120),
+        ..Default::default()
+    };
+    let hook = std::sync::Arc::new(
+        Webhook::start_with(&w.policy, HookOptions { deadline: Duration::from_secs(3), limits, ..Default::default() })
+            .await,
+    );
+    // The healthy registry has answered before, as a production registry does.
+    let resp = hook.admit_pod("prod", &[&warm], json!({}), &[]).await;
+    assert_eq!(resp["allowed"], true, "{resp}");
+    // Each tarpit is asked for more lookups than its own share.
+    let flood: Vec<_> = tarpits
+        .iter()
+        .enumerate()
+        .map(|(t, (host, _))| {
+            let hook = hook.clone();
+            let images: Vec<String> = (0..12).map(|i| format!("{host}/flood/t{t}i{i}:v1")).collect();
+            tokio::spawn(async move {
+                let refs: Vec<&str> = images.iter().map(String::as_str).collect();
+                hook.admit_pod("dev", &refs, json!({}), &[]).await
+            })
+        })
+        .collect();
+    let held = || async {
+        let mut n = 0;
+        for (_, h) in &tarpits {
+            n += h.connections().await;
+        }
+        n
+    };
+    let until = std::time::Instant::now() + Duration::from_secs(20);
+    while held().await < 16 {
+        assert!(std::time::Instant::now() < until, "the flood never reached the tarpits");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let resp = hook.admit_pod("prod", &[&good], json!({}), &[]).await;
+    assert_eq!(resp["allowed"], true, "a healthy registry's review is decided on its evidence: {resp}");
+    assert!(message(&resp).is_empty() && warnings(&resp).is_empty(), "{resp}");
+    for f in flood {
+        assert_eq!(f.await.unwrap()["allowed"], true, "dev fails open on errors");
+    }
+    assert_eq!(held().await, 16, "registries never heard from held their shared half of the slots, no more");
+}

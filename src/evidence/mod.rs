@@ -271,7 +271,7 @@ pub enum EvidenceError {
 }
 
 /// Interprets a verified statement's predicate, within a bound of memory
-/// (typed, capped lists; see [`bounded`]).
+/// (typed, capped lists; see `evidence::bounded`).
 pub fn claim_of(st: &VerifiedStatement) -> Result<Claim, EvidenceError> {
     let invalid = |why: String| EvidenceError::Invalid { predicate_type: st.predicate_type.clone(), why };
     let text = st.predicate();

@@ -2,11 +2,45 @@
 //!
 //! Every read is bounded in size (manifests, blobs, the number of layers) and
 //! in time (a connect and a per-request timeout, and a budget for a whole
-//! lookup, waiting included). Lookups in flight are limited per registry and
-//! across registries, and a registry's queue of waiting lookups is bounded, so
-//! a registry that hangs cannot starve reviews of images elsewhere. Digests of
-//! what is fetched by digest are verified. Registries on loopback, and those
-//! configured as insecure, are reached over plain HTTP; all others over HTTPS.
+//! lookup, waiting included). Digests of what is fetched by digest are
+//! verified. Registries on loopback, and those configured as insecure, are
+//! reached over plain HTTP; all others over HTTPS.
+//!
+//! **Memory.** A lookup reads an image's attestations one at a time: each
+//! blob is fetched, verified by the caller's reader and dropped before the
+//! next ([`Registry::attestations`]), the newest of each claimed predicate
+//! type first ([`plan`]), at most [`Limits::lookup_bytes`] in all; what is
+//! left is counted, never silently dropped. Every body held (blobs,
+//! manifests, indexes) is charged its size against
+//! [`Limits::bytes_in_flight`] before it is read and until it is dropped,
+//! so any number of concurrent lookups hold at most that much; manifests
+//! are read into bounded typed listings (`registry::listing`), never into documents.
+//!
+//! **Fairness.** A lookup (a tag resolution, or an attestation search) takes
+//! three kinds of slot, in this order:
+//!
+//! 1. one of its registry's own ([`Limits::concurrent_lookups_per_registry`],
+//!    8), with at most [`Limits::queued_lookups_per_registry`] (64) waiting
+//!    (past that it fails at once, "saturated"): a registry that hangs holds
+//!    its own share and no more;
+//! 2. for a registry not known to answer, one of a share that all such
+//!    registries have together ([`Limits::concurrent_lookups_unproven`], 16):
+//!    a registry is known to answer once it has answered a request, and
+//!    stops being so for [`QUARANTINE`] (5 minutes) after one of its requests
+//!    times out, whatever it answers meanwhile;
+//! 3. a global one ([`Limits::concurrent_lookups`], 32).
+//!
+//! So any number of registries that hang, or that nobody has heard from (a
+//! Pod can name endless hosts), hold at most half of the global slots, and
+//! registries that answer (the ones production images come from, in use all
+//! day) always have the other half. A registry that answers once and then
+//! hangs takes at most its own share until its first request times out
+//! ([`Limits::request_timeout`]), then is quarantined. The bytes in flight
+//! are split the same way: half for registries known to answer, half for
+//! the others, so that registries that trickle bodies cannot hold the
+//! budget either. What is not guarded: a registry never heard from before
+//! (a new one, or every one after a restart) competes with the unknown ones
+//! for their share until it has answered once.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
