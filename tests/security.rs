@@ -802,3 +802,43 @@ async fn hung_registries_cannot_take_every_lookup_slot() {
     }
     assert_eq!(held().await, 16, "registries never heard from held their shared half of the slots, no more");
 }
+
+/// Issue 21, low: 32 SBOMs attested after the scan and the test results
+/// pushed both out (past the per-image limit the newest were read), and the
+/// image was denied for evidence it has. The newest attestation of each
+/// predicate type is read first now (the `.att` layer's `predicateType`
+/// annotation, unsigned, only chooses what is read; what counts is what
+/// verifies).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_one_predicate_type_cannot_push_out_another() {
+    let w = world().await;
+    let image = w.image("shop/sboms", "v1", Some(("scanner", clean())), Some(("ci", passed()))).await;
+    let sbom = json!({"bomFormat": "CycloneDX", "specVersion": "1.5", "version": 1, "components": []});
+    w.cosign.attest("ci", &image, "cyclonedx", &sbom);
+    // cosign appended the SBOM after the scan and the tests; 32 more of it,
+    // newer still (the same signed layer, listed again).
+    let tag = att_tag(&image);
+    let mut m = w.reg.get_manifest("shop/sboms", &tag).await;
+    let layers = m["layers"].as_array().unwrap().clone();
+    assert_eq!(layers.len(), 3);
+    let claimed: Vec<&str> = layers.iter().map(|l| l["annotations"]["predicateType"].as_str().unwrap()).collect();
+    assert_eq!(
+        claimed,
+        [portcullis::evidence::COSIGN_VULN_V1, TEST_RESULT, "https://cyclonedx.org/bom"],
+        "what cosign writes"
+    );
+    let mut flooded = layers.clone();
+    flooded.extend(std::iter::repeat_n(layers[2].clone(), 32));
+    m["layers"] = json!(flooded);
+    w.reg.put_manifest("shop/sboms", &tag, &m).await;
+
+    let hook = Webhook::start(&w.policy, EngineConfig::default()).await;
+    let resp = hook.admit_pod("prod", &[&image], json!({}), &[]).await;
+    assert_eq!(resp["allowed"], true, "judged on its scan and tests: {resp}");
+    let w = warnings(&resp);
+    assert!(w.contains("3 older attestations of sha256:") && w.contains("only the newest 32 are"), "{w}");
+    let record = hook.audit().last().unwrap().clone();
+    let kinds: Vec<&str> =
+        record["images"][0]["attestations"].as_array().unwrap().iter().map(|a| a["kind"].as_str().unwrap()).collect();
+    assert!(kinds.contains(&"vulnerabilities") && kinds.contains(&"tests"), "{record}");
+}
