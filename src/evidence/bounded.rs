@@ -16,12 +16,55 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
 /// Most findings one report may list (a large image has a few thousand).
-pub const MAX_FINDINGS: usize = 100_000;
+pub const MAX_FINDINGS: usize = 50_000;
 /// Most entries of a list inside one finding (aliases, fixed versions,
 /// CVSS sources) or of a test result's lists of names.
 pub const MAX_PER_FINDING: usize = 256;
 /// Most test names a test result may list.
 pub const MAX_TESTS: usize = 100_000;
+
+/// The error for a report past [`MAX_FINDINGS`].
+pub fn too_many_findings<E: serde::de::Error>() -> E {
+    E::custom(format!("the report lists more than {MAX_FINDINGS} vulnerabilities, the most read"))
+}
+
+/// A list (or null) read one entry at a time, each handed to `f` as it is
+/// read and not kept: for lists whose entries become findings.
+pub fn each<T, F>(f: F) -> Each<T, F> {
+    Each(f, std::marker::PhantomData)
+}
+
+/// See [`each`].
+pub struct Each<T, F>(F, std::marker::PhantomData<fn(T)>);
+
+impl<'de, T: Deserialize<'de>, F: FnMut(T) -> Result<(), String>> DeserializeSeed<'de> for Each<T, F> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_option(self)
+    }
+}
+
+impl<'de, T: Deserialize<'de>, F: FnMut(T) -> Result<(), String>> Visitor<'de> for Each<T, F> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a list or null")
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_none<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(x) = seq.next_element::<T>()? {
+            (self.0)(x).map_err(A::Error::custom)?;
+        }
+        Ok(())
+    }
+}
 
 /// A list read as a `Vec` of at most `N` entries; more is an error that
 /// names the limit (for `#[serde(deserialize_with = "capped::<_, _, N>")]`).
@@ -167,11 +210,13 @@ const MAP_ENTRY: usize = 128;
 const MAP_NODE: usize = 640;
 const HEAP: usize = 16;
 
-/// The budget for [`value`] of a document of `len` bytes: four times its
-/// size, and a mebibyte for small ones.
-pub fn budget_for(len: usize) -> usize {
-    len.saturating_mul(4).max(1 << 20)
-}
+/// Most memory (estimated) a SARIF report may take to read. Its objects
+/// cost several hundred bytes each as a document, about sixteen times the
+/// text of a typical result: reports up to about 3 MB are read.
+pub const SARIF_BUDGET: usize = 48 << 20;
+/// Most memory (estimated) a provenance predicate may take to read (some
+/// ten thousand resolved dependencies).
+pub const PROVENANCE_BUDGET: usize = 16 << 20;
 
 /// `text` as a `serde_json::Value`, refused when it would take more than
 /// `budget` bytes of memory (each element charged an upper estimate as it

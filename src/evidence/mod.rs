@@ -283,7 +283,7 @@ pub fn claim_of(st: &VerifiedStatement) -> Result<Claim, EvidenceError> {
         TEST_RESULT_V01 => {
             serde_json::from_str::<TestReport>(text).map(Claim::Tests).map_err(|e| invalid(e.to_string()))
         }
-        SLSA_PROVENANCE_V1 | SLSA_PROVENANCE_V02 => bounded::value(text, bounded::budget_for(text.len()))
+        SLSA_PROVENANCE_V1 | SLSA_PROVENANCE_V02 => bounded::value(text, bounded::PROVENANCE_BUDGET)
             .and_then(|v| provenance(&st.predicate_type, &v))
             .map(Claim::Provenance)
             .map_err(invalid),
@@ -446,8 +446,9 @@ impl Sniff<'_> {
         }
     }
 
-    /// The format, as `trivy::looks_like`, `grype::looks_like` and
-    /// `sarif::looks_like` tell it on a document.
+    /// The format: Trivy JSON has `SchemaVersion` or `Results`; Grype JSON
+    /// a `matches` list and a `descriptor` object or a `source`; SARIF a
+    /// `runs` list and a 2.1 `version` or a SARIF `$schema`.
     fn format(&self) -> Option<Format> {
         use bounded::Kind;
         if self.schema_version.is_some() || self.results.is_some() {
@@ -469,23 +470,8 @@ pub fn scanner_report(text: &str) -> Result<VulnReport, String> {
     match Sniff::of(text).and_then(|s| s.format()).ok_or_else(unknown)? {
         Format::Trivy => trivy::parse(&mut serde_json::Deserializer::from_str(text)),
         Format::Grype => grype::parse(&mut serde_json::Deserializer::from_str(text)),
-        Format::Sarif => sarif::parse(&bounded::value(text, bounded::budget_for(text.len()))?),
+        Format::Sarif => sarif::parse(&bounded::value(text, bounded::SARIF_BUDGET)?),
     }
-}
-
-/// [`scanner_report`] of a report already read as a document (inside an
-/// in-toto vulns predicate).
-fn scanner_report_value(v: &serde_json::Value) -> Result<VulnReport, String> {
-    if trivy::looks_like(v) {
-        return trivy::parse(v);
-    }
-    if grype::looks_like(v) {
-        return grype::parse(v);
-    }
-    if sarif::looks_like(v) {
-        return sarif::parse(v);
-    }
-    Err(format!("scanner.result is not a report format Portcullis reads ({UNDERSTOOD})"))
 }
 
 /// The report formats Portcullis reads, for messages.

@@ -31,11 +31,6 @@ use serde_json::Value;
 
 use super::{parse_time, Finding, FixState, Severity, VulnReport};
 
-pub(super) fn looks_like(v: &Value) -> bool {
-    v.get("runs").is_some_and(Value::is_array)
-        && (str_at(v, "/version").starts_with("2.1") || str_at(v, "/$schema").to_ascii_lowercase().contains("sarif"))
-}
-
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Producer {
     Trivy,

@@ -11,12 +11,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Deserialize;
 
-use super::bounded::{capped_map, capped_opt, MAX_FINDINGS, MAX_PER_FINDING};
-use super::{parse_time, Finding, FixState, Severity, VulnReport};
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-pub(super) fn looks_like(v: &serde_json::Value) -> bool {
-    v.get("SchemaVersion").is_some() || v.get("Results").is_some()
-}
+use super::bounded::{capped_map, capped_opt, each, too_many_findings, MAX_FINDINGS, MAX_PER_FINDING};
+use super::{parse_time, Finding, FixState, Severity, VulnReport};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -28,40 +26,66 @@ struct Report {
     results: Option<Findings>,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct Result {
-    #[serde(default)]
-    target: String,
-    #[serde(default, deserialize_with = "capped_opt::<_, _, MAX_FINDINGS>")]
-    vulnerabilities: Option<Vec<Vuln>>,
-}
-
-/// The findings of all results, at most [`MAX_FINDINGS`] in all.
+/// The findings of all results, at most [`MAX_FINDINGS`] in all, each made
+/// as its vulnerability is read (none is kept as read).
 struct Findings(Vec<Finding>);
 
 impl<'de> Deserialize<'de> for Findings {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         struct Results;
-        impl<'de> serde::de::Visitor<'de> for Results {
+        impl<'de> Visitor<'de> for Results {
             type Value = Findings;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("a list of results")
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Findings, A::Error> {
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Findings, A::Error> {
                 let mut out = Vec::new();
-                while let Some(r) = seq.next_element::<Result>()? {
-                    findings(r, &mut out);
-                    if out.len() > MAX_FINDINGS {
-                        return Err(serde::de::Error::custom(format!(
-                            "the report lists more than {MAX_FINDINGS} vulnerabilities, the most read"
-                        )));
-                    }
-                }
+                while seq.next_element_seed(OneResult(&mut out))?.is_some() {}
                 Ok(Findings(out))
             }
         }
         d.deserialize_seq(Results)
+    }
+}
+
+/// One result (`Target`, `Vulnerabilities`), its findings appended to `.0`.
+struct OneResult<'a>(&'a mut Vec<Finding>);
+
+impl<'de> DeserializeSeed<'de> for OneResult<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for OneResult<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a result")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<(), A::Error> {
+        let out = self.0;
+        let start = out.len();
+        let mut target = String::new();
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match key.as_ref() {
+                "Target" => target = map.next_value::<Option<String>>()?.unwrap_or_default(),
+                "Vulnerabilities" => map.next_value_seed(each(|vu: Vuln| {
+                    if out.len() == MAX_FINDINGS {
+                        return Err(too_many_findings::<serde_json::Error>().to_string());
+                    }
+                    out.push(finding(vu));
+                    Ok(())
+                }))?,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        for f in &mut out[start..] {
+            f.target.clone_from(&target);
+        }
+        Ok(())
     }
 }
 
@@ -123,24 +147,22 @@ pub(super) fn parse<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Resu
     Ok(VulnReport { scanner: "trivy".to_string(), finished_on, findings })
 }
 
-/// One result's vulnerabilities as findings.
-fn findings(res: Result, out: &mut Vec<Finding>) {
-    for vu in res.vulnerabilities.unwrap_or_default() {
-        let fixed_versions: Vec<String> =
-            vu.fixed_version.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
-        let cvss = best_cvss(&vu);
-        out.push(Finding {
-            aliases: vu.vendor_ids.clone().unwrap_or_default(),
-            id: vu.id,
-            severity: Severity::from_name_or_cvss(&vu.severity, cvss),
-            package: vu.pkg_name,
-            installed_version: vu.installed_version,
-            fix_state: FixState::parse(&vu.status, !fixed_versions.is_empty()),
-            fixed_versions,
-            published: parse_time(vu.published_date.as_deref()).unwrap_or(None),
-            cvss,
-            target: res.target.clone(),
-        });
+/// One vulnerability as a finding (its target is set by its result).
+fn finding(vu: Vuln) -> Finding {
+    let fixed_versions: Vec<String> =
+        vu.fixed_version.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
+    let cvss = best_cvss(&vu);
+    Finding {
+        aliases: vu.vendor_ids.unwrap_or_default(),
+        id: vu.id,
+        severity: Severity::from_name_or_cvss(&vu.severity, cvss),
+        package: vu.pkg_name,
+        installed_version: vu.installed_version,
+        fix_state: FixState::parse(&vu.status, !fixed_versions.is_empty()),
+        fixed_versions,
+        published: parse_time(vu.published_date.as_deref()).unwrap_or(None),
+        cvss,
+        target: String::new(),
     }
 }
 
