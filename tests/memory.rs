@@ -357,3 +357,35 @@ async fn a_signed_predicate_of_tiny_elements_stays_small() {
         assert!(message(&resp).contains(says), "{what}: {}", message(&resp));
     }
 }
+
+/// Finding 4 through `portcullis check`: the same registry shape (32
+/// attestations of 16 MiB per image, four images) took 851 MB for one
+/// check. Its peak is read by the parent that waited for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_registry_cannot_exhaust_check_memory() {
+    let w = world().await;
+    let mut images = Vec::new();
+    for n in 0..4 {
+        images.push(hostile_image(&w.reg, "hostile/check", n, 32, 16 << 20).await);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("policy.yaml"), &w.policy).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+    cmd.arg("check")
+        .args(&images)
+        .args(["--tier", "production", "--output", "json", "--timeout", "120s", "--policy"])
+        .arg(dir.path().join("policy.yaml"));
+    let (out, peak) = tokio::task::spawn_blocking(move || run_measured(&mut cmd)).await.unwrap();
+    eprintln!("check: peak {} MiB", peak / 1024);
+    assert!(peak < CEILING_MIB * 1024, "peak resident memory {} MiB, over {CEILING_MIB} MiB", peak / 1024);
+    assert_eq!(out.status.code(), Some(1), "denied: {}", String::from_utf8_lossy(&out.stderr));
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["allowed"], false);
+    let verdicts = answer["verdicts"].as_array().unwrap();
+    assert_eq!(verdicts.len(), 4);
+    for v in verdicts {
+        assert!(v["error"].is_null(), "judged on what was read, not failed: {v}");
+        assert!(v["notes"].to_string().contains("not read"), "{v}");
+        assert!(v["problems"].to_string().contains("does not verify with any trusted key"), "{v}");
+    }
+}
