@@ -4,10 +4,11 @@
 //! thirty times the document's size (a `[0,0,…]` element is 2 bytes of text
 //! and 32 of `Value`; a `{"a":0}` one, a B-tree node of several hundred).
 //! So predicates are read into typed structs that skip what they do not
-//! name, with caps on every list they keep ([`capped`]); the formats read
-//! dynamically (SARIF, the in-toto vulns predicate, provenance) are built by
-//! [`value`], which charges every element an upper estimate of its memory
-//! and refuses a document past its budget.
+//! name, with caps on every list they keep ([`capped`]; for SARIF, whose
+//! producers vary, lenient ones: [`LooseObj`], [`LooseList`], …); what is
+//! read dynamically (one in-toto vulns entry at a time, provenance) is built
+//! by [`value`], which charges every element an upper estimate of its
+//! memory and refuses a document past its budget.
 
 use std::cell::Cell;
 
@@ -140,6 +141,208 @@ where
     d.deserialize_option(M::<V, N>(std::marker::PhantomData))
 }
 
+/// Skips what a lenient reader does not take, whatever it is.
+fn skip_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
+    while seq.next_element::<IgnoredAny>()?.is_some() {}
+    Ok(())
+}
+
+fn skip_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
+    while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+    Ok(())
+}
+
+/// For formats read leniently (SARIF): a value of another JSON type than
+/// the one wanted is skipped, not an error, and nothing is built of it.
+macro_rules! loose_scalar {
+    ($name:ident, $t:ty, $what:literal, { $($visit:item)* }) => {
+        #[doc = concat!("A ", $what, ", or nothing when the JSON holds something else.")]
+        #[derive(Debug, Default)]
+        pub struct $name(pub Option<$t>);
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl<'de> Visitor<'de> for V {
+                    type Value = $name;
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str("JSON")
+                    }
+                    $($visit)*
+                    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<$name, A::Error> {
+                        skip_seq(seq).map(|_| $name(None))
+                    }
+                    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<$name, A::Error> {
+                        skip_map(map).map(|_| $name(None))
+                    }
+                    fn visit_unit<E>(self) -> Result<$name, E> {
+                        Ok($name(None))
+                    }
+                }
+                d.deserialize_any(V)
+            }
+        }
+    };
+}
+
+loose_scalar!(LooseStr, String, "string", {
+    fn visit_str<E>(self, v: &str) -> Result<LooseStr, E> {
+        Ok(LooseStr(Some(v.to_string())))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<LooseStr, E> {
+        Ok(LooseStr(None))
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<LooseStr, E> {
+        Ok(LooseStr(None))
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<LooseStr, E> {
+        Ok(LooseStr(None))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<LooseStr, E> {
+        Ok(LooseStr(None))
+    }
+});
+
+loose_scalar!(LooseU64, u64, "non-negative integer", {
+    fn visit_str<E>(self, _: &str) -> Result<LooseU64, E> {
+        Ok(LooseU64(None))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<LooseU64, E> {
+        Ok(LooseU64(None))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<LooseU64, E> {
+        Ok(LooseU64(u64::try_from(v).ok()))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<LooseU64, E> {
+        Ok(LooseU64(Some(v)))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<LooseU64, E> {
+        Ok(LooseU64(None))
+    }
+});
+
+loose_scalar!(LooseScore, f64, "number, or a string holding one", {
+    fn visit_str<E>(self, v: &str) -> Result<LooseScore, E> {
+        Ok(LooseScore(v.trim().parse().ok()))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<LooseScore, E> {
+        Ok(LooseScore(None))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<LooseScore, E> {
+        Ok(LooseScore(Some(v as f64)))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<LooseScore, E> {
+        Ok(LooseScore(Some(v as f64)))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<LooseScore, E> {
+        Ok(LooseScore(Some(v)))
+    }
+});
+
+/// An object read as `T` (whose fields are lenient themselves), or nothing
+/// when the JSON holds something else.
+#[derive(Debug)]
+pub struct LooseObj<T>(pub Option<T>);
+
+impl<T> Default for LooseObj<T> {
+    fn default() -> Self {
+        LooseObj(None)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for LooseObj<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = LooseObj<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("JSON")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<LooseObj<T>, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(|t| LooseObj(Some(t)))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<LooseObj<T>, A::Error> {
+                skip_seq(seq).map(|_| LooseObj(None))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<LooseObj<T>, E> {
+                Ok(LooseObj(None))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<LooseObj<T>, E> {
+                Ok(LooseObj(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<LooseObj<T>, E> {
+                Ok(LooseObj(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<LooseObj<T>, E> {
+                Ok(LooseObj(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<LooseObj<T>, E> {
+                Ok(LooseObj(None))
+            }
+            fn visit_unit<E>(self) -> Result<LooseObj<T>, E> {
+                Ok(LooseObj(None))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+/// A list of at most `N` entries, each read as `T` (lenient itself), or
+/// empty when the JSON holds something else; more than `N` is an error.
+#[derive(Debug)]
+pub struct LooseList<T, const N: usize>(pub Vec<T>);
+
+impl<T, const N: usize> Default for LooseList<T, N> {
+    fn default() -> Self {
+        LooseList(Vec::new())
+    }
+}
+
+impl<'de, T: Deserialize<'de>, const N: usize> Deserialize<'de> for LooseList<T, N> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T, const N: usize>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>, const N: usize> Visitor<'de> for V<T, N> {
+            type Value = LooseList<T, N>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("JSON")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<LooseList<T, N>, A::Error> {
+                let mut seq = seq;
+                let mut out = Vec::new();
+                while let Some(x) = seq.next_element()? {
+                    if out.len() == N {
+                        return Err(A::Error::custom(format!("a list has more than {N} entries, the most read")));
+                    }
+                    out.push(x);
+                }
+                Ok(LooseList(out))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<LooseList<T, N>, A::Error> {
+                skip_map(map).map(|_| LooseList(Vec::new()))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<LooseList<T, N>, E> {
+                Ok(LooseList(Vec::new()))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<LooseList<T, N>, E> {
+                Ok(LooseList(Vec::new()))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<LooseList<T, N>, E> {
+                Ok(LooseList(Vec::new()))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<LooseList<T, N>, E> {
+                Ok(LooseList(Vec::new()))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<LooseList<T, N>, E> {
+                Ok(LooseList(Vec::new()))
+            }
+            fn visit_unit<E>(self) -> Result<LooseList<T, N>, E> {
+                Ok(LooseList(Vec::new()))
+            }
+        }
+        d.deserialize_any(V::<T, N>(std::marker::PhantomData))
+    }
+}
+
 /// The JSON type of a value (and a number's value, a string's text), its
 /// content skipped.
 #[derive(Debug, PartialEq, Eq)]
@@ -210,10 +413,6 @@ const MAP_ENTRY: usize = 128;
 const MAP_NODE: usize = 640;
 const HEAP: usize = 16;
 
-/// Most memory (estimated) a SARIF report may take to read. Its objects
-/// cost several hundred bytes each as a document, about sixteen times the
-/// text of a typical result: reports up to about 3 MB are read.
-pub const SARIF_BUDGET: usize = 48 << 20;
 /// Most memory (estimated) a provenance predicate may take to read (some
 /// ten thousand resolved dependencies).
 pub const PROVENANCE_BUDGET: usize = 16 << 20;

@@ -470,7 +470,7 @@ pub fn scanner_report(text: &str) -> Result<VulnReport, String> {
     match Sniff::of(text).and_then(|s| s.format()).ok_or_else(unknown)? {
         Format::Trivy => trivy::parse(&mut serde_json::Deserializer::from_str(text)),
         Format::Grype => grype::parse(&mut serde_json::Deserializer::from_str(text)),
-        Format::Sarif => sarif::parse(&bounded::value(text, bounded::SARIF_BUDGET)?),
+        Format::Sarif => sarif::parse(text),
     }
 }
 
