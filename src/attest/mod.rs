@@ -504,7 +504,8 @@ fn verify_keyless(
     trust: &Trust,
     image: &Digest,
 ) -> Result<VerifiedStatement, Problem> {
-    let bundle = &bundle;
+    let owned = bundle;
+    let bundle = &owned;
     use sigstore_verify::types::SignatureContent;
     let malformed = |why: String| Problem::Malformed { why };
     let SignatureContent::DsseEnvelope(env) = &bundle.content else {
@@ -565,7 +566,12 @@ fn verify_keyless(
         return Err(Problem::UnknownIdentity { identity: Box::new(identity) });
     }
     let (predicate_type, predicate) = statement(payload, 0, image)?;
-    Ok(VerifiedStatement { predicate_type, signers, identity: Some(identity), buf: payload.to_vec(), predicate })
+    // The payload, taken out of the bundle rather than copied.
+    let buf = match owned.content {
+        SignatureContent::DsseEnvelope(env) => env.payload.into_bytes(),
+        _ => return Err(malformed("the sigstore bundle holds no DSSE envelope".into())),
+    };
+    Ok(VerifiedStatement { predicate_type, signers, identity: Some(identity), buf, predicate })
 }
 
 /// The sha256 subject digests a payload names, unverified.
