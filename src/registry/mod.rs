@@ -36,11 +36,18 @@
 //! day) always have the other half. A registry that answers once and then
 //! hangs takes at most its own share until its first request times out
 //! ([`Limits::request_timeout`]), then is quarantined. The bytes in flight
-//! are split the same way: half for registries known to answer, half for
-//! the others, so that registries that trickle bodies cannot hold the
-//! budget either. What is not guarded: a registry never heard from before
-//! (a new one, or every one after a restart) competes with the unknown ones
-//! for their share until it has answered once.
+//! are split the same way: half for registries known to answer (when the
+//! lookup began), half for the others, so that registries that trickle
+//! bodies cannot hold the budget either.
+//!
+//! What is not guarded: a registry never heard from before (a new one, or
+//! every one after a restart) competes with the unknown ones for their
+//! share until it has answered once. And registries made to answer once
+//! beforehand, then to hang together, each hold their own share of the
+//! answering half for one request timeout before they are quarantined: many
+//! prepared so can hold it for longer (per-namespace shares would bound
+//! that; lookups are shared across namespaces, so they are not charged to
+//! one).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -299,6 +306,13 @@ struct Layer {
     annotations: std::collections::BTreeMap<String, String>,
 }
 
+tokio::task_local! {
+    /// Whether the lookup running in this task took a slot of the unproven
+    /// share: then its bodies are charged to the unproven half of the bytes
+    /// in flight too, even once its registry has answered during it.
+    static UNPROVEN_LOOKUP: std::cell::Cell<bool>;
+}
+
 /// Registries remembered for their gates before idle ones are forgotten.
 const GATES_KEPT: usize = 1024;
 
@@ -469,6 +483,7 @@ impl Registry {
         image: &ImageRef,
         work: impl std::future::Future<Output = Result<T, RegistryError>>,
     ) -> Result<T, RegistryError> {
+        let work = UNPROVEN_LOOKUP.scope(std::cell::Cell::new(false), work);
         match tokio::time::timeout(self.limits.lookup_timeout, work).await {
             Ok(r) => r,
             Err(_) => {
@@ -728,7 +743,10 @@ impl Registry {
         let own = gate.slots.clone().acquire_owned().await.map_err(closed)?;
         let unproven = match gate.proven() {
             true => None,
-            false => Some(self.unproven.acquire().await.map_err(closed)?),
+            false => {
+                let _ = UNPROVEN_LOOKUP.try_with(|u| u.set(true));
+                Some(self.unproven.acquire().await.map_err(closed)?)
+            }
         };
         let global = self.lookups.acquire().await.map_err(closed)?;
         drop(counted);
@@ -847,14 +865,15 @@ impl Registry {
     }
 
     /// Waits until `bytes` fit in the half of [`Limits::bytes_in_flight`]
-    /// of `image`'s registry: the half for registries known to answer, or
-    /// the other. A registry quarantined while its charge waited waits again
-    /// in the other half.
+    /// of `image`'s registry: the half for registries known to answer (when
+    /// this lookup began), or the other. A registry quarantined while its
+    /// charge waited waits again in the other half.
     async fn charge(&self, image: &ImageRef, bytes: u64) -> Result<Charge, RegistryError> {
         let gate = self.gate(&image.registry);
         let (proven_kib, unproven_kib) = byte_pools(&self.limits);
+        let unproven_lookup = UNPROVEN_LOOKUP.try_with(|u| u.get()).unwrap_or(false);
         loop {
-            let proven = gate.proven();
+            let proven = !unproven_lookup && gate.proven();
             let (pool, total) = match proven {
                 true => (&self.bytes_proven, proven_kib),
                 false => (&self.bytes_unproven, unproven_kib),
