@@ -762,10 +762,7 @@ async fn hung_registries_cannot_take_every_lookup_slot() {
         lookup_timeout: Duration::from_secs(120),
         ..Default::default()
     };
-    let hook = std::sync::Arc::new(
-        Webhook::start_with(&w.policy, HookOptions { deadline: Duration::from_secs(3), limits, ..Default::default() })
-            .await,
-    );
+    let hook = std::sync::Arc::new(Webhook::start_with(&w.policy, HookOptions { limits, ..Default::default() }).await);
     // The healthy registry has answered before, as a production registry does.
     let resp = hook.admit_pod("prod", &[&warm], json!({}), &[]).await;
     assert_eq!(resp["allowed"], true, "{resp}");
@@ -910,10 +907,7 @@ async fn registries_that_stall_bodies_cannot_hold_the_bytes_in_flight() {
         lookup_timeout: Duration::from_secs(120),
         ..Default::default()
     };
-    let hook = std::sync::Arc::new(
-        Webhook::start_with(&w.policy, HookOptions { deadline: Duration::from_secs(3), limits, ..Default::default() })
-            .await,
-    );
+    let hook = std::sync::Arc::new(Webhook::start_with(&w.policy, HookOptions { limits, ..Default::default() }).await);
     let resp = hook.admit_pod("prod", &[&warm], json!({}), &[]).await;
     assert_eq!(resp["allowed"], true, "{resp}");
     let flood = {
