@@ -551,7 +551,7 @@ async fn growth(w: &World, signer: &Signer, policy: &str) -> String {
 Cold latency (median of {repeats}), request to decision, as the work per request
 grows. Attestations per image: one image whose `.att` holds that many
 vulnerability scans, judged in the development tier (scans only); at most
-{bound} layers are read per image (`Limits::attestation_layers`), the rest are
+{bound} layers are read per image (`Limits::attestation_layers`), one at a time, the rest are
 skipped and said so. Containers per Pod: that many never-seen images, each
 with a scan and a test result, judged in production. Lookups run in
 parallel within the registry bounds (8 per registry, 32 in all); the last

@@ -9,12 +9,12 @@ use chrono::{DateTime, Utc};
 use moka::future::Cache;
 use tokio::time::Instant;
 
-use crate::evidence::{ImageEvidence, PlatformEvidence};
+use crate::evidence::{Attestation, ImageEvidence, PlatformEvidence};
 use crate::image::{Digest, ImageRef};
 use crate::metrics::Metrics;
 use crate::platform::Content;
 use crate::policy::{evaluate, Policy, Verdict};
-use crate::registry::{Auth, Credentials, Registry, RegistryError};
+use crate::registry::{Auth, Credentials, Reader, Registry, RegistryError};
 
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
@@ -245,24 +245,29 @@ impl Engine {
             .evidence
             .entry(key)
             .or_insert_with(async move {
-                let found = me.registry.attestations(&img, &auth, &digest).await?;
+                // Each attestation is verified as it is read (CPU work:
+                // certificate chains, logs, signatures; off the async
+                // workers), and only what it says is kept.
+                let trust = policy.trust.clone();
+                let d = digest.clone();
+                let read: Reader<Attestation> =
+                    Arc::new(move |index, (source, signed)| Attestation::read(index, source, &signed, &trust, &d));
+                let found = me.registry.attestations(&img, &auth, &digest, read).await?;
                 let entries = match &found.platforms {
                     Some(listed) if expand && found.found.is_empty() => {
                         me.registry.index_entries(&img, &auth, &digest, listed).await?
                     }
                     _ => vec![],
                 };
-                let index = found.platforms.is_some();
-                // Verification is CPU work (certificate chains, logs,
-                // signatures): off the async workers.
-                let trust = policy.trust.clone();
-                let mut ev = tokio::task::spawn_blocking(move || {
-                    ImageEvidence::build(digest, found.location, &found.found, &trust)
-                })
-                .await
-                .map_err(|e| LookupError::Internal(format!("verifying attestations: {e}")))?;
-                ev.skipped = found.skipped;
-                ev.index = index;
+                let mut ev = ImageEvidence {
+                    digest,
+                    location: found.location,
+                    attestations: found.found,
+                    skipped: found.unread,
+                    index: found.platforms.is_some(),
+                    entries: vec![],
+                    platforms: vec![],
+                };
                 // Every entry with something to run, whatever its platform:
                 // which ones a tier judges is the policy's to say.
                 let runnable = entries.iter().enumerate().filter(|(_, e)| e.content != Content::Attestation);

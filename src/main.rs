@@ -148,15 +148,30 @@ struct RegistryArgs {
     /// Timeout for one registry request.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     registry_timeout: Duration,
-    /// Largest attestation envelope read from a registry, in bytes.
+    /// Largest attestation (envelope or bundle) read from a registry, in bytes; a larger one is not read (and
+    /// said so), nor are older ones claiming its predicate type.
     #[arg(long, default_value_t = 16 << 20)]
     max_attestation_bytes: usize,
+    /// Most bytes of attestations read for one image digest (each platform of a multi-arch image is its own),
+    /// across both schemes: the newest of each predicate type first, then the rest newest first; what does not
+    /// fit is not read (and said so).
+    #[arg(long, default_value_t = 32 << 20)]
+    max_lookup_bytes: usize,
+    /// Most bytes of registry bodies held at once across all lookups, each charged its size until verified and
+    /// dropped; half for registries that answer, half for the others. At least twice --max-attestation-bytes.
+    #[arg(long, default_value_t = 32 << 20)]
+    registry_max_bytes_in_flight: usize,
     /// Most image lookups in flight at once, across all registries (protects registries and their rate limits).
     #[arg(long, default_value_t = 32)]
     registry_max_concurrency: usize,
     /// Most image lookups in flight at once against one registry, so one that hangs cannot take every slot.
     #[arg(long, default_value_t = 8)]
     registry_max_concurrency_per_host: usize,
+    /// Of --registry-max-concurrency, most held at once by registries not known to answer (never heard from, or
+    /// one of whose requests timed out in the last 5 minutes), so that any number of them cannot starve
+    /// registries that answer.
+    #[arg(long, default_value_t = 16)]
+    registry_max_concurrency_unproven: usize,
     /// Most image lookups waiting for one registry; past it, lookups fail at once.
     #[arg(long, default_value_t = 64)]
     registry_max_queue_per_host: usize,
@@ -474,11 +489,29 @@ fn load_policy(path: Option<&PathBuf>) -> anyhow::Result<Policy> {
 }
 
 fn registry(a: &RegistryArgs) -> anyhow::Result<Registry> {
+    anyhow::ensure!(
+        a.registry_max_bytes_in_flight / 2 >= a.max_attestation_bytes,
+        "--registry-max-bytes-in-flight ({}) must be at least twice --max-attestation-bytes ({}): half of it is for \
+         registries that answer, half for the others, and each half must hold the largest attestation",
+        a.registry_max_bytes_in_flight,
+        a.max_attestation_bytes
+    );
+    anyhow::ensure!(
+        a.registry_max_concurrency_unproven >= 1
+            && (a.registry_max_concurrency_unproven < a.registry_max_concurrency || a.registry_max_concurrency == 1),
+        "--registry-max-concurrency-unproven ({}) must be at least 1 and less than --registry-max-concurrency ({}), \
+         so that registries that answer keep a share",
+        a.registry_max_concurrency_unproven,
+        a.registry_max_concurrency
+    );
     let limits = Limits {
         request_timeout: a.registry_timeout,
         attestation_bytes: a.max_attestation_bytes,
+        lookup_bytes: a.max_lookup_bytes,
+        bytes_in_flight: a.registry_max_bytes_in_flight,
         concurrent_lookups: a.registry_max_concurrency,
         concurrent_lookups_per_registry: a.registry_max_concurrency_per_host,
+        concurrent_lookups_unproven: a.registry_max_concurrency_unproven,
         queued_lookups_per_registry: a.registry_max_queue_per_host,
         lookup_timeout: a.registry_lookup_timeout,
         ..Limits::default()

@@ -1280,3 +1280,191 @@ fn pull_secrets_need_client_authentication() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("anyone who can reach the webhook port"), "the error says why: {err}");
 }
+
+/// Finding 9: eight tarpit registries, each holding its 8 per-registry
+/// slots, took all 32 global lookup slots, and production reviews of images
+/// on a healthy registry were denied at the deadline. Registries not known
+/// to answer (never heard from, or timed out lately) now share at most half
+/// of the global slots, however many they are; the rest is kept for
+/// registries that answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hung_registries_cannot_take_every_lookup_slot() {
+    let w = world().await;
+    let warm = w.image("shop/warm", "v1", Some(("scanner", clean())), Some(("ci", passed()))).await;
+    let good = w.image("shop/fresh", "v1", Some(("scanner", clean())), Some(("ci", passed()))).await;
+    let mut tarpits = Vec::new();
+    for _ in 0..8 {
+        tarpits.push(silent_registry().await);
+    }
+    // The tarpits' lookups hold their connections for the whole test.
+    let limits = portcullis::registry::Limits {
+        request_timeout: Duration::from_secs(120),
+        lookup_timeout: Duration::from_secs(120),
+        ..Default::default()
+    };
+    let hook = std::sync::Arc::new(Webhook::start_with(&w.policy, HookOptions { limits, ..Default::default() }).await);
+    // The healthy registry has answered before, as a production registry does.
+    let resp = hook.admit_pod("prod", &[&warm], json!({}), &[]).await;
+    assert_eq!(resp["allowed"], true, "{resp}");
+    // Each tarpit is asked for more lookups than its own share.
+    let flood: Vec<_> = tarpits
+        .iter()
+        .enumerate()
+        .map(|(t, (host, _))| {
+            let hook = hook.clone();
+            let images: Vec<String> = (0..12).map(|i| format!("{host}/flood/t{t}i{i}:v1")).collect();
+            tokio::spawn(async move {
+                let refs: Vec<&str> = images.iter().map(String::as_str).collect();
+                hook.admit_pod("dev", &refs, json!({}), &[]).await
+            })
+        })
+        .collect();
+    let held = || async {
+        let mut n = 0;
+        for (_, h) in &tarpits {
+            n += h.connections().await;
+        }
+        n
+    };
+    let until = std::time::Instant::now() + Duration::from_secs(20);
+    while held().await < 16 {
+        assert!(std::time::Instant::now() < until, "the flood never reached the tarpits");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let resp = hook.admit_pod("prod", &[&good], json!({}), &[]).await;
+    assert_eq!(resp["allowed"], true, "a healthy registry's review is decided on its evidence: {resp}");
+    assert!(message(&resp).is_empty() && warnings(&resp).is_empty(), "{resp}");
+    for f in flood {
+        assert_eq!(f.await.unwrap()["allowed"], true, "dev fails open on errors");
+    }
+    assert_eq!(held().await, 16, "registries never heard from held their shared half of the slots, no more");
+}
+
+/// Issue 21, low: 32 SBOMs attested after the scan and the test results
+/// pushed both out (past the per-image limit the newest were read), and the
+/// image was denied for evidence it has. The newest attestation of each
+/// predicate type is read first now (the `.att` layer's `predicateType`
+/// annotation, unsigned, only chooses what is read; what counts is what
+/// verifies).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_one_predicate_type_cannot_push_out_another() {
+    let w = world().await;
+    let image = w.image("shop/sboms", "v1", Some(("scanner", clean())), Some(("ci", passed()))).await;
+    let sbom = json!({"bomFormat": "CycloneDX", "specVersion": "1.5", "version": 1, "components": []});
+    w.cosign.attest("ci", &image, "cyclonedx", &sbom);
+    // cosign appended the SBOM after the scan and the tests; 32 more of it,
+    // newer still (the same signed layer, listed again).
+    let tag = att_tag(&image);
+    let mut m = w.reg.get_manifest("shop/sboms", &tag).await;
+    let layers = m["layers"].as_array().unwrap().clone();
+    assert_eq!(layers.len(), 3);
+    let claimed: Vec<&str> = layers.iter().map(|l| l["annotations"]["predicateType"].as_str().unwrap()).collect();
+    assert_eq!(
+        claimed,
+        [portcullis::evidence::COSIGN_VULN_V1, TEST_RESULT, "https://cyclonedx.org/bom"],
+        "what cosign writes"
+    );
+    let mut flooded = layers.clone();
+    flooded.extend(std::iter::repeat_n(layers[2].clone(), 32));
+    m["layers"] = json!(flooded);
+    w.reg.put_manifest("shop/sboms", &tag, &m).await;
+
+    let hook = Webhook::start(&w.policy, EngineConfig::default()).await;
+    let resp = hook.admit_pod("prod", &[&image], json!({}), &[]).await;
+    assert_eq!(resp["allowed"], true, "judged on its scan and tests: {resp}");
+    let w = warnings(&resp);
+    assert!(w.contains("3 older attestations of sha256:") && w.contains("only the newest 32 are"), "{w}");
+    let record = hook.audit().last().unwrap().clone();
+    let kinds: Vec<&str> =
+        record["images"][0]["attestations"].as_array().unwrap().iter().map(|a| a["kind"].as_str().unwrap()).collect();
+    assert!(kinds.contains(&"vulnerabilities") && kinds.contains(&"tests"), "{record}");
+}
+
+/// The bytes of registry bodies held at once are bounded (Finding 4), and
+/// half of that budget is kept for registries that answer: a registry that
+/// sends a blob's headers and never its body holds only the other half, so
+/// reviews of images on registries that answer still read their
+/// attestations.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registries_that_stall_bodies_cannot_hold_the_bytes_in_flight() {
+    use axum::http::header;
+    use axum::routing::get;
+    let w = world().await;
+    let warm = w.image("shop/warm", "v1", Some(("scanner", clean())), Some(("ci", passed()))).await;
+    let good = w.image("shop/fresh", "v1", Some(("scanner", clean())), Some(("ci", passed()))).await;
+    // A "registry" (no real one can be made to stall a body) whose images'
+    // `.att` list one attestation of 16 MiB, whose body never comes.
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": format!("sha256:{}", "0".repeat(64)), "size": 2},
+        "layers": []
+    }))
+    .unwrap();
+    let digest = format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&manifest)));
+    let att = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": format!("sha256:{}", "0".repeat(64)), "size": 2},
+        "layers": [{"mediaType": "application/vnd.dsse.envelope.v1+json", "digest": format!("sha256:{}", "1".repeat(64)), "size": 16 << 20}]
+    }))
+    .unwrap();
+    let stalled = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (m, a, d, s) = (manifest.clone(), att.clone(), digest.clone(), stalled.clone());
+    let app = axum::Router::new()
+        .route(
+            "/v2/stall/{repo}/manifests/{reference}",
+            get(move |axum::extract::Path((_, reference)): axum::extract::Path<(String, String)>| {
+                let (m, a, d) = (m.clone(), a.clone(), d.clone());
+                async move {
+                    let oci = [(header::CONTENT_TYPE, "application/vnd.oci.image.manifest.v1+json".to_string())];
+                    if reference == "v1" || reference == d {
+                        (axum::http::StatusCode::OK, oci, m).into_response()
+                    } else if reference.ends_with(".att") {
+                        (axum::http::StatusCode::OK, oci, a).into_response()
+                    } else {
+                        axum::http::StatusCode::NOT_FOUND.into_response()
+                    }
+                }
+            }),
+        )
+        .route("/v2/stall/{repo}/referrers/{digest}", get(|| async { axum::http::StatusCode::NOT_FOUND }))
+        .route(
+            "/v2/stall/{repo}/blobs/{digest}",
+            get(move || {
+                s.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                async move {
+                    let never = futures::stream::pending::<Result<bytes::Bytes, std::io::Error>>();
+                    ([(header::CONTENT_LENGTH, (16u64 << 20).to_string())], axum::body::Body::from_stream(never))
+                }
+            }),
+        );
+    use axum::response::IntoResponse;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let limits = portcullis::registry::Limits {
+        request_timeout: Duration::from_secs(120),
+        lookup_timeout: Duration::from_secs(120),
+        ..Default::default()
+    };
+    let hook = std::sync::Arc::new(Webhook::start_with(&w.policy, HookOptions { limits, ..Default::default() }).await);
+    let resp = hook.admit_pod("prod", &[&warm], json!({}), &[]).await;
+    assert_eq!(resp["allowed"], true, "{resp}");
+    let flood = {
+        let hook = hook.clone();
+        let images: Vec<String> = (0..4).map(|i| format!("{host}/stall/a{i}@{digest}")).collect();
+        tokio::spawn(async move {
+            let refs: Vec<&str> = images.iter().map(String::as_str).collect();
+            hook.admit_pod("dev", &refs, json!({}), &[]).await
+        })
+    };
+    let until = std::time::Instant::now() + Duration::from_secs(20);
+    while stalled.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(std::time::Instant::now() < until, "no blob was asked of the stalling registry");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let resp = hook.admit_pod("prod", &[&good], json!({}), &[]).await;
+    assert_eq!(resp["allowed"], true, "a healthy registry's attestations are still read: {resp}");
+    assert_eq!(flood.await.unwrap()["allowed"], true, "dev fails open on errors");
+    assert_eq!(stalled.load(std::sync::atomic::Ordering::SeqCst), 1, "one stalled body held the other half");
+}

@@ -85,7 +85,8 @@ impl LegacyLayer {
         if certificates.is_empty() {
             return Err(format!("the {CERTIFICATE_ANNOTATION} annotation holds no PEM certificate"));
         }
-        let envelope: serde_json::Value =
+        // The envelope is passed on as it is, never built into a document.
+        let envelope: &serde_json::value::RawValue =
             serde_json::from_slice(&self.envelope).map_err(|e| format!("not a DSSE envelope: {e}"))?;
         let mut tlog_entries = Vec::new();
         if let Some(text) = &self.rekor_bundle {
@@ -118,16 +119,24 @@ impl LegacyLayer {
         } else {
             "application/vnd.dev.sigstore.bundle+json;version=0.1"
         };
-        let bundle = serde_json::json!({
-            "mediaType": media_type,
-            "verificationMaterial": {
+        #[derive(serde::Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Out<'a> {
+            media_type: &'a str,
+            verification_material: serde_json::Value,
+            dsse_envelope: &'a serde_json::value::RawValue,
+        }
+        let bundle = serde_json::to_string(&Out {
+            media_type,
+            verification_material: serde_json::json!({
                 "x509CertificateChain": { "certificates": certificates },
                 "tlogEntries": tlog_entries,
                 "timestampVerificationData": { "rfc3161Timestamps": timestamps },
-            },
-            "dsseEnvelope": envelope,
-        });
-        sigstore_verify::types::Bundle::from_json(&bundle.to_string())
+            }),
+            dsse_envelope: envelope,
+        })
+        .map_err(|e| e.to_string())?;
+        sigstore_verify::types::Bundle::from_json(&bundle)
             .map(Some)
             .map_err(|e| format!("cosign's keyless annotations do not make a sigstore bundle: {e}"))
     }

@@ -24,7 +24,7 @@ pub mod keyless;
 mod legacy;
 
 pub use keyless::{IdentityRule, KeylessSigner, Match, Root, SignerIdentity};
-pub use legacy::LegacyLayer;
+pub use legacy::{LegacyLayer, BUNDLE_ANNOTATION, CERTIFICATE_ANNOTATION, CHAIN_ANNOTATION, RFC3161_ANNOTATION};
 
 /// Media type prefix of a sigstore bundle (`…bundle+json;version=0.1`,
 /// `…bundle.v0.3+json`).
@@ -104,12 +104,21 @@ impl Signed {
         match self {
             Signed::Envelope(b) => peek_predicate_type(b),
             Signed::Legacy(l) => peek_predicate_type(&l.envelope),
-            Signed::Bundle(b) => {
-                let v: serde_json::Value = serde_json::from_slice(b).ok()?;
-                peek_predicate_type(&serde_json::to_vec(v.get("dsseEnvelope")?).ok()?)
-            }
+            Signed::Bundle(b) => peek_predicate_type(BundlePeek::of(b).ok()?.dsse_envelope?.get().as_bytes()),
         }
     }
+}
+
+/// Whether a sigstore bundle holds a DSSE envelope (an attestation), read
+/// without building it; anything that is not JSON is handed on, to be found
+/// malformed when verified.
+pub fn holds_dsse(bundle: &[u8]) -> bool {
+    #[derive(Deserialize)]
+    struct Peek {
+        #[serde(rename = "dsseEnvelope")]
+        dsse: Option<serde::de::IgnoredAny>,
+    }
+    serde_json::from_slice::<Peek>(bundle).map_or(true, |p| p.dsse.is_some())
 }
 
 /// The payload type of an in-toto Statement in a DSSE envelope.
@@ -281,47 +290,175 @@ impl fmt::Display for Problem {
 }
 
 /// An attestation whose signature and subject have been verified.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct VerifiedStatement {
     pub predicate_type: String,
-    pub predicate: serde_json::Value,
     /// Signer names (of the policy) whose keys or identities verified it.
     pub signers: Vec<String>,
     /// For keyless signatures, who the certificate says signed.
     pub identity: Option<SignerIdentity>,
+    /// The buffer the authenticated Statement was read from, and where in
+    /// it the predicate's JSON text is (none: null).
+    buf: Vec<u8>,
+    predicate: Option<std::ops::Range<usize>>,
+}
+
+impl VerifiedStatement {
+    /// A statement whose predicate is the JSON text `predicate` (for
+    /// attestations read from elsewhere, and tests).
+    pub fn new(predicate_type: &str, predicate: &str, signers: Vec<String>, identity: Option<SignerIdentity>) -> Self {
+        let buf = predicate.as_bytes().to_vec();
+        VerifiedStatement {
+            predicate_type: predicate_type.to_string(),
+            signers,
+            identity,
+            predicate: Some(0..buf.len()),
+            buf,
+        }
+    }
+
+    /// The predicate's JSON text, as signed (`null` when there is none).
+    pub fn predicate(&self) -> &str {
+        self.predicate.clone().and_then(|r| std::str::from_utf8(&self.buf[r]).ok()).unwrap_or("null")
+    }
+}
+
+impl fmt::Debug for VerifiedStatement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifiedStatement")
+            .field("predicate_type", &self.predicate_type)
+            .field("signers", &self.signers)
+            .field("identity", &self.identity)
+            .field("predicate_bytes", &self.predicate.as_ref().map(|r| r.len()))
+            .finish()
+    }
+}
+
+/// A DSSE envelope, its text borrowed from the bytes it is read from.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    payload_type: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    payload: std::borrow::Cow<'a, str>,
+    #[serde(default)]
+    signatures: Signatures<'a>,
+}
+
+/// The first [`MAX_SIGNATURES`] signatures of an envelope that are not
+/// empty; the rest are skipped unread.
+#[derive(Default)]
+struct Signatures<'a>(Vec<std::borrow::Cow<'a, str>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Signatures<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct One<'a> {
+            #[serde(default, borrow)]
+            sig: std::borrow::Cow<'a, str>,
+        }
+        struct First<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for First<'a> {
+            type Value = Signatures<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of signatures")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while out.len() < MAX_SIGNATURES {
+                    match seq.next_element::<One<'de>>()? {
+                        Some(one) if !one.sig.is_empty() => out.push(one.sig),
+                        Some(_) => {}
+                        None => return Ok(Signatures(out)),
+                    }
+                }
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Signatures(out))
+            }
+        }
+        d.deserialize_seq(First(std::marker::PhantomData))
+    }
+}
+
+/// The parts of a sigstore bundle read before choosing how to verify it,
+/// borrowed from its bytes.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BundlePeek<'a> {
+    #[serde(borrow, default)]
+    dsse_envelope: Option<&'a serde_json::value::RawValue>,
+    #[serde(default)]
+    verification_material: Option<MaterialPeek>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Envelope {
-    payload_type: String,
-    payload: String,
+struct MaterialPeek {
     #[serde(default)]
-    signatures: Vec<EnvelopeSignature>,
+    public_key: Option<serde::de::IgnoredAny>,
 }
 
-#[derive(Deserialize)]
-struct EnvelopeSignature {
-    #[serde(default)]
-    sig: String,
+impl<'a> BundlePeek<'a> {
+    fn of(bytes: &'a [u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
 }
 
+/// An in-toto Statement: its subjects' sha256 digests, its predicate type,
+/// and where its predicate is.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Statement {
+struct Statement<'a> {
     #[serde(rename = "_type")]
     type_: String,
     #[serde(default)]
-    subject: Vec<Subject>,
+    subject: Subjects,
     predicate_type: String,
-    #[serde(default)]
-    predicate: serde_json::Value,
+    #[serde(borrow, default)]
+    predicate: Option<&'a serde_json::value::RawValue>,
 }
 
-#[derive(Deserialize)]
-struct Subject {
-    #[serde(default)]
-    digest: std::collections::BTreeMap<String, String>,
+/// Most subjects a Statement may name.
+const MAX_SUBJECTS: usize = 4096;
+
+/// The sha256 digests of a Statement's subjects (other fields skipped).
+#[derive(Default)]
+struct Subjects(Vec<String>);
+
+impl<'de> Deserialize<'de> for Subjects {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Subject {
+            #[serde(default)]
+            digest: Option<Digests>,
+        }
+        #[derive(Deserialize)]
+        struct Digests {
+            #[serde(default)]
+            sha256: Option<String>,
+        }
+        struct List;
+        impl<'de> serde::de::Visitor<'de> for List {
+            type Value = Subjects;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of subjects")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Subjects, A::Error> {
+                let mut out = Vec::new();
+                let mut n = 0;
+                while let Some(s) = seq.next_element::<Subject>()? {
+                    n += 1;
+                    if n > MAX_SUBJECTS {
+                        return Err(serde::de::Error::custom(format!("more than {MAX_SUBJECTS} subjects")));
+                    }
+                    out.extend(s.digest.and_then(|d| d.sha256));
+                }
+                Ok(Subjects(out))
+            }
+        }
+        d.deserialize_seq(List)
+    }
 }
 
 const MAX_SIGNATURES: usize = 16;
@@ -334,7 +471,7 @@ pub fn verify(signed: &Signed, trust: &Trust, image: &Digest) -> Result<Verified
         Signed::Legacy(layer) => match layer.to_bundle() {
             // Signed with a key: the annotations carry no certificate.
             Ok(None) => verify_envelope(&layer.envelope, trust, image),
-            Ok(Some(bundle)) => verify_keyless(&bundle, trust, image),
+            Ok(Some(bundle)) => verify_keyless(bundle, trust, image),
             Err(why) => Err(Problem::Malformed { why }),
         },
     }
@@ -344,31 +481,31 @@ pub fn verify(signed: &Signed, trust: &Trust, image: &Digest) -> Result<Verified
 /// with the policy's keys; with a certificate, keyless.
 fn verify_bundle(bytes: &[u8], trust: &Trust, image: &Digest) -> Result<VerifiedStatement, Problem> {
     let malformed = |why: String| Problem::Malformed { why };
-    let v: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| malformed(format!("sigstore bundle is not JSON: {e}")))?;
-    let Some(envelope) = v.get("dsseEnvelope") else {
+    let peek = BundlePeek::of(bytes).map_err(|e| malformed(format!("sigstore bundle is not JSON: {e}")))?;
+    let Some(envelope) = peek.dsse_envelope else {
         return Err(malformed(
             "the sigstore bundle holds a signature over an artifact (cosign sign, sign-blob), not an attestation"
                 .into(),
         ));
     };
-    if v.pointer("/verificationMaterial/publicKey").is_some() {
-        let envelope = serde_json::to_vec(envelope).map_err(|e| malformed(e.to_string()))?;
-        return verify_envelope(&envelope, trust, image);
+    if peek.verification_material.is_some_and(|m| m.public_key.is_some()) {
+        return verify_envelope(envelope.get().as_bytes(), trust, image);
     }
     let json = std::str::from_utf8(bytes).map_err(|e| malformed(format!("sigstore bundle is not UTF-8: {e}")))?;
     let bundle = sigstore_verify::types::Bundle::from_json(json)
         .map_err(|e| malformed(format!("not a sigstore bundle: {e}")))?;
-    verify_keyless(&bundle, trust, image)
+    verify_keyless(bundle, trust, image)
 }
 
 /// A bundle with a certificate, against every root a keyless signer uses;
 /// then its identity against each signer's identities, then its Statement.
 fn verify_keyless(
-    bundle: &sigstore_verify::types::Bundle,
+    bundle: sigstore_verify::types::Bundle,
     trust: &Trust,
     image: &Digest,
 ) -> Result<VerifiedStatement, Problem> {
+    let owned = bundle;
+    let bundle = &owned;
     use sigstore_verify::types::SignatureContent;
     let malformed = |why: String| Problem::Malformed { why };
     let SignatureContent::DsseEnvelope(env) = &bundle.content else {
@@ -428,13 +565,13 @@ fn verify_keyless(
     if signers.is_empty() {
         return Err(Problem::UnknownIdentity { identity: Box::new(identity) });
     }
-    let st = statement(payload, image)?;
-    Ok(VerifiedStatement {
-        predicate_type: st.predicate_type,
-        predicate: st.predicate,
-        signers,
-        identity: Some(identity),
-    })
+    let (predicate_type, predicate) = statement(payload, 0, image)?;
+    // The payload, taken out of the bundle rather than copied.
+    let buf = match owned.content {
+        SignatureContent::DsseEnvelope(env) => env.payload.into_bytes(),
+        _ => return Err(malformed("the sigstore bundle holds no DSSE envelope".into())),
+    };
+    Ok(VerifiedStatement { predicate_type, signers, identity: Some(identity), buf, predicate })
 }
 
 /// The sha256 subject digests a payload names, unverified.
@@ -442,34 +579,49 @@ fn sha256_subjects(payload: &[u8]) -> Vec<String> {
     #[derive(Deserialize)]
     struct Subjects {
         #[serde(default)]
-        subject: Vec<Subject>,
+        subject: self::Subjects,
     }
-    serde_json::from_slice::<Subjects>(payload)
-        .map(|s| s.subject.into_iter().filter_map(|s| s.digest.get("sha256").cloned()).collect())
-        .unwrap_or_default()
+    serde_json::from_slice::<Subjects>(payload).map(|s| s.subject.0).unwrap_or_default()
+}
+
+/// PAE(`payload_type`, payload) with the payload decoded from base64 `b64`
+/// in place: the message signed, and where the payload starts in it. One
+/// buffer the size of the payload, not three.
+fn pae_of_base64(payload_type: &str, b64: &str) -> Result<(Vec<u8>, usize, usize), String> {
+    let head = |n: usize| format!("DSSEv1 {} {} {} ", payload_type.len(), payload_type, n);
+    let most = base64::decoded_len_estimate(b64.len());
+    let room = head(most).len();
+    let mut buf = vec![0u8; room + most];
+    let n = base64::engine::general_purpose::STANDARD
+        .decode_slice(b64.as_bytes(), &mut buf[room..])
+        .map_err(|e| e.to_string())?;
+    buf.truncate(room + n);
+    let head = head(n);
+    let start = room - head.len();
+    buf[start..room].copy_from_slice(head.as_bytes());
+    Ok((buf, start, room))
 }
 
 /// Verifies one DSSE envelope signed with a key, for `image`.
 pub fn verify_envelope(bytes: &[u8], trust: &Trust, image: &Digest) -> Result<VerifiedStatement, Problem> {
     let malformed = |why: String| Problem::Malformed { why };
-    let env: Envelope = serde_json::from_slice(bytes).map_err(|e| malformed(format!("not a DSSE envelope: {e}")))?;
+    let env: Envelope<'_> =
+        serde_json::from_slice(bytes).map_err(|e| malformed(format!("not a DSSE envelope: {e}")))?;
     if env.payload_type != IN_TOTO_PAYLOAD_TYPE {
         return Err(malformed(format!("payloadType {:?}, expected {IN_TOTO_PAYLOAD_TYPE}", env.payload_type)));
     }
-    let payload = base64::engine::general_purpose::STANDARD
-        .decode(env.payload.as_bytes())
-        .map_err(|e| malformed(format!("payload is not base64: {e}")))?;
-    let sigs: Vec<&EnvelopeSignature> = env.signatures.iter().filter(|s| !s.sig.is_empty()).collect();
-    if sigs.is_empty() {
+    let (buf, start, payload_at) =
+        pae_of_base64(&env.payload_type, &env.payload).map_err(|e| malformed(format!("payload is not base64: {e}")))?;
+    if env.signatures.0.is_empty() {
         return Err(Problem::Unsigned);
     }
-    let msg = pae(&env.payload_type, &payload);
+    let msg = &buf[start..];
     let mut signers = Vec::new();
-    for s in sigs.into_iter().take(MAX_SIGNATURES) {
-        let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(s.sig.as_bytes()) else {
+    for s in &env.signatures.0 {
+        let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(s.as_bytes()) else {
             continue;
         };
-        signers.extend(trust.signers_of(&raw, &msg));
+        signers.extend(trust.signers_of(&raw, msg));
     }
     signers.sort();
     signers.dedup();
@@ -480,31 +632,33 @@ pub fn verify_envelope(bytes: &[u8], trust: &Trust, image: &Digest) -> Result<Ve
             Problem::UntrustedSignature
         });
     }
-    let st = statement(&payload, image)?;
-    Ok(VerifiedStatement { predicate_type: st.predicate_type, predicate: st.predicate, signers, identity: None })
+    drop(env);
+    let (predicate_type, predicate) = statement(&buf[payload_at..], payload_at, image)?;
+    Ok(VerifiedStatement { predicate_type, signers, identity: None, buf, predicate })
 }
 
-/// An authenticated payload read as an in-toto Statement about `image`.
-fn statement(payload: &[u8], image: &Digest) -> Result<Statement, Problem> {
+/// An authenticated payload read as an in-toto Statement about `image`:
+/// its predicate type, and where its predicate is (offset by `at`, where
+/// the payload starts in its buffer).
+fn statement(payload: &[u8], at: usize, image: &Digest) -> Result<(String, Option<std::ops::Range<usize>>), Problem> {
     let malformed = |why: String| Problem::Malformed { why };
     // Only now, with the payload authenticated, is it worth interpreting.
     unambiguous(payload).map_err(|e| malformed(format!("payload is ambiguous JSON: {e}")))?;
-    let st: Statement =
+    let st: Statement<'_> =
         serde_json::from_slice(payload).map_err(|e| malformed(format!("payload is not an in-toto Statement: {e}")))?;
     if !STATEMENT_TYPES.contains(&st.type_.as_str()) {
         return Err(malformed(format!("unknown Statement _type {:?}", st.type_)));
     }
-    if !st.subject.iter().any(|s| s.digest.get("sha256").map(String::as_str) == Some(image.hex())) {
-        let subjects = st
-            .subject
-            .iter()
-            .filter_map(|s| {
-                s.digest.get("sha256").map(|h| format!("sha256:{}", h.chars().take(12).collect::<String>()))
-            })
-            .collect();
+    if !st.subject.0.iter().any(|h| h == image.hex()) {
+        let subjects =
+            st.subject.0.iter().map(|h| format!("sha256:{}", h.chars().take(12).collect::<String>())).collect();
         return Err(Problem::SubjectMismatch { subjects });
     }
-    Ok(st)
+    let predicate = st.predicate.map(|raw| {
+        let from = raw.get().as_ptr() as usize - payload.as_ptr() as usize;
+        at + from..at + from + raw.get().len()
+    });
+    Ok((st.predicate_type, predicate))
 }
 
 /// A JSON object key as Go's `encoding/json` compares it with a field's
@@ -586,17 +740,20 @@ pub fn unambiguous(json: &[u8]) -> Result<(), String> {
 /// Only for wording messages about attestations that failed verification.
 pub fn peek_predicate_type(bytes: &[u8]) -> Option<String> {
     #[derive(Deserialize)]
-    struct Peek {
-        payload: String,
+    struct Peek<'a> {
+        #[serde(borrow)]
+        payload: std::borrow::Cow<'a, str>,
     }
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct PeekStatement {
         predicate_type: String,
     }
-    let env: Peek = serde_json::from_slice(bytes).ok()?;
-    let payload = base64::engine::general_purpose::STANDARD.decode(env.payload.as_bytes()).ok()?;
-    serde_json::from_slice::<PeekStatement>(&payload).ok().map(|s| s.predicate_type)
+    let env: Peek<'_> = serde_json::from_slice(bytes).ok()?;
+    // Decoded as it is read, never held whole.
+    let mut text = env.payload.as_bytes();
+    let payload = base64::read::DecoderReader::new(&mut text, &base64::engine::general_purpose::STANDARD);
+    serde_json::from_reader::<_, PeekStatement>(std::io::BufReader::new(payload)).ok().map(|s| s.predicate_type)
 }
 
 #[cfg(test)]

@@ -12,17 +12,14 @@
 
 use serde::Deserialize;
 
+use super::bounded::{capped_opt, too_many_findings, MAX_FINDINGS, MAX_PER_FINDING};
 use super::{parse_time, Finding, FixState, Severity, VulnReport};
-
-pub(super) fn looks_like(v: &serde_json::Value) -> bool {
-    v.get("matches").is_some_and(serde_json::Value::is_array)
-        && (v.get("descriptor").is_some_and(serde_json::Value::is_object) || v.get("source").is_some())
-}
 
 #[derive(Deserialize)]
 struct Document {
+    /// Each match as a finding, made as it is read.
     #[serde(default)]
-    matches: Option<Vec<Match>>,
+    matches: Option<Findings>,
     #[serde(default)]
     descriptor: Option<Descriptor>,
 }
@@ -31,7 +28,7 @@ struct Document {
 #[serde(rename_all = "camelCase")]
 struct Match {
     vulnerability: Vulnerability,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "capped_opt::<_, _, MAX_PER_FINDING>")]
     related_vulnerabilities: Option<Vec<Related>>,
     #[serde(default)]
     artifact: Option<Artifact>,
@@ -42,7 +39,7 @@ struct Vulnerability {
     id: String,
     #[serde(default)]
     severity: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "capped_opt::<_, _, MAX_PER_FINDING>")]
     cvss: Option<Vec<Cvss>>,
     #[serde(default)]
     fix: Option<Fix>,
@@ -52,7 +49,7 @@ struct Vulnerability {
 struct Related {
     #[serde(default)]
     id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "capped_opt::<_, _, MAX_PER_FINDING>")]
     cvss: Option<Vec<Cvss>>,
 }
 
@@ -73,7 +70,7 @@ struct Metrics {
 
 #[derive(Deserialize)]
 struct Fix {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "capped_opt::<_, _, MAX_PER_FINDING>")]
     versions: Option<Vec<String>>,
     #[serde(default)]
     state: String,
@@ -85,7 +82,7 @@ struct Artifact {
     name: String,
     #[serde(default)]
     version: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "capped_opt::<_, _, MAX_PER_FINDING>")]
     locations: Option<Vec<Location>>,
 }
 
@@ -116,48 +113,76 @@ fn best_cvss(cvss: &[Cvss]) -> Option<f64> {
     of("3").or_else(|| of("4"))
 }
 
-pub(super) fn parse(v: &serde_json::Value) -> Result<VulnReport, String> {
-    let doc: Document = serde_json::from_value(v.clone()).map_err(|e| format!("Grype report: {e}"))?;
+/// Reads a Grype report from `d` (its text, or a document).
+pub(super) fn parse<'de, D: serde::Deserializer<'de>>(d: D) -> Result<VulnReport, String> {
+    let doc = Document::deserialize(d).map_err(|e| format!("Grype report: {e}"))?;
     let descriptor = doc.descriptor;
     let finished_on = parse_time(descriptor.as_ref().and_then(|d| d.timestamp.as_deref()))
         .map_err(|e| format!("Grype report descriptor.timestamp: {e}"))?;
     let scanner = descriptor.map(|d| d.name).filter(|n| !n.is_empty()).unwrap_or_else(|| "grype".to_string());
-    let mut findings = Vec::new();
-    for m in doc.matches.unwrap_or_default() {
-        let vu = m.vulnerability;
-        let related = m.related_vulnerabilities.unwrap_or_default();
-        // Grype bands its own SARIF by the related records' scores too.
-        let cvss = best_cvss(vu.cvss.as_deref().unwrap_or_default()).or_else(|| {
-            related.iter().filter_map(|r| best_cvss(r.cvss.as_deref().unwrap_or_default())).reduce(f64::max)
-        });
-        let (fixed_versions, state) = match vu.fix {
-            Some(fix) => (
-                fix.versions
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|s| s.trim())
-                    .filter(|s| !s.is_empty())
-                    .map(String::from)
-                    .collect::<Vec<_>>(),
-                fix.state,
-            ),
-            None => (Vec::new(), String::new()),
-        };
-        let artifact = m.artifact.unwrap_or_default();
-        let target = artifact.locations.unwrap_or_default().into_iter().map(|l| l.path).find(|p| !p.is_empty());
-        findings.push(Finding {
-            aliases: related.into_iter().map(|r| r.id).collect(),
-            severity: Severity::from_name_or_cvss(vu.severity.as_deref().unwrap_or_default(), cvss),
-            id: vu.id,
-            package: artifact.name,
-            installed_version: artifact.version,
-            fix_state: FixState::parse(&state, !fixed_versions.is_empty()),
-            fixed_versions,
-            published: None,
-            cvss,
-            target: target.unwrap_or_default(),
-        });
-    }
+    let mut findings = doc.matches.map(|m| m.0).unwrap_or_default();
     super::trivy::keep_distinct_aliases(&mut findings);
     Ok(VulnReport { scanner, finished_on, findings })
+}
+
+/// The matches, at most [`MAX_FINDINGS`], each a finding as it is read.
+struct Findings(Vec<Finding>);
+
+impl<'de> Deserialize<'de> for Findings {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Matches;
+        impl<'de> serde::de::Visitor<'de> for Matches {
+            type Value = Findings;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list of matches")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Findings, A::Error> {
+                let mut out = Vec::new();
+                while let Some(m) = seq.next_element::<Match>()? {
+                    if out.len() == MAX_FINDINGS {
+                        return Err(too_many_findings());
+                    }
+                    out.push(finding(m));
+                }
+                Ok(Findings(out))
+            }
+        }
+        d.deserialize_seq(Matches)
+    }
+}
+
+/// One match as a finding.
+fn finding(m: Match) -> Finding {
+    let vu = m.vulnerability;
+    let related = m.related_vulnerabilities.unwrap_or_default();
+    // Grype bands its own SARIF by the related records' scores too.
+    let cvss = best_cvss(vu.cvss.as_deref().unwrap_or_default())
+        .or_else(|| related.iter().filter_map(|r| best_cvss(r.cvss.as_deref().unwrap_or_default())).reduce(f64::max));
+    let (fixed_versions, state) = match vu.fix {
+        Some(fix) => (
+            fix.versions
+                .unwrap_or_default()
+                .iter()
+                .map(|s| s.trim())
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect::<Vec<_>>(),
+            fix.state,
+        ),
+        None => (Vec::new(), String::new()),
+    };
+    let artifact = m.artifact.unwrap_or_default();
+    let target = artifact.locations.unwrap_or_default().into_iter().map(|l| l.path).find(|p| !p.is_empty());
+    Finding {
+        aliases: related.into_iter().map(|r| r.id).collect(),
+        severity: Severity::from_name_or_cvss(vu.severity.as_deref().unwrap_or_default(), cvss),
+        id: vu.id,
+        package: artifact.name,
+        installed_version: artifact.version,
+        fix_state: FixState::parse(&state, !fixed_versions.is_empty()),
+        fixed_versions,
+        published: None,
+        cvss,
+        target: target.unwrap_or_default(),
+    }
 }

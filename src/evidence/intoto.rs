@@ -23,7 +23,11 @@
 //! cosign-vuln`, Grype JSON) under this predicate type; a `result` that is
 //! such a report is read as one.
 
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+
+use super::bounded::{self, Kind};
 
 use super::{parse_time, Finding, FixState, Severity, VulnReport, INTOTO_VULNS, INTOTO_VULNS_V01, INTOTO_VULNS_V02};
 
@@ -32,45 +36,101 @@ pub(super) fn is_vulns_type(t: &str) -> bool {
     matches!(t, INTOTO_VULNS | INTOTO_VULNS_V01 | INTOTO_VULNS_V02)
 }
 
-/// Whether `v` is a bare scanner report `scanner_report` understands.
-pub(super) fn is_scanner_report(v: &Value) -> bool {
-    v.is_object() && (super::trivy::looks_like(v) || super::grype::looks_like(v) || super::sarif::looks_like(v))
+/// Most memory (estimated) one vulnerability entry may take to read.
+const ENTRY_BUDGET: usize = 1 << 20;
+
+/// A field present, whatever its value (`null` too).
+fn present_raw<'de: 'a, 'a, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'a RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
 }
 
-pub(super) fn parse(p: &Value) -> Result<VulnReport, String> {
-    let scanner = p.get("scanner").filter(|s| s.is_object()).ok_or("the predicate has no scanner object")?;
-    let metadata = p.get("metadata").or_else(|| p.get("scanMetadata"));
-    let finished = metadata.and_then(|m| m.get("scanFinishedOn")).and_then(Value::as_str);
-    let finished_on = parse_time(finished).map_err(|e| format!("metadata.scanFinishedOn: {e}"))?;
-    let uri = scanner.get("uri").and_then(Value::as_str).unwrap_or_default();
-
-    let entries = match scanner.get("result") {
-        Some(Value::Array(a)) => a.as_slice(),
-        Some(r) if is_scanner_report(r) => {
-            let mut report = super::scanner_report(r)?;
-            report.finished_on = finished_on.or(report.finished_on);
-            return Ok(report.dedup());
-        }
-        Some(Value::Object(o)) if o.contains_key("vulnerabilities") => match o.get("vulnerabilities") {
-            Some(Value::Array(a)) => a.as_slice(),
-            Some(Value::Null) => &[],
-            _ => return Err("scanner.result.vulnerabilities is not a list".to_string()),
-        },
-        None | Some(Value::Null) => {
-            return Err("scanner.result is missing: a scan with no findings has an empty list".to_string())
-        }
-        Some(_) => {
-            return Err("scanner.result is neither a list of vulnerabilities nor a scanner report Portcullis reads \
-                 (understood: Trivy JSON, Grype JSON, SARIF 2.1.0 (Trivy, Grype))"
-                .to_string())
-        }
+/// The predicate from its JSON text. A `result` that is a scanner report is
+/// read as one (typed); a list of vulnerabilities is read one entry at a
+/// time, each entry within [`ENTRY_BUDGET`], and at most
+/// [`bounded::MAX_FINDINGS`] of them.
+pub(super) fn parse_text(text: &str) -> Result<VulnReport, String> {
+    #[derive(Deserialize)]
+    struct Predicate<'a> {
+        #[serde(borrow, default)]
+        scanner: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        metadata: Option<&'a RawValue>,
+        #[serde(borrow, default, rename = "scanMetadata")]
+        scan_metadata: Option<&'a RawValue>,
+    }
+    #[derive(Deserialize)]
+    struct Scanner<'a> {
+        #[serde(default)]
+        uri: Option<Kind>,
+        #[serde(borrow, default)]
+        result: Option<&'a RawValue>,
+    }
+    #[derive(Deserialize)]
+    struct Metadata {
+        #[serde(default, rename = "scanFinishedOn")]
+        scan_finished_on: Option<Kind>,
+    }
+    #[derive(Deserialize)]
+    struct Listed<'a> {
+        #[serde(borrow, default, deserialize_with = "present_raw")]
+        vulnerabilities: Option<&'a RawValue>,
+    }
+    let object = |t: &str| t.trim_start().starts_with('{');
+    let no_scanner = || "the predicate has no scanner object".to_string();
+    let p: Predicate<'_> = match object(text) {
+        true => serde_json::from_str(text).map_err(|e| e.to_string())?,
+        false => return Err(no_scanner()),
     };
-    let findings = entries
-        .iter()
-        .enumerate()
-        .map(|(i, e)| entry(e).map_err(|why| format!("scanner.result[{i}]: {why}")))
-        .collect::<Result<Vec<_>, _>>()?;
-    let scanner_name = if uri.is_empty() { "in-toto vulns".to_string() } else { uri.to_string() };
+    let scanner: Scanner<'_> = p
+        .scanner
+        .filter(|s| object(s.get()))
+        .map(|s| serde_json::from_str(s.get()).map_err(|e| format!("scanner: {e}")))
+        .transpose()?
+        .ok_or_else(no_scanner)?;
+    let metadata = p.metadata.or(p.scan_metadata).and_then(|m| serde_json::from_str::<Metadata>(m.get()).ok());
+    let finished = metadata.map(|m| Kind::str(&m.scan_finished_on).to_string());
+    let finished_on = parse_time(finished.as_deref()).map_err(|e| format!("metadata.scanFinishedOn: {e}"))?;
+    let uri = Kind::str(&scanner.uri).to_string();
+
+    let Some(result) = scanner.result else {
+        return Err("scanner.result is missing: a scan with no findings has an empty list".to_string());
+    };
+    let r = result.get();
+    if super::Sniff::of(r).and_then(|s| s.format()).is_some() {
+        let mut report = super::scanner_report(r)?;
+        report.finished_on = finished_on.or(report.finished_on);
+        return Ok(report.dedup());
+    }
+    let neither = || {
+        "scanner.result is neither a list of vulnerabilities nor a scanner report Portcullis reads \
+         (understood: Trivy JSON, Grype JSON, SARIF 2.1.0 (Trivy, Grype))"
+            .to_string()
+    };
+    let list = if r.trim_start().starts_with('[') {
+        r
+    } else if object(r) {
+        match serde_json::from_str::<Listed<'_>>(r).map_err(|e| e.to_string())?.vulnerabilities {
+            Some(v) if v.get() == "null" => "[]",
+            Some(v) if v.get().trim_start().starts_with('[') => v.get(),
+            Some(_) => return Err("scanner.result.vulnerabilities is not a list".to_string()),
+            None => return Err(neither()),
+        }
+    } else {
+        return Err(neither());
+    };
+    let mut findings = Vec::new();
+    let mut de = serde_json::Deserializer::from_str(list);
+    let read = bounded::each(|e: &RawValue| {
+        let i = findings.len();
+        if i == bounded::MAX_FINDINGS {
+            return Err(format!("it lists more than {} vulnerabilities, the most read", bounded::MAX_FINDINGS));
+        }
+        let v = bounded::value(e.get(), ENTRY_BUDGET).map_err(|why| format!("scanner.result[{i}]: {why}"))?;
+        findings.push(entry(&v).map_err(|why| format!("scanner.result[{i}]: {why}"))?);
+        Ok(())
+    });
+    serde::de::DeserializeSeed::deserialize(read, &mut de).map_err(|e| e.to_string())?;
+    let scanner_name = if uri.is_empty() { "in-toto vulns".to_string() } else { uri };
     Ok(VulnReport { scanner: scanner_name, finished_on, findings }.dedup())
 }
 

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::attest::VerifiedStatement;
 
+pub(crate) mod bounded;
 mod grype;
 mod intoto;
 mod sarif;
@@ -207,15 +208,15 @@ pub enum TestOutcome {
 #[serde(rename_all = "camelCase")]
 pub struct TestReport {
     pub result: TestOutcome,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "bounded::capped::<_, _, { bounded::MAX_PER_FINDING }>")]
     pub configuration: Vec<ResourceDescriptor>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "bounded::capped::<_, _, { bounded::MAX_TESTS }>")]
     pub passed_tests: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "bounded::capped::<_, _, { bounded::MAX_TESTS }>")]
     pub warned_tests: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "bounded::capped::<_, _, { bounded::MAX_TESTS }>")]
     pub failed_tests: Vec<String>,
     /// When the run finished. Not part of test-result v0.1, which carries no
     /// time; read from an optional RFC 3339 `finishedOn` field CI may add,
@@ -269,20 +270,23 @@ pub enum EvidenceError {
     Invalid { predicate_type: String, why: String },
 }
 
-/// Interprets a verified statement's predicate.
+/// Interprets a verified statement's predicate, within a bound of memory
+/// (typed, capped lists; see `evidence::bounded`).
 pub fn claim_of(st: &VerifiedStatement) -> Result<Claim, EvidenceError> {
     let invalid = |why: String| EvidenceError::Invalid { predicate_type: st.predicate_type.clone(), why };
+    let text = st.predicate();
     match st.predicate_type.as_str() {
-        COSIGN_VULN_V1 => cosign_vuln(&st.predicate).map(Claim::Vulnerabilities).map_err(invalid),
+        COSIGN_VULN_V1 => cosign_vuln(text).map(Claim::Vulnerabilities).map_err(invalid),
         INTOTO_VULNS | INTOTO_VULNS_V01 | INTOTO_VULNS_V02 => {
-            intoto::parse(&st.predicate).map(Claim::Vulnerabilities).map_err(invalid)
+            intoto::parse_text(text).map(Claim::Vulnerabilities).map_err(invalid)
         }
-        TEST_RESULT_V01 => serde_json::from_value::<TestReport>(st.predicate.clone())
-            .map(Claim::Tests)
-            .map_err(|e| invalid(e.to_string())),
-        SLSA_PROVENANCE_V1 | SLSA_PROVENANCE_V02 => {
-            provenance(&st.predicate_type, &st.predicate).map(Claim::Provenance).map_err(invalid)
+        TEST_RESULT_V01 => {
+            serde_json::from_str::<TestReport>(text).map(Claim::Tests).map_err(|e| invalid(e.to_string()))
         }
+        SLSA_PROVENANCE_V1 | SLSA_PROVENANCE_V02 => bounded::value(text, bounded::PROVENANCE_BUDGET)
+            .and_then(|v| provenance(&st.predicate_type, &v))
+            .map(Claim::Provenance)
+            .map_err(invalid),
         other => Ok(Claim::Other { predicate_type: other.to_string() }),
     }
 }
@@ -338,18 +342,19 @@ pub fn repository_uri(uri: &str) -> String {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct CosignVulnPredicate {
-    scanner: CosignScanner,
+struct CosignVulnPredicate<'a> {
+    #[serde(borrow)]
+    scanner: CosignScanner<'a>,
     #[serde(default)]
     metadata: CosignScanMetadata,
 }
 
 #[derive(Deserialize)]
-struct CosignScanner {
+struct CosignScanner<'a> {
     #[serde(default)]
     uri: String,
-    #[serde(default)]
-    result: serde_json::Value,
+    #[serde(borrow, default)]
+    result: Option<&'a serde_json::value::RawValue>,
 }
 
 #[derive(Deserialize, Default)]
@@ -369,10 +374,12 @@ fn parse_time(s: Option<&str>) -> Result<Option<DateTime<Utc>>, String> {
     Ok((t.timestamp() > 0).then_some(t))
 }
 
-fn cosign_vuln(v: &serde_json::Value) -> Result<VulnReport, String> {
-    let p: CosignVulnPredicate = serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
+/// The cosign vuln predicate (`scanner.result` holds the scanner's report),
+/// read from its JSON text.
+fn cosign_vuln(text: &str) -> Result<VulnReport, String> {
+    let p: CosignVulnPredicate<'_> = serde_json::from_str(text).map_err(|e| e.to_string())?;
     let finished_on = parse_time(p.metadata.scan_finished_on.as_deref())?;
-    let mut report = scanner_report(&p.scanner.result)?;
+    let mut report = scanner_report(p.scanner.result.map_or("null", |r| r.get()))?;
     // The predicate's time wins; without one, the report's own (Grype's
     // descriptor.timestamp, Trivy's CreatedAt) stands.
     if finished_on.is_some() {
@@ -382,6 +389,89 @@ fn cosign_vuln(v: &serde_json::Value) -> Result<VulnReport, String> {
         report.scanner = p.scanner.uri;
     }
     Ok(report.dedup())
+}
+
+/// The top-level keys that tell the report formats apart (their content
+/// skipped), and the envelope and statement fields `parse_report` reads.
+#[derive(Deserialize, Default)]
+struct Sniff<'a> {
+    #[serde(default, deserialize_with = "present", rename = "SchemaVersion")]
+    schema_version: Option<bounded::Kind>,
+    #[serde(default, deserialize_with = "present", rename = "Results")]
+    results: Option<bounded::Kind>,
+    #[serde(default, deserialize_with = "present")]
+    matches: Option<bounded::Kind>,
+    #[serde(default, deserialize_with = "present")]
+    descriptor: Option<bounded::Kind>,
+    #[serde(default, deserialize_with = "present")]
+    source: Option<bounded::Kind>,
+    #[serde(default, deserialize_with = "present")]
+    runs: Option<bounded::Kind>,
+    #[serde(default, deserialize_with = "present")]
+    version: Option<bounded::Kind>,
+    #[serde(default, deserialize_with = "present", rename = "$schema")]
+    schema: Option<bounded::Kind>,
+    #[serde(borrow, default)]
+    payload: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, deserialize_with = "present", rename = "payloadType")]
+    payload_type: Option<bounded::Kind>,
+    #[serde(default, deserialize_with = "present", rename = "predicateType")]
+    predicate_type: Option<bounded::Kind>,
+    #[serde(borrow, default)]
+    predicate: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow, default)]
+    scanner: Option<&'a serde_json::value::RawValue>,
+}
+
+/// A field present, whatever its value (`null` too).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bounded::Kind>, D::Error> {
+    bounded::Kind::deserialize(d).map(Some)
+}
+
+/// A scanner report format Portcullis reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    Trivy,
+    Grype,
+    Sarif,
+}
+
+impl Sniff<'_> {
+    /// The keys of `text`, when it is a JSON object.
+    fn of(text: &str) -> Option<Sniff<'_>> {
+        if text.trim_start().starts_with('{') {
+            serde_json::from_str(text).ok()
+        } else {
+            None
+        }
+    }
+
+    /// The format: Trivy JSON has `SchemaVersion` or `Results`; Grype JSON
+    /// a `matches` list and a `descriptor` object or a `source`; SARIF a
+    /// `runs` list and a 2.1 `version` or a SARIF `$schema`.
+    fn format(&self) -> Option<Format> {
+        use bounded::Kind;
+        if self.schema_version.is_some() || self.results.is_some() {
+            return Some(Format::Trivy);
+        }
+        if self.matches == Some(Kind::Array) && (self.descriptor == Some(Kind::Object) || self.source.is_some()) {
+            return Some(Format::Grype);
+        }
+        let sarif = Kind::str(&self.version).starts_with("2.1")
+            || Kind::str(&self.schema).to_ascii_lowercase().contains("sarif");
+        (self.runs == Some(Kind::Array) && sarif).then_some(Format::Sarif)
+    }
+}
+
+/// Detects the scanner format of a report's JSON text (Trivy JSON, Grype
+/// JSON, SARIF 2.1.0 from Trivy, Grype or another tool) and normalises it.
+pub fn scanner_report(text: &str) -> Result<VulnReport, String> {
+    let unknown = || format!("scanner.result is not a report format Portcullis reads ({UNDERSTOOD})");
+    match Sniff::of(text).and_then(|s| s.format()).ok_or_else(unknown)? {
+        Format::Trivy => trivy::parse(&mut serde_json::Deserializer::from_str(text)),
+        Format::Grype => grype::parse(&mut serde_json::Deserializer::from_str(text)),
+        Format::Sarif => sarif::parse(text),
+    }
 }
 
 /// The report formats Portcullis reads, for messages.
@@ -404,63 +494,90 @@ pub enum ReportError {
     Invalid(String),
 }
 
-/// Detects the scanner format of a report (Trivy JSON, Grype JSON, SARIF
-/// 2.1.0 from Trivy, Grype or another tool) and normalises it.
-pub fn scanner_report(v: &serde_json::Value) -> Result<VulnReport, String> {
-    if trivy::looks_like(v) {
-        return trivy::parse(v);
-    }
-    if grype::looks_like(v) {
-        return grype::parse(v);
-    }
-    if sarif::looks_like(v) {
-        return sarif::parse(v);
-    }
-    Err(format!("scanner.result is not a report format Portcullis reads ({UNDERSTOOD})"))
-}
-
 /// Reads a vulnerability report file, whatever its format: a bare Trivy
 /// JSON, Grype JSON or SARIF report; a cosign vuln or in-toto vulns
 /// predicate; or an in-toto Statement (`_type`, `predicateType`,
-/// `predicate`) holding either predicate. The result is deduplicated.
+/// `predicate`) holding either predicate, bare or in a DSSE envelope. The
+/// result is deduplicated.
 pub fn parse_report(bytes: &[u8]) -> Result<VulnReport, ReportError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ReportError::NotJson("the input is empty".to_string()));
     }
-    let mut v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| ReportError::NotJson(e.to_string()))?;
+    let text = std::str::from_utf8(bytes).map_err(|e| ReportError::NotJson(e.to_string()))?;
+    serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(|e| ReportError::NotJson(e.to_string()))?;
+    let top = Sniff::of(text).unwrap_or_default();
     // A DSSE envelope as stored in a registry: read the Statement inside
     // (unverified: this is for looking, not for deciding).
-    if let Some(payload) =
-        v.get("payload").and_then(serde_json::Value::as_str).filter(|_| v.get("payloadType").is_some())
-    {
+    if let (Some(payload), Some(_)) = (&top.payload, &top.payload_type) {
         use base64::Engine as _;
         let raw = base64::engine::general_purpose::STANDARD
-            .decode(payload)
+            .decode(payload.as_bytes())
             .map_err(|e| ReportError::Envelope(format!("base64: {e}")))?;
-        v = serde_json::from_slice(&raw).map_err(|e| ReportError::Envelope(format!("JSON: {e}")))?;
+        let inner = std::str::from_utf8(&raw).map_err(|e| ReportError::Envelope(format!("JSON: {e}")))?;
+        serde_json::from_str::<serde::de::IgnoredAny>(inner)
+            .map_err(|e| ReportError::Envelope(format!("JSON: {e}")))?;
+        return report_in(inner, Sniff::of(inner).unwrap_or_default());
     }
-    let statement = (v.get("predicateType").and_then(serde_json::Value::as_str), v.get("predicate"));
-    let report = if let (Some(predicate_type), Some(predicate)) = statement {
-        let read = match predicate_type {
-            COSIGN_VULN_V1 => cosign_vuln(predicate),
-            t if intoto::is_vulns_type(t) => intoto::parse(predicate),
-            t => return Err(ReportError::NotVulnerabilities(t.to_string())),
-        };
-        read.map_err(|e| ReportError::Invalid(format!("{predicate_type} predicate: {e}")))?
-    } else if intoto::is_scanner_report(&v) {
-        scanner_report(&v).map_err(ReportError::Invalid)?
-    } else if v.get("scanner").is_some_and(serde_json::Value::is_object) {
-        // A bare predicate: cosign's wraps a scanner report in
-        // scanner.result, in-toto's lists the vulnerabilities there.
-        if v.pointer("/scanner/result").is_some_and(intoto::is_scanner_report) {
-            cosign_vuln(&v).map_err(|e| ReportError::Invalid(format!("cosign vuln predicate: {e}")))?
+    report_in(text, top)
+}
+
+fn report_in(text: &str, top: Sniff<'_>) -> Result<VulnReport, ReportError> {
+    let report =
+        if let (Some(bounded::Kind::Str(predicate_type)), Some(predicate)) = (&top.predicate_type, top.predicate) {
+            let read = match predicate_type.as_str() {
+                COSIGN_VULN_V1 => cosign_vuln(predicate.get()),
+                t if intoto::is_vulns_type(t) => intoto::parse_text(predicate.get()),
+                t => return Err(ReportError::NotVulnerabilities(t.to_string())),
+            };
+            read.map_err(|e| ReportError::Invalid(format!("{predicate_type} predicate: {e}")))?
+        } else if top.format().is_some() {
+            scanner_report(text).map_err(ReportError::Invalid)?
+        } else if let Some(scanner) = top.scanner.filter(|s| s.get().trim_start().starts_with('{')) {
+            // A bare predicate: cosign's wraps a scanner report in
+            // scanner.result, in-toto's lists the vulnerabilities there.
+            #[derive(Deserialize)]
+            struct Result<'a> {
+                #[serde(borrow, default)]
+                result: Option<&'a serde_json::value::RawValue>,
+            }
+            let inner: Option<Result<'_>> = serde_json::from_str(scanner.get()).ok();
+            let wraps_report =
+                inner.and_then(|r| r.result).and_then(|r| Sniff::of(r.get())).is_some_and(|s| s.format().is_some());
+            if wraps_report {
+                cosign_vuln(text).map_err(|e| ReportError::Invalid(format!("cosign vuln predicate: {e}")))?
+            } else {
+                intoto::parse_text(text).map_err(|e| ReportError::Invalid(format!("in-toto vulns predicate: {e}")))?
+            }
         } else {
-            intoto::parse(&v).map_err(|e| ReportError::Invalid(format!("in-toto vulns predicate: {e}")))?
-        }
-    } else {
-        return Err(ReportError::Unknown);
-    };
+            return Err(ReportError::Unknown);
+        };
     Ok(report.dedup())
+}
+
+/// Attestations a registry listed for an image that were not read, and
+/// why. Of each claimed predicate type the newest are read first, so what
+/// is left is older than what was read of its type.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Unread {
+    /// Past the number read per image and scheme.
+    pub past_count: usize,
+    /// That number.
+    pub count_limit: usize,
+    /// Past the bytes read per image (or older than one of their claimed
+    /// type that was).
+    pub over_budget: usize,
+    /// Those bytes.
+    pub byte_budget: u64,
+    /// Each larger than the limit for one attestation.
+    pub too_large: usize,
+    /// That limit, in bytes.
+    pub size_limit: u64,
+}
+
+impl Unread {
+    pub fn total(&self) -> usize {
+        self.past_count + self.over_budget + self.too_large
+    }
 }
 
 /// Everything found for one image digest, each attestation verified or
@@ -471,8 +588,8 @@ pub struct ImageEvidence {
     /// Where attestations were looked for.
     pub location: String,
     pub attestations: Vec<Attestation>,
-    /// Older attestations not read, past the per-image limit.
-    pub skipped: usize,
+    /// Attestations listed but not read (past the per-image limits).
+    pub skipped: Unread,
     /// The digest is an image index (a multi-arch image).
     pub index: bool,
     /// For an index without attestations of its own: each of its entries,
@@ -507,6 +624,34 @@ pub struct Attestation {
     pub outcome: Outcome,
 }
 
+impl Attestation {
+    /// Verifies `signed` (found under the digest `source` of the blob that
+    /// held it, at `index` in the registry's order) for the image `digest`
+    /// against `trust`, and keeps what it says: the claim, not the bytes.
+    pub fn read(
+        index: usize,
+        source: crate::image::Digest,
+        signed: &crate::attest::Signed,
+        trust: &crate::attest::Trust,
+        digest: &crate::image::Digest,
+    ) -> Attestation {
+        let (claimed_type, outcome) = match crate::attest::verify(signed, trust, digest) {
+            // For a verified attestation the claimed type is the verified one.
+            Ok(st) => {
+                let outcome = match claim_of(&st) {
+                    Ok(claim) => {
+                        Outcome::Verified { signers: st.signers, claim, identity: st.identity.map(std::sync::Arc::new) }
+                    }
+                    Err(e) => Outcome::Unreadable { signers: st.signers, why: e.to_string() },
+                };
+                (Some(st.predicate_type), outcome)
+            }
+            Err(p) => (signed.claimed_predicate_type(), Outcome::Rejected(p)),
+        };
+        Attestation { envelope: source, index, claimed_type, outcome }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub enum Outcome {
     Verified {
@@ -525,7 +670,7 @@ pub enum Outcome {
 
 impl ImageEvidence {
     /// Verifies and interprets each piece of signed material, found under
-    /// the digest of the blob that held it, against `trust`.
+    /// the digest of the blob that held it, against `trust`, one at a time.
     pub fn build(
         digest: crate::image::Digest,
         location: String,
@@ -535,23 +680,17 @@ impl ImageEvidence {
         let attestations = found
             .iter()
             .enumerate()
-            .map(|(index, (source, signed))| {
-                let claimed_type = signed.claimed_predicate_type();
-                let outcome = match crate::attest::verify(signed, trust, &digest) {
-                    Err(p) => Outcome::Rejected(p),
-                    Ok(st) => match claim_of(&st) {
-                        Ok(claim) => Outcome::Verified {
-                            signers: st.signers,
-                            claim,
-                            identity: st.identity.map(std::sync::Arc::new),
-                        },
-                        Err(e) => Outcome::Unreadable { signers: st.signers, why: e.to_string() },
-                    },
-                };
-                Attestation { envelope: source.clone(), index, claimed_type, outcome }
-            })
+            .map(|(index, (source, signed))| Attestation::read(index, source.clone(), signed, trust, &digest))
             .collect();
-        ImageEvidence { digest, location, attestations, skipped: 0, index: false, entries: vec![], platforms: vec![] }
+        ImageEvidence {
+            digest,
+            location,
+            attestations,
+            skipped: Unread::default(),
+            index: false,
+            entries: vec![],
+            platforms: vec![],
+        }
     }
 
     /// True when nothing verified: such entries are cached briefly, so a

@@ -21,19 +21,145 @@
 //!   the best CVSS score, else 9.0/7.0/4.0/1.0 by severity, else 0.0. So a
 //!   `low` is banded by `security-severity`, and 0.0 there means unknown.
 //!
+//! A report is read into typed structs that take only the fields below and
+//! skip everything else as it is read; a field of an unexpected JSON type is
+//! skipped too (SARIF producers vary), so nothing is built of what is not
+//! used. At most [`MAX_FINDINGS`] results and rules per run.
+//!
 //! SARIF carries no aliases (a GHSA's CVE), no fix state beyond the fixed
 //! version, and no publication dates; `cvss` is the rule's
 //! `security-severity`, which may be derived from the severity name.
 
 use std::collections::HashMap;
 
-use serde_json::Value;
+use serde::Deserialize;
 
+use super::bounded::{LooseList, LooseObj, LooseScore, LooseStr, LooseU64, MAX_FINDINGS};
 use super::{parse_time, Finding, FixState, Severity, VulnReport};
 
-pub(super) fn looks_like(v: &Value) -> bool {
-    v.get("runs").is_some_and(Value::is_array)
-        && (str_at(v, "/version").starts_with("2.1") || str_at(v, "/$schema").to_ascii_lowercase().contains("sarif"))
+/// Most runs, and most entries of the short lists (tags, locations,
+/// invocations) read.
+const MAX_SHORT: usize = 4096;
+
+#[derive(Deserialize, Default)]
+struct Log {
+    #[serde(default)]
+    runs: LooseList<LooseObj<Run>, MAX_SHORT>,
+}
+
+#[derive(Deserialize, Default)]
+struct Run {
+    #[serde(default)]
+    tool: LooseObj<Tool>,
+    #[serde(default)]
+    invocations: LooseList<LooseObj<Invocation>, MAX_SHORT>,
+    #[serde(default)]
+    results: LooseList<LooseObj<SarifResult>, MAX_FINDINGS>,
+}
+
+#[derive(Deserialize, Default)]
+struct Tool {
+    #[serde(default)]
+    driver: LooseObj<Driver>,
+}
+
+#[derive(Deserialize, Default)]
+struct Driver {
+    #[serde(default)]
+    name: LooseStr,
+    #[serde(default)]
+    rules: LooseList<LooseObj<Rule>, MAX_FINDINGS>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Invocation {
+    #[serde(default)]
+    end_time_utc: LooseStr,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Rule {
+    #[serde(default)]
+    id: LooseStr,
+    #[serde(default)]
+    help: LooseObj<Text>,
+    #[serde(default)]
+    full_description: LooseObj<Text>,
+    #[serde(default)]
+    properties: LooseObj<Properties>,
+}
+
+#[derive(Deserialize, Default)]
+struct Text {
+    #[serde(default)]
+    text: LooseStr,
+}
+
+#[derive(Deserialize, Default)]
+struct Properties {
+    #[serde(default)]
+    tags: LooseList<LooseStr, MAX_SHORT>,
+    #[serde(default, rename = "security-severity")]
+    security_severity: LooseScore,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct SarifResult {
+    #[serde(default)]
+    kind: LooseStr,
+    #[serde(default)]
+    rule_id: LooseStr,
+    #[serde(default)]
+    rule: LooseObj<RuleRef>,
+    #[serde(default)]
+    rule_index: LooseU64,
+    #[serde(default)]
+    message: LooseObj<Text>,
+    #[serde(default)]
+    locations: LooseList<LooseObj<Location>, MAX_SHORT>,
+    #[serde(default)]
+    properties: LooseObj<Properties>,
+}
+
+#[derive(Deserialize, Default)]
+struct RuleRef {
+    #[serde(default)]
+    id: LooseStr,
+    #[serde(default)]
+    index: LooseU64,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Location {
+    #[serde(default)]
+    physical_location: LooseObj<Physical>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Physical {
+    #[serde(default)]
+    artifact_location: LooseObj<Artifact>,
+}
+
+#[derive(Deserialize, Default)]
+struct Artifact {
+    #[serde(default)]
+    uri: LooseStr,
+}
+
+/// The text of a loose string, or "".
+fn text(s: &LooseStr) -> &str {
+    s.0.as_deref().unwrap_or_default()
+}
+
+/// The text of an optional `{text: …}` object, or "".
+fn text_of(t: &LooseObj<Text>) -> &str {
+    t.0.as_ref().map(|t| text(&t.text)).unwrap_or_default()
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -41,10 +167,6 @@ enum Producer {
     Trivy,
     Grype,
     Other,
-}
-
-fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
-    v.pointer(pointer).and_then(Value::as_str).unwrap_or_default()
 }
 
 /// `Key: value` from a line of text; the first line that has the key.
@@ -68,76 +190,74 @@ fn split_versions(s: &str) -> Vec<String> {
 
 /// `security-severity` as a score; 0.0 (what Trivy and Grype write when
 /// they know no severity) and anything unparseable count as absent.
-fn security_severity(props: Option<&Value>) -> Option<f64> {
-    let v = props?.get("security-severity")?;
-    let score = match v {
-        Value::String(s) => s.trim().parse::<f64>().ok()?,
-        Value::Number(n) => n.as_f64()?,
-        _ => return None,
-    };
+fn security_severity(props: &LooseObj<Properties>) -> Option<f64> {
+    let score = props.0.as_ref()?.security_severity.0?;
     (score.is_finite() && score > 0.0).then_some(score)
 }
 
-fn tags(rule: Option<&Value>) -> Vec<&str> {
-    rule.and_then(|r| r.pointer("/properties/tags"))
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
+fn tags(rule: Option<&Rule>) -> Vec<&str> {
+    rule.and_then(|r| r.properties.0.as_ref())
+        .map(|p| p.tags.0.iter().filter_map(|t| t.0.as_deref()).collect())
         .unwrap_or_default()
 }
 
-fn first_location(result: &Value) -> String {
+fn first_location(result: &SarifResult) -> String {
     result
-        .get("locations")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .find_map(|l| l.pointer("/physicalLocation/artifactLocation/uri").and_then(Value::as_str))
+        .locations
+        .0
+        .iter()
+        .filter_map(|l| l.0.as_ref()?.physical_location.0.as_ref()?.artifact_location.0.as_ref()?.uri.0.as_deref())
+        .next()
         .unwrap_or_default()
         .to_string()
 }
 
-pub(super) fn parse(v: &Value) -> Result<VulnReport, String> {
-    let runs = v.get("runs").and_then(Value::as_array).ok_or("SARIF report: runs is not a list")?;
+/// Reads a SARIF report from its JSON text.
+pub(super) fn parse(json: &str) -> Result<VulnReport, String> {
+    let log: Log = serde_json::from_str(json).map_err(|e| format!("SARIF report: {e}"))?;
     let mut scanners: Vec<String> = Vec::new();
     let mut finished_on = None;
     let mut findings = Vec::new();
-    for (i, run) in runs.iter().enumerate() {
-        let driver = str_at(run, "/tool/driver/name").trim();
-        let producer = match driver.to_ascii_lowercase() {
+    for (i, run) in log.runs.0.iter().enumerate() {
+        let Some(run) = &run.0 else { continue };
+        let driver = run.tool.0.as_ref().and_then(|t| t.driver.0.as_ref());
+        let name = driver.map(|d| text(&d.name)).unwrap_or_default().trim();
+        let producer = match name.to_ascii_lowercase() {
             d if d.contains("trivy") => Producer::Trivy,
             d if d.contains("grype") => Producer::Grype,
             _ => Producer::Other,
         };
-        let name = match producer {
+        let scanner = match producer {
             Producer::Trivy => "trivy",
             Producer::Grype => "grype",
-            Producer::Other if driver.is_empty() => "sarif",
-            Producer::Other => driver,
+            Producer::Other if name.is_empty() => "sarif",
+            Producer::Other => name,
         };
-        if !scanners.iter().any(|s| s == name) {
-            scanners.push(name.to_string());
+        if !scanners.iter().any(|s| s == scanner) {
+            scanners.push(scanner.to_string());
         }
         // SARIF's own scan time, when the producer records the invocation.
-        for inv in run.get("invocations").and_then(Value::as_array).into_iter().flatten() {
-            let end = inv.get("endTimeUtc").and_then(Value::as_str);
+        for inv in run.invocations.0.iter().filter_map(|i| i.0.as_ref()) {
+            let end = inv.end_time_utc.0.as_deref();
             if let Some(t) = parse_time(end).map_err(|e| format!("SARIF runs[{i}] endTimeUtc: {e}"))? {
                 finished_on = finished_on.max(Some(t));
             }
         }
-        let rules: Vec<&Value> =
-            run.pointer("/tool/driver/rules").and_then(Value::as_array).map(|a| a.iter().collect()).unwrap_or_default();
-        let by_id: HashMap<&str, &Value> =
-            rules.iter().filter_map(|r| Some((r.get("id")?.as_str()?, *r))).rev().collect();
-        for result in run.get("results").and_then(Value::as_array).into_iter().flatten() {
-            if matches!(str_at(result, "/kind"), "pass" | "notApplicable" | "informational") {
+        let rules: Vec<Option<&Rule>> =
+            driver.map(|d| d.rules.0.iter().map(|r| r.0.as_ref()).collect()).unwrap_or_default();
+        let by_id: HashMap<&str, &Rule> =
+            rules.iter().flatten().filter_map(|r| Some((r.id.0.as_deref()?, *r))).rev().collect();
+        for result in run.results.0.iter().filter_map(|r| r.0.as_ref()) {
+            if matches!(text(&result.kind), "pass" | "notApplicable" | "informational") {
                 continue;
             }
-            let named = result.get("ruleId").or_else(|| result.pointer("/rule/id")).and_then(Value::as_str);
+            let rule_ref = result.rule.0.as_ref();
+            let named = result.rule_id.0.as_deref().or_else(|| rule_ref?.id.0.as_deref());
             let rule = named.and_then(|id| by_id.get(id).copied()).or_else(|| {
-                let idx = result.get("ruleIndex").or_else(|| result.pointer("/rule/index"))?.as_u64()?;
-                rules.get(usize::try_from(idx).ok()?).copied()
+                let idx = result.rule_index.0.or_else(|| rule_ref?.index.0)?;
+                rules.get(usize::try_from(idx).ok()?).copied().flatten()
             });
-            let rule_id = named.or_else(|| rule?.get("id")?.as_str()).unwrap_or_default();
+            let rule_id = named.or_else(|| rule?.id.0.as_deref()).unwrap_or_default();
             let finding = match producer {
                 Producer::Trivy => trivy_result(result, rule, rule_id),
                 Producer::Grype => grype_result(result, rule, rule_id),
@@ -157,17 +277,16 @@ struct Texts<'a> {
 }
 
 impl<'a> Texts<'a> {
-    fn of(result: &'a Value, rule: Option<&'a Value>) -> Self {
-        let rule_text = |p: &str| rule.map(|r| str_at(r, p)).unwrap_or_default();
+    fn of(result: &'a SarifResult, rule: Option<&'a Rule>) -> Self {
         Texts {
-            message: str_at(result, "/message/text"),
-            help: rule_text("/help/text"),
-            full: rule_text("/fullDescription/text"),
+            message: text_of(&result.message),
+            help: rule.map(|r| text_of(&r.help)).unwrap_or_default(),
+            full: rule.map(|r| text_of(&r.full_description)).unwrap_or_default(),
         }
     }
 }
 
-fn trivy_result(result: &Value, rule: Option<&Value>, rule_id: &str) -> Option<Finding> {
+fn trivy_result(result: &SarifResult, rule: Option<&Rule>, rule_id: &str) -> Option<Finding> {
     let t = Texts::of(result, rule);
     let tags = tags(rule);
     let is_vuln = tags.contains(&"vulnerability")
@@ -185,7 +304,7 @@ fn trivy_result(result: &Value, rule: Option<&Value>, rule_id: &str) -> Option<F
     let name = first_value(&[t.message, t.help], &["Severity"])
         .or_else(|| tags.iter().copied().find(|t| Severity::parse(t) != Severity::Unknown))
         .unwrap_or_default();
-    let cvss = security_severity(rule.and_then(|r| r.get("properties")));
+    let cvss = rule.and_then(|r| security_severity(&r.properties));
     Some(Finding {
         id: id.to_string(),
         aliases: Vec::new(),
@@ -208,7 +327,7 @@ fn grype_message(message: &str) -> Option<(&str, &str)> {
     Some((name.trim(), version.trim()))
 }
 
-fn grype_result(result: &Value, rule: Option<&Value>, rule_id: &str) -> Option<Finding> {
+fn grype_result(result: &SarifResult, rule: Option<&Rule>, rule_id: &str) -> Option<Finding> {
     let t = Texts::of(result, rule);
     let from_message = grype_message(t.message);
     let package = from_message.map(|(n, _)| n).or_else(|| line_value(t.help, "Package")).unwrap_or_default();
@@ -222,7 +341,7 @@ fn grype_result(result: &Value, rule: Option<&Value>, rule_id: &str) -> Option<F
         return None;
     }
     let fixed_versions = split_versions(line_value(t.help, "Fix Version").unwrap_or_default());
-    let cvss = security_severity(rule.and_then(|r| r.get("properties")));
+    let cvss = rule.and_then(|r| security_severity(&r.properties));
     let name = line_value(t.help, "Severity")
         .or_else(|| t.message.strip_prefix("A ")?.split_whitespace().next())
         .unwrap_or_default();
@@ -250,7 +369,7 @@ fn grype_result(result: &Value, rule: Option<&Value>, rule_id: &str) -> Option<F
 /// severity come from `Key: value` lines of the result's message or the
 /// rule's help and description, the severity else from the rule's tags,
 /// else from `security-severity` in CVSS bands.
-fn other_result(result: &Value, rule: Option<&Value>, rule_id: &str) -> Option<Finding> {
+fn other_result(result: &SarifResult, rule: Option<&Rule>, rule_id: &str) -> Option<Finding> {
     if rule_id.is_empty() {
         return None;
     }
@@ -261,8 +380,7 @@ fn other_result(result: &Value, rule: Option<&Value>, rule_id: &str) -> Option<F
     let name = first_value(&texts, &["Severity"])
         .or_else(|| tags(rule).into_iter().find(|t| Severity::parse(t) != Severity::Unknown))
         .unwrap_or_default();
-    let cvss = security_severity(result.get("properties"))
-        .or_else(|| security_severity(rule.and_then(|r| r.get("properties"))));
+    let cvss = security_severity(&result.properties).or_else(|| rule.and_then(|r| security_severity(&r.properties)));
     Some(Finding {
         id: rule_id.to_string(),
         aliases: Vec::new(),

@@ -11,35 +11,89 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Deserialize;
 
-use super::{parse_time, Finding, FixState, Severity, VulnReport};
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-pub(super) fn looks_like(v: &serde_json::Value) -> bool {
-    v.get("SchemaVersion").is_some() || v.get("Results").is_some()
-}
+use super::bounded::{capped_map, capped_opt, each, too_many_findings, MAX_FINDINGS, MAX_PER_FINDING};
+use super::{parse_time, Finding, FixState, Severity, VulnReport};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct Report {
     #[serde(default)]
     created_at: Option<String>,
+    /// Each result's findings, normalised as they are read.
     #[serde(default)]
-    results: Option<Vec<Result>>,
+    results: Option<Findings>,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct Result {
-    #[serde(default)]
-    target: String,
-    #[serde(default)]
-    vulnerabilities: Option<Vec<Vuln>>,
+/// The findings of all results, at most [`MAX_FINDINGS`] in all, each made
+/// as its vulnerability is read (none is kept as read).
+struct Findings(Vec<Finding>);
+
+impl<'de> Deserialize<'de> for Findings {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Results;
+        impl<'de> Visitor<'de> for Results {
+            type Value = Findings;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list of results")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Findings, A::Error> {
+                let mut out = Vec::new();
+                while seq.next_element_seed(OneResult(&mut out))?.is_some() {}
+                Ok(Findings(out))
+            }
+        }
+        d.deserialize_seq(Results)
+    }
+}
+
+/// One result (`Target`, `Vulnerabilities`), its findings appended to `.0`.
+struct OneResult<'a>(&'a mut Vec<Finding>);
+
+impl<'de> DeserializeSeed<'de> for OneResult<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for OneResult<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a result")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<(), A::Error> {
+        let out = self.0;
+        let start = out.len();
+        let mut target = String::new();
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match key.as_ref() {
+                "Target" => target = map.next_value::<Option<String>>()?.unwrap_or_default(),
+                "Vulnerabilities" => map.next_value_seed(each(|vu: Vuln| {
+                    if out.len() == MAX_FINDINGS {
+                        return Err(too_many_findings::<serde_json::Error>().to_string());
+                    }
+                    out.push(finding(vu));
+                    Ok(())
+                }))?,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        for f in &mut out[start..] {
+            f.target.clone_from(&target);
+        }
+        Ok(())
+    }
 }
 
 #[derive(Deserialize)]
 struct Vuln {
     #[serde(rename = "VulnerabilityID")]
     id: String,
-    #[serde(rename = "VendorIDs", default)]
+    #[serde(rename = "VendorIDs", default, deserialize_with = "capped_opt::<_, _, MAX_PER_FINDING>")]
     vendor_ids: Option<Vec<String>>,
     #[serde(rename = "PkgName", default)]
     pkg_name: String,
@@ -55,7 +109,7 @@ struct Vuln {
     status: String,
     #[serde(rename = "PublishedDate", default)]
     published_date: Option<String>,
-    #[serde(rename = "CVSS", default)]
+    #[serde(rename = "CVSS", default, deserialize_with = "capped_map::<_, _, MAX_PER_FINDING>")]
     cvss: Option<BTreeMap<String, Cvss>>,
 }
 
@@ -84,31 +138,32 @@ fn best_cvss(vu: &Vuln) -> Option<f64> {
     pick(&|c| c.v3_score).or_else(|| pick(&|c| c.v40_score))
 }
 
-pub(super) fn parse(v: &serde_json::Value) -> std::result::Result<VulnReport, String> {
-    let r: Report = serde_json::from_value(v.clone()).map_err(|e| format!("Trivy report: {e}"))?;
+/// Reads a Trivy report from `d` (its text, or a document).
+pub(super) fn parse<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<VulnReport, String> {
+    let r = Report::deserialize(d).map_err(|e| format!("Trivy report: {e}"))?;
     let finished_on = parse_time(r.created_at.as_deref()).map_err(|e| format!("Trivy report CreatedAt: {e}"))?;
-    let mut findings = Vec::new();
-    for res in r.results.unwrap_or_default() {
-        for vu in res.vulnerabilities.unwrap_or_default() {
-            let fixed_versions: Vec<String> =
-                vu.fixed_version.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
-            let cvss = best_cvss(&vu);
-            findings.push(Finding {
-                aliases: vu.vendor_ids.clone().unwrap_or_default(),
-                id: vu.id,
-                severity: Severity::from_name_or_cvss(&vu.severity, cvss),
-                package: vu.pkg_name,
-                installed_version: vu.installed_version,
-                fix_state: FixState::parse(&vu.status, !fixed_versions.is_empty()),
-                fixed_versions,
-                published: parse_time(vu.published_date.as_deref()).unwrap_or(None),
-                cvss,
-                target: res.target.clone(),
-            });
-        }
-    }
+    let mut findings = r.results.map(|f| f.0).unwrap_or_default();
     keep_distinct_aliases(&mut findings);
     Ok(VulnReport { scanner: "trivy".to_string(), finished_on, findings })
+}
+
+/// One vulnerability as a finding (its target is set by its result).
+fn finding(vu: Vuln) -> Finding {
+    let fixed_versions: Vec<String> =
+        vu.fixed_version.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
+    let cvss = best_cvss(&vu);
+    Finding {
+        aliases: vu.vendor_ids.unwrap_or_default(),
+        id: vu.id,
+        severity: Severity::from_name_or_cvss(&vu.severity, cvss),
+        package: vu.pkg_name,
+        installed_version: vu.installed_version,
+        fix_state: FixState::parse(&vu.status, !fixed_versions.is_empty()),
+        fixed_versions,
+        published: parse_time(vu.published_date.as_deref()).unwrap_or(None),
+        cvss,
+        target: String::new(),
+    }
 }
 
 /// Keeps only the aliases that name one vulnerability. Scanners list, next

@@ -316,16 +316,7 @@ pub fn evaluate(
             return v;
         }
     };
-    if ev.skipped > 0 {
-        v.notes.push(format!(
-            "{} older attestation{} of {} {} not read: only the newest {} are (the per-image limit)",
-            ev.skipped,
-            if ev.skipped == 1 { "" } else { "s" },
-            ev.digest.short(),
-            if ev.skipped == 1 { "was" } else { "were" },
-            ev.attestations.len()
-        ));
-    }
+    v.notes.extend(unread_notes(ev));
     let index_only = tier.platforms.iter().any(|p| p == PLATFORMS_INDEX);
     if ev.index && ev.attestations.is_empty() {
         if !index_only {
@@ -390,6 +381,47 @@ pub fn evaluate(
     }
     v.admitted = v.problems.is_empty() || tier.mode == Mode::Warn;
     v
+}
+
+/// What was listed for an image and not read, and why, one note per reason.
+fn unread_notes(ev: &ImageEvidence) -> Vec<String> {
+    let u = &ev.skipped;
+    let d = ev.digest.short();
+    let plural = |n: usize| if n == 1 { ("", "was") } else { ("s", "were") };
+    let mut out = Vec::new();
+    if u.past_count > 0 {
+        let (s, was) = plural(u.past_count);
+        out.push(format!(
+            "{} older attestation{s} of {d} {was} not read: only the newest {} are (the per-image limit)",
+            u.past_count, u.count_limit
+        ));
+    }
+    if u.over_budget > 0 {
+        let (s, was) = plural(u.over_budget);
+        out.push(format!(
+            "{} attestation{s} of {d} {was} not read: past the {} read per image (the newest of each predicate type are read first)",
+            u.over_budget,
+            bytes(u.byte_budget)
+        ));
+    }
+    if u.too_large > 0 {
+        let (s, was) = plural(u.too_large);
+        out.push(format!(
+            "{} attestation{s} of {d} {was} not read: larger than the limit of {} per attestation",
+            u.too_large,
+            bytes(u.size_limit)
+        ));
+    }
+    out
+}
+
+/// `16 MiB`, or `1000 bytes`.
+fn bytes(n: u64) -> String {
+    if n >= 1 << 20 && n % (1 << 20) == 0 {
+        format!("{} MiB", n >> 20)
+    } else {
+        format!("{n} bytes")
+    }
 }
 
 /// How a pipeline attaches provenance, for messages.
@@ -1191,7 +1223,7 @@ mod tests {
                     outcome,
                 })
                 .collect(),
-            skipped: 0,
+            skipped: Default::default(),
             index: false,
             entries: vec![],
             platforms: vec![],
@@ -1451,12 +1483,23 @@ mod tests {
     }
 
     #[test]
-    fn attestations_past_the_limit_are_noted() {
-        let mut ev = evidence(vec![scan("scanner", h(1), vec![])]);
-        ev.skipped = 3;
-        let v = evaluate(&policy(VULNS, ""), "t", &ImageRef::parse("r.example/app:v1").unwrap(), Ok(&ev), now());
-        assert!(v.admitted, "{v:?}");
-        assert!(v.notes.iter().any(|n| n.contains("3 older attestations of sha256:6105d6cc76af were not read: only the newest 1 are")), "{:?}", v.notes);
+    fn attestations_not_read_are_noted() {
+        use crate::evidence::Unread;
+        let u = Unread { count_limit: 32, byte_budget: 64 << 20, size_limit: 16 << 20, ..Unread::default() };
+        // (what was not read, the note)
+        let rows = [
+            (Unread { past_count: 3, ..u.clone() }, "3 older attestations of sha256:6105d6cc76af were not read: only the newest 32 are (the per-image limit)"),
+            (Unread { past_count: 1, ..u.clone() }, "1 older attestation of sha256:6105d6cc76af was not read: only the newest 32 are"),
+            (Unread { over_budget: 1, ..u.clone() }, "1 attestation of sha256:6105d6cc76af was not read: past the 64 MiB read per image (the newest of each predicate type are read first)"),
+            (Unread { too_large: 2, ..u.clone() }, "2 attestations of sha256:6105d6cc76af were not read: larger than the limit of 16 MiB per attestation"),
+        ];
+        for (unread, note) in rows {
+            let mut ev = evidence(vec![scan("scanner", h(1), vec![])]);
+            ev.skipped = unread;
+            let v = evaluate(&policy(VULNS, ""), "t", &ImageRef::parse("r.example/app:v1").unwrap(), Ok(&ev), now());
+            assert!(v.admitted, "{v:?}");
+            assert!(v.notes.iter().any(|n| n.contains(note)), "{note}: {:?}", v.notes);
+        }
     }
 
     #[test]

@@ -2,11 +2,52 @@
 //!
 //! Every read is bounded in size (manifests, blobs, the number of layers) and
 //! in time (a connect and a per-request timeout, and a budget for a whole
-//! lookup, waiting included). Lookups in flight are limited per registry and
-//! across registries, and a registry's queue of waiting lookups is bounded, so
-//! a registry that hangs cannot starve reviews of images elsewhere. Digests of
-//! what is fetched by digest are verified. Registries on loopback, and those
-//! configured as insecure, are reached over plain HTTP; all others over HTTPS.
+//! lookup, waiting included). Digests of what is fetched by digest are
+//! verified. Registries on loopback, and those configured as insecure, are
+//! reached over plain HTTP; all others over HTTPS.
+//!
+//! **Memory.** A lookup reads an image's attestations one at a time: each
+//! blob is fetched, verified by the caller's reader and dropped before the
+//! next ([`Registry::attestations`]), the newest of each claimed predicate
+//! type first ([`plan`]), at most [`Limits::lookup_bytes`] in all; what is
+//! left is counted, never silently dropped. Every body held (blobs,
+//! manifests, indexes) is charged its size against
+//! [`Limits::bytes_in_flight`] before it is read and until it is dropped,
+//! so any number of concurrent lookups hold at most that much; manifests
+//! are read into bounded typed listings (`registry::listing`), never into documents.
+//!
+//! **Fairness.** A lookup (a tag resolution, or an attestation search) takes
+//! three kinds of slot, in this order:
+//!
+//! 1. one of its registry's own ([`Limits::concurrent_lookups_per_registry`],
+//!    8), with at most [`Limits::queued_lookups_per_registry`] (64) waiting
+//!    (past that it fails at once, "saturated"): a registry that hangs holds
+//!    its own share and no more;
+//! 2. for a registry not known to answer, one of a share that all such
+//!    registries have together ([`Limits::concurrent_lookups_unproven`], 16):
+//!    a registry is known to answer once it has answered a request, and
+//!    stops being so for [`QUARANTINE`] (5 minutes) after one of its requests
+//!    times out, whatever it answers meanwhile;
+//! 3. a global one ([`Limits::concurrent_lookups`], 32).
+//!
+//! So any number of registries that hang, or that nobody has heard from (a
+//! Pod can name endless hosts), hold at most half of the global slots, and
+//! registries that answer (the ones production images come from, in use all
+//! day) always have the other half. A registry that answers once and then
+//! hangs takes at most its own share until its first request times out
+//! ([`Limits::request_timeout`]), then is quarantined. The bytes in flight
+//! are split the same way: half for registries known to answer (when the
+//! lookup began), half for the others, so that registries that trickle
+//! bodies cannot hold the budget either.
+//!
+//! What is not guarded: a registry never heard from before (a new one, or
+//! every one after a restart) competes with the unknown ones for their
+//! share until it has answered once. And registries made to answer once
+//! beforehand, then to hang together, each hold their own share of the
+//! answering half for one request timeout before they are quarantined: many
+//! prepared so can hold it for longer (per-namespace shares would bound
+//! that; lookups are shared across namespaces, so they are not charged to
+//! one).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,15 +56,17 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use bytes::{Bytes, BytesMut};
-use oci_client::manifest::{OciImageIndex, OciImageManifest};
 use reqwest::{header, StatusCode};
 use serde::Deserialize;
 
 use crate::attest::{LegacyLayer, Signed};
+use crate::evidence::Unread;
 use crate::image::{Digest, ImageRef};
 use crate::platform::{self, Platform};
 
 mod credentials;
+mod listing;
+pub mod plan;
 pub use credentials::{Auth, Credentials, CredentialsError, Login};
 
 /// Media type of a DSSE envelope layer in a cosign attestation manifest.
@@ -60,6 +103,21 @@ pub struct Limits {
     /// that outlives the admission deadline goes on in the background to fill
     /// the cache, but never longer than this.
     pub lookup_timeout: Duration,
+    /// Most bytes of attestations read for one image digest, across both
+    /// schemes; past it the rest is not read (and said so).
+    pub lookup_bytes: usize,
+    /// Most bytes of registry bodies (attestations and manifests) held at
+    /// once, across all lookups: each is charged its size before it is read
+    /// and until it has been verified and dropped. Half is for registries
+    /// known to answer, half for the others (so that registries that trickle
+    /// bodies cannot hold all of it); a body larger than its half waits for
+    /// all of that half.
+    pub bytes_in_flight: usize,
+    /// Most of the global slots held at once by lookups of registries not
+    /// known to answer: never heard from, or one of whose requests timed out
+    /// in the last [`QUARANTINE`]. The rest of the global slots are kept for
+    /// registries that answer.
+    pub concurrent_lookups_unproven: usize,
 }
 
 impl Default for Limits {
@@ -74,6 +132,9 @@ impl Default for Limits {
             concurrent_lookups_per_registry: 8,
             queued_lookups_per_registry: 64,
             lookup_timeout: Duration::from_secs(20),
+            lookup_bytes: 32 << 20,
+            bytes_in_flight: 32 << 20,
+            concurrent_lookups_unproven: 16,
         }
     }
 }
@@ -107,21 +168,28 @@ pub enum RegistryError {
 /// decisions cite.
 pub type Found = (Digest, Signed);
 
-/// Attestations found for an image: the legacy `.att` layers in the
-/// registry's order, then the sigstore bundles among its OCI referrers.
+/// What was made of the attestations found for an image, each by the
+/// caller's reader as it was read ([`Registry::attestations`]), in the
+/// registry's order (the legacy `.att` layers, then the sigstore bundles
+/// among its OCI referrers; later is newer).
 #[derive(Clone, Debug, Default)]
-pub struct Attestations {
+pub struct Attestations<T> {
     /// Where they were looked for, for messages.
     pub location: String,
-    pub found: Vec<Found>,
-    /// Older attestations not read, past [`Limits::attestation_layers`] (in
-    /// each scheme, the newest are read).
-    pub skipped: usize,
+    pub found: Vec<T>,
+    /// Listed but not read: past the count or the byte budget per image,
+    /// or too large (of each claimed type, the newest are read).
+    pub unread: Unread,
     /// When the digest is an image index (a multi-arch image): its entries,
     /// as it lists them (their content not read yet: see
     /// [`Registry::index_entries`]). None for a single manifest.
     pub platforms: Option<Vec<PlatformManifest>>,
 }
+
+/// What is done with each attestation as it is read, off the async workers,
+/// before the next is fetched; its bytes are dropped when it returns. Gets
+/// the attestation's position in the registry's order (later is newer).
+pub type Reader<T> = Arc<dyn Fn(usize, Found) -> T + Send + Sync>;
 
 /// One entry of an image index, as the index lists it: its manifest and the
 /// platform the index gives it (normalised), if any.
@@ -144,10 +212,40 @@ pub const MAX_INDEX_ENTRIES: usize = 2 * MAX_PLATFORMS;
 /// Entries of an index read at once.
 const ENTRY_READS: usize = 4;
 
-/// One registry's share of the lookup slots.
+/// One registry's share of the lookup slots, and whether it answers.
 struct Gate {
     slots: Arc<tokio::sync::Semaphore>,
     waiting: AtomicUsize,
+    health: Mutex<Health>,
+}
+
+/// How long a registry one of whose requests timed out is held to the
+/// share of registries not known to answer, whatever it answers meanwhile
+/// (a registry that answers once and then hangs cannot win its way back).
+pub const QUARANTINE: Duration = Duration::from_secs(300);
+
+#[derive(Default)]
+struct Health {
+    /// It answered a request (any HTTP status) at least once.
+    answered: bool,
+    /// When a request to it last timed out.
+    timed_out: Option<Instant>,
+}
+
+impl Gate {
+    /// Answers, and none of its requests timed out lately.
+    fn proven(&self) -> bool {
+        let h = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        h.answered && h.timed_out.is_none_or(|t| t.elapsed() >= QUARANTINE)
+    }
+
+    fn answered(&self) {
+        self.health.lock().unwrap_or_else(|e| e.into_inner()).answered = true;
+    }
+
+    fn timed_out(&self) {
+        self.health.lock().unwrap_or_else(|e| e.into_inner()).timed_out = Some(Instant::now());
+    }
 }
 
 /// Counts a lookup as waiting until it gets its slot or gives up.
@@ -159,10 +257,72 @@ impl Drop for Waiting<'_> {
     }
 }
 
-/// A lookup's slots, held until it ends: its registry's and the global one
-/// (and the gate, so that it is not forgotten while in use).
+/// A lookup's slots, held until it ends: its registry's, the unproven
+/// share's (for a registry not known to answer) and the global one (and the
+/// gate, so that it is not forgotten while in use).
 #[allow(dead_code)]
-struct Turn<'a>(Arc<Gate>, tokio::sync::OwnedSemaphorePermit, tokio::sync::SemaphorePermit<'a>);
+struct Turn<'a>(
+    Arc<Gate>,
+    tokio::sync::OwnedSemaphorePermit,
+    Option<tokio::sync::SemaphorePermit<'a>>,
+    tokio::sync::SemaphorePermit<'a>,
+);
+
+/// Bytes of a registry body, charged to [`Limits::bytes_in_flight`] while
+/// they are held.
+pub struct Held {
+    pub bytes: Bytes,
+    _charge: Charge,
+}
+
+impl std::ops::Deref for Held {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// A charge against [`Limits::bytes_in_flight`], in KiB.
+#[allow(dead_code)]
+struct Charge(tokio::sync::OwnedSemaphorePermit);
+
+/// The halves of [`Limits::bytes_in_flight`] (for registries known to
+/// answer, for the others), in the KiB charges count.
+fn byte_pools(l: &Limits) -> (usize, usize) {
+    let all = l.bytes_in_flight.div_ceil(1024).clamp(2, u32::MAX as usize);
+    (all - all / 2, all / 2)
+}
+
+/// What one scheme lists, oldest first, and how many older entries were
+/// dropped unlisted (past [`listing::MAX_LISTED`]).
+#[derive(Default)]
+struct Listing {
+    items: Vec<(Source, plan::Listed)>,
+    dropped: usize,
+}
+
+/// Where a listed attestation is read from.
+enum Source {
+    /// A `.att` layer.
+    Layer(Layer),
+    /// A referrer manifest, whose bundle layer is the attestation.
+    Referrer(Digest),
+}
+
+/// An attestation blob as a manifest describes it.
+struct Layer {
+    digest: Digest,
+    size: u64,
+    /// cosign's keyless annotations of a `.att` layer.
+    annotations: std::collections::BTreeMap<String, String>,
+}
+
+tokio::task_local! {
+    /// Whether the lookup running in this task took a slot of the unproven
+    /// share: then its bodies are charged to the unproven half of the bytes
+    /// in flight too, even once its registry has answered during it.
+    static UNPROVEN_LOOKUP: std::cell::Cell<bool>;
+}
 
 /// Registries remembered for their gates before idle ones are forgotten.
 const GATES_KEPT: usize = 1024;
@@ -178,6 +338,12 @@ pub struct Registry {
     limits: Limits,
     tokens: Mutex<HashMap<TokenKey, (String, Instant)>>,
     lookups: tokio::sync::Semaphore,
+    /// The global slots registries not known to answer may hold.
+    unproven: tokio::sync::Semaphore,
+    /// Bytes of registry bodies held at once, in KiB: for registries known
+    /// to answer, and for the others.
+    bytes_proven: Arc<tokio::sync::Semaphore>,
+    bytes_unproven: Arc<tokio::sync::Semaphore>,
     gates: Mutex<HashMap<String, Arc<Gate>>>,
     /// HTTP requests sent to registries (token requests included).
     requests: std::sync::atomic::AtomicU64,
@@ -235,6 +401,9 @@ impl Registry {
     ) -> Result<Self, SetupError> {
         let http = client(&limits, extra_roots)?;
         let lookups = tokio::sync::Semaphore::new(limits.concurrent_lookups.max(1));
+        let unproven =
+            tokio::sync::Semaphore::new(limits.concurrent_lookups_unproven.clamp(1, limits.concurrent_lookups.max(1)));
+        let (proven_kib, unproven_kib) = byte_pools(&limits);
         Ok(Registry {
             http,
             per_host: HashMap::new(),
@@ -243,6 +412,9 @@ impl Registry {
             limits,
             tokens: Mutex::default(),
             lookups,
+            unproven,
+            bytes_proven: Arc::new(tokio::sync::Semaphore::new(proven_kib)),
+            bytes_unproven: Arc::new(tokio::sync::Semaphore::new(unproven_kib)),
             gates: Mutex::default(),
             requests: Default::default(),
             metrics: None,
@@ -309,7 +481,7 @@ impl Registry {
             // known to be a manifest (never an error page, never anything else).
             let resp = self.send(image, auth, Operation::Manifest, reqwest::Method::GET, &url, &what).await?;
             let content_type = resp.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(String::from);
-            let body = read_bounded(resp, self.limits.manifest_bytes, &what).await?;
+            let body = self.read_charged(image, resp, self.limits.manifest_bytes, &what).await?;
             check_manifest(&body, content_type.as_deref()).map_err(|why| RegistryError::Protocol { what, why })?;
             Ok(Digest::of(&body))
         })
@@ -322,12 +494,16 @@ impl Registry {
         image: &ImageRef,
         work: impl std::future::Future<Output = Result<T, RegistryError>>,
     ) -> Result<T, RegistryError> {
+        let work = UNPROVEN_LOOKUP.scope(std::cell::Cell::new(false), work);
         match tokio::time::timeout(self.limits.lookup_timeout, work).await {
             Ok(r) => r,
-            Err(_) => Err(RegistryError::Timeout {
-                registry: image.registry.clone(),
-                secs: self.limits.lookup_timeout.as_secs_f64(),
-            }),
+            Err(_) => {
+                self.gate(&image.registry).timed_out();
+                Err(RegistryError::Timeout {
+                    registry: image.registry.clone(),
+                    secs: self.limits.lookup_timeout.as_secs_f64(),
+                })
+            }
         }
     }
 
@@ -337,25 +513,92 @@ impl Registry {
     /// default, `--new-bundle-format` before), through the referrers API or,
     /// where the registry has none, the `sha256-<hex>` referrers tag. Finding
     /// none is not an error.
-    pub async fn attestations(
+    ///
+    /// They are read one at a time, the newest of each claimed predicate type
+    /// first and then the rest newest first ([`plan`]), within
+    /// [`Limits::attestation_layers`] per scheme and [`Limits::lookup_bytes`]
+    /// in all: each blob is fetched, handed to `read` (off the async workers)
+    /// and dropped before the next is fetched, so a lookup holds about one
+    /// attestation at a time, charged to [`Limits::bytes_in_flight`].
+    pub async fn attestations<T: Send + 'static>(
         &self,
         image: &ImageRef,
         auth: &Auth,
         digest: &Digest,
-    ) -> Result<Attestations, RegistryError> {
+        read: Reader<T>,
+    ) -> Result<Attestations<T>, RegistryError> {
         self.bounded(image, async {
             let _turn = self.turn(image).await?;
             let location =
                 format!("{}:sha256-{}.att and the OCI referrers of {}", image.name(), digest.hex(), digest.short());
-            let (legacy, bundles, platforms) = tokio::join!(
-                self.legacy_attestations(image, auth, digest),
-                self.bundles(image, auth, digest),
+            let (legacy, referrers, platforms) = tokio::join!(
+                self.legacy_listing(image, auth, digest),
+                self.referrers(image, auth, digest),
                 self.platforms(image, auth, digest)
             );
-            let (mut found, skipped_legacy) = legacy?;
-            let (bundles, skipped_bundles) = bundles?;
-            found.extend(bundles);
-            Ok(Attestations { location, found, skipped: skipped_legacy + skipped_bundles, platforms: platforms? })
+            let (legacy, referrers, platforms) = (legacy?, referrers?, platforms?);
+            let hints = |l: &Listing| l.items.iter().map(|(_, listed)| listed.clone()).collect::<Vec<_>>();
+            let (order, past_count) = plan::plan(&hints(&legacy), &hints(&referrers), self.limits.attestation_layers);
+            let mut budget = plan::Budget::new(
+                self.limits.lookup_bytes as u64,
+                self.limits.attestation_bytes as u64,
+                self.limits.attestation_layers,
+                past_count + legacy.dropped + referrers.dropped,
+            );
+            let mut found = Vec::new();
+            for (scheme, i) in order {
+                let (index, (source, listed)) = match scheme {
+                    plan::Scheme::Legacy => (i, &legacy.items[i]),
+                    plan::Scheme::Referrer => (legacy.items.len() + i, &referrers.items[i]),
+                };
+                let bundle;
+                let layer = match source {
+                    Source::Layer(layer) => layer,
+                    Source::Referrer(manifest) => match self.bundle_layer(image, auth, manifest).await? {
+                        Some(layer) => {
+                            bundle = layer;
+                            &bundle
+                        }
+                        None => continue,
+                    },
+                };
+                if budget.admit(listed.hint.as_deref(), layer.size).is_err() {
+                    continue;
+                }
+                let blob = self.blob(image, auth, &layer.digest, layer.size).await?;
+                let signed = match scheme {
+                    plan::Scheme::Legacy => {
+                        let l = LegacyLayer::new(blob.bytes.clone(), Some(&layer.annotations));
+                        if l.certificate.is_some() {
+                            Signed::Legacy(Box::new(l))
+                        } else {
+                            Signed::Envelope(l.envelope)
+                        }
+                    }
+                    // A bundle holds a DSSE envelope (attestations) or a
+                    // message signature (cosign sign): only the first are.
+                    plan::Scheme::Referrer if !crate::attest::holds_dsse(&blob) => continue,
+                    plan::Scheme::Referrer => Signed::Bundle(blob.bytes.clone()),
+                };
+                let read = read.clone();
+                let d = layer.digest.clone();
+                // The charge is released, and the bytes dropped, when the
+                // reader is done with them (even if this lookup is abandoned).
+                let t = tokio::task::spawn_blocking(move || {
+                    let _held = blob;
+                    read(index, (d, signed))
+                })
+                .await
+                .map_err(|e| RegistryError::Protocol { what: location.clone(), why: format!("reading: {e}") })?;
+                found.push((index, t));
+            }
+            found.sort_by_key(|(i, _)| *i);
+            Ok(Attestations {
+                location,
+                found: found.into_iter().map(|(_, t)| t).collect(),
+                unread: budget.unread(),
+                platforms,
+            })
         })
         .await
     }
@@ -451,107 +694,85 @@ impl Registry {
         if size < 0 || size as u64 > self.limits.manifest_bytes as u64 {
             return None;
         }
-        let body = self.blob(image, auth, &d, self.limits.manifest_bytes).await.ok()?;
-        platform::read_config_platform(&body).ok()
+        let body = self.blob(image, auth, &d, size as u64).await.ok()?;
+        platform::read_config_platform(&body.bytes).ok()
     }
 
-    /// The DSSE layers of the legacy `.att` manifest: the newest (cosign
-    /// appends) up to the limit, and how many older ones were left. A layer
-    /// signed keyless carries its certificate and Rekor bundle in its
-    /// annotations.
-    async fn legacy_attestations(
-        &self,
-        image: &ImageRef,
-        auth: &Auth,
-        digest: &Digest,
-    ) -> Result<(Vec<Found>, usize), RegistryError> {
+    /// The DSSE layers the legacy `.att` manifest lists, oldest first (cosign
+    /// appends). A layer signed keyless carries its certificate and Rekor
+    /// bundle in its annotations.
+    async fn legacy_listing(&self, image: &ImageRef, auth: &Auth, digest: &Digest) -> Result<Listing, RegistryError> {
         let tag = format!("sha256-{}.att", digest.hex());
         let location = format!("{}:{tag}", image.name());
-        let Some(body) = self.manifest(image, auth, &tag, &location).await? else { return Ok((vec![], 0)) };
-        let manifest: OciImageManifest = serde_json::from_slice(&body).map_err(|e| RegistryError::Protocol {
+        let Some(body) = self.manifest(image, auth, &tag, &location).await? else { return Ok(Listing::default()) };
+        let manifest: listing::Manifest = serde_json::from_slice(&body).map_err(|e| RegistryError::Protocol {
             what: location.clone(),
             why: format!("not an image manifest: {e}"),
         })?;
-        let layers: Vec<_> = manifest.layers.iter().filter(|l| l.media_type == DSSE_MEDIA_TYPE).collect();
-        let skipped = layers.len().saturating_sub(self.limits.attestation_layers);
-        let fetches = layers[skipped..].iter().map(|l| async {
-            let d = self.descriptor(&l.digest, l.size, &location)?;
-            let bytes = self.blob(image, auth, &d, self.limits.attestation_bytes).await?;
-            let layer = LegacyLayer::new(bytes, l.annotations.as_ref());
-            let signed = if layer.certificate.is_some() {
-                Signed::Legacy(Box::new(layer))
-            } else {
-                Signed::Envelope(layer.envelope)
-            };
-            Ok::<_, RegistryError>((d, signed))
-        });
-        Ok((futures::future::try_join_all(fetches).await?, skipped))
+        let mut out = Listing { items: vec![], dropped: manifest.layers.dropped };
+        for l in manifest.layers.items.into_iter().filter(|l| l.media_type == DSSE_MEDIA_TYPE) {
+            let layer = self.layer(&l, &location)?;
+            let listed = plan::Listed::claiming(l.annotations.predicate_type.as_deref());
+            out.items.push((Source::Layer(layer), listed));
+        }
+        Ok(out)
     }
 
-    /// The sigstore bundles holding DSSE envelopes among the image's referrers.
-    async fn bundles(
-        &self,
-        image: &ImageRef,
-        auth: &Auth,
-        digest: &Digest,
-    ) -> Result<(Vec<Found>, usize), RegistryError> {
+    /// The image's referrers, oldest first: through the referrers API, or
+    /// the referrers tag where the registry has none.
+    async fn referrers(&self, image: &ImageRef, auth: &Auth, digest: &Digest) -> Result<Listing, RegistryError> {
         let what = format!("referrers of {}", image.pinned(digest));
         let url = format!("{}/referrers/{digest}", self.base(image));
         let index = match self.send(image, auth, Operation::Referrers, reqwest::Method::GET, &url, &what).await {
-            Ok(resp) => read_bounded(resp, self.limits.manifest_bytes, &what).await?,
+            Ok(resp) => self.read_charged(image, resp, self.limits.manifest_bytes, &what).await?,
             // No referrers API here: the referrers tag schema.
             Err(RegistryError::NotFound { .. }) | Err(RegistryError::Status { status: 400 | 405 | 501, .. }) => {
                 let tag = format!("sha256-{}", digest.hex());
                 match self.manifest(image, auth, &tag, &format!("{}:{tag}", image.name())).await? {
                     Some(b) => b,
-                    None => return Ok((vec![], 0)),
+                    None => return Ok(Listing::default()),
                 }
             }
             Err(e) => return Err(e),
         };
-        let index: OciImageIndex = serde_json::from_slice(&index)
+        let index: listing::Index = serde_json::from_slice(&index)
             .map_err(|e| RegistryError::Protocol { what: what.clone(), why: format!("not an image index: {e}") })?;
-        // Newest last; more than the limit keeps the newest.
-        let skip = index.manifests.len().saturating_sub(self.limits.attestation_layers);
-        let fetches = index.manifests.iter().skip(skip).map(|entry| self.bundle(image, auth, &entry.digest, &what));
-        let found = futures::future::try_join_all(fetches).await?;
-        Ok((found.into_iter().flatten().collect(), skip))
+        let mut out = Listing { items: vec![], dropped: index.manifests.dropped };
+        for entry in index.manifests.items {
+            let d = Digest::parse(&entry.digest)
+                .map_err(|e| RegistryError::Protocol { what: what.clone(), why: e.to_string() })?;
+            let mut listed = plan::Listed::claiming(entry.annotations.bundle_predicate_type.as_deref());
+            // The index's artifactType is not trusted (the referrer manifest
+            // itself is read), but orders what is read.
+            listed.unlikely = entry.artifact_type.as_deref().is_some_and(|t| !t.starts_with(BUNDLE_MEDIA_TYPE_PREFIX));
+            out.items.push((Source::Referrer(d), listed));
+        }
+        Ok(out)
     }
 
-    /// One referrer: a sigstore bundle holding a DSSE envelope, or None for
-    /// anything else (an SBOM, a plain signature). The index's artifactType
-    /// is not trusted; the referrer manifest itself is read.
-    async fn bundle(
+    /// A referrer's sigstore bundle layer, or None for any other referrer
+    /// (an SBOM, a plain signature). The referrer manifest itself is read.
+    async fn bundle_layer(
         &self,
         image: &ImageRef,
         auth: &Auth,
-        manifest_digest: &str,
-        what: &str,
-    ) -> Result<Option<Found>, RegistryError> {
-        let d = Digest::parse(manifest_digest)
-            .map_err(|e| RegistryError::Protocol { what: what.to_string(), why: e.to_string() })?;
-        let referrer = format!("referrer {}", d.short());
-        let Some(body) = self.manifest_by_digest(image, auth, &d, &referrer).await? else { return Ok(None) };
-        let Ok(m) = serde_json::from_slice::<OciImageManifest>(&body) else { return Ok(None) };
+        manifest: &Digest,
+    ) -> Result<Option<Layer>, RegistryError> {
+        let referrer = format!("referrer {}", manifest.short());
+        let Some(body) = self.manifest_by_digest(image, auth, manifest, &referrer).await? else { return Ok(None) };
+        let Ok(m) = serde_json::from_slice::<listing::Manifest>(&body) else { return Ok(None) };
         let is_bundle = |t: &str| t.starts_with(BUNDLE_MEDIA_TYPE_PREFIX);
-        let Some(layer) = m.layers.iter().find(|l| is_bundle(&l.media_type)) else { return Ok(None) };
-        let source = self.descriptor(&layer.digest, layer.size, what)?;
-        let blob = self.blob(image, auth, &source, self.limits.attestation_bytes).await?;
-        // A bundle holds a DSSE envelope (attestations) or a message signature (cosign sign).
-        let bundle: serde_json::Value = serde_json::from_slice(&blob).map_err(|e| RegistryError::Protocol {
-            what: format!("sigstore bundle {}", source.short()),
-            why: format!("not JSON: {e}"),
-        })?;
-        if bundle.get("dsseEnvelope").is_none() {
-            return Ok(None);
-        }
-        Ok(Some((source, Signed::Bundle(blob))))
+        let Some(l) = m.layers.items.iter().find(|l| is_bundle(&l.media_type)) else { return Ok(None) };
+        Ok(Some(self.layer(l, &referrer)?))
     }
 
     /// Waits for a lookup slot: first one of the registry's own
-    /// ([`Limits::concurrent_lookups_per_registry`]), then a global one
-    /// ([`Limits::concurrent_lookups`]), so a registry that hangs holds at most
-    /// its own share of the global slots. Past
+    /// ([`Limits::concurrent_lookups_per_registry`]); for a registry not
+    /// known to answer, one of their shared slots
+    /// ([`Limits::concurrent_lookups_unproven`]); then a global one
+    /// ([`Limits::concurrent_lookups`]). So a registry that hangs holds at
+    /// most its own share of the global slots, and registries that hang or
+    /// were never heard from, however many, at most theirs together. Past
     /// [`Limits::queued_lookups_per_registry`] waiting, fails at once.
     async fn turn(&self, image: &ImageRef) -> Result<Turn<'_>, RegistryError> {
         let closed = |_| RegistryError::Protocol { what: "registry lookups".into(), why: "shutting down".into() };
@@ -562,9 +783,16 @@ impl Registry {
             return Err(RegistryError::Saturated { registry: image.registry.clone(), waiting });
         }
         let own = gate.slots.clone().acquire_owned().await.map_err(closed)?;
+        let unproven = match gate.proven() {
+            true => None,
+            false => {
+                let _ = UNPROVEN_LOOKUP.try_with(|u| u.set(true));
+                Some(self.unproven.acquire().await.map_err(closed)?)
+            }
+        };
         let global = self.lookups.acquire().await.map_err(closed)?;
         drop(counted);
-        Ok(Turn(gate.clone(), own, global))
+        Ok(Turn(gate.clone(), own, unproven, global))
     }
 
     /// The gate of `registry`, made on first use. Registries no lookup is
@@ -576,27 +804,33 @@ impl Registry {
             return g.clone();
         }
         if gates.len() >= GATES_KEPT {
-            gates.retain(|_, g| Arc::strong_count(g) > 1);
+            // Registries known to answer are forgotten last.
+            gates.retain(|_, g| Arc::strong_count(g) > 1 || g.proven());
+            if gates.len() >= GATES_KEPT {
+                gates.retain(|_, g| Arc::strong_count(g) > 1);
+            }
         }
         let g = Arc::new(Gate {
             slots: Arc::new(tokio::sync::Semaphore::new(self.limits.concurrent_lookups_per_registry.max(1))),
             waiting: AtomicUsize::new(0),
+            health: Mutex::default(),
         });
         gates.insert(registry.to_string(), g.clone());
         g
     }
 
-    /// A manifest by tag or digest, bounded; None when there is none.
+    /// A manifest by tag or digest, bounded and charged to the bytes in
+    /// flight while held; None when there is none.
     async fn manifest(
         &self,
         image: &ImageRef,
         auth: &Auth,
         reference: &str,
         what: &str,
-    ) -> Result<Option<Bytes>, RegistryError> {
+    ) -> Result<Option<Held>, RegistryError> {
         let url = format!("{}/manifests/{reference}", self.base(image));
         match self.send(image, auth, Operation::Manifest, reqwest::Method::GET, &url, what).await {
-            Ok(resp) => Ok(Some(read_bounded(resp, self.limits.manifest_bytes, what).await?)),
+            Ok(resp) => Ok(Some(self.read_charged(image, resp, self.limits.manifest_bytes, what).await?)),
             Err(RegistryError::NotFound { .. }) => Ok(None),
             Err(e) => Err(e),
         }
@@ -610,7 +844,7 @@ impl Registry {
         auth: &Auth,
         digest: &Digest,
         what: &str,
-    ) -> Result<Option<Bytes>, RegistryError> {
+    ) -> Result<Option<Held>, RegistryError> {
         let Some(body) = self.manifest(image, auth, digest.as_str(), what).await? else { return Ok(None) };
         if Digest::of(&body) != *digest {
             return Err(RegistryError::DigestMismatch { what: what.to_string(), expected: digest.to_string() });
@@ -618,35 +852,85 @@ impl Registry {
         Ok(Some(body))
     }
 
-    /// A layer descriptor's digest, its declared size within the attestation limit.
-    fn descriptor(&self, digest: &str, size: i64, what: &str) -> Result<Digest, RegistryError> {
-        let d = Digest::parse(digest)
-            .map_err(|e| RegistryError::Protocol { what: what.to_string(), why: e.to_string() })?;
-        if size < 0 || size as u64 > self.limits.attestation_bytes as u64 {
-            return Err(RegistryError::TooLarge {
-                what: format!("attestation {}", d.short()),
-                limit: self.limits.attestation_bytes,
-            });
-        }
-        Ok(d)
+    /// A layer descriptor's digest and declared size.
+    fn layer(&self, l: &listing::Descriptor, what: &str) -> Result<Layer, RegistryError> {
+        let protocol = |why: String| RegistryError::Protocol { what: what.to_string(), why };
+        let digest = Digest::parse(&l.digest).map_err(|e| protocol(e.to_string()))?;
+        let size = u64::try_from(l.size).map_err(|_| protocol(format!("layer {} has a negative size", l.digest)))?;
+        Ok(Layer { digest, size, annotations: l.annotations.cosign() })
     }
 
-    /// Fetches a blob by digest, bounded to `limit` bytes, and checks its digest.
-    pub async fn blob(
-        &self,
-        image: &ImageRef,
-        auth: &Auth,
-        digest: &Digest,
-        limit: usize,
-    ) -> Result<Bytes, RegistryError> {
+    /// Fetches an attestation blob by digest, charged to the bytes in
+    /// flight for its declared `size` before it is read, bounded to it, and
+    /// checks its digest.
+    async fn blob(&self, image: &ImageRef, auth: &Auth, digest: &Digest, size: u64) -> Result<Held, RegistryError> {
         let what = format!("blob {} in {}", digest.short(), image.name());
         let url = format!("{}/blobs/{digest}", self.base(image));
+        let charge = self.charge(image, size).await?;
         let resp = self.send(image, auth, Operation::Blob, reqwest::Method::GET, &url, &what).await?;
-        let body = read_bounded(resp, limit, &what).await?;
+        let limit = usize::try_from(size).unwrap_or(usize::MAX);
+        let body = self.read_timed(image, read_bounded(resp, limit, &what)).await?;
         if Digest::of(&body) != *digest {
             return Err(RegistryError::DigestMismatch { what, expected: digest.to_string() });
         }
-        Ok(body)
+        Ok(Held { bytes: body, _charge: charge })
+    }
+
+    /// Reads a body bounded to `limit`, charged to the bytes in flight for
+    /// its announced length (else the limit) before it is read.
+    async fn read_charged(
+        &self,
+        image: &ImageRef,
+        resp: reqwest::Response,
+        limit: usize,
+        what: &str,
+    ) -> Result<Held, RegistryError> {
+        let announced = resp.content_length().unwrap_or(limit as u64).min(limit as u64);
+        let charge = self.charge(image, announced).await?;
+        let bytes = self.read_timed(image, read_bounded(resp, limit, what)).await?;
+        Ok(Held { bytes, _charge: charge })
+    }
+
+    /// A body read, noting a registry that stopped sending it.
+    async fn read_timed(
+        &self,
+        image: &ImageRef,
+        read: impl std::future::Future<Output = Result<Bytes, RegistryError>>,
+    ) -> Result<Bytes, RegistryError> {
+        let r = read.await;
+        if let Err(RegistryError::Protocol { why, .. }) = &r {
+            if why.contains("timed out") {
+                self.gate(&image.registry).timed_out();
+            }
+        }
+        r
+    }
+
+    /// Waits until `bytes` fit in the half of [`Limits::bytes_in_flight`]
+    /// of `image`'s registry: the half for registries known to answer (when
+    /// this lookup began), or the other. A registry quarantined while its
+    /// charge waited waits again in the other half.
+    async fn charge(&self, image: &ImageRef, bytes: u64) -> Result<Charge, RegistryError> {
+        let gate = self.gate(&image.registry);
+        let (proven_kib, unproven_kib) = byte_pools(&self.limits);
+        let unproven_lookup = UNPROVEN_LOOKUP.try_with(|u| u.get()).unwrap_or(false);
+        loop {
+            let proven = !unproven_lookup && gate.proven();
+            let (pool, total) = match proven {
+                true => (&self.bytes_proven, proven_kib),
+                false => (&self.bytes_unproven, unproven_kib),
+            };
+            let units = bytes.div_ceil(1024).clamp(1, total as u64) as u32;
+            let permit = pool
+                .clone()
+                .acquire_many_owned(units)
+                .await
+                .map_err(|_| RegistryError::Protocol { what: "registry reads".into(), why: "shutting down".into() })?;
+            if proven && !gate.proven() {
+                continue;
+            }
+            return Ok(Charge(permit));
+        }
     }
 
     /// Sends a request, answering a bearer or basic challenge once.
@@ -798,6 +1082,11 @@ impl Registry {
             };
             m.registry_request(&image.registry, op.as_str(), code, start.elapsed().as_secs_f64());
         }
+        match &sent {
+            Ok(_) => self.gate(&image.registry).answered(),
+            Err(e) if e.is_timeout() => self.gate(&image.registry).timed_out(),
+            Err(_) => {}
+        }
         sent.map_err(|e| self.transport_error(image, e))
     }
 
@@ -821,7 +1110,9 @@ async fn read_bounded(mut resp: reqwest::Response, limit: usize, what: &str) -> 
     if resp.content_length().is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
-    let mut buf = BytesMut::new();
+    // Room for what it announces (within the limit), so that reading does
+    // not grow it by doubling.
+    let mut buf = BytesMut::with_capacity(resp.content_length().map_or(0, |n| n.min(limit as u64) as usize));
     loop {
         match resp.chunk().await {
             Ok(Some(c)) => {
@@ -857,19 +1148,22 @@ const MANIFEST_TYPES: [&str; 4] = [
 /// OCI manifests that omit it, in the Content-Type), and a config or layers
 /// (an image) or manifests (an index).
 fn check_manifest(body: &[u8], content_type: Option<&str>) -> Result<(), String> {
-    let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| format!("not a manifest (not JSON: {e})"))?;
-    if v.get("schemaVersion").and_then(serde_json::Value::as_u64) != Some(2) {
+    use listing::Kind;
+    let shape = listing::Shape::of(body)?;
+    if shape.schema_version != Some(Kind::Unsigned(2)) {
         return Err("not a manifest (no schemaVersion 2)".into());
     }
-    let declared = v.get("mediaType").and_then(serde_json::Value::as_str);
+    let declared = match &shape.media_type {
+        Some(Kind::Str(t)) => Some(t.as_str()),
+        _ => None,
+    };
     let served = content_type.map(|c| c.split(';').next().unwrap_or("").trim());
     let media_type = declared.or(served).unwrap_or("");
     if !MANIFEST_TYPES.contains(&media_type) {
         return Err(format!("not a manifest (media type {media_type:?})"));
     }
-    let shaped = v.get("manifests").is_some_and(serde_json::Value::is_array)
-        || (v.get("config").is_some_and(serde_json::Value::is_object)
-            && v.get("layers").is_some_and(serde_json::Value::is_array));
+    let shaped = shape.manifests == Some(Kind::Array)
+        || (shape.config == Some(Kind::Object) && shape.layers == Some(Kind::Array));
     if !shaped {
         return Err("not a manifest (neither layers nor manifests)".into());
     }

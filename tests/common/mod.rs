@@ -516,6 +516,22 @@ impl Cosign {
         self.attest_by(&v3, key, image, predicate_type, predicate, &["--use-signing-config=false"]);
     }
 
+    /// `attest` with the predicate's JSON text as it is (large predicates,
+    /// written compactly).
+    pub fn attest_text(&self, key: &str, image: &str, predicate_type: &str, predicate: &str) {
+        let file = self.dir.path().join(format!("pred-{}.json", rand_suffix()));
+        std::fs::write(&file, predicate).unwrap();
+        let out = self
+            .cmd()
+            .args(["attest", "--key", &format!("{key}.key"), "--tlog-upload=false", "--type", predicate_type])
+            .arg("--predicate")
+            .arg(&file)
+            .arg(image)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "cosign attest {image}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
     fn attest_with(&self, key: &str, image: &str, predicate_type: &str, predicate: &Value, extra: &[&str]) {
         self.attest_by(&self.bin, key, image, predicate_type, predicate, extra);
     }
