@@ -650,6 +650,13 @@ fn chart_switches() {
 fn chart_installs_the_policyreport_crd_unless_the_cluster_has_it() {
     let crd = |d: &[Value]| find(d, "CustomResourceDefinition", "policyreports.wgpolicyk8s.io").cloned();
     let theirs = manifest("optional/policyreport/crd.yaml");
+    // One vendored file, in both places.
+    let read = |p: String| std::fs::read_to_string(p).unwrap();
+    assert!(
+        read(format!("{CHART}/files/policyreport-crd.yaml"))
+            == read(format!("{}/manifests/optional/policyreport/crd.yaml", env!("CARGO_MANIFEST_DIR"))),
+        "charts/portcullis/files/policyreport-crd.yaml differs from manifests/optional/policyreport/crd.yaml"
+    );
     // (case, helm arguments, --set values, installed)
     let has_api = ["--api-versions", "wgpolicyk8s.io/v1alpha2"];
     let rows: &[(&str, &[&str], &[&str], bool)] = &[
