@@ -1,5 +1,6 @@
 //! The `portcullis` command line: `serve` (admission webhook), `check` (the
-//! same decision from a CI pipeline), `policy lint`, `audit verify`.
+//! same decision from a CI pipeline), `policy lint`, `audit verify`, `ping`
+//! (does a running webhook answer).
 #![deny(rust_2018_idioms)]
 #![forbid(unsafe_code)]
 
@@ -88,6 +89,12 @@ enum Command {
     /// Work with the audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Send one AdmissionReview to a running Portcullis over HTTPS and check how it answers (exit 0 as
+    /// expected, 1 otherwise, 2 no answer).
+    ///
+    /// The review is a dry-run CREATE of a ConfigMap, which Portcullis answers without judging, auditing
+    /// or looking anything up. The chart's `helm test` runs it against the webhook Service.
+    Ping(PingArgs),
     /// Show a scanner report as the gate sees it: counts per severity, fixable counts, the worst findings.
     ///
     /// Reads Trivy JSON, Grype JSON, SARIF 2.1.0 (Trivy, Grype), a cosign vuln predicate, an in-toto
@@ -410,6 +417,29 @@ struct ReportArgs {
     registry: RegistryArgs,
 }
 
+#[derive(Args)]
+struct PingArgs {
+    /// The review endpoint, e.g. https://portcullis.portcullis-system.svc/validate.
+    url: String,
+    /// Trust only this CA bundle (PEM) for the server's certificate, e.g. the webhooks' caBundle; the
+    /// system roots when absent.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// `answer`: an AdmissionReview answer to this review; `refused`: the 403 a client without a
+    /// certificate gets from a server with --client-ca.
+    #[arg(long, value_enum, default_value_t = Expect::Answer)]
+    expect: Expect,
+    /// Overall time budget.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    timeout: Duration,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Expect {
+    Answer,
+    Refused,
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Output {
     Text,
@@ -435,6 +465,7 @@ fn main() -> ExitCode {
             Command::Policy(PolicyCommand::Lint { file, output }) => lint(&file, output),
             Command::Audit(AuditCommand::Verify { files }) => audit_verify(&files),
             Command::Normalize { report, output, top } => normalize(&report, output, top),
+            Command::Ping(a) => ping(a).await,
         }
     });
     match result {
@@ -807,6 +838,37 @@ async fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
 
 /// `portcullis report`: lists the Pods and namespaces once, judges every
 /// distinct running image in its namespace's tier, prints the rows.
+async fn ping(a: PingArgs) -> anyhow::Result<ExitCode> {
+    use webhook::ping::Answer;
+    let ca = match &a.ca {
+        Some(p) => {
+            Some((p.display().to_string(), std::fs::read(p).with_context(|| format!("reading {}", p.display()))?))
+        }
+        None => None,
+    };
+    let answer =
+        webhook::ping::ping(&a.url, ca.as_ref().map(|(p, pem)| (p.as_str(), pem.as_slice())), a.timeout).await?;
+    let (said, expected) = match &answer {
+        Answer::Answered { allowed } => {
+            (format!("answered the review (allowed: {allowed})"), a.expect == Expect::Answer)
+        }
+        Answer::Refused { message } => {
+            (format!("refused a client without a certificate (403: {message})"), a.expect == Expect::Refused)
+        }
+    };
+    if expected {
+        outln!("ok: {} {said}", a.url);
+        Ok(ExitCode::SUCCESS)
+    } else {
+        let wanted = match a.expect {
+            Expect::Answer => "an answer",
+            Expect::Refused => "a refusal (the server should ask for a client certificate: --client-ca)",
+        };
+        outln!("unexpected: {} {said}; expected {wanted}", a.url);
+        Ok(ExitCode::from(1))
+    }
+}
+
 async fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
     use k8s_openapi::api::core::v1::{Namespace, Pod};
     use portcullis::report::table;

@@ -341,6 +341,16 @@ impl Portcullis {
     }
 }
 
+/// YAML documents (`helm get hooks`) as JSON values, empty ones dropped.
+fn docs_of(text: &str) -> Vec<Value> {
+    use serde::Deserialize as _;
+    serde_yaml_ng::Deserializer::from_str(text)
+        .map(|d| serde_yaml_ng::Value::deserialize(d).unwrap())
+        .filter(|v| !v.is_null())
+        .map(|v| serde_json::to_value(v).unwrap())
+        .collect()
+}
+
 fn pod(namespace: &str, name: &str, image: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace},
            "spec": {"containers": [{"name": "app", "image": image}]}})
@@ -453,8 +463,7 @@ fn portcullis_behind_a_real_api_server() {
     cp.kubectl(&["apply", "-f", "manifests/00-namespace.yaml"]);
     cp.kubectl(&["apply", "--dry-run=server", "-k", "manifests/"]);
     cp.kubectl(&["apply", "--dry-run=server", "-f", "manifests/optional/pull-secrets-rbac.yaml"]);
-    // The PolicyReport CRD Portcullis' re-evaluation writes to (shipped, vendored).
-    cp.kubectl(&["apply", "-f", "manifests/optional/policyreport/crd.yaml"]);
+    cp.kubectl(&["apply", "--dry-run=server", "-f", "manifests/optional/policyreport/crd.yaml"]);
 
     // A tier whose break-glass grants last three seconds, to see one expire.
     // A tier that rolls back a Deployment that stops passing.
@@ -474,7 +483,29 @@ fn portcullis_behind_a_real_api_server() {
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let chart_policy = format!("policy.inline={}", policy_in.display());
-    helm(&["install", "portcullis", "charts/portcullis", "-n", "portcullis-system", "--set-file", &chart_policy]);
+    let installed =
+        helm(&["install", "portcullis", "charts/portcullis", "-n", "portcullis-system", "--set-file", &chart_policy]);
+    // What to do next (NOTES.txt), and who fails open or closed.
+    for says in ["NOTES:", "helm test portcullis -n portcullis-system", "fail CLOSED", "kubectl get policyreports -A"] {
+        assert!(installed.contains(says), "helm install did not say {says:?}: {installed}");
+    }
+    // The PolicyReport CRD Portcullis' re-evaluation writes to: installed by
+    // the chart, the API being absent; `kubectl get policyreports` works.
+    let crd_owner = || {
+        let crd: Value = serde_json::from_str(&cp.kubectl(&[
+            "get",
+            "customresourcedefinition",
+            "policyreports.wgpolicyk8s.io",
+            "-o",
+            "json",
+        ]))
+        .unwrap();
+        crd["metadata"]["annotations"]["meta.helm.sh/release-name"].as_str().map(String::from)
+    };
+    assert_eq!(crd_owner().as_deref(), Some("portcullis"), "the chart installed the PolicyReport CRD");
+    wait_until("the PolicyReport API to be served", Duration::from_secs(30), || {
+        cp.kubectl_as(&cp.admin, &["get", "policyreports", "-A"]).status.success()
+    });
 
     // Portcullis runs as the chart's service account, with its RBAC.
     let sa = cp.service_account_kubeconfig("portcullis-system", "portcullis");
@@ -526,6 +557,55 @@ fn portcullis_behind_a_real_api_server() {
         "clientAuth.names={kube-apiserver}",
     ]);
     wait_until("the pull-secret role to apply", Duration::from_secs(30), || can(&["get", "secrets", "-n", "default"]));
+    // The upgrade keeps the PolicyReport CRD in the release (the API exists
+    // now, because the chart installed it): still rendered, still Helm's.
+    let manifest = helm(&["get", "manifest", "portcullis", "-n", "portcullis-system"]);
+    assert!(manifest.contains("name: policyreports.wgpolicyk8s.io"), "the upgrade left the CRD out of the release");
+    assert_eq!(crd_owner().as_deref(), Some("portcullis"));
+    // Everything the chart can install, with every value that adds to the
+    // pod (private registries, escape hatches) and the helm test Pod, is
+    // accepted by the real API server.
+    let everything = helm(&[
+        "template",
+        "portcullis",
+        "charts/portcullis",
+        "-n",
+        "portcullis-system",
+        "--set",
+        "registryAuth.existingSecret=regcred",
+        "--set",
+        "registryCA.all.configMap=corporate-ca",
+        "--set",
+        "registryCA.hosts[0].host=registry.example.com:5000",
+        "--set",
+        "registryCA.hosts[0].secret=harbor-ca",
+        "--set",
+        "extraEnv[0].name=HTTPS_PROXY",
+        "--set",
+        "extraEnv[0].value=http://proxy:3128",
+        "--set",
+        "extraVolumes[0].name=helpers",
+        "--set",
+        "extraVolumes[0].emptyDir.medium=Memory",
+        "--set",
+        "extraVolumeMounts[0].name=helpers",
+        "--set",
+        "extraVolumeMounts[0].mountPath=/opt/helpers",
+        "--set",
+        "podLabels.team=platform",
+        "--set",
+        "podAnnotations.example\\.com/owner=platform",
+        "--set",
+        "securityContext.runAsUser=null",
+        "--set",
+        "policy.restartOnChange=true",
+        "--set",
+        "networkPolicy.apiServer.cidrs={127.0.0.1/32}",
+        "--set",
+        "reevaluation.rollback.enabled=true",
+    ]);
+    let everything = write(&work.path().join("everything.yaml"), &everything);
+    cp.kubectl(&["apply", "--dry-run=server", "-f", &everything.to_string_lossy()]);
     assert!(can(&["get", "serviceaccounts", "-n", "default"]));
     for denied in [
         &["list", "secrets", "-A"][..],
@@ -585,6 +665,32 @@ fn portcullis_behind_a_real_api_server() {
     ];
     let bin = rt.block_on(portcullis_from_image(&w.reg, work.path()));
     let mut portcullis = Portcullis::start(&bin, work.path(), &sa, &policy, &tls, &extra);
+    // `helm test`'s command (the Pod needs a kubelet), run as that Pod would
+    // against this Portcullis: client authentication is on (the upgrade),
+    // so it expects, and gets, the refusal of a client without a certificate.
+    let hooks = docs_of(&helm(&["get", "hooks", "portcullis", "-n", "portcullis-system"]));
+    let test_pod = hooks.iter().find(|h| h["kind"] == "Pod").expect("a helm test Pod");
+    assert_eq!(test_pod["metadata"]["annotations"]["helm.sh/hook"], "test");
+    let serving_ca = write(&work.path().join("serving-ca.crt"), &tls.ca_pem);
+    let ping: Vec<String> = test_pod["spec"]["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| match a.as_str().unwrap() {
+            "/etc/portcullis/tls/ca.crt" => serving_ca.display().to_string(),
+            a => a.replace("portcullis.portcullis-system.svc", &portcullis.addr.replace("127.0.0.1", "localhost")),
+        })
+        .collect();
+    assert!(ping.windows(2).any(|w| w == ["--expect", "refused"]), "{ping:?}");
+    let out = Command::new(&bin.program)
+        .args(&bin.args)
+        .envs(bin.env.iter().map(|(k, v)| (k, v)))
+        .args(&ping)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "the helm test's command: {ping:?}: {out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("refused a client without a certificate"), "{out:?}");
+
     // The chart's webhook configurations, pointed at this Portcullis.
     for (kind, out) in
         [("validatingwebhookconfiguration", "webhook.json"), ("mutatingwebhookconfiguration", "mutating.json")]

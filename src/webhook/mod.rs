@@ -35,6 +35,7 @@ use crate::policy::{
 
 pub mod extract;
 mod mutate;
+pub mod ping;
 pub mod review;
 mod server;
 mod tls;
