@@ -237,6 +237,15 @@ fn chart_switches() {
             let w = &find(d, "ValidatingWebhookConfiguration", "portcullis").unwrap()["webhooks"][2];
             (w["failurePolicy"] == "Fail").then_some(()).ok_or(format!("{w}"))
         }),
+        ("namespaces never sent are never re-evaluated", vec!["webhook.excludeNamespaces={kube-system,legacy}"], |d| {
+            let a = args(d);
+            let excluded: Vec<&str> =
+                a.windows(2).filter(|w| w[0] == "--exclude-namespace").map(|w| w[1].as_str()).collect();
+            let skipped = find(d, "ValidatingWebhookConfiguration", "portcullis").unwrap()["webhooks"][0]
+                ["namespaceSelector"]
+                .to_string();
+            (excluded == ["kube-system", "legacy"] && skipped.contains("legacy")).then_some(()).ok_or(format!("{a:?}"))
+        }),
         ("no pinning: no mutating webhook", vec!["pinImages=never"], |d| {
             find(d, "MutatingWebhookConfiguration", "portcullis").is_none().then_some(()).ok_or("rendered".into())
         }),
