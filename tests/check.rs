@@ -301,7 +301,7 @@ fn normalize_shows_what_the_gate_sees() {
         ("trivy.json", 7, 2, 2, 5),
         ("grype.json", 6, 2, 2, 4),
         ("trivy.sarif", 6, 1, 3, 4),
-        ("grype.sarif", 7, 2, 2, 4),
+        ("grype.sarif", 7, 2, 1, 4),
         ("intoto-vulns-v0.1.json", 7, 2, 2, 1),
         ("intoto-vulns-v0.2.json", 6, 3, 2, 4),
         ("cosign-vuln-grype.json", 6, 2, 2, 4),

@@ -18,8 +18,9 @@
 //!   package and version (`… package: NAME, version VERSION was found …`).
 //!   Grype writes `critical`, `high` or `medium`, and `low` for anything
 //!   else (negligible, unknown, or no metadata); its `security-severity` is
-//!   the best CVSS score, else 9.0/7.0/4.0/1.0 by severity, else 0.0. So a
-//!   `low` is banded by `security-severity`, and 0.0 there means unknown.
+//!   the best CVSS score, else 9.0/7.0/4.0/1.0 by severity, else 0.0. Its
+//!   label counts, as in its JSON (a `low` with a CVSS of 7.5 is low, not
+//!   high), and 0.0 means unknown.
 //!
 //! A report is read into typed structs that take only the fields below and
 //! skip everything else as it is read; a field of an unexpected JSON type is
@@ -346,9 +347,19 @@ fn grype_result(result: &SarifResult, rule: Option<&Rule>, rule_id: &str) -> Opt
         .or_else(|| t.message.strip_prefix("A ")?.split_whitespace().next())
         .unwrap_or_default();
     let severity = match Severity::parse(name) {
-        // Grype's `low` also stands for negligible and unknown: let its
-        // score decide (1.0 for a true low without CVSS; none: unknown).
-        Severity::Low | Severity::Unknown => cvss.map_or(Severity::Unknown, Severity::from_cvss),
+        // Grype writes `low` for low, negligible and unknown alike, scored
+        // with the best CVSS (else 1.0 for a low, 0.0 for an unknown). Its
+        // label is what counts, as in its JSON, so that a tier limiting
+        // `high` judges both forms alike: a low with a CVSS of 7.5 is low.
+        // Only a score of 0.0 (no CVSS, no severity) is unknown; an unknown
+        // with a CVSS reads as low here, and as unknown in Grype's JSON.
+        Severity::Low | Severity::Unknown => {
+            if cvss.is_some() {
+                Severity::Low
+            } else {
+                Severity::Unknown
+            }
+        }
         s => s,
     };
     Some(Finding {
