@@ -95,6 +95,24 @@ enum Command {
     /// The review is a dry-run CREATE of a ConfigMap, which Portcullis answers without judging, auditing
     /// or looking anything up. The chart's `helm test` runs it against the webhook Service.
     Ping(PingArgs),
+    /// What attestation files say and who signed them: each attestation's predicate type, subjects and, signed
+    /// keyless, the identity its certificate names (issuer, subject, source repository); then whether it verifies
+    /// under the policy, as which signer, or why not (exit 0 when every one verifies, 1 otherwise, 2 on an error).
+    ///
+    /// Reads DSSE envelopes, sigstore bundles and the JSON Lines of bundles `gh attestation download` writes.
+    /// Before a policy trusts a signer, its output shows what to write in it (`keyless.identities`).
+    Inspect {
+        /// Attestation files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// PromotionPolicy whose signers to verify against; the embedded default when absent.
+        #[arg(long, env = "PORTCULLIS_POLICY")]
+        policy: Option<PathBuf>,
+        /// `text` for people; `json`: one object per attestation (`form`, `predicateType`, `subjects`,
+        /// `identity`, `verifiedAs`, `notVerified`) with its `file`.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
     /// Show a scanner report as the gate sees it: counts per severity, fixable counts, the worst findings.
     ///
     /// Reads Trivy JSON, Grype JSON, SARIF 2.1.0 (Trivy, Grype), a cosign vuln predicate, an in-toto
@@ -465,6 +483,7 @@ fn main() -> ExitCode {
             Command::Policy(PolicyCommand::Lint { file, output }) => lint(&file, output),
             Command::Audit(AuditCommand::Verify { files }) => audit_verify(&files),
             Command::Normalize { report, output, top } => normalize(&report, output, top),
+            Command::Inspect { files, policy, output } => inspect(&files, policy.as_ref(), output),
             Command::Ping(a) => ping(a).await,
         }
     });
@@ -977,6 +996,65 @@ fn check_files(
             portcullis::policy::evaluate(policy, &a.tier, r, Ok(&ev), now)
         })
         .collect())
+}
+
+/// `portcullis inspect`: each attestation of each file, what it claims and
+/// whether it verifies under the policy.
+fn inspect(files: &[PathBuf], policy: Option<&PathBuf>, output: Output) -> anyhow::Result<ExitCode> {
+    use portcullis::attest::inspect::inspect;
+    use portcullis::attest::Signed;
+    let policy = load_policy(policy)?;
+    let mut all = Vec::new();
+    for path in files {
+        let len = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?.len();
+        anyhow::ensure!(len <= MAX_ATTESTATION_FILE, "{}: larger than {MAX_ATTESTATION_FILE} bytes", path.display());
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let items =
+            Signed::from_file(&bytes, MAX_FILE_ATTESTATIONS).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        for signed in &items {
+            all.push((path.display().to_string(), inspect(signed, &policy.trust)));
+        }
+    }
+    let every_one_verifies = all.iter().all(|(_, i)| i.not_verified.is_none());
+    match output {
+        Output::Json => {
+            let out: Vec<serde_json::Value> = all
+                .iter()
+                .map(|(file, i)| {
+                    let mut v = serde_json::to_value(i).unwrap_or_default();
+                    v["file"] = serde_json::json!(file);
+                    v
+                })
+                .collect();
+            outln!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        Output::Text => {
+            let total = all.len();
+            for (n, (file, i)) in all.iter().enumerate() {
+                outln!("{file}: attestation {} of {total} ({})", n + 1, i.form);
+                outln!("  predicate type  {}", i.predicate_type.as_deref().unwrap_or("(none)"));
+                for s in &i.subjects {
+                    outln!("  subject         {} {}", s.digest.as_deref().unwrap_or("(no sha256)"), s.name);
+                }
+                if let Some(id) = &i.identity {
+                    outln!("  signed by       {}", id.subject);
+                    outln!("  issuer          {}", id.issuer);
+                    if let Some(repo) = &id.source_repository {
+                        let at = id.source_repository_ref.as_deref().map(|r| format!(" at {r}")).unwrap_or_default();
+                        outln!("  source          {repo}{at}");
+                    }
+                    if let Some(wf) = &id.build_config {
+                        outln!("  workflow        {wf}");
+                    }
+                }
+                match &i.not_verified {
+                    None => outln!("  verified        yes, as {} (policy {})", i.verified_as.join(", "), policy.digest),
+                    Some(why) => outln!("  verified        no: {why}"),
+                }
+            }
+        }
+    }
+    Ok(ExitCode::from(if every_one_verifies { 0 } else { 1 }))
 }
 
 fn normalize(path: &PathBuf, output: Output, top: usize) -> anyhow::Result<ExitCode> {

@@ -339,3 +339,53 @@ fn real_github_attestations_through_check_from_files() {
         "{out}"
     );
 }
+
+/// `portcullis inspect`: what a bundle says (predicate type, subject, the
+/// identity its certificate names, the source repository) before any policy
+/// trusts it, and whether it verifies, as which signer, once one does.
+#[test]
+fn inspect_says_who_signed_and_whether_it_verifies() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/keyless");
+    let reusable = dir.join("reusable-workflow-attestation.sigstore.json");
+    let private = dir.join("github_provenance_demo-0.0.12-py3-none-any-bundle.jsonl");
+    let reusable_wf = "https://github.com/github/artifact-attestations-workflows/.github/workflows/attest.yml@09b495c3f12c7881b3cc17209a327792065c1a1d";
+    // No policy trusts it yet: its claims, and why it is not verified.
+    let out =
+        std::process::Command::new(env!("CARGO_BIN_EXE_portcullis")).args(["inspect"]).arg(&reusable).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    for line in [
+        "predicate type  https://slsa.dev/provenance/v1",
+        "subject         sha256:49a3aa6075e0f49f82843e74b5baa614ad2a588e6675612bf108a0a008c5ac25 github_provenance_demo-0.0.0-py3-none-any.whl",
+        &format!("signed by       {reusable_wf}"),
+        &format!("issuer          {ACTIONS}"),
+        "source          https://github.com/malancas/attest-demo at refs/heads/main",
+        "verified        no: attestation is signed keyless by",
+    ] {
+        assert!(text.contains(line), "want {line:?} in {text}");
+    }
+    // A policy trusting that identity: verified, as its signer.
+    let work = tempfile::tempdir().unwrap();
+    let policy = work.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        format!("apiVersion: portcullis.dev/v1alpha1\nkind: PromotionPolicy\nspec:\n  signers:\n    release:\n      keyless:\n        trustedRoot: public-good\n        identities:\n          - {{ issuer: \"{ACTIONS}\", subject: \"{reusable_wf}\" }}\n  tiers:\n    production: {{}}\n"),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["inspect", "--output", "json", "--policy"])
+        .arg(&policy)
+        .arg(&reusable)
+        .arg(&private)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let all = v.as_array().unwrap();
+    assert_eq!(all.len(), 2, "one bundle, and one line of JSON Lines: {v}");
+    assert_eq!(all[0]["verifiedAs"], serde_json::json!(["release"]), "{v}");
+    assert_eq!(all[0]["identity"]["root"], "public-good", "{v}");
+    // GitHub's own instance (a private repository's): not under public-good.
+    assert!(all[1]["notVerified"].as_str().unwrap().contains("does not verify against trusted root"), "{v}");
+    assert_eq!(all[1]["identity"]["sourceRepository"], "https://github.com/actions/attest-demo", "{v}");
+    assert_eq!(out.status.code(), Some(1), "not every one verifies");
+}

@@ -20,6 +20,7 @@ use sigstore::crypto::{CosignVerificationKey, Signature};
 
 use crate::image::Digest;
 
+pub mod inspect;
 pub mod keyless;
 mod legacy;
 
