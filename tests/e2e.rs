@@ -483,8 +483,10 @@ fn portcullis_behind_a_real_api_server() {
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let chart_policy = format!("policy.inline={}", policy_in.display());
+    let install_started = Instant::now();
     let installed =
         helm(&["install", "portcullis", "charts/portcullis", "-n", "portcullis-system", "--set-file", &chart_policy]);
+    eprintln!("--- first hour: helm install took {:?} ---", install_started.elapsed());
     // What to do next (NOTES.txt), and who fails open or closed.
     for says in ["NOTES:", "helm test portcullis -n portcullis-system", "fail CLOSED", "kubectl get policyreports -A"] {
         assert!(installed.contains(says), "helm install did not say {says:?}: {installed}");
@@ -664,7 +666,9 @@ fn portcullis_behind_a_real_api_server() {
         "kube-apiserver".into(),
     ];
     let bin = rt.block_on(portcullis_from_image(&w.reg, work.path()));
+    let serve_started = Instant::now();
     let mut portcullis = Portcullis::start(&bin, work.path(), &sa, &policy, &tls, &extra);
+    eprintln!("--- first hour: portcullis serving {:?} after its start ---", serve_started.elapsed());
     // `helm test`'s command (the Pod needs a kubelet), run as that Pod would
     // against this Portcullis: client authentication is on (the upgrade),
     // so it expects, and gets, the refusal of a client without a certificate.
@@ -1415,6 +1419,7 @@ fn portcullis_behind_a_real_api_server() {
     cp.kubectl(&["delete", "lease", "portcullis-reevaluation", "-n", "portcullis-system"]);
     let second_dir = work.path().join("second");
     std::fs::create_dir_all(&second_dir).unwrap();
+    let second_started = Instant::now();
     let second = Portcullis::start(&bin, &second_dir, &sa, &policy, &tls, &[]);
     let passes = || {
         let m = rt.block_on(async {
@@ -1425,6 +1430,10 @@ fn portcullis_behind_a_real_api_server() {
         metric(&m, "portcullis_reevaluation_duration_seconds_count")
     };
     wait_until("a pass by the new leader", Duration::from_secs(30), || passes() >= 1.0);
+    eprintln!(
+        "--- first hour: a new replica's first pass (and PolicyReports) {:?} after its start ---",
+        second_started.elapsed()
+    );
     let original = std::fs::read_to_string(&policy).unwrap();
     std::fs::write(&policy, format!("{original}\n# changed\n")).unwrap();
     wait_until("a pass after the policy changed", Duration::from_secs(30), || passes() >= 2.0);
