@@ -215,7 +215,7 @@ impl Memory {
             if spec.on_violation == crate::policy::OnViolation::Report {
                 continue;
             }
-            let grace = spec.violation_grace.and_then(|g| chrono::Duration::from_std(g).ok()).unwrap_or_default();
+            let grace = spec.violation_grace.map(|g| g.delta()).unwrap_or_default();
             let Some(since) = self.since(r) else { continue };
             let workload = (r.running.namespace.clone(), r.running.workload.clone());
             if now - since < grace || self.acted.contains(&workload) {

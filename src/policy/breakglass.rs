@@ -21,9 +21,9 @@
 //!
 //! Everything here is pure: keys, tokens and the time are arguments.
 
+use super::duration::Duration;
 use std::collections::BTreeSet;
 use std::fmt;
-use std::time::Duration;
 
 use base64::Engine as _;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -319,7 +319,7 @@ fn made_from(granted: &ObjectId, controller: Option<&ObjectId>) -> bool {
 
 /// When a grant issued at `iat` (Unix seconds) lasting `max` ends.
 fn expiry(iat: i64, max: Duration) -> i64 {
-    iat.saturating_add(i64::try_from(max.as_secs()).unwrap_or(i64::MAX))
+    iat.saturating_add(max.secs())
 }
 
 fn unix_rfc3339(t: i64) -> String {
