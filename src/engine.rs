@@ -9,12 +9,13 @@ use chrono::{DateTime, Utc};
 use moka::future::Cache;
 use tokio::time::Instant;
 
+pub use crate::evidence::LookupError;
 use crate::evidence::{Attestation, ImageEvidence, PlatformEvidence};
 use crate::image::{Digest, ImageRef};
 use crate::metrics::Metrics;
 use crate::platform::Content;
 use crate::policy::{evaluate, Policy, Verdict};
-use crate::registry::{Auth, Credentials, Reader, Registry, RegistryError};
+use crate::registry::{Auth, Credentials, Reader, Registry};
 
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
@@ -49,26 +50,6 @@ type Gathered = Result<Arc<ImageEvidence>, LookupError>;
 /// (reference, auth scope).
 type TagKey = (String, String);
 type Resolved = Result<Digest, LookupError>;
-
-/// Why an image could not be looked up.
-#[derive(Clone, Debug, thiserror::Error, PartialEq)]
-pub enum LookupError {
-    #[error(transparent)]
-    Registry(#[from] RegistryError),
-    /// Every credential tried was refused.
-    #[error("{0}")]
-    Refused(String),
-    #[error("internal error while looking the image up: {0}")]
-    Internal(String),
-    #[error("the registry did not answer before the admission deadline")]
-    Deadline,
-}
-
-impl LookupError {
-    fn unauthorized(&self) -> bool {
-        matches!(self, LookupError::Registry(RegistryError::Unauthorized { .. }))
-    }
-}
 
 /// The credentials one request may use, in the order the kubelet tries them:
 /// the Pod's and its service account's pull secrets (read from its own
@@ -194,9 +175,7 @@ impl Engine {
         let tried: Vec<String> = refused
             .iter()
             .filter_map(|e| match e {
-                LookupError::Registry(RegistryError::Unauthorized { status, with, .. }) => {
-                    Some(format!("{with} ({status})"))
-                }
+                LookupError::Unauthorized { status, with, .. } => Some(format!("{with} ({status})")),
                 _ => None,
             })
             .collect();
@@ -275,9 +254,7 @@ impl Engine {
                     let (me, img, policy, auth) = (me.clone(), img.clone(), policy.clone(), auth.clone());
                     let (platform, digest) = (e.label(), e.digest.clone());
                     async move {
-                        let evidence = Box::pin(me.evidence_of(&img, digest.clone(), &policy, auth, false))
-                            .await
-                            .map_err(|e| e.to_string());
+                        let evidence = Box::pin(me.evidence_of(&img, digest.clone(), &policy, auth, false)).await;
                         PlatformEvidence { platform, digest, entry: i, evidence }
                     }
                 });
@@ -355,8 +332,7 @@ impl Engine {
                     by_deadline(deadline, async move { me.gather(&img, &pol, &keys).await }).await
                 }
             };
-            let gathered = gathered.map_err(|e| e.to_string());
-            evaluate(policy, tier, image, gathered.as_deref().map_err(String::as_str), now)
+            evaluate(policy, tier, image, gathered.as_deref(), now)
         });
         futures::future::join_all(tasks).await
     }

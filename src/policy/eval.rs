@@ -10,7 +10,7 @@ use super::model::{
 };
 use crate::attest::{Problem, SignerIdentity};
 use crate::evidence::{repository_uri, Attestation, Claim, Finding, ImageEvidence, Outcome, Provenance, Severity};
-use crate::evidence::{TestOutcome, PROVENANCE_TYPES, TEST_RESULT_V01, VULN_TYPES};
+use crate::evidence::{LookupError, TestOutcome, PROVENANCE_TYPES, TEST_RESULT_V01, VULN_TYPES};
 use crate::image::ImageRef;
 use crate::platform::{Content, Platform};
 
@@ -259,7 +259,7 @@ pub fn evaluate(
     policy: &Policy,
     tier_name: &str,
     image: &ImageRef,
-    gathered: Result<&ImageEvidence, &str>,
+    gathered: Result<&ImageEvidence, &LookupError>,
     now: DateTime<Utc>,
 ) -> Verdict {
     let mut v = Verdict {
@@ -508,7 +508,7 @@ fn by_platform(
                 continue;
             }
         }
-        let pv = evaluate(policy, tier_name, &pinned, p.evidence.as_deref().map_err(String::as_str), now);
+        let pv = evaluate(policy, tier_name, &pinned, p.evidence.as_deref(), now);
         v.problems.extend(pv.problems.iter().map(|x| format!("{label}: {x}")));
         for r in &pv.reasons {
             if !v.reasons.contains(r) {
@@ -1239,7 +1239,7 @@ mod tests {
                             let child = ImageEvidence { index: content == Content::Index, ..evidence(o) };
                             std::sync::Arc::new(child)
                         })
-                        .map_err(str::to_string),
+                        .map_err(|e| LookupError::Source(e.to_string())),
                 });
             }
             ev.entries.push(entry);
@@ -1402,8 +1402,9 @@ mod tests {
         let tagged = ImageRef::parse("r.example/app:v1").unwrap();
         let pinned = ImageRef::parse(&format!("r.example/app:v1@{}", Digest::of(b"image"))).unwrap();
         let ev = evidence(vec![scan("scanner", h(1), vec![])]);
+        let down = LookupError::Source("down".into());
         // (case, tier, image, gathered, admitted)
-        type DigestRow<'a> = (&'a str, &'a str, &'a ImageRef, Result<&'a ImageEvidence, &'a str>, bool);
+        type DigestRow<'a> = (&'a str, &'a str, &'a ImageRef, Result<&'a ImageEvidence, &'a LookupError>, bool);
         let rows: Vec<DigestRow<'_>> = vec![
             (
                 "tag, requireDigest",
@@ -1424,7 +1425,7 @@ mod tests {
                 "tag, requireDigest, registry down, onError allow",
                 "requireDigest: true\nonError: allow\nvulnerabilities: { signedBy: [scanner] }",
                 &tagged,
-                Err("down"),
+                Err(&down),
                 false,
             ),
             (
@@ -1505,11 +1506,17 @@ mod tests {
             ("onError: deny\nvulnerabilities: { signedBy: [scanner] }", false),
             ("vulnerabilities: { signedBy: [scanner] }", false),
         ] {
-            let v = evaluate(&policy(tier, ""), "t", &img, Err("registry r.example unreachable"), now());
+            let v = evaluate(
+                &policy(tier, ""),
+                "t",
+                &img,
+                Err(&LookupError::Source("registry r.example unreachable".into())),
+                now(),
+            );
             assert_eq!(v.admitted, admitted, "{tier}");
             assert_eq!(v.error.as_deref(), Some("registry r.example unreachable"));
         }
-        let v = evaluate(&policy(VULNS, ""), "nope", &img, Err("x"), now());
+        let v = evaluate(&policy(VULNS, ""), "nope", &img, Err(&LookupError::Source("x".into())), now());
         assert!(!v.admitted && v.problems[0].contains("tier \"nope\" is not defined"), "{v:?}");
     }
 }
