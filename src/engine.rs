@@ -14,7 +14,7 @@ use crate::evidence::{Attestation, ImageEvidence, PlatformEvidence};
 use crate::image::{Digest, ImageRef};
 use crate::metrics::Metrics;
 use crate::platform::Content;
-use crate::policy::{evaluate, Policy, Verdict};
+use crate::policy::{evaluate, Policy, TierName, Verdict};
 use crate::registry::{Auth, Credentials, Reader, Registry};
 
 #[derive(Clone, Debug)]
@@ -316,7 +316,7 @@ impl Engine {
     pub async fn evaluate_images(
         self: &Arc<Self>,
         policy: &Arc<Policy>,
-        tier: &str,
+        tier: &TierName,
         images: &[ImageRef],
         keys: &Keychain,
         now: DateTime<Utc>,

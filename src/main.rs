@@ -779,23 +779,23 @@ async fn shutdown_signal() {
 
 async fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
     let policy = Arc::new(load_policy(a.policy.as_ref())?);
-    if policy.tier(&a.tier).is_none() {
+    let Some(tier) = policy.tier_name(&a.tier) else {
         anyhow::bail!("tier {:?} is not defined in the policy (defined: {})", a.tier, policy.tier_names().join(", "));
-    }
+    };
     let now = a.at.unwrap_or_else(webhook::portcullis_now);
     let verdicts = if a.attestations.is_empty() {
         let refs = a.images.iter().map(|i| ImageRef::parse(i)).collect::<Result<Vec<_>, _>>()?;
         let engine = Engine::new(registry(&a.registry)?, &EngineConfig::default(), Arc::new(Metrics::new()));
         let deadline = tokio::time::Instant::now() + a.timeout;
-        engine.evaluate_images(&policy, &a.tier, &refs, &Default::default(), now, deadline).await
+        engine.evaluate_images(&policy, &tier, &refs, &Default::default(), now, deadline).await
     } else {
-        check_files(&a, &policy, now)?
+        check_files(&a, &policy, &tier, now)?
     };
     // The same decision as at admission (no break-glass in a pipeline).
     let tier_spec = policy.tier(&a.tier).context("the tier vanished")?;
     let decision = portcullis::policy::decide(portcullis::policy::Judged {
         policy_digest: &policy.digest,
-        tier: &a.tier,
+        tier: &tier,
         tier_spec,
         verdicts,
         break_glass: Default::default(),
@@ -950,6 +950,7 @@ const MAX_ATTESTATION_FILE: u64 = 64 << 20;
 fn check_files(
     a: &CheckArgs,
     policy: &Policy,
+    tier: &portcullis::policy::TierName,
     now: chrono::DateTime<chrono::Utc>,
 ) -> anyhow::Result<Vec<portcullis::policy::Verdict>> {
     use portcullis::attest::Signed;
@@ -993,7 +994,7 @@ fn check_files(
         .iter()
         .map(|(r, digest)| {
             let ev = ImageEvidence::build(digest.clone(), location.clone(), &found, &policy.trust);
-            portcullis::policy::evaluate(policy, &a.tier, r, Ok(&ev), now)
+            portcullis::policy::evaluate(policy, tier, r, Ok(&ev), now)
         })
         .collect())
 }

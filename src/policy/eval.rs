@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::duration::Duration;
 use super::model::{
-    AttestationRule, ExceptionSpec, Mode, OnError, Policy, ProvenanceRule, TestRule, TierSpec, VulnRule,
+    AttestationRule, ExceptionSpec, Mode, OnError, Policy, ProvenanceRule, TestRule, TierName, TierSpec, VulnRule,
     PLATFORMS_INDEX,
 };
 use crate::attest::{Problem, SignerIdentity};
@@ -257,7 +257,7 @@ impl Verdict {
 /// that prevented finding it.
 pub fn evaluate(
     policy: &Policy,
-    tier_name: &str,
+    tier_name: &TierName,
     image: &ImageRef,
     gathered: Result<&ImageEvidence, &LookupError>,
     now: DateTime<Utc>,
@@ -451,7 +451,7 @@ const PROVENANCE_HOW: &str =
 /// the runnable ones the tier leaves unjudged.
 fn by_platform(
     policy: &Policy,
-    tier_name: &str,
+    tier_name: &TierName,
     tier: &TierSpec,
     image: &ImageRef,
     ev: &ImageEvidence,
@@ -537,7 +537,7 @@ fn by_platform(
 }
 
 struct Ctx<'a> {
-    tier: &'a str,
+    tier: &'a TierName,
     image: &'a ImageRef,
     ev: &'a ImageEvidence,
     now: DateTime<Utc>,
@@ -670,7 +670,7 @@ impl<'e> Ctx<'e> {
         for (i, e) in self.exceptions().iter().enumerate() {
             let id_matches =
                 e.id.eq_ignore_ascii_case(&f.id) || f.aliases.iter().any(|a| a.eq_ignore_ascii_case(&e.id));
-            let tier_matches = e.tiers.is_empty() || e.tiers.iter().any(|t| t == self.tier);
+            let tier_matches = e.tiers.is_empty() || e.tiers.iter().any(|t| self.tier == t.as_str());
             let image_matches = self.policy.patterns.exception_covers(i, &name);
             if !(id_matches && tier_matches && image_matches) {
                 continue;
@@ -1060,6 +1060,11 @@ mod tests {
     use crate::evidence::{Finding, ImageEvidence, TestReport, VulnReport};
     use crate::image::Digest;
 
+    /// A tier name, as the policy would make it.
+    fn name(tier: &str) -> TierName {
+        TierName(tier.into())
+    }
+
     const KEY: &str = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE7QtNpX/PTPA4pOkBdBOmWT3S3HhP\nhVxygajXbNEXKMRxbQMUMhUF/8RAIKvGJDujIcIveyrBAUZ07McENQdDrw==\n-----END PUBLIC KEY-----";
 
     fn now() -> DateTime<Utc> {
@@ -1280,7 +1285,7 @@ mod tests {
         let img = ImageRef::parse("r.example/app:v1").unwrap();
         for (case, tier, ev, admitted, text, judged) in rows {
             let p = policy(&tier, "");
-            let v = evaluate(&p, "t", &img, Ok(&ev), now());
+            let v = evaluate(&p, &name("t"), &img, Ok(&ev), now());
             let said = format!("{} | {}", v.problems.join("; "), v.notes.join("; "));
             assert_eq!(v.admitted, admitted, "{case}: {said}");
             assert!(said.contains(text), "{case}: want {text:?} in {said:?}");
@@ -1386,13 +1391,13 @@ mod tests {
             let p = policy(&tier, exc);
             let ev = evidence(outcomes);
             let img = ImageRef::parse("r.example/app:v1").unwrap();
-            let v = evaluate(&p, "t", &img, Ok(&ev), now());
+            let v = evaluate(&p, &name("t"), &img, Ok(&ev), now());
             let said = format!("{} | {}", v.problems.join("; "), v.notes.join("; "));
             if v.admitted != admitted || !said.contains(text) {
                 failures.push(format!("{case}: admitted={} want {admitted}; want {text:?} in {said:?}", v.admitted));
             }
             // Deterministic: the same inputs give the same verdict.
-            assert_eq!(v, evaluate(&p, "t", &img, Ok(&ev), now()), "{case}");
+            assert_eq!(v, evaluate(&p, &name("t"), &img, Ok(&ev), now()), "{case}");
         }
         assert!(failures.is_empty(), "{}", failures.join("\n"));
     }
@@ -1437,7 +1442,7 @@ mod tests {
             ),
         ];
         for (case, tier, image, gathered, admitted) in rows {
-            let v = evaluate(&policy(tier, ""), "t", image, gathered, now());
+            let v = evaluate(&policy(tier, ""), &name("t"), image, gathered, now());
             assert_eq!(v.admitted, admitted, "{case}: {v:?}");
             let said = v.problems.join("; ");
             assert_eq!(
@@ -1448,7 +1453,7 @@ mod tests {
         }
         let v = evaluate(
             &policy("requireDigest: true\nvulnerabilities: { signedBy: [scanner] }", ""),
-            "t",
+            &name("t"),
             &tagged,
             Ok(&ev),
             now(),
@@ -1470,7 +1475,8 @@ mod tests {
         for (unread, note) in rows {
             let mut ev = evidence(vec![scan("scanner", h(1), vec![])]);
             ev.skipped = unread;
-            let v = evaluate(&policy(VULNS, ""), "t", &ImageRef::parse("r.example/app:v1").unwrap(), Ok(&ev), now());
+            let v =
+                evaluate(&policy(VULNS, ""), &name("t"), &ImageRef::parse("r.example/app:v1").unwrap(), Ok(&ev), now());
             assert!(v.admitted, "{v:?}");
             assert!(v.notes.iter().any(|n| n.contains(note)), "{note}: {:?}", v.notes);
         }
@@ -1480,7 +1486,7 @@ mod tests {
     fn applied_exceptions_are_named() {
         let p = policy(VULNS, EXC_ACTIVE);
         let ev = evidence(vec![scan("scanner", h(1), vec![finding("CVE-1", Severity::Critical, "2", None)])]);
-        let v = evaluate(&p, "t", &ImageRef::parse("r.example/app:v1").unwrap(), Ok(&ev), now());
+        let v = evaluate(&p, &name("t"), &ImageRef::parse("r.example/app:v1").unwrap(), Ok(&ev), now());
         assert!(v.admitted);
         assert_eq!(v.exceptions, ["CVE-1 (approved by sec@example.com, expires 2026-12-31: unreachable)"]);
     }
@@ -1493,7 +1499,7 @@ mod tests {
         );
         let high = finding("H", Severity::High, "2", Some("2026-06-12T12:01:00Z"));
         let ev = evidence(vec![scan("scanner", h(1), vec![high])]);
-        let v = evaluate(&p, "t", &ImageRef::parse("r.example/app:v1").unwrap(), Ok(&ev), now());
+        let v = evaluate(&p, &name("t"), &ImageRef::parse("r.example/app:v1").unwrap(), Ok(&ev), now());
         assert!(v.admitted, "{v:?}");
         assert_eq!(v.notes, ["H in openssl 3.0.1, fixed in 2 (high) is inside its 876600000000h remediation window"]);
     }
@@ -1508,7 +1514,7 @@ mod tests {
         ] {
             let v = evaluate(
                 &policy(tier, ""),
-                "t",
+                &name("t"),
                 &img,
                 Err(&LookupError::Source("registry r.example unreachable".into())),
                 now(),
@@ -1516,7 +1522,7 @@ mod tests {
             assert_eq!(v.admitted, admitted, "{tier}");
             assert_eq!(v.error.as_deref(), Some("registry r.example unreachable"));
         }
-        let v = evaluate(&policy(VULNS, ""), "nope", &img, Err(&LookupError::Source("x".into())), now());
+        let v = evaluate(&policy(VULNS, ""), &name("nope"), &img, Err(&LookupError::Source("x".into())), now());
         assert!(!v.admitted && v.problems[0].contains("tier \"nope\" is not defined"), "{v:?}");
     }
 }

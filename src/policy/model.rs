@@ -368,6 +368,46 @@ pub struct Policy {
     pub patterns: Patterns,
 }
 
+/// The name of a tier a policy defines, checked once where the tier is
+/// looked up ([`Policy::tier_name`]) and carried typed from there: only the
+/// policy makes one. It reads as the name (`Deref<Target = str>`) and
+/// serialises as it.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct TierName(pub(super) String);
+
+impl TierName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for TierName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// As the name: `"production"`.
+impl std::fmt::Debug for TierName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl std::fmt::Display for TierName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl PartialEq<str> for TierName {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
 /// A policy's patterns, compiled when it loads (validation has already
 /// rejected any that do not compile).
 #[derive(Clone, Debug, Default)]
@@ -490,6 +530,11 @@ impl Policy {
 
     pub fn tier(&self, name: &str) -> Option<&TierSpec> {
         self.file.spec.tiers.get(name)
+    }
+
+    /// `name`, when the policy defines a tier by that name.
+    pub fn tier_name(&self, name: &str) -> Option<TierName> {
+        self.file.spec.tiers.contains_key(name).then(|| TierName(name.to_string()))
     }
 
     pub fn tier_names(&self) -> Vec<&str> {
@@ -936,6 +981,22 @@ mod tests {
             _ => Err(format!("cannot read {p}: no such file")),
         };
         Policy::load(&y, "table", &read)
+    }
+
+    #[test]
+    fn only_tiers_the_policy_defines_get_a_name() {
+        let p = Policy::from_yaml(EMBEDDED_DEFAULT, "embedded").unwrap();
+        // (asked, named)
+        let rows = [("production", true), ("development", true), ("Production", false), ("", false), ("nope", false)];
+        for (asked, named) in rows {
+            let name = p.tier_name(asked);
+            assert_eq!(name.is_some(), named, "{asked}");
+            if let Some(n) = name {
+                assert_eq!(n.as_str(), asked);
+                assert_eq!(format!("{n} {n:?}"), format!("{asked} {asked:?}"));
+                assert_eq!(serde_json::to_value(&n).unwrap(), serde_json::json!(asked));
+            }
+        }
     }
 
     const ID: &str = "          - { issuer: https://token.actions.githubusercontent.com, subject: https://github.com/acme/shop/.github/workflows/release.yml@refs/heads/main }";
