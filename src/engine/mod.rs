@@ -1,6 +1,16 @@
-//! The decision core shared by `portcullis serve` and `portcullis check`:
-//! gather evidence for each image (cached per digest), then evaluate it with
-//! the pure policy.
+//! The engine: for each image, its digest and its evidence from a
+//! [`Source`] (the registry, attestation files, or memory in tests), cached
+//! per digest and trust, looked up once however many ask at a time, within
+//! the caller's deadline; then the pure evaluation. Every door's decision
+//! goes through it.
+
+mod files;
+mod memory;
+mod source;
+
+pub use files::{Files, FilesError, MAX_ATTESTATION_FILE, MAX_FILE_ATTESTATIONS};
+pub use memory::Memory;
+pub use source::Source;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -115,16 +125,22 @@ impl moka::Expiry<TagKey, Resolved> for Expiry {
 /// errors (for the error TTL) are hits too. An image pinned by digest skips
 /// the tag cache and is not counted in it.
 pub struct Engine {
-    registry: Arc<Registry>,
+    source: Arc<dyn Source>,
     tags: Cache<TagKey, Resolved>,
     evidence: Cache<EvidenceKey, Gathered>,
     metrics: Arc<Metrics>,
 }
 
 impl Engine {
+    /// The engine of a registry.
     pub fn new(registry: Registry, cfg: &EngineConfig, metrics: Arc<Metrics>) -> Arc<Self> {
+        Self::with_source(Arc::new(registry), cfg, metrics)
+    }
+
+    /// The engine of any source.
+    pub fn with_source(source: Arc<dyn Source>, cfg: &EngineConfig, metrics: Arc<Metrics>) -> Arc<Self> {
         Arc::new(Engine {
-            registry: Arc::new(registry),
+            source,
             tags: Cache::builder()
                 .max_capacity(cfg.cache_capacity)
                 .expire_after(Expiry { positive: cfg.tag_ttl, negative: cfg.tag_ttl, error: cfg.error_ttl })
@@ -137,9 +153,9 @@ impl Engine {
         })
     }
 
-    /// HTTP requests sent to registries so far.
+    /// Requests sent to the source so far (HTTP requests to registries).
     pub fn registry_requests(&self) -> u64 {
-        self.registry.requests()
+        self.source.requests()
     }
 
     /// Entries held in the evidence cache (after pending evictions are done).
@@ -231,10 +247,10 @@ impl Engine {
                 let d = digest.clone();
                 let read: Reader<Attestation> =
                     Arc::new(move |index, (source, signed)| Attestation::read(index, source, &signed, &trust, &d));
-                let found = me.registry.attestations(&img, &auth, &digest, read).await?;
+                let found = me.source.attestations(&img, &auth, &digest, read).await?;
                 let entries = match &found.platforms {
                     Some(listed) if expand && found.found.is_empty() => {
-                        me.registry.index_entries(&img, &auth, &digest, listed).await?
+                        me.source.index_entries(&img, &auth, &digest, listed).await?
                     }
                     _ => vec![],
                 };
@@ -287,7 +303,7 @@ impl Engine {
         let entry = self
             .tags
             .entry(tag_key(image, auth))
-            .or_insert_with(async move { Ok(me.registry.resolve(&img, &a).await?) })
+            .or_insert_with(async move { me.source.resolve(&img, &a).await })
             .await;
         self.metrics.cache("tag", !entry.is_fresh());
         entry.into_value()
@@ -381,3 +397,6 @@ async fn by_deadline<T: Send + 'static>(
         Err(_) => Err(LookupError::Deadline),
     }
 }
+
+#[cfg(test)]
+mod tests;
