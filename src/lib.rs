@@ -16,6 +16,7 @@ pub mod cluster;
 pub mod engine;
 pub mod events;
 pub mod evidence;
+pub mod gate;
 pub mod image;
 pub mod leader;
 pub mod metrics;

@@ -16,6 +16,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use portcullis::audit::{AuditLog, AuditOptions};
 use portcullis::cluster::{TierSource, TIER_LABEL};
 use portcullis::engine::{Engine, EngineConfig, Files, Source, MAX_ATTESTATION_FILE, MAX_FILE_ATTESTATIONS};
+use portcullis::gate::{Ask, Gate, Place, Written};
 use portcullis::image::ImageRef;
 use portcullis::metrics::Metrics;
 use portcullis::policy::{parse_duration, GrantKeys, Policy, EMBEDDED_DEFAULT};
@@ -779,11 +780,14 @@ async fn shutdown_signal() {
 
 async fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
     let policy = Arc::new(load_policy(a.policy.as_ref())?);
-    let Some(tier) = policy.tier_name(&a.tier) else {
-        anyhow::bail!("tier {:?} is not defined in the policy (defined: {})", a.tier, policy.tier_names().join(", "));
-    };
-    let now = a.at.unwrap_or_else(webhook::portcullis_now);
-    // One engine whatever the evidence's source: the registry, or the files given.
+    anyhow::ensure!(
+        policy.tier_name(&a.tier).is_some(),
+        "tier {:?} is not defined in the policy (defined: {})",
+        a.tier,
+        policy.tier_names().join(", ")
+    );
+    let now = a.at.unwrap_or_else(portcullis::gate::now);
+    // One gate whatever the evidence's source: the registry, or the files given.
     let (source, refs): (Arc<dyn Source>, Vec<ImageRef>) = if a.attestations.is_empty() {
         let refs = a.images.iter().map(|i| ImageRef::parse(i)).collect::<Result<Vec<_>, _>>()?;
         (Arc::new(registry(&a.registry)?), refs)
@@ -791,19 +795,20 @@ async fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
         (Arc::new(Files::read(&a.attestations)?), pinned_images(&a.images)?)
     };
     let engine = Engine::with_source(source, &EngineConfig::default(), Arc::new(Metrics::new()));
-    let deadline = tokio::time::Instant::now() + a.timeout;
-    let verdicts = engine.evaluate_images(&policy, &tier, &refs, &Default::default(), now, deadline).await;
-    // The same decision as at admission (no break-glass in a pipeline).
-    let tier_spec = policy.tier(&a.tier).context("the tier vanished")?;
-    let decision = portcullis::policy::decide(portcullis::policy::Judged {
-        policy_digest: &policy.digest,
-        tier: &tier,
-        tier_spec,
-        verdicts,
-        break_glass: Default::default(),
-        template_without_grant: None,
-        now,
-    });
+    // No break-glass in a pipeline: its keys are never used.
+    let gate =
+        Gate::new(engine, policy.clone(), TierSource::Static, GrantKeys::random()?).with_clock(Arc::new(move || now));
+    let judgement = gate
+        .judge(Ask {
+            place: Place::Tier(&a.tier),
+            what: "the images given".into(),
+            images: refs.iter().map(Written::parsed).collect(),
+            keychain: Default::default(),
+            break_glass: Default::default(),
+            deadline: tokio::time::Instant::now() + a.timeout,
+        })
+        .await;
+    let decision = judgement.decision;
     let verdicts = &decision.verdicts;
     match a.output {
         Output::Json => {
