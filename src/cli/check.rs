@@ -38,6 +38,7 @@ pub(crate) async fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
             place: Place::Tier(&a.tier),
             what: "the images given".into(),
             images: refs.iter().map(Written::parsed).collect(),
+            max_images: None,
             keychain: Default::default(),
             break_glass: Default::default(),
             deadline: tokio::time::Instant::now() + a.timeout,

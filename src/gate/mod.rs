@@ -98,6 +98,9 @@ pub struct Ask<'a> {
     pub what: String,
     /// Every image as written (the same image twice is judged once).
     pub images: Vec<Written<'a>>,
+    /// Most distinct images it may name (a review's bound,
+    /// `--max-images-per-review`); more are refused before any lookup.
+    pub max_images: Option<usize>,
     /// The logins to look images up with.
     pub keychain: Keychain,
     pub break_glass: BreakGlassAsk<'a>,
@@ -133,26 +136,11 @@ pub struct Gate {
     tiers: TierSource,
     grant_keys: GrantKeys,
     clock: Clock,
-    /// Most distinct images one ask may name (`--max-images-per-review`).
-    max_images: usize,
 }
 
 impl Gate {
     pub fn new(engine: Arc<Engine>, policy: impl Into<Arc<Policy>>, tiers: TierSource, grant_keys: GrantKeys) -> Gate {
-        Gate {
-            engine,
-            policy: RwLock::new(policy.into()),
-            tiers,
-            grant_keys,
-            clock: Arc::new(now),
-            max_images: usize::MAX,
-        }
-    }
-
-    /// At most `n` distinct images per ask; more are refused.
-    pub fn with_max_images(mut self, n: usize) -> Gate {
-        self.max_images = n;
-        self
+        Gate { engine, policy: RwLock::new(policy.into()), tiers, grant_keys, clock: Arc::new(now) }
     }
 
     /// Decisions at the time `clock` tells (`check --at`).
@@ -187,10 +175,6 @@ impl Gate {
         &self.grant_keys
     }
 
-    pub fn max_images(&self) -> usize {
-        self.max_images
-    }
-
     /// The time of a decision taken now.
     pub fn now(&self) -> DateTime<Utc> {
         (self.clock)()
@@ -216,13 +200,12 @@ impl Gate {
             now,
         };
         let distinct: BTreeSet<&str> = ask.images.iter().map(|w| w.image).collect();
-        if distinct.len() > self.max_images {
+        if let Some(max) = ask.max_images.filter(|max| distinct.len() > *max) {
             let why = format!(
-                "{} names {} distinct images, more than the limit of {} per review (--max-images-per-review); \
+                "{} names {} distinct images, more than the limit of {max} per review (--max-images-per-review); \
                  split it into several objects",
                 ask.what,
                 distinct.len(),
-                self.max_images
             );
             return refuse(None, "too_many_images", &why);
         }

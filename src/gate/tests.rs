@@ -23,7 +23,7 @@ fn gate() -> (Arc<Memory>, Gate) {
         Engine::with_source(memory.clone() as Arc<dyn Source>, &EngineConfig::default(), Arc::new(Metrics::new()));
     let policy = Policy::from_yaml(EMBEDDED_DEFAULT, "default").unwrap();
     let keys = GrantKeys::random().unwrap();
-    (memory, Gate::new(engine, policy, TierSource::Static, keys).with_max_images(3))
+    (memory, Gate::new(engine, policy, TierSource::Static, keys))
 }
 
 fn ask<'a>(place: Place<'a>, images: &[&'a str]) -> Ask<'a> {
@@ -31,6 +31,7 @@ fn ask<'a>(place: Place<'a>, images: &[&'a str]) -> Ask<'a> {
         place,
         what: "Deployment web".into(),
         images: images.iter().map(|i| Written::new(i, "spec.containers[0].image")).collect(),
+        max_images: Some(3),
         keychain: Default::default(),
         break_glass: BreakGlassAsk::default(),
         deadline: Instant::now() + Duration::from_secs(10),
