@@ -219,6 +219,20 @@ impl AuditKeys {
     }
 }
 
+/// When a decision's record counts as kept (`--audit-sync`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Sync {
+    /// Once queued: the writer writes it within a batch window, and a
+    /// graceful shutdown drains the queue. A hard kill loses what was queued
+    /// and not yet written (at most the queue's size).
+    #[default]
+    Batch,
+    /// Once written and `fdatasync`ed: [`AuditLog::write`] returns only then,
+    /// so a decision is answered only when its record would survive a hard
+    /// kill or a power loss. Records waiting together share one sync.
+    Always,
+}
+
 /// How an [`AuditLog`] writes.
 #[derive(Clone, Debug)]
 pub struct AuditOptions {
@@ -230,6 +244,8 @@ pub struct AuditOptions {
     pub queue_records: usize,
     /// Keys that mac each record (`--audit-key`); none: an unkeyed chain.
     pub keys: Option<AuditKeys>,
+    /// When a record counts as kept (`--audit-sync`).
+    pub sync: Sync,
 }
 
 impl Default for AuditOptions {
@@ -239,6 +255,7 @@ impl Default for AuditOptions {
             anchor_interval: DEFAULT_ANCHOR_INTERVAL,
             queue_records: DEFAULT_QUEUE_RECORDS,
             keys: None,
+            sync: Sync::Batch,
         }
     }
 }
@@ -249,6 +266,7 @@ pub struct AuditLog {
     tx: mpsc::Sender<Msg>,
     permits: Arc<Semaphore>,
     shared: Arc<Shared>,
+    sync: Sync,
 }
 
 /// What the writer shares with the handle.
@@ -273,8 +291,9 @@ impl Shared {
 type Serialise = Box<dyn FnOnce() -> serde_json::Result<Vec<u8>> + Send>;
 
 enum Msg {
-    /// A record, serialised by the writer, holding its room in the queue until written.
-    Record(Serialise, OwnedSemaphorePermit),
+    /// A record, serialised by the writer, holding its room in the queue
+    /// until written; with [`Sync::Always`], answered once written and synced.
+    Record(Serialise, OwnedSemaphorePermit, Option<oneshot::Sender<()>>),
     /// Answered once everything queued before it is written.
     Flush(Ack),
     /// Like `Flush`, then the writer stops.
@@ -323,23 +342,36 @@ impl AuditLog {
             chain: Chain { keys: opts.keys.clone().map(Arc::new), ..Chain::after(head.as_ref()) },
             shared: shared.clone(),
             anchor: Some(opts.anchor_interval).filter(|d| !d.is_zero()),
+            sync: opts.sync,
         };
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new().name("audit-writer".into()).spawn(move || writer.run(rx))?;
         // A permit per record queued.
         let queue = opts.queue_records.clamp(1, Semaphore::MAX_PERMITS);
-        Ok(AuditLog { tx, permits: Arc::new(Semaphore::new(queue)), shared })
+        Ok(AuditLog { tx, permits: Arc::new(Semaphore::new(queue)), shared, sync: opts.sync })
     }
 
     /// Queues one record, waiting for room in the queue when it is full. The
     /// record is serialised and written shortly after by the writer thread,
-    /// off the caller's path; [`flush`](Self::flush) waits for that.
+    /// off the caller's path; [`flush`](Self::flush) waits for that. With
+    /// [`Sync::Always`] it returns only once the record is written and synced
+    /// (or could not be: then it is counted in [`write_errors`](Self::write_errors)).
     pub async fn write<T: Serialize + Send + 'static>(&self, record: T) {
         match self.permits.clone().acquire_owned().await {
             Ok(permit) => {
                 let job: Serialise = Box::new(move || serde_json::to_vec(&record));
-                if self.tx.send(Msg::Record(job, permit)).is_err() {
-                    self.shared.lost(1, &"the audit writer has stopped");
+                let (kept, synced) = match self.sync {
+                    Sync::Always => {
+                        let (t, r) = oneshot::channel();
+                        (Some(t), Some(r))
+                    }
+                    Sync::Batch => (None, None),
+                };
+                if self.tx.send(Msg::Record(job, permit, kept)).is_err() {
+                    return self.shared.lost(1, &"the audit writer has stopped");
+                }
+                if let Some(r) = synced {
+                    let _ = r.await;
                 }
             }
             Err(_) => self.shared.lost(1, &"the audit log is closed"),
@@ -437,6 +469,7 @@ struct Writer {
     chain: Chain,
     shared: Arc<Shared>,
     anchor: Option<Duration>,
+    sync: Sync,
 }
 
 enum Sink {
@@ -489,18 +522,21 @@ impl Writer {
     fn process(&mut self, batch: Vec<Msg>) -> Vec<Ack> {
         let mut records = Vec::new();
         let mut permits = Vec::new();
+        let mut kept = Vec::new();
         let mut closes = Vec::new();
         for m in batch {
             match m {
-                Msg::Record(job, permit) => {
+                Msg::Record(job, permit, ack) => {
                     match job() {
                         Ok(json) => records.push(json),
                         Err(e) => self.shared.lost(1, &format_args!("serialising the record: {e}")),
                     }
                     permits.push(permit);
+                    kept.extend(ack);
                 }
                 Msg::Flush(ack) => {
                     self.write(&records);
+                    self.keep(std::mem::take(&mut kept));
                     records.clear();
                     permits.clear();
                     ack.send();
@@ -509,7 +545,25 @@ impl Writer {
             }
         }
         self.write(&records);
+        self.keep(kept);
         closes
+    }
+
+    /// With [`Sync::Always`]: syncs what was written, then answers the
+    /// records waiting for it (one sync for all of them).
+    fn keep(&mut self, waiting: Vec<oneshot::Sender<()>>) {
+        if waiting.is_empty() || self.sync != Sync::Always {
+            return;
+        }
+        if let Sink::File(FileSink { file: Some(f), path, .. }) = &self.sink {
+            if let Err(e) = f.sync_data() {
+                tracing::error!(path = %path.display(), error = %e, "syncing the audit log failed");
+                self.shared.write_errors.fetch_add(waiting.len() as u64, Ordering::Relaxed);
+            }
+        }
+        for w in waiting {
+            let _ = w.send(());
+        }
     }
 
     fn write(&mut self, records: &[Vec<u8>]) {
@@ -644,6 +698,11 @@ impl FileSink {
 
     /// Renames the current file to the next rotated name and starts a new one.
     fn rotate(&mut self) -> io::Result<PathBuf> {
+        // What is in the file now is kept before it is renamed: a record
+        // waiting for its sync may be in it.
+        if let Some(f) = &self.file {
+            f.sync_data()?;
+        }
         let to = next_rotated(&self.path)?;
         std::fs::rename(&self.path, &to)?;
         self.file = None;
@@ -1108,7 +1167,7 @@ mod tests {
     }
 
     fn small(max_bytes: u64) -> AuditOptions {
-        AuditOptions { max_bytes, anchor_interval: Duration::ZERO, queue_records: 64, keys: None }
+        AuditOptions { max_bytes, anchor_interval: Duration::ZERO, queue_records: 64, keys: None, sync: Sync::Batch }
     }
 
     /// A trail of `n` records, macked with `keys` when given, from `chain`.

@@ -281,6 +281,11 @@ pub(crate) struct ServeArgs {
     /// key. Keep it like the grant key (a Secret); `audit verify --key` checks it.
     #[arg(long, value_name = "FILE", env = "PORTCULLIS_AUDIT_KEY")]
     pub(crate) audit_key: Option<PathBuf>,
+    /// When a decision's audit record counts as kept: `batch` once queued (written within milliseconds; a graceful
+    /// shutdown drains the queue, a hard kill loses what was queued), `always` once written and fdatasynced (the
+    /// decision is answered only then; records waiting together share one sync).
+    #[arg(long, value_enum, default_value_t = AuditSync::Batch)]
+    pub(crate) audit_sync: AuditSync,
     /// Write every AdmissionReview received into this directory (debugging;
     /// the files hold whole objects).
     #[arg(long, value_name = "DIR")]
@@ -344,6 +349,21 @@ pub(crate) fn default_excluded_with_own() -> Vec<String> {
     let mut v = default_excluded();
     v.push("portcullis-system".into());
     v
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum AuditSync {
+    Batch,
+    Always,
+}
+
+impl From<AuditSync> for portcullis::audit::Sync {
+    fn from(s: AuditSync) -> Self {
+        match s {
+            AuditSync::Batch => portcullis::audit::Sync::Batch,
+            AuditSync::Always => portcullis::audit::Sync::Always,
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -120,6 +120,7 @@ pub(crate) async fn serve(a: ServeArgs) -> anyhow::Result<()> {
                 max_bytes: a.audit_max_bytes,
                 anchor_interval: a.audit_anchor_interval,
                 keys: audit_keys,
+                sync: a.audit_sync.into(),
                 ..AuditOptions::default()
             },
         )
