@@ -148,6 +148,21 @@ pub struct Verdict {
     /// `linux/arm64@sha256:…`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub platforms: Vec<String>,
+    /// Exceptions applied that expire within [`EXCEPTION_WARNING_DAYS`]
+    /// (a note says so in words), on the image or any platform judged, for
+    /// code that classifies verdicts (`report`'s status). Not serialised:
+    /// the outputs keep their fields.
+    #[serde(skip)]
+    pub expiring_exceptions: Vec<ExpiringException>,
+}
+
+/// An exception that applied to a verdict and expires soon.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ExpiringException {
+    /// The exception's id (`CVE-2024-0001`).
+    pub id: String,
+    /// Its last day.
+    pub expires: NaiveDate,
 }
 
 impl Verdict {
@@ -527,6 +542,11 @@ fn by_platform(
                 }
             }
         }
+        for e in pv.expiring_exceptions {
+            if !v.expiring_exceptions.contains(&e) {
+                v.expiring_exceptions.push(e);
+            }
+        }
         if v.error.is_none() {
             v.error = pv.error.map(|e| format!("{label}: {e}"));
         }
@@ -687,6 +707,10 @@ impl<'e> Ctx<'e> {
                 let note = format!("exception for {} expires on {}; fix {} before then", e.id, e.expires, f.package);
                 if !v.notes.contains(&note) {
                     v.notes.push(note);
+                }
+                let expiring = ExpiringException { id: e.id.clone(), expires: e.expires };
+                if !v.expiring_exceptions.contains(&expiring) {
+                    v.expiring_exceptions.push(expiring);
                 }
             }
             return true;
@@ -1502,6 +1526,39 @@ mod tests {
         let v = evaluate(&p, &name("t"), &ImageRef::parse("r.example/app:v1").unwrap(), Ok(&ev), now());
         assert!(v.admitted, "{v:?}");
         assert_eq!(v.notes, ["H in openssl 3.0.1, fixed in 2 (high) is inside its 876600000000h remediation window"]);
+    }
+
+    #[test]
+    fn exceptions_expiring_soon_are_facts_of_the_verdict() {
+        let crit = || vec![scan("scanner", h(1), vec![finding("CVE-1", Severity::Critical, "2", None)])];
+        let soon = |day: u32| {
+            vec![ExpiringException { id: "CVE-1".into(), expires: NaiveDate::from_ymd_opt(2026, 6, day).unwrap() }]
+        };
+        // (case, exceptions, evidence, expiring exceptions)
+        let rows: Vec<(&str, &str, ImageEvidence, Vec<ExpiringException>)> = vec![
+            ("none", "", evidence(crit()), vec![]),
+            ("far off", EXC_ACTIVE, evidence(crit()), vec![]),
+            ("within 14 days", EXC_SOON, evidence(crit()), soon(20)),
+            ("on its last day", EXC_TODAY, evidence(crit()), soon(15)),
+            ("expired: no longer applies", EXC_EXPIRED, evidence(crit()), vec![]),
+            (
+                "on a platform of a multi-arch image",
+                EXC_SOON,
+                index(vec![], vec![("linux/amd64", Ok(crit())), ("linux/arm64", Ok(crit()))]),
+                soon(20),
+            ),
+        ];
+        let img = ImageRef::parse("r.example/app:v1").unwrap();
+        for (case, exc, ev, want) in rows {
+            let v = evaluate(&policy(VULNS, exc), &name("t"), &img, Ok(&ev), now());
+            assert_eq!(v.expiring_exceptions, want, "{case}");
+            // The words say the same.
+            let said = v.notes.iter().any(|n| n.contains("exception for CVE-1 expires on "));
+            assert_eq!(said, !want.is_empty(), "{case}: {:?}", v.notes);
+        }
+        // Not an output field.
+        let v = evaluate(&policy(VULNS, EXC_SOON), &name("t"), &img, Ok(&evidence(crit())), now());
+        assert!(serde_json::to_value(&v).unwrap().get("expiringExceptions").is_none());
     }
 
     #[test]

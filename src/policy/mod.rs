@@ -19,5 +19,5 @@ pub use breakglass::{
 };
 pub use decide::{decide, Decision, Judged, Outcome};
 pub use duration::{parse_duration, Duration};
-pub use eval::{evaluate, Cited, EvidenceKind, Reason, Verdict};
+pub use eval::{evaluate, Cited, EvidenceKind, ExpiringException, Reason, Verdict};
 pub use model::*;
