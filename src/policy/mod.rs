@@ -10,6 +10,7 @@ mod duration;
 mod eval;
 mod locate;
 mod model;
+mod rules;
 
 pub use breakglass::{
     break_glass, check as check_grant, is_controller, max_duration as break_glass_max_duration, new_grant, BreakGlass,
