@@ -284,43 +284,12 @@ pub fn evaluate(
         return v;
     };
     if tier.require_digest && image.digest.is_none() {
-        v.fail(Reason::Digest, format!(
-            "{} is not pinned by digest, and tier {tier_name} requires digests (requireDigest); write it as {}:{}@sha256:<digest> \
-             (`crane digest {}` or `docker buildx imagetools inspect` prints the digest), or install Portcullis' mutating webhook, \
-             which pins tags in tiers that require digests",
-            image.original,
-            image.name(),
-            image.tag.as_deref().unwrap_or("latest"),
-            image.original
-        ));
-        v.fix(match &v.digest {
-            Some(d) => format!("pin it: {}@{d}", image.original),
-            None => format!("pin it by digest (crane digest {} prints it)", image.original),
-        });
+        not_pinned(tier_name, image, &mut v);
     }
     let ev = match gathered {
         Ok(ev) => ev,
         Err(error) => {
-            v.error = Some(error.to_string());
-            match tier.on_error {
-                OnError::Allow => {
-                    v.admitted = v.problems.is_empty() || tier.mode == Mode::Warn;
-                    v.notes.push(format!(
-                        "could not verify {}: {error}; admitted because tier {tier_name} has onError: allow",
-                        image.original
-                    ));
-                }
-                OnError::Deny => {
-                    v.fail(
-                        Reason::Unverifiable,
-                        format!("could not verify the image: {error}; tier {tier_name} fails closed (onError: deny)"),
-                    );
-                    v.fix(format!(
-                        "retry once the registry answers Portcullis (portcullis check {} --tier {tier_name} shows the error)",
-                        image.original
-                    ));
-                }
-            }
+            unverifiable(tier_name, tier, image, error, &mut v);
             return v;
         }
     };
@@ -353,6 +322,48 @@ pub fn evaluate(
     }
     v.admitted = v.problems.is_empty() || tier.mode == Mode::Warn;
     v
+}
+
+/// The tier requires digests and the image is named by tag.
+fn not_pinned(tier_name: &TierName, image: &ImageRef, v: &mut Verdict) {
+    v.fail(Reason::Digest, format!(
+        "{} is not pinned by digest, and tier {tier_name} requires digests (requireDigest); write it as {}:{}@sha256:<digest> \
+         (`crane digest {}` or `docker buildx imagetools inspect` prints the digest), or install Portcullis' mutating webhook, \
+         which pins tags in tiers that require digests",
+        image.original,
+        image.name(),
+        image.tag.as_deref().unwrap_or("latest"),
+        image.original
+    ));
+    v.fix(match &v.digest {
+        Some(d) => format!("pin it: {}@{d}", image.original),
+        None => format!("pin it by digest (crane digest {} prints it)", image.original),
+    });
+}
+
+/// Evidence could not be gathered: a note and admitted where the tier
+/// tolerates errors (`onError: allow`), else a problem.
+fn unverifiable(tier_name: &TierName, tier: &TierSpec, image: &ImageRef, error: &LookupError, v: &mut Verdict) {
+    v.error = Some(error.to_string());
+    match tier.on_error {
+        OnError::Allow => {
+            v.admitted = v.problems.is_empty() || tier.mode == Mode::Warn;
+            v.notes.push(format!(
+                "could not verify {}: {error}; admitted because tier {tier_name} has onError: allow",
+                image.original
+            ));
+        }
+        OnError::Deny => {
+            v.fail(
+                Reason::Unverifiable,
+                format!("could not verify the image: {error}; tier {tier_name} fails closed (onError: deny)"),
+            );
+            v.fix(format!(
+                "retry once the registry answers Portcullis (portcullis check {} --tier {tier_name} shows the error)",
+                image.original
+            ));
+        }
+    }
 }
 
 /// What was listed for an image and not read, and why, one note per reason.

@@ -1,6 +1,8 @@
 //! Vulnerability scans: the newest accepted scan, its age, its findings
 //! against the tier's limits, exceptions and remediation windows.
 
+use std::collections::BTreeMap;
+
 use chrono::NaiveDate;
 
 use super::{rfc3339, signed_by_any, Age, Ctx, Rule, LIST_FINDINGS};
@@ -53,8 +55,20 @@ impl Rule for VulnRule {
             let fix = format!("rescan, then {}", self.attach().replace("{image}", &v.pinned()));
             v.fix(fix);
         }
-        let mut counted: std::collections::BTreeMap<Severity, Vec<&Finding>> = Default::default();
-        for f in &report.findings {
+        let counted = self.counted(cx, &report.findings, v);
+        self.over_limits(&counted, v);
+    }
+}
+
+/// The findings that count against the limits, by severity.
+type Counted<'a> = BTreeMap<Severity, Vec<&'a Finding>>;
+
+impl VulnRule {
+    /// The findings that count: not unfixed ones the rule ignores, not
+    /// excepted ones, not ones inside their remediation window (each noted).
+    fn counted<'r>(&self, cx: &Ctx<'_>, findings: &'r [Finding], v: &mut Verdict) -> Counted<'r> {
+        let mut counted = Counted::default();
+        for f in findings {
             if self.ignore_unfixed && !f.fixable() {
                 continue;
             }
@@ -76,6 +90,11 @@ impl Rule for VulnRule {
             }
             counted.entry(f.severity).or_default().push(f);
         }
+        counted
+    }
+
+    /// A problem, and its remedy, for each severity over its limit.
+    fn over_limits(&self, counted: &Counted<'_>, v: &mut Verdict) {
         for sev in Severity::ALL {
             let (Some(max), Some(list)) = (self.max.get(sev), counted.get(&sev)) else {
                 continue;
