@@ -10,6 +10,10 @@ impl Rule for AttestationRule {
         EvidenceKind::Attestation
     }
 
+    fn signed_by(&self) -> &[String] {
+        &self.signed_by
+    }
+
     fn how(&self) -> String {
         format!("a signed {} attestation", self.predicate_type)
     }

@@ -26,6 +26,8 @@ const LIST_FINDINGS: usize = 5;
 pub(super) trait Rule {
     /// What the evidence it judges is, for the attestations a verdict cites.
     fn kind(&self) -> EvidenceKind;
+    /// The signers any one of whom must have signed the evidence.
+    fn signed_by(&self) -> &[String];
     /// How the evidence is attached, in words for a denial that finds no
     /// attestations at all (`a signed vulnerability scan (…)`).
     fn how(&self) -> String;
@@ -38,18 +40,40 @@ pub(super) trait Rule {
 
 /// The tier's rules, in the order their problems are reported.
 pub(super) fn of(tier: &TierSpec) -> Vec<&dyn Rule> {
-    let mut rules: Vec<&dyn Rule> = Vec::new();
+    placed(tier).into_iter().map(|(_, r)| r).collect()
+}
+
+/// The tier's rules, each with where it is in the tier (for the policy's
+/// own checks), in the order their problems are reported.
+pub(super) fn placed(tier: &TierSpec) -> Vec<(Place, &dyn Rule)> {
+    let mut rules: Vec<(Place, &dyn Rule)> = Vec::new();
     if let Some(r) = &tier.vulnerabilities {
-        rules.push(r);
+        rules.push((Place::Field("vulnerabilities"), r));
     }
     if let Some(r) = &tier.tests {
-        rules.push(r);
+        rules.push((Place::Field("tests"), r));
     }
     if let Some(r) = &tier.provenance {
-        rules.push(r);
+        rules.push((Place::Field("provenance"), r));
     }
-    rules.extend(tier.attestations.iter().map(|r| r as &dyn Rule));
+    rules.extend(tier.attestations.iter().enumerate().map(|(i, r)| (Place::Attestation(i), r as &dyn Rule)));
     rules
+}
+
+/// Where a rule is in its tier: `vulnerabilities`, `attestations[0]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Place {
+    Field(&'static str),
+    Attestation(usize),
+}
+
+impl std::fmt::Display for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Place::Field(name) => f.write_str(name),
+            Place::Attestation(i) => write!(f, "attestations[{i}]"),
+        }
+    }
 }
 
 /// What every rule judges with: the image, its evidence, the tier, the time.
@@ -228,5 +252,40 @@ fn human(d: ChronoDuration) -> String {
         (0, 0) => format!("{mins}m"),
         (0, _) => format!("{hours}h {mins}m"),
         _ => format!("{days}d {hours}h"),
+    }
+}
+
+// Not `tests`: that is the test-result rule.
+#[cfg(test)]
+mod placement {
+    use super::*;
+
+    #[test]
+    fn a_tier_s_rules_in_order_with_their_places() {
+        let tier: TierSpec = serde_yaml_ng::from_str(
+            "attestations:\n  - { predicateType: https://cyclonedx.org/bom, signedBy: [sbom] }\n  - { predicateType: r, signedBy: [review] }\n\
+             provenance: { signedBy: [ci] }\ntests: { signedBy: [qa] }\nvulnerabilities: { signedBy: [scanner, other] }\n",
+        )
+        .unwrap();
+        // (place, kind, signers, what the denial asks for)
+        let want: [(&str, EvidenceKind, &[&str], &str); 5] = [
+            ("vulnerabilities", EvidenceKind::Vulnerabilities, &["scanner", "other"], "a signed vulnerability scan"),
+            ("tests", EvidenceKind::Tests, &["qa"], "a signed test result"),
+            ("provenance", EvidenceKind::Provenance, &["ci"], "signed build provenance"),
+            ("attestations[0]", EvidenceKind::Attestation, &["sbom"], "a signed https://cyclonedx.org/bom attestation"),
+            ("attestations[1]", EvidenceKind::Attestation, &["review"], "a signed r attestation"),
+        ];
+        let got = placed(&tier);
+        assert_eq!(got.len(), want.len());
+        for ((place, rule), (at, kind, signers, how)) in got.iter().zip(want) {
+            assert_eq!(place.to_string(), at);
+            assert_eq!(rule.kind(), kind, "{at}");
+            assert_eq!(rule.signed_by(), signers, "{at}");
+            assert!(rule.how().starts_with(how), "{at}: {}", rule.how());
+            assert!(rule.attach().contains("{image}"), "{at}: {}", rule.attach());
+        }
+        assert_eq!(of(&tier).len(), 5);
+        let none: TierSpec = serde_yaml_ng::from_str("mode: warn").unwrap();
+        assert!(of(&none).is_empty());
     }
 }

@@ -18,6 +18,10 @@ impl Rule for ProvenanceRule {
         EvidenceKind::Provenance
     }
 
+    fn signed_by(&self) -> &[String] {
+        &self.signed_by
+    }
+
     fn how(&self) -> String {
         format!("signed build provenance ({PROVENANCE_HOW})")
     }

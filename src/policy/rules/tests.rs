@@ -15,6 +15,10 @@ impl Rule for TestRule {
         EvidenceKind::Tests
     }
 
+    fn signed_by(&self) -> &[String] {
+        &self.signed_by
+    }
+
     fn how(&self) -> String {
         format!("a signed test result (`cosign attest --type {TEST_RESULT_V01}`)")
     }

@@ -18,6 +18,10 @@ impl Rule for VulnRule {
         EvidenceKind::Vulnerabilities
     }
 
+    fn signed_by(&self) -> &[String] {
+        &self.signed_by
+    }
+
     fn how(&self) -> String {
         "a signed vulnerability scan (`cosign attest --type vuln`)".to_string()
     }
