@@ -243,6 +243,38 @@ impl Verdict {
         }
     }
 
+    /// Takes in the verdict on one platform of a multi-arch image
+    /// (`label`: `platform linux/arm64 (sha256:…)`): its problems, notes
+    /// and first error labelled, its remedies by platform, the rest merged.
+    fn absorb(&mut self, label: &str, platform: &str, pv: Verdict) {
+        self.problems.extend(pv.problems.iter().map(|x| format!("{label}: {x}")));
+        for r in &pv.reasons {
+            if !self.reasons.contains(r) {
+                self.reasons.push(*r);
+            }
+        }
+        self.attestations.extend(pv.attestations.iter().cloned());
+        self.notes.extend(pv.notes.iter().map(|x| format!("{label}: {x}")));
+        for r in pv.remedies {
+            self.fix(format!("{platform}: {r}"));
+        }
+        for (from, into) in [(pv.evidence, &mut self.evidence), (pv.exceptions, &mut self.exceptions)] {
+            for e in from {
+                if !into.contains(&e) {
+                    into.push(e);
+                }
+            }
+        }
+        for e in pv.expiring_exceptions {
+            if !self.expiring_exceptions.contains(&e) {
+                self.expiring_exceptions.push(e);
+            }
+        }
+        if self.error.is_none() {
+            self.error = pv.error.map(|e| format!("{label}: {e}"));
+        }
+    }
+
     /// Cites an attestation the verdict rests on.
     pub(super) fn cite(&mut self, kind: EvidenceKind, f: &Found<'_, impl Sized>, finished_on: Option<DateTime<Utc>>) {
         let digest = f.att.envelope.to_string();
@@ -481,32 +513,7 @@ fn by_platform(
             }
         }
         let pv = evaluate(policy, tier_name, &pinned, p.evidence.as_deref(), now);
-        v.problems.extend(pv.problems.iter().map(|x| format!("{label}: {x}")));
-        for r in &pv.reasons {
-            if !v.reasons.contains(r) {
-                v.reasons.push(*r);
-            }
-        }
-        v.attestations.extend(pv.attestations.iter().cloned());
-        v.notes.extend(pv.notes.iter().map(|x| format!("{label}: {x}")));
-        for r in pv.remedies {
-            v.fix(format!("{}: {r}", p.platform));
-        }
-        for (from, into) in [(pv.evidence, &mut v.evidence), (pv.exceptions, &mut v.exceptions)] {
-            for e in from {
-                if !into.contains(&e) {
-                    into.push(e);
-                }
-            }
-        }
-        for e in pv.expiring_exceptions {
-            if !v.expiring_exceptions.contains(&e) {
-                v.expiring_exceptions.push(e);
-            }
-        }
-        if v.error.is_none() {
-            v.error = pv.error.map(|e| format!("{label}: {e}"));
-        }
+        v.absorb(&label, &p.platform, pv);
         v.platforms.push(format!("{}@{}", p.platform, p.digest));
     }
     v.admitted = v.problems.is_empty() || tier.mode == Mode::Warn;
