@@ -140,8 +140,8 @@ pub struct Verdict {
     /// `linux/arm64@sha256:…`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub platforms: Vec<String>,
-    /// Exceptions applied that expire within [`EXCEPTION_WARNING_DAYS`]
-    /// (a note says so in words), on the image or any platform judged, for
+    /// Exceptions applied that expire within `EXCEPTION_WARNING_DAYS` (14)
+    /// days (a note says so in words), on the image or any platform judged, for
     /// code that classifies verdicts (`report`'s status). Not serialised:
     /// the outputs keep their fields.
     #[serde(skip)]
