@@ -49,7 +49,7 @@ export PORTCULLIS_REVISION := $(REVISION)
 
 include mk/e2e-tools.mk
 
-.PHONY: all build run test unit e2e lint fmt tools keyless-signer certs bench clean-certs demo image image-layout
+.PHONY: all build run test unit e2e lint fmt tools keyless-signer certs bench clean-certs demo image image-layout fuzz
 
 all: build
 
@@ -93,6 +93,11 @@ e2e: tools e2e-tools image-layout
 ## unit: only the fast tests that need no tools
 unit:
 	$(CARGO) test --lib --bins
+
+## fuzz: the property-based fuzzing of every parser (tests/fuzz.rs), long: FUZZ_CASES per target (make test runs 256)
+FUZZ_CASES ?= 1000000
+fuzz:
+	PORTCULLIS_FUZZ_CASES=$(FUZZ_CASES) $(CARGO) test --release --test fuzz -- --nocapture
 
 ## lint: formatting, clippy, and the licences, bans and sources of every dependency (deny.toml)
 lint: $(CARGO_DENY)
