@@ -712,6 +712,8 @@ pub struct HookOptions {
     pub client_ca: Option<String>,
     /// `--client-name`: names such a certificate must carry one of.
     pub client_names: Vec<String>,
+    /// `--audit-sync`.
+    pub audit_sync: portcullis::audit::Sync,
 }
 
 impl Default for HookOptions {
@@ -727,6 +729,7 @@ impl Default for HookOptions {
             reading: portcullis::webhook::READING_BYTES,
             client_ca: None,
             client_names: vec![],
+            audit_sync: Default::default(),
         }
     }
 }
@@ -781,7 +784,11 @@ impl Webhook {
             policy: std::sync::RwLock::new(Arc::new(policy)),
             tiers: portcullis::cluster::TierSource::Static,
             metrics,
-            audit: portcullis::audit::AuditLog::open(audit_dir.path().join("audit.jsonl").to_str().unwrap()).unwrap(),
+            audit: portcullis::audit::AuditLog::open_with(
+                audit_dir.path().join("audit.jsonl").to_str().unwrap(),
+                portcullis::audit::AuditOptions { sync: o.audit_sync, ..Default::default() },
+            )
+            .unwrap(),
             deadline: o.deadline,
             record_dir: None,
             grant_keys: portcullis::policy::GrantKeys::from_text(&o.grant_key).unwrap(),
