@@ -17,6 +17,7 @@ pub mod engine;
 pub mod events;
 pub mod evidence;
 pub mod image;
+pub mod kinds;
 pub mod leader;
 pub mod metrics;
 pub mod platform;

@@ -57,9 +57,8 @@ pub fn choose(
 /// and ephemeral containers, image volumes); empty when the template cannot
 /// be read (such a revision is never rolled back to).
 pub fn template_images(t: &PodTemplateSpec) -> Vec<String> {
-    let Some(shape) = crate::webhook::extract::shape("", "PodTemplate") else { return vec![] };
     let Ok(template) = serde_json::to_value(t) else { return vec![] };
-    let mut out: Vec<String> = crate::webhook::extract::images(&shape, &json!({ "template": template }))
+    let mut out: Vec<String> = crate::kinds::images(&crate::kinds::POD_TEMPLATE, &json!({ "template": template }))
         .map(|images| images.into_iter().map(|c| c.image).collect())
         .unwrap_or_default();
     out.sort();
