@@ -15,7 +15,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use portcullis::audit::{AuditLog, AuditOptions};
 use portcullis::cluster::{TierSource, TIER_LABEL};
-use portcullis::engine::{Engine, EngineConfig};
+use portcullis::engine::{Engine, EngineConfig, Files, Source, MAX_ATTESTATION_FILE, MAX_FILE_ATTESTATIONS};
 use portcullis::image::ImageRef;
 use portcullis::metrics::Metrics;
 use portcullis::policy::{parse_duration, GrantKeys, Policy, EMBEDDED_DEFAULT};
@@ -779,23 +779,25 @@ async fn shutdown_signal() {
 
 async fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
     let policy = Arc::new(load_policy(a.policy.as_ref())?);
-    if policy.tier(&a.tier).is_none() {
+    let Some(tier) = policy.tier_name(&a.tier) else {
         anyhow::bail!("tier {:?} is not defined in the policy (defined: {})", a.tier, policy.tier_names().join(", "));
-    }
-    let now = a.at.unwrap_or_else(webhook::portcullis_now);
-    let verdicts = if a.attestations.is_empty() {
-        let refs = a.images.iter().map(|i| ImageRef::parse(i)).collect::<Result<Vec<_>, _>>()?;
-        let engine = Engine::new(registry(&a.registry)?, &EngineConfig::default(), Arc::new(Metrics::new()));
-        let deadline = tokio::time::Instant::now() + a.timeout;
-        engine.evaluate_images(&policy, &a.tier, &refs, &Default::default(), now, deadline).await
-    } else {
-        check_files(&a, &policy, now)?
     };
+    let now = a.at.unwrap_or_else(webhook::portcullis_now);
+    // One engine whatever the evidence's source: the registry, or the files given.
+    let (source, refs): (Arc<dyn Source>, Vec<ImageRef>) = if a.attestations.is_empty() {
+        let refs = a.images.iter().map(|i| ImageRef::parse(i)).collect::<Result<Vec<_>, _>>()?;
+        (Arc::new(registry(&a.registry)?), refs)
+    } else {
+        (Arc::new(Files::read(&a.attestations)?), pinned_images(&a.images)?)
+    };
+    let engine = Engine::with_source(source, &EngineConfig::default(), Arc::new(Metrics::new()));
+    let deadline = tokio::time::Instant::now() + a.timeout;
+    let verdicts = engine.evaluate_images(&policy, &tier, &refs, &Default::default(), now, deadline).await;
     // The same decision as at admission (no break-glass in a pipeline).
     let tier_spec = policy.tier(&a.tier).context("the tier vanished")?;
     let decision = portcullis::policy::decide(portcullis::policy::Judged {
         policy_digest: &policy.digest,
-        tier: &a.tier,
+        tier: &tier,
         tier_spec,
         verdicts,
         break_glass: Default::default(),
@@ -940,62 +942,25 @@ async fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(if failing == 0 { 0 } else { 1 }))
 }
 
-/// Most attestations `check --attestation` reads, over all files; and the
-/// largest file.
-const MAX_FILE_ATTESTATIONS: usize = 1024;
-const MAX_ATTESTATION_FILE: u64 = 64 << 20;
-
-/// `check --attestation`: the verdicts from attestation files, for images
-/// given by digest. The same verification and policy as at admission.
-fn check_files(
-    a: &CheckArgs,
-    policy: &Policy,
-    now: chrono::DateTime<chrono::Utc>,
-) -> anyhow::Result<Vec<portcullis::policy::Verdict>> {
-    use portcullis::attest::Signed;
-    use portcullis::evidence::ImageEvidence;
+/// `check --attestation`: the images, each named by digest (no registry is
+/// asked what a tag means).
+fn pinned_images(images: &[String]) -> anyhow::Result<Vec<ImageRef>> {
     use portcullis::image::Digest;
-    let refs = a
-        .images
+    images
         .iter()
         .map(|i| {
             let r = match Digest::parse(i) {
                 Ok(d) => ImageRef::digest_only(d),
                 Err(_) => ImageRef::parse(i)?,
             };
-            match r.digest.clone() {
-                Some(d) => Ok((r, d)),
-                None => anyhow::bail!(
-                    "{i}: with --attestation, name images by digest (sha256:<hex> or {}@sha256:<hex>), since no registry is asked what a tag means",
-                    r.name()
-                ),
-            }
+            anyhow::ensure!(
+                r.digest.is_some(),
+                "{i}: with --attestation, name images by digest (sha256:<hex> or {}@sha256:<hex>), since no registry is asked what a tag means",
+                r.name()
+            );
+            Ok(r)
         })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let mut found = Vec::new();
-    for path in &a.attestations {
-        anyhow::ensure!(
-            found.len() < MAX_FILE_ATTESTATIONS,
-            "more than {MAX_FILE_ATTESTATIONS} attestations in the files given"
-        );
-        let len = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?.len();
-        anyhow::ensure!(len <= MAX_ATTESTATION_FILE, "{}: larger than {MAX_ATTESTATION_FILE} bytes", path.display());
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        let items = Signed::from_file(&bytes, MAX_FILE_ATTESTATIONS - found.len())
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        found.extend(items.into_iter().map(|s| (Digest::of(s.bytes()), s)));
-    }
-    let location = format!(
-        "the attestation files {}",
-        a.attestations.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
-    );
-    Ok(refs
-        .iter()
-        .map(|(r, digest)| {
-            let ev = ImageEvidence::build(digest.clone(), location.clone(), &found, &policy.trust);
-            portcullis::policy::evaluate(policy, &a.tier, r, Ok(&ev), now)
-        })
-        .collect())
+        .collect()
 }
 
 /// `portcullis inspect`: each attestation of each file, what it claims and

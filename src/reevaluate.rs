@@ -215,7 +215,7 @@ impl Memory {
             if spec.on_violation == crate::policy::OnViolation::Report {
                 continue;
             }
-            let grace = spec.violation_grace.and_then(|g| chrono::Duration::from_std(g).ok()).unwrap_or_default();
+            let grace = spec.violation_grace.map(|g| g.delta()).unwrap_or_default();
             let Some(since) = self.since(r) else { continue };
             let workload = (r.running.namespace.clone(), r.running.workload.clone());
             if now - since < grace || self.acted.contains(&workload) {
@@ -415,7 +415,9 @@ async fn act(
     let refs: Vec<crate::image::ImageRef> =
         images.iter().filter_map(|i| crate::image::ImageRef::parse(i).ok()).collect();
     let deadline = tokio::time::Instant::now() + PASS_BUDGET;
-    let verdicts = st.engine.evaluate_images(policy, tier, &refs, &Default::default(), now, deadline).await;
+    // `due` hands over only tiers the policy defines.
+    let Some(tier) = policy.tier_name(tier) else { return };
+    let verdicts = st.engine.evaluate_images(policy, &tier, &refs, &Default::default(), now, deadline).await;
     let passing: BTreeSet<&str> =
         verdicts.iter().filter(|v| Status::of(v).passes()).map(|v| v.image.as_str()).collect();
     let chosen = match rollback::choose(&revisions, current, |i| passing.contains(i)) {

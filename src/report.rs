@@ -120,7 +120,12 @@ pub async fn judge(
     }
     for (tier, judged) in by_tier {
         let refs: Vec<_> = judged.iter().map(|(_, i)| i.clone()).collect();
-        let verdicts = engine.evaluate_images(policy, &tier, &refs, &Default::default(), now, deadline).await;
+        let Some(name) = policy.tier_name(&tier) else {
+            let why = format!("tier {tier} is not defined in the policy");
+            rows.extend(judged.into_iter().map(|(r, _)| Row::unjudged(r, why.clone())));
+            continue;
+        };
+        let verdicts = engine.evaluate_images(policy, &name, &refs, &Default::default(), now, deadline).await;
         rows.extend(judged.into_iter().zip(verdicts).map(|((r, _), v)| Row::judged(r, tier.clone(), v)));
     }
     rows

@@ -8,9 +8,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::attest::VerifiedStatement;
 
+pub use lookup::LookupError;
+
 pub(crate) mod bounded;
 mod grype;
 mod intoto;
+mod lookup;
 mod sarif;
 #[cfg(test)]
 mod tests;
@@ -609,7 +612,7 @@ pub struct PlatformEvidence {
     pub digest: crate::image::Digest,
     /// Its place in [`ImageEvidence::entries`].
     pub entry: usize,
-    pub evidence: Result<std::sync::Arc<ImageEvidence>, String>,
+    pub evidence: Result<std::sync::Arc<ImageEvidence>, LookupError>,
 }
 
 #[derive(Clone, Debug)]

@@ -21,15 +21,15 @@
 //!
 //! Everything here is pure: keys, tokens and the time are arguments.
 
+use super::duration::Duration;
 use std::collections::BTreeSet;
 use std::fmt;
-use std::time::Duration;
 
 use base64::Engine as _;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::model::TierSpec;
+use super::model::{TierName, TierSpec};
 use crate::image::Digest;
 
 /// The annotation whose value is the justification.
@@ -297,7 +297,7 @@ fn made_from(granted: &ObjectId, controller: Option<&ObjectId>) -> bool {
 
 /// When a grant issued at `iat` (Unix seconds) lasting `max` ends.
 fn expiry(iat: i64, max: Duration) -> i64 {
-    iat.saturating_add(i64::try_from(max.as_secs()).unwrap_or(i64::MAX))
+    iat.saturating_add(max.secs())
 }
 
 fn unix_rfc3339(t: i64) -> String {
@@ -366,7 +366,12 @@ pub fn max_duration(tier: &TierSpec) -> Duration {
 /// directly, for a user in the tier's groups with a justification (and a
 /// ticket where required); or through a grant the object carries, checked
 /// beforehand. Anything else is refused, with the reason.
-pub fn break_glass(tier_name: &str, tier: &TierSpec, req: &BreakGlassRequest<'_>, now: DateTime<Utc>) -> BreakGlass {
+pub fn break_glass(
+    tier_name: &TierName,
+    tier: &TierSpec,
+    req: &BreakGlassRequest<'_>,
+    now: DateTime<Utc>,
+) -> BreakGlass {
     if req.justification.is_none() && req.grant.is_none() {
         return BreakGlass::NotRequested;
     }
@@ -427,7 +432,11 @@ pub fn break_glass(tier_name: &str, tier: &TierSpec, req: &BreakGlassRequest<'_>
 }
 
 /// The justification and ticket of a direct break-glass, or why it is refused.
-fn direct(tier_name: &str, tier: &TierSpec, req: &BreakGlassRequest<'_>) -> Result<(String, Option<String>), String> {
+fn direct(
+    tier_name: &TierName,
+    tier: &TierSpec,
+    req: &BreakGlassRequest<'_>,
+) -> Result<(String, Option<String>), String> {
     let justification = req.justification.map(str::trim).unwrap_or("");
     if justification.chars().count() < MIN_JUSTIFICATION {
         return Err(format!(
@@ -451,7 +460,7 @@ fn direct(tier_name: &str, tier: &TierSpec, req: &BreakGlassRequest<'_>) -> Resu
 /// why none is made. `digests` are those of every image of the object.
 pub fn new_grant(
     namespace: &str,
-    tier_name: &str,
+    tier_name: &TierName,
     tier: &TierSpec,
     object: ObjectId,
     digests: BTreeSet<String>,
@@ -483,6 +492,11 @@ pub fn new_grant(
 mod tests {
     use super::*;
     use crate::policy::model::BreakGlassSpec;
+
+    /// A tier name, as the policy would make it.
+    fn name(tier: &str) -> TierName {
+        TierName(tier.into())
+    }
 
     fn tier(max: Option<Duration>) -> TierSpec {
         serde_yaml_ng::from_str::<TierSpec>("{}")
@@ -773,7 +787,7 @@ mod tests {
             ),
         ];
         for (case, r, granted, text) in rows {
-            let got = break_glass("production", &t, &r, now);
+            let got = break_glass(&name("production"), &t, &r, now);
             match (&got, granted) {
                 (BreakGlass::Granted { .. }, true) => {}
                 (BreakGlass::NotRequested, false) if case == "nothing asked" => {}
@@ -783,7 +797,7 @@ mod tests {
         }
         // A carried grant is audited as the grantor's, presented by the copier.
         let BreakGlass::Granted { user, carried: Some(c), .. } =
-            break_glass("production", &t, &req(dev, None, None, Some(Ok(grant()))), now)
+            break_glass(&name("production"), &t, &req(dev, None, None, Some(Ok(grant()))), now)
         else {
             panic!()
         };
@@ -791,13 +805,13 @@ mod tests {
         // A tier without break-glass refuses even a valid grant.
         let closed = serde_yaml_ng::from_str::<TierSpec>("{}").unwrap();
         assert!(matches!(
-            break_glass("production", &closed, &req(dev, None, None, Some(Ok(grant()))), now),
+            break_glass(&name("production"), &closed, &req(dev, None, None, Some(Ok(grant()))), now),
             BreakGlass::Refused { .. }
         ));
         // New grants last the tier's maxDuration, and only allowed users get one.
         let g = new_grant(
             "prod",
-            "production",
+            &name("production"),
             &t,
             obj("Deployment", "web"),
             BTreeSet::new(),
@@ -808,7 +822,7 @@ mod tests {
         assert_eq!(g.exp - g.iat, 3600);
         assert!(new_grant(
             "prod",
-            "production",
+            &name("production"),
             &t,
             obj("Deployment", "web"),
             BTreeSet::new(),

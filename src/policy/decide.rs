@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::breakglass::{break_glass, BreakGlass, BreakGlassRequest};
 use super::eval::{Reason, Verdict};
-use super::model::TierSpec;
+use super::model::{TierName, TierSpec};
 use crate::image::Digest;
 
 /// Longest denial message returned; the audit record has everything.
@@ -71,7 +71,7 @@ pub struct Decision {
 /// One request's images, judged in `tier`.
 pub struct Judged<'a> {
     pub policy_digest: &'a Digest,
-    pub tier: &'a str,
+    pub tier: &'a TierName,
     pub tier_spec: &'a TierSpec,
     pub verdicts: Vec<Verdict>,
     /// What the request asks of break-glass (a carried grant already
@@ -249,6 +249,11 @@ pub fn truncate(s: &str, max: usize) -> String {
 mod tests {
     use super::*;
     use crate::policy::Policy;
+
+    /// A tier name, as the policy would make it.
+    fn name(tier: &str) -> TierName {
+        TierName(tier.into())
+    }
 
     const POLICY: &str = r#"
 apiVersion: portcullis.dev/v1alpha1
@@ -497,7 +502,7 @@ spec:
             let groups: Vec<String> = row.ask.groups.iter().map(|g| g.to_string()).collect();
             let d = decide(Judged {
                 policy_digest: &policy.digest,
-                tier: row.tier,
+                tier: &name(row.tier),
                 tier_spec: policy.tier(row.tier).unwrap(),
                 verdicts: row.verdicts,
                 break_glass: BreakGlassRequest {
@@ -552,7 +557,7 @@ spec:
         )];
         let d = decide(Judged {
             policy_digest: &policy.digest,
-            tier: "development",
+            tier: &name("development"),
             tier_spec: policy.tier("development").unwrap(),
             verdicts: vec![v.clone()],
             break_glass: Default::default(),
@@ -581,7 +586,7 @@ spec:
         let groups = vec!["sre-oncall".to_string()];
         let d = decide(Judged {
             policy_digest: &policy.digest,
-            tier: "production",
+            tier: &name("production"),
             tier_spec: policy.tier("production").unwrap(),
             verdicts: vec![failing("production", false)],
             break_glass: BreakGlassRequest {

@@ -3,13 +3,14 @@
 use chrono::{DateTime, Duration as ChronoDuration, NaiveDate, Utc};
 use serde::Serialize;
 
+use super::duration::Duration;
 use super::model::{
-    AttestationRule, ExceptionSpec, Mode, OnError, Policy, ProvenanceRule, TestRule, TierSpec, VulnRule,
+    AttestationRule, ExceptionSpec, Mode, OnError, Policy, ProvenanceRule, TestRule, TierName, TierSpec, VulnRule,
     PLATFORMS_INDEX,
 };
 use crate::attest::{Problem, SignerIdentity};
 use crate::evidence::{repository_uri, Attestation, Claim, Finding, ImageEvidence, Outcome, Provenance, Severity};
-use crate::evidence::{TestOutcome, PROVENANCE_TYPES, TEST_RESULT_V01, VULN_TYPES};
+use crate::evidence::{LookupError, TestOutcome, PROVENANCE_TYPES, TEST_RESULT_V01, VULN_TYPES};
 use crate::image::ImageRef;
 use crate::platform::{Content, Platform};
 
@@ -256,9 +257,9 @@ impl Verdict {
 /// that prevented finding it.
 pub fn evaluate(
     policy: &Policy,
-    tier_name: &str,
+    tier_name: &TierName,
     image: &ImageRef,
-    gathered: Result<&ImageEvidence, &str>,
+    gathered: Result<&ImageEvidence, &LookupError>,
     now: DateTime<Utc>,
 ) -> Verdict {
     let mut v = Verdict {
@@ -450,7 +451,7 @@ const PROVENANCE_HOW: &str =
 /// the runnable ones the tier leaves unjudged.
 fn by_platform(
     policy: &Policy,
-    tier_name: &str,
+    tier_name: &TierName,
     tier: &TierSpec,
     image: &ImageRef,
     ev: &ImageEvidence,
@@ -507,7 +508,7 @@ fn by_platform(
                 continue;
             }
         }
-        let pv = evaluate(policy, tier_name, &pinned, p.evidence.as_deref().map_err(String::as_str), now);
+        let pv = evaluate(policy, tier_name, &pinned, p.evidence.as_deref(), now);
         v.problems.extend(pv.problems.iter().map(|x| format!("{label}: {x}")));
         for r in &pv.reasons {
             if !v.reasons.contains(r) {
@@ -536,7 +537,7 @@ fn by_platform(
 }
 
 struct Ctx<'a> {
-    tier: &'a str,
+    tier: &'a TierName,
     image: &'a ImageRef,
     ev: &'a ImageEvidence,
     now: DateTime<Utc>,
@@ -619,14 +620,14 @@ impl<'e> Ctx<'e> {
                 continue;
             }
             if let (Some(grace), Some(published)) = (rule.grace_period.get(&f.severity), f.published) {
-                let until = published + to_chrono(*grace);
-                if self.now < until {
+                // A window that would end past the last time there is never ends.
+                let until = grace.after(published);
+                if until.is_none_or(|until| self.now < until) {
                     v.notes.push(format!(
-                        "{} ({}) is inside its {} remediation window until {}",
+                        "{} ({}) is inside its {grace} remediation window{}",
                         f.describe(),
                         f.severity.as_str(),
-                        fmt_duration(*grace),
-                        rfc3339(until)
+                        until.map(|u| format!(" until {}", rfc3339(u))).unwrap_or_default()
                     ));
                     continue;
                 }
@@ -669,7 +670,7 @@ impl<'e> Ctx<'e> {
         for (i, e) in self.exceptions().iter().enumerate() {
             let id_matches =
                 e.id.eq_ignore_ascii_case(&f.id) || f.aliases.iter().any(|a| a.eq_ignore_ascii_case(&e.id));
-            let tier_matches = e.tiers.is_empty() || e.tiers.iter().any(|t| t == self.tier);
+            let tier_matches = e.tiers.is_empty() || e.tiers.iter().any(|t| self.tier == t.as_str());
             let image_matches = self.policy.patterns.exception_covers(i, &name);
             if !(id_matches && tier_matches && image_matches) {
                 continue;
@@ -816,28 +817,21 @@ impl<'e> Ctx<'e> {
     /// What is wrong with the age of a piece of evidence, if anything: from
     /// the future (beyond clock skew), older than the limit, or of no known age
     /// when the tier sets a limit.
-    fn age_problem(
-        &self,
-        age: &Age,
-        finished: Option<DateTime<Utc>>,
-        max: Option<std::time::Duration>,
-    ) -> Option<String> {
+    fn age_problem(&self, age: &Age, finished: Option<DateTime<Utc>>, max: Option<Duration>) -> Option<String> {
         let Age { what, limit, field, redo } = age;
         match (finished, max) {
             (Some(t), _) if (t - self.now).num_seconds() > MAX_SKEW_SECS => Some(format!(
                 "the {what} claims to finish in the future ({}); check the producer's clock and {redo}",
                 rfc3339(t)
             )),
-            (Some(t), Some(max)) if to_chrono(max) < self.now - t => Some(format!(
-                "the newest {what} finished {} ({} ago), older than the {limit} {} of tier {}; {redo}",
+            (Some(t), Some(max)) if max.delta() < self.now - t => Some(format!(
+                "the newest {what} finished {} ({} ago), older than the {limit} {max} of tier {}; {redo}",
                 rfc3339(t),
                 human(self.now - t),
-                fmt_duration(max),
                 self.tier
             )),
             (None, Some(max)) => Some(format!(
-                "the {what} records no finish time ({field}), so its age cannot be checked against the {limit} {} of tier {}; {redo} with its time",
-                fmt_duration(max),
+                "the {what} records no finish time ({field}), so its age cannot be checked against the {limit} {max} of tier {}; {redo} with its time",
                 self.tier
             )),
             _ => None,
@@ -1039,27 +1033,6 @@ fn outcome_str(o: TestOutcome) -> &'static str {
     }
 }
 
-fn to_chrono(d: std::time::Duration) -> ChronoDuration {
-    ChronoDuration::from_std(d).unwrap_or(ChronoDuration::MAX)
-}
-
-/// Durations as policies write them: `24h`, `90m`, `1h30m`, `45s`.
-pub fn fmt_duration(d: std::time::Duration) -> String {
-    let s = d.as_secs();
-    let (h, m, sec) = (s / 3600, (s / 60) % 60, s % 60);
-    let mut out = String::new();
-    if h > 0 {
-        out.push_str(&format!("{h}h"));
-    }
-    if m > 0 {
-        out.push_str(&format!("{m}m"));
-    }
-    if sec > 0 || out.is_empty() {
-        out.push_str(&format!("{sec}s"));
-    }
-    out
-}
-
 fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
@@ -1086,6 +1059,11 @@ mod tests {
     use crate::attest::Problem;
     use crate::evidence::{Finding, ImageEvidence, TestReport, VulnReport};
     use crate::image::Digest;
+
+    /// A tier name, as the policy would make it.
+    fn name(tier: &str) -> TierName {
+        TierName(tier.into())
+    }
 
     const KEY: &str = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE7QtNpX/PTPA4pOkBdBOmWT3S3HhP\nhVxygajXbNEXKMRxbQMUMhUF/8RAIKvGJDujIcIveyrBAUZ07McENQdDrw==\n-----END PUBLIC KEY-----";
 
@@ -1266,7 +1244,7 @@ mod tests {
                             let child = ImageEvidence { index: content == Content::Index, ..evidence(o) };
                             std::sync::Arc::new(child)
                         })
-                        .map_err(str::to_string),
+                        .map_err(|e| LookupError::Source(e.to_string())),
                 });
             }
             ev.entries.push(entry);
@@ -1307,7 +1285,7 @@ mod tests {
         let img = ImageRef::parse("r.example/app:v1").unwrap();
         for (case, tier, ev, admitted, text, judged) in rows {
             let p = policy(&tier, "");
-            let v = evaluate(&p, "t", &img, Ok(&ev), now());
+            let v = evaluate(&p, &name("t"), &img, Ok(&ev), now());
             let said = format!("{} | {}", v.problems.join("; "), v.notes.join("; "));
             assert_eq!(v.admitted, admitted, "{case}: {said}");
             assert!(said.contains(text), "{case}: want {text:?} in {said:?}");
@@ -1413,13 +1391,13 @@ mod tests {
             let p = policy(&tier, exc);
             let ev = evidence(outcomes);
             let img = ImageRef::parse("r.example/app:v1").unwrap();
-            let v = evaluate(&p, "t", &img, Ok(&ev), now());
+            let v = evaluate(&p, &name("t"), &img, Ok(&ev), now());
             let said = format!("{} | {}", v.problems.join("; "), v.notes.join("; "));
             if v.admitted != admitted || !said.contains(text) {
                 failures.push(format!("{case}: admitted={} want {admitted}; want {text:?} in {said:?}", v.admitted));
             }
             // Deterministic: the same inputs give the same verdict.
-            assert_eq!(v, evaluate(&p, "t", &img, Ok(&ev), now()), "{case}");
+            assert_eq!(v, evaluate(&p, &name("t"), &img, Ok(&ev), now()), "{case}");
         }
         assert!(failures.is_empty(), "{}", failures.join("\n"));
     }
@@ -1429,8 +1407,9 @@ mod tests {
         let tagged = ImageRef::parse("r.example/app:v1").unwrap();
         let pinned = ImageRef::parse(&format!("r.example/app:v1@{}", Digest::of(b"image"))).unwrap();
         let ev = evidence(vec![scan("scanner", h(1), vec![])]);
+        let down = LookupError::Source("down".into());
         // (case, tier, image, gathered, admitted)
-        type DigestRow<'a> = (&'a str, &'a str, &'a ImageRef, Result<&'a ImageEvidence, &'a str>, bool);
+        type DigestRow<'a> = (&'a str, &'a str, &'a ImageRef, Result<&'a ImageEvidence, &'a LookupError>, bool);
         let rows: Vec<DigestRow<'_>> = vec![
             (
                 "tag, requireDigest",
@@ -1451,7 +1430,7 @@ mod tests {
                 "tag, requireDigest, registry down, onError allow",
                 "requireDigest: true\nonError: allow\nvulnerabilities: { signedBy: [scanner] }",
                 &tagged,
-                Err("down"),
+                Err(&down),
                 false,
             ),
             (
@@ -1463,7 +1442,7 @@ mod tests {
             ),
         ];
         for (case, tier, image, gathered, admitted) in rows {
-            let v = evaluate(&policy(tier, ""), "t", image, gathered, now());
+            let v = evaluate(&policy(tier, ""), &name("t"), image, gathered, now());
             assert_eq!(v.admitted, admitted, "{case}: {v:?}");
             let said = v.problems.join("; ");
             assert_eq!(
@@ -1474,7 +1453,7 @@ mod tests {
         }
         let v = evaluate(
             &policy("requireDigest: true\nvulnerabilities: { signedBy: [scanner] }", ""),
-            "t",
+            &name("t"),
             &tagged,
             Ok(&ev),
             now(),
@@ -1496,7 +1475,8 @@ mod tests {
         for (unread, note) in rows {
             let mut ev = evidence(vec![scan("scanner", h(1), vec![])]);
             ev.skipped = unread;
-            let v = evaluate(&policy(VULNS, ""), "t", &ImageRef::parse("r.example/app:v1").unwrap(), Ok(&ev), now());
+            let v =
+                evaluate(&policy(VULNS, ""), &name("t"), &ImageRef::parse("r.example/app:v1").unwrap(), Ok(&ev), now());
             assert!(v.admitted, "{v:?}");
             assert!(v.notes.iter().any(|n| n.contains(note)), "{note}: {:?}", v.notes);
         }
@@ -1506,9 +1486,22 @@ mod tests {
     fn applied_exceptions_are_named() {
         let p = policy(VULNS, EXC_ACTIVE);
         let ev = evidence(vec![scan("scanner", h(1), vec![finding("CVE-1", Severity::Critical, "2", None)])]);
-        let v = evaluate(&p, "t", &ImageRef::parse("r.example/app:v1").unwrap(), Ok(&ev), now());
+        let v = evaluate(&p, &name("t"), &ImageRef::parse("r.example/app:v1").unwrap(), Ok(&ev), now());
         assert!(v.admitted);
         assert_eq!(v.exceptions, ["CVE-1 (approved by sec@example.com, expires 2026-12-31: unreachable)"]);
+    }
+
+    #[test]
+    fn a_grace_period_past_the_end_of_time_does_not_panic() {
+        let p = policy(
+            "vulnerabilities: { signedBy: [scanner], max: { high: 0 }, gracePeriod: { high: 100000000years } }",
+            "",
+        );
+        let high = finding("H", Severity::High, "2", Some("2026-06-12T12:01:00Z"));
+        let ev = evidence(vec![scan("scanner", h(1), vec![high])]);
+        let v = evaluate(&p, &name("t"), &ImageRef::parse("r.example/app:v1").unwrap(), Ok(&ev), now());
+        assert!(v.admitted, "{v:?}");
+        assert_eq!(v.notes, ["H in openssl 3.0.1, fixed in 2 (high) is inside its 876600000000h remediation window"]);
     }
 
     #[test]
@@ -1519,18 +1512,17 @@ mod tests {
             ("onError: deny\nvulnerabilities: { signedBy: [scanner] }", false),
             ("vulnerabilities: { signedBy: [scanner] }", false),
         ] {
-            let v = evaluate(&policy(tier, ""), "t", &img, Err("registry r.example unreachable"), now());
+            let v = evaluate(
+                &policy(tier, ""),
+                &name("t"),
+                &img,
+                Err(&LookupError::Source("registry r.example unreachable".into())),
+                now(),
+            );
             assert_eq!(v.admitted, admitted, "{tier}");
             assert_eq!(v.error.as_deref(), Some("registry r.example unreachable"));
         }
-        let v = evaluate(&policy(VULNS, ""), "nope", &img, Err("x"), now());
+        let v = evaluate(&policy(VULNS, ""), &name("nope"), &img, Err(&LookupError::Source("x".into())), now());
         assert!(!v.admitted && v.problems[0].contains("tier \"nope\" is not defined"), "{v:?}");
-    }
-
-    #[test]
-    fn durations_print_as_written() {
-        for (secs, s) in [(86400, "24h"), (5400, "1h30m"), (90, "1m30s"), (0, "0s"), (604800, "168h")] {
-            assert_eq!(fmt_duration(std::time::Duration::from_secs(secs)), s);
-        }
     }
 }

@@ -6,6 +6,7 @@
 
 mod breakglass;
 pub mod decide;
+mod duration;
 mod eval;
 mod locate;
 mod model;
@@ -17,5 +18,6 @@ pub use breakglass::{
     TICKET_ANNOTATION as BREAK_GLASS_TICKET_ANNOTATION,
 };
 pub use decide::{decide, Decision, Judged, Outcome};
-pub use eval::{evaluate, fmt_duration, Cited, EvidenceKind, Reason, Verdict};
+pub use duration::{parse_duration, Duration};
+pub use eval::{evaluate, Cited, EvidenceKind, Reason, Verdict};
 pub use model::*;

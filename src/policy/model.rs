@@ -2,11 +2,11 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Deserializer, Serialize};
 
+use super::duration::Duration;
 use crate::attest::{IdentityRule, KeylessSigner, Match, Root, Trust};
 use crate::evidence::{Severity, TestOutcome};
 
@@ -164,7 +164,7 @@ pub struct TierSpec {
     #[serde(default)]
     pub on_violation: OnViolation,
     /// How long a violation lasts before `annotate` or `rollback` acts.
-    #[serde(default, with = "opt_duration", skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "some_duration", skip_serializing_if = "Option::is_none")]
     pub violation_grace: Option<Duration>,
 }
 
@@ -206,7 +206,7 @@ pub struct AttestationRule {
 pub struct VulnRule {
     /// Signers any one of which must have signed the scan.
     pub signed_by: Vec<String>,
-    #[serde(default, with = "opt_duration", skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "some_duration", skip_serializing_if = "Option::is_none")]
     pub max_age: Option<Duration>,
     /// Do not count findings without a known fix.
     #[serde(default)]
@@ -216,7 +216,7 @@ pub struct VulnRule {
     pub max: Limits,
     /// A finding of this severity counts only once it is older than this
     /// (from its published date; a finding without one counts at once).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "grace_periods")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub grace_period: BTreeMap<Severity, Duration>,
 }
 
@@ -266,7 +266,7 @@ pub struct TestRule {
     pub min_passed: Option<u32>,
     /// The newest accepted result must be at most this old (needs the
     /// result's `finishedOn`; test-result v0.1 has no time of its own).
-    #[serde(default, with = "opt_duration", skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "some_duration", skip_serializing_if = "Option::is_none")]
     pub max_age: Option<Duration>,
 }
 
@@ -286,7 +286,7 @@ pub struct BreakGlassSpec {
     pub require_ticket: bool,
     /// How long a break-glass grant lasts (default 24h): the copies
     /// controllers make of a granted workload are honoured until then.
-    #[serde(default, with = "opt_duration", skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "some_duration", skip_serializing_if = "Option::is_none")]
     pub max_duration: Option<Duration>,
 }
 
@@ -312,29 +312,9 @@ pub fn path_glob(pattern: &str) -> Result<globset::GlobMatcher, globset::Error> 
     Ok(globset::GlobBuilder::new(pattern).literal_separator(true).build()?.compile_matcher())
 }
 
-mod opt_duration {
-    use super::*;
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        let s = String::deserialize(d)?;
-        super::parse_duration(&s).map(Some).map_err(serde::de::Error::custom)
-    }
-    pub fn serialize<S: serde::Serializer>(v: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match v {
-            Some(d) => s.serialize_str(&super::super::fmt_duration(*d)),
-            None => s.serialize_none(),
-        }
-    }
-}
-
-fn grace_periods<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<Severity, Duration>, D::Error> {
-    let raw = BTreeMap::<Severity, String>::deserialize(d)?;
-    raw.into_iter().map(|(k, v)| parse_duration(&v).map(|d| (k, d)).map_err(serde::de::Error::custom)).collect()
-}
-
-/// Parses durations as Kubernetes users write them: `24h`, `90m`, `1h30m`, `7d`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim())
-        .map_err(|e| format!("duration {s:?} does not parse ({e}); write e.g. 24h, 90m, 7d"))
+/// A duration the policy writes, when it writes one (`null` is not one).
+fn some_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    Duration::deserialize(d).map(Some)
 }
 
 /// A problem found in a policy, with where it is.
@@ -386,6 +366,46 @@ pub struct Policy {
     pub root_files: Vec<RootFile>,
     /// Its patterns, compiled once when it loads.
     pub patterns: Patterns,
+}
+
+/// The name of a tier a policy defines, checked once where the tier is
+/// looked up ([`Policy::tier_name`]) and carried typed from there: only the
+/// policy makes one. It reads as the name (`Deref<Target = str>`) and
+/// serialises as it.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct TierName(pub(super) String);
+
+impl TierName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for TierName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// As the name: `"production"`.
+impl std::fmt::Debug for TierName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl std::fmt::Display for TierName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl PartialEq<str> for TierName {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
 }
 
 /// A policy's patterns, compiled when it loads (validation has already
@@ -512,6 +532,11 @@ impl Policy {
         self.file.spec.tiers.get(name)
     }
 
+    /// `name`, when the policy defines a tier by that name.
+    pub fn tier_name(&self, name: &str) -> Option<TierName> {
+        self.file.spec.tiers.contains_key(name).then(|| TierName(name.to_string()))
+    }
+
     pub fn tier_names(&self) -> Vec<&str> {
         self.file.spec.tiers.keys().map(String::as_str).collect()
     }
@@ -521,7 +546,7 @@ impl Policy {
     /// will not verify until the root is refreshed), identity patterns
     /// that are not anchored (`acme` matches `https://github.com/evil/acme-x`),
     /// and tiers narrowed to some `platforms` (see [`platform_warnings`]).
-    pub fn warnings(&self, now: chrono::DateTime<chrono::Utc>, within: Duration) -> Vec<String> {
+    pub fn warnings(&self, now: chrono::DateTime<chrono::Utc>, within: std::time::Duration) -> Vec<String> {
         let mut out = Vec::new();
         for (name, s) in &self.file.spec.signers {
             let Some(k) = &s.keyless else { continue };
@@ -958,6 +983,22 @@ mod tests {
         Policy::load(&y, "table", &read)
     }
 
+    #[test]
+    fn only_tiers_the_policy_defines_get_a_name() {
+        let p = Policy::from_yaml(EMBEDDED_DEFAULT, "embedded").unwrap();
+        // (asked, named)
+        let rows = [("production", true), ("development", true), ("Production", false), ("", false), ("nope", false)];
+        for (asked, named) in rows {
+            let name = p.tier_name(asked);
+            assert_eq!(name.is_some(), named, "{asked}");
+            if let Some(n) = name {
+                assert_eq!(n.as_str(), asked);
+                assert_eq!(format!("{n} {n:?}"), format!("{asked} {asked:?}"));
+                assert_eq!(serde_json::to_value(&n).unwrap(), serde_json::json!(asked));
+            }
+        }
+    }
+
     const ID: &str = "          - { issuer: https://token.actions.githubusercontent.com, subject: https://github.com/acme/shop/.github/workflows/release.yml@refs/heads/main }";
 
     #[test]
@@ -974,7 +1015,7 @@ mod tests {
         ];
         for (platforms, want) in rows {
             let p = load("", &format!("      platforms: {platforms}")).unwrap();
-            let w = p.warnings(chrono::Utc::now(), Duration::ZERO);
+            let w = p.warnings(chrono::Utc::now(), std::time::Duration::ZERO);
             assert_eq!(w.len(), want.len(), "{platforms}: {w:?}");
             for (got, want) in w.iter().zip(*want) {
                 assert!(got.contains(want), "{platforms}: {got}");
@@ -982,7 +1023,7 @@ mod tests {
         }
         let w = load("", "      platforms: [linux/amd64, linux/arm64, windows/amd64]").unwrap();
         assert_eq!(
-            w.warnings(chrono::Utc::now(), Duration::ZERO)[0],
+            w.warnings(chrono::Utc::now(), std::time::Duration::ZERO)[0],
             "spec.tiers.t.platforms: the other platforms of an image are not judged, and a node of one of them would \
              run them unjudged; keep this tier's Pods on such nodes only (nodeSelector kubernetes.io/os: linux, windows, \
              kubernetes.io/arch: amd64, arm64, or a cluster without other nodes), or leave platforms out to judge every platform"
@@ -1081,9 +1122,9 @@ mod tests {
             prov,
         )
         .unwrap();
-        let w = loose.warnings(chrono::Utc::now(), Duration::ZERO);
+        let w = loose.warnings(chrono::Utc::now(), std::time::Duration::ZERO);
         assert_eq!(w, ["spec.signers.ci.keyless.identities[0].subjectRegExp: not anchored (^…$), so it matches anywhere in the value"]);
-        assert!(p.warnings(chrono::Utc::now(), Duration::ZERO).is_empty());
+        assert!(p.warnings(chrono::Utc::now(), std::time::Duration::ZERO).is_empty());
         // A break-glass group everybody is in is valid, and warned about.
         // (group, warned)
         let rows = [
@@ -1097,7 +1138,7 @@ mod tests {
         ];
         for (group, warned) in rows {
             let y = format!("apiVersion: portcullis.dev/v1alpha1\nkind: PromotionPolicy\nspec:\n  signers: {{}}\n  tiers:\n    production:\n      breakGlass: {{ allowed: true, groups: [sre-oncall, \"{group}\"] }}\n");
-            let w = Policy::from_yaml(&y, "text").unwrap().warnings(chrono::Utc::now(), Duration::ZERO);
+            let w = Policy::from_yaml(&y, "text").unwrap().warnings(chrono::Utc::now(), std::time::Duration::ZERO);
             assert_eq!(
                 w.iter().any(|w| w.starts_with("spec.tiers.production.breakGlass.groups[1]: ")),
                 warned,

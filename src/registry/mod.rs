@@ -60,7 +60,7 @@ use reqwest::{header, StatusCode};
 use serde::Deserialize;
 
 use crate::attest::{LegacyLayer, Signed};
-use crate::evidence::Unread;
+use crate::evidence::{LookupError, Unread};
 use crate::image::{Digest, ImageRef};
 use crate::platform::{self, Platform};
 
@@ -161,6 +161,19 @@ pub enum RegistryError {
     Protocol { what: String, why: String },
     #[error("registry {registry} is saturated: {waiting} lookups are already waiting for it; try again shortly")]
     Saturated { registry: String, waiting: usize },
+}
+
+/// A registry error as the core sees it: the same words; a refused login
+/// stays one (so that the next login is tried).
+impl From<RegistryError> for LookupError {
+    fn from(e: RegistryError) -> LookupError {
+        match e {
+            RegistryError::Unauthorized { registry, repository, status, with } => {
+                LookupError::Unauthorized { registry, repository, status, with }
+            }
+            other => LookupError::Source(other.to_string()),
+        }
+    }
 }
 
 /// Signed material found for an image, under the digest of the registry blob
@@ -1225,6 +1238,34 @@ fn parse_challenge(h: &str) -> (String, HashMap<String, String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn registry_errors_reach_the_core_in_the_same_words() {
+        let s = String::from;
+        let rows = [
+            RegistryError::Unreachable { registry: s("r.example"), why: s("connection refused") },
+            RegistryError::Timeout { registry: s("r.example"), secs: 2.5 },
+            RegistryError::NotFound { what: s("manifest r.example/app:v1") },
+            RegistryError::Unauthorized {
+                registry: s("r.example"),
+                repository: s("app"),
+                status: 401,
+                with: s("anonymous"),
+            },
+            RegistryError::Credentials(CredentialsError(s("config.json: not a Docker config.json: eof"))),
+            RegistryError::Status { registry: s("r.example"), what: s("manifest"), status: 500 },
+            RegistryError::TooLarge { what: s("manifest"), limit: 4096 },
+            RegistryError::DigestMismatch { what: s("manifest"), expected: s("sha256:00") },
+            RegistryError::Protocol { what: s("manifest"), why: s("not JSON") },
+            RegistryError::Saturated { registry: s("r.example"), waiting: 64 },
+        ];
+        for e in rows {
+            let unauthorized = matches!(e, RegistryError::Unauthorized { .. });
+            let core = LookupError::from(e.clone());
+            assert_eq!(core.to_string(), e.to_string());
+            assert_eq!(core.unauthorized(), unauthorized, "{e}");
+        }
+    }
 
     #[test]
     fn only_manifests_are_hashed_as_digests() {

@@ -748,7 +748,7 @@ pub async fn decide(st: &AppState, review: &Review, deadline: Instant) -> (Admis
         Err(e) => return refuse(record, "tier", &e.to_string()),
     };
     record.tier = Some(tier.clone());
-    let Some(tier_spec) = policy.tier(&tier) else {
+    let (Some(tier), Some(tier_spec)) = (policy.tier_name(&tier), policy.tier(&tier)) else {
         return refuse(record, "tier", &format!("tier {tier} is not defined in the policy"));
     };
 
@@ -764,7 +764,7 @@ pub async fn decide(st: &AppState, review: &Review, deadline: Instant) -> (Admis
             Ok(r) => refs.push(r),
             Err(e) => verdicts.push(Verdict {
                 image: c.image.clone(),
-                tier: tier.clone(),
+                tier: tier.to_string(),
                 problems: vec![format!("{}: {e}", c.path())],
                 reasons: vec![policy::Reason::Digest],
                 ..Verdict::default()

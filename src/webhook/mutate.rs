@@ -159,7 +159,9 @@ async fn grant(
     let policy = st.policy();
     let now = super::portcullis_now();
     let tier = st.tiers.tier_of(&subject.namespace, &policy).await.map_err(|e| e.to_string())?;
-    let tier_spec = policy.tier(&tier).ok_or_else(|| format!("tier {tier} is not defined in the policy"))?;
+    let (Some(tier), Some(tier_spec)) = (policy.tier_name(&tier), policy.tier(&tier)) else {
+        return Err(format!("tier {tier} is not defined in the policy"));
+    };
     let object = kinds::object_id(subject.kind, subject.object, &req.name);
     if object.name.is_empty() {
         return Err("a grant is made on a named object (this one has only a generateName)".into());

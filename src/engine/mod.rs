@@ -1,6 +1,16 @@
-//! The decision core shared by `portcullis serve` and `portcullis check`:
-//! gather evidence for each image (cached per digest), then evaluate it with
-//! the pure policy.
+//! The engine: for each image, its digest and its evidence from a
+//! [`Source`] (the registry, attestation files, or memory in tests), cached
+//! per digest and trust, looked up once however many ask at a time, within
+//! the caller's deadline; then the pure evaluation. Every door's decision
+//! goes through it.
+
+mod files;
+mod memory;
+mod source;
+
+pub use files::{Files, FilesError, MAX_ATTESTATION_FILE, MAX_FILE_ATTESTATIONS};
+pub use memory::Memory;
+pub use source::Source;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,12 +19,13 @@ use chrono::{DateTime, Utc};
 use moka::future::Cache;
 use tokio::time::Instant;
 
+pub use crate::evidence::LookupError;
 use crate::evidence::{Attestation, ImageEvidence, PlatformEvidence};
 use crate::image::{Digest, ImageRef};
 use crate::metrics::Metrics;
 use crate::platform::Content;
-use crate::policy::{evaluate, Policy, Verdict};
-use crate::registry::{Auth, Credentials, Reader, Registry, RegistryError};
+use crate::policy::{evaluate, Policy, TierName, Verdict};
+use crate::registry::{Auth, Credentials, Reader, Registry};
 
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
@@ -49,26 +60,6 @@ type Gathered = Result<Arc<ImageEvidence>, LookupError>;
 /// (reference, auth scope).
 type TagKey = (String, String);
 type Resolved = Result<Digest, LookupError>;
-
-/// Why an image could not be looked up.
-#[derive(Clone, Debug, thiserror::Error, PartialEq)]
-pub enum LookupError {
-    #[error(transparent)]
-    Registry(#[from] RegistryError),
-    /// Every credential tried was refused.
-    #[error("{0}")]
-    Refused(String),
-    #[error("internal error while looking the image up: {0}")]
-    Internal(String),
-    #[error("the registry did not answer before the admission deadline")]
-    Deadline,
-}
-
-impl LookupError {
-    fn unauthorized(&self) -> bool {
-        matches!(self, LookupError::Registry(RegistryError::Unauthorized { .. }))
-    }
-}
 
 /// The credentials one request may use, in the order the kubelet tries them:
 /// the Pod's and its service account's pull secrets (read from its own
@@ -134,16 +125,22 @@ impl moka::Expiry<TagKey, Resolved> for Expiry {
 /// errors (for the error TTL) are hits too. An image pinned by digest skips
 /// the tag cache and is not counted in it.
 pub struct Engine {
-    registry: Arc<Registry>,
+    source: Arc<dyn Source>,
     tags: Cache<TagKey, Resolved>,
     evidence: Cache<EvidenceKey, Gathered>,
     metrics: Arc<Metrics>,
 }
 
 impl Engine {
+    /// The engine of a registry.
     pub fn new(registry: Registry, cfg: &EngineConfig, metrics: Arc<Metrics>) -> Arc<Self> {
+        Self::with_source(Arc::new(registry), cfg, metrics)
+    }
+
+    /// The engine of any source.
+    pub fn with_source(source: Arc<dyn Source>, cfg: &EngineConfig, metrics: Arc<Metrics>) -> Arc<Self> {
         Arc::new(Engine {
-            registry: Arc::new(registry),
+            source,
             tags: Cache::builder()
                 .max_capacity(cfg.cache_capacity)
                 .expire_after(Expiry { positive: cfg.tag_ttl, negative: cfg.tag_ttl, error: cfg.error_ttl })
@@ -156,9 +153,9 @@ impl Engine {
         })
     }
 
-    /// HTTP requests sent to registries so far.
+    /// Requests sent to the source so far (HTTP requests to registries).
     pub fn registry_requests(&self) -> u64 {
-        self.registry.requests()
+        self.source.requests()
     }
 
     /// Entries held in the evidence cache (after pending evictions are done).
@@ -194,9 +191,7 @@ impl Engine {
         let tried: Vec<String> = refused
             .iter()
             .filter_map(|e| match e {
-                LookupError::Registry(RegistryError::Unauthorized { status, with, .. }) => {
-                    Some(format!("{with} ({status})"))
-                }
+                LookupError::Unauthorized { status, with, .. } => Some(format!("{with} ({status})")),
                 _ => None,
             })
             .collect();
@@ -252,10 +247,10 @@ impl Engine {
                 let d = digest.clone();
                 let read: Reader<Attestation> =
                     Arc::new(move |index, (source, signed)| Attestation::read(index, source, &signed, &trust, &d));
-                let found = me.registry.attestations(&img, &auth, &digest, read).await?;
+                let found = me.source.attestations(&img, &auth, &digest, read).await?;
                 let entries = match &found.platforms {
                     Some(listed) if expand && found.found.is_empty() => {
-                        me.registry.index_entries(&img, &auth, &digest, listed).await?
+                        me.source.index_entries(&img, &auth, &digest, listed).await?
                     }
                     _ => vec![],
                 };
@@ -275,9 +270,7 @@ impl Engine {
                     let (me, img, policy, auth) = (me.clone(), img.clone(), policy.clone(), auth.clone());
                     let (platform, digest) = (e.label(), e.digest.clone());
                     async move {
-                        let evidence = Box::pin(me.evidence_of(&img, digest.clone(), &policy, auth, false))
-                            .await
-                            .map_err(|e| e.to_string());
+                        let evidence = Box::pin(me.evidence_of(&img, digest.clone(), &policy, auth, false)).await;
                         PlatformEvidence { platform, digest, entry: i, evidence }
                     }
                 });
@@ -310,7 +303,7 @@ impl Engine {
         let entry = self
             .tags
             .entry(tag_key(image, auth))
-            .or_insert_with(async move { Ok(me.registry.resolve(&img, &a).await?) })
+            .or_insert_with(async move { me.source.resolve(&img, &a).await })
             .await;
         self.metrics.cache("tag", !entry.is_fresh());
         entry.into_value()
@@ -339,7 +332,7 @@ impl Engine {
     pub async fn evaluate_images(
         self: &Arc<Self>,
         policy: &Arc<Policy>,
-        tier: &str,
+        tier: &TierName,
         images: &[ImageRef],
         keys: &Keychain,
         now: DateTime<Utc>,
@@ -355,8 +348,7 @@ impl Engine {
                     by_deadline(deadline, async move { me.gather(&img, &pol, &keys).await }).await
                 }
             };
-            let gathered = gathered.map_err(|e| e.to_string());
-            evaluate(policy, tier, image, gathered.as_deref().map_err(String::as_str), now)
+            evaluate(policy, tier, image, gathered.as_deref(), now)
         });
         futures::future::join_all(tasks).await
     }
@@ -405,3 +397,6 @@ async fn by_deadline<T: Send + 'static>(
         Err(_) => Err(LookupError::Deadline),
     }
 }
+
+#[cfg(test)]
+mod tests;
