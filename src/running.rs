@@ -8,6 +8,7 @@ use k8s_openapi::api::core::v1::Pod;
 use serde::Serialize;
 
 use crate::image::Digest;
+use crate::kinds::{self, ObjectId};
 
 /// One image as it runs in one workload.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -41,7 +42,9 @@ impl RunningImage {
 }
 
 /// The images of the Pods that run (phase Pending or Running), one entry per
-/// namespace, workload, image and digest.
+/// namespace, workload, image and digest: every image admission judges
+/// (init, app and ephemeral containers, image volumes), read by the one
+/// walker ([`kinds::images`]).
 pub fn images<'a>(pods: impl IntoIterator<Item = &'a Pod>) -> Vec<RunningImage> {
     let mut out: BTreeMap<(String, String, String, Option<Digest>), Vec<String>> = BTreeMap::new();
     for pod in pods {
@@ -49,10 +52,11 @@ pub fn images<'a>(pods: impl IntoIterator<Item = &'a Pod>) -> Vec<RunningImage> 
         if !matches!(phase, "Pending" | "Running") {
             continue;
         }
-        let Some(spec) = &pod.spec else { continue };
+        let Ok(object) = serde_json::to_value(pod) else { continue };
+        let Ok(found) = kinds::images(&kinds::POD, &object) else { continue };
         let namespace = pod.metadata.namespace.clone().unwrap_or_default();
         let name = pod.metadata.name.clone().unwrap_or_default();
-        let workload = workload_of(pod);
+        let workload = workload_of(pod, &object).to_string();
         let statuses: Vec<_> = pod
             .status
             .iter()
@@ -64,18 +68,18 @@ pub fn images<'a>(pods: impl IntoIterator<Item = &'a Pod>) -> Vec<RunningImage> 
                     .chain(s.ephemeral_container_statuses.iter().flatten())
             })
             .collect();
-        let containers = spec
-            .init_containers
-            .iter()
-            .flatten()
-            .map(|c| (c.name.as_str(), c.image.as_deref()))
-            .chain(spec.containers.iter().map(|c| (c.name.as_str(), c.image.as_deref())))
-            .chain(spec.ephemeral_containers.iter().flatten().map(|c| (c.name.as_str(), c.image.as_deref())));
-        for (container, image) in containers {
-            let Some(image) = image.filter(|i| !i.is_empty()) else { continue };
-            let pulled = statuses.iter().find(|s| s.name == container).and_then(|s| digest_in(&s.image_id));
-            let digest = pulled.or_else(|| image.rsplit_once('@').and_then(|(_, d)| Digest::parse(d).ok()));
-            let pods = out.entry((namespace.clone(), workload.clone(), image.to_string(), digest)).or_default();
+        for c in found {
+            if c.image.is_empty() {
+                continue;
+            }
+            // A container's status names the digest pulled; an image
+            // volume's digest is the one its reference pins, if any.
+            let pulled = c
+                .is_container()
+                .then(|| statuses.iter().find(|s| s.name == c.name).and_then(|s| digest_in(&s.image_id)))
+                .flatten();
+            let digest = pulled.or_else(|| c.image.rsplit_once('@').and_then(|(_, d)| Digest::parse(d).ok()));
+            let pods = out.entry((namespace.clone(), workload.clone(), c.image, digest)).or_default();
             if !pods.contains(&name) {
                 pods.push(name.clone());
             }
@@ -93,24 +97,13 @@ fn digest_in(image_id: &str) -> Option<Digest> {
     Digest::parse(&image_id[at..]).ok()
 }
 
-/// The workload a Pod belongs to (see [`RunningImage::workload`]). A
-/// ReplicaSet named `<deployment>-<hash>` and owned by a Deployment is
-/// reported as the Deployment; its name is all a Pod knows of it.
-fn workload_of(pod: &Pod) -> String {
-    let owner = pod.metadata.owner_references.iter().flatten().find(|o| o.controller == Some(true));
-    match owner {
-        Some(o) if o.kind == "ReplicaSet" => match o.name.rsplit_once('-') {
-            Some((deployment, hash)) if pod_template_hash(pod) == Some(hash) => format!("Deployment/{deployment}"),
-            _ => format!("ReplicaSet/{}", o.name),
-        },
-        Some(o) => format!("{}/{}", o.kind, o.name),
-        None => format!("Pod/{}", pod.metadata.name.as_deref().unwrap_or_default()),
-    }
-}
-
-/// The `pod-template-hash` label a Deployment's ReplicaSet puts on its Pods.
-fn pod_template_hash(pod: &Pod) -> Option<&str> {
-    pod.metadata.labels.as_ref()?.get("pod-template-hash").map(String::as_str)
+/// The workload a Pod belongs to (see [`RunningImage::workload`]), by the
+/// controller chain ([`kinds::workload`]).
+fn workload_of(pod: &Pod, object: &serde_json::Value) -> ObjectId {
+    let labels = pod.metadata.labels.as_ref();
+    kinds::workload(kinds::controller(object), pod.metadata.name.as_deref().unwrap_or_default(), |l| {
+        labels.and_then(|m| m.get(l)).map(String::as_str)
+    })
 }
 
 #[cfg(test)]
@@ -180,5 +173,32 @@ mod tests {
         assert_eq!(got[1].reference(), format!("r.example/api:1@{A}"));
         assert_eq!(got[0].reference(), "busybox");
         assert_eq!(got[3].reference(), format!("r.example/migrate@{B}"));
+    }
+
+    /// Admission denies on an image volume (`volumes[].image.reference`):
+    /// what runs from one is judged by `report` and re-evaluation too.
+    #[test]
+    fn image_volumes_are_running_images() {
+        let p = pod(json!({
+            "metadata": {"name": "web-0", "namespace": "shop",
+                         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "web", "uid": "1", "controller": true}]},
+            "spec": {"containers": [{"name": "app", "image": "r.example/app:1"}],
+                     "volumes": [{"name": "cfg", "configMap": {"name": "x"}},
+                                 {"name": "app", "image": {"reference": format!("r.example/models@{B}"), "pullPolicy": "IfNotPresent"}}]},
+            "status": {"phase": "Running", "containerStatuses": [{"name": "app", "image": "r.example/app:1",
+                       "imageID": format!("r.example/app@{A}"), "ready": true, "restartCount": 0}]}
+        }));
+        let got: Vec<(String, String, Option<String>)> = images(&[p])
+            .into_iter()
+            .map(|r| (r.workload.to_string(), r.image, r.digest.map(|d| d.to_string())))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("StatefulSet/web".into(), "r.example/app:1".into(), Some(A.into())),
+                // The digest its reference pins, never a container's of the same name.
+                ("StatefulSet/web".into(), format!("r.example/models@{B}"), Some(B.into())),
+            ]
+        );
     }
 }
