@@ -481,6 +481,74 @@ mod tests {
         assert!(of("example.com", "Deployment").is_none());
     }
 
+    /// Every door sees the same images of every kind: admission (the
+    /// object), `report` and re-evaluation (the Pods its controller runs),
+    /// rollback (its pod template as a revision keeps it); init, app and
+    /// ephemeral containers and image volumes alike.
+    #[test]
+    fn every_door_sees_the_same_images_of_every_kind() {
+        use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+        let spec = json!({
+            "initContainers": [{"name": "init", "image": "r.example/init:1"}],
+            "containers": [{"name": "app", "image": "r.example/app:1"}, {"name": "side", "image": "r.example/side:1"}],
+            "ephemeralContainers": [{"name": "debug", "image": "r.example/debug:1"}],
+            "volumes": [{"name": "cfg", "configMap": {"name": "x"}}, {"name": "models", "image": {"reference": "r.example/models:1"}}]
+        });
+        let all =
+            ["r.example/app:1", "r.example/debug:1", "r.example/init:1", "r.example/models:1", "r.example/side:1"];
+        // (kind, the owner its Pods name, the workload report names, images every door sees)
+        let rows = [
+            (&POD, None, "Pod/web-x", all),
+            (&POD_TEMPLATE, None, "Pod/web-x", all),
+            (&REPLICATION_CONTROLLER, Some("ReplicationController/web"), "ReplicationController/web", all),
+            (&DEPLOYMENT, Some("ReplicaSet/web-5d9c"), "Deployment/web", all),
+            (&REPLICA_SET, Some("ReplicaSet/web"), "ReplicaSet/web", all),
+            (&STATEFUL_SET, Some("StatefulSet/web"), "StatefulSet/web", all),
+            (&DAEMON_SET, Some("DaemonSet/web"), "DaemonSet/web", all),
+            (&JOB, Some("Job/web"), "Job/web", all),
+            (&CRON_JOB, Some("Job/web-29001"), "Job/web-29001", all),
+        ];
+        for k in &KINDS {
+            assert!(rows.iter().any(|r| r.0 == k), "a row for {}", k.kind);
+        }
+        for (kind, owner, workload, want) in rows {
+            let object = example(kind, json!({"name": "web", "namespace": "shop"}), json!({}), spec.clone());
+            // Admission.
+            let mut admitted: Vec<String> = images(kind, &object).unwrap().into_iter().map(|c| c.image).collect();
+            admitted.sort();
+            // report and re-evaluation: the Pod made from the object's pod spec.
+            let owner_refs: Vec<Value> = owner
+                .iter()
+                .map(|o: &&str| {
+                    let (k, n) = o.split_once('/').unwrap();
+                    json!({"apiVersion": "v1", "kind": k, "name": n, "uid": "u", "controller": true})
+                })
+                .collect();
+            let pod: Pod = serde_json::from_value(json!({
+                "metadata": {"name": "web-x", "namespace": "shop", "ownerReferences": owner_refs,
+                             "labels": {"pod-template-hash": "5d9c"}},
+                "spec": object.pointer(kind.spec).unwrap(),
+                "status": {"phase": "Running"}
+            }))
+            .unwrap();
+            let running = crate::running::images([&pod]);
+            let mut reported: Vec<String> = running.iter().map(|r| r.image.clone()).collect();
+            reported.sort();
+            assert!(running.iter().all(|r| r.workload == workload), "{}: {running:?}", kind.kind);
+            // Rollback: the pod template as a revision keeps it.
+            let template_at = kind.spec.strip_suffix("/spec").unwrap_or("");
+            let template: PodTemplateSpec = if kind.is_template() {
+                serde_json::from_value(object.pointer(template_at).unwrap().clone()).unwrap()
+            } else {
+                serde_json::from_value(json!({"metadata": object["metadata"], "spec": object["spec"]})).unwrap()
+            };
+            let rolled = crate::rollback::template_images(&template);
+            for (door, got) in [("admission", &admitted), ("report", &reported), ("rollback", &rolled)] {
+                assert_eq!(got, &want, "{} through {door}", kind.kind);
+            }
+        }
+    }
+
     #[test]
     fn an_unreadable_pod_spec_is_an_error_not_a_pass() {
         let dep = of("apps", "Deployment").unwrap();
