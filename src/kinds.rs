@@ -531,7 +531,7 @@ mod tests {
                 "status": {"phase": "Running"}
             }))
             .unwrap();
-            let running = crate::running::images([&pod]);
+            let running = crate::watch::running::images([&pod]);
             let mut reported: Vec<String> = running.iter().map(|r| r.image.clone()).collect();
             reported.sort();
             assert!(running.iter().all(|r| r.workload == workload), "{}: {running:?}", kind.kind);
@@ -542,7 +542,7 @@ mod tests {
             } else {
                 serde_json::from_value(json!({"metadata": object["metadata"], "spec": object["spec"]})).unwrap()
             };
-            let rolled = crate::rollback::template_images(&template);
+            let rolled = crate::watch::rollback::template_images(&template);
             for (door, got) in [("admission", &admitted), ("report", &reported), ("rollback", &rolled)] {
                 assert_eq!(got, &want, "{} through {door}", kind.kind);
             }

@@ -618,7 +618,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
                     .ok()
                     .or_else(|| std::env::var("HOSTNAME").ok())
                     .unwrap_or_else(|| "portcullis".into());
-                events = Some(portcullis::events::Events::start(client.clone(), instance.clone()));
+                events = Some(portcullis::cluster::events::Events::start(client.clone(), instance.clone()));
                 if a.policy.is_none() && !a.reevaluate_every.is_zero() {
                     tracing::info!(
                         "no re-evaluation on the embedded default policy: give --policy to re-judge running workloads"
@@ -627,7 +627,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
                 reevaluation = (!a.reevaluate_every.is_zero() && a.policy.is_some()).then(|| {
                     (
                         client.clone(),
-                        portcullis::reevaluate::Config {
+                        portcullis::watch::reevaluate::Config {
                             every: a.reevaluate_every,
                             lease_namespace: a.lease_namespace.clone(),
                             identity: instance,
@@ -715,7 +715,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         .context("loading the serving certificate and key (`make certs` makes dev ones) and the client CA")?;
     if let Some((client, cfg)) = reevaluation {
         tracing::info!(every = ?cfg.every, lease = %cfg.lease_namespace, "re-evaluating running workloads (one replica)");
-        portcullis::reevaluate::start(state.clone(), client, cfg);
+        portcullis::watch::reevaluate::start(state.clone(), client, cfg);
     }
     webhook::spawn_reloader(state.clone(), a.policy.clone(), tls.clone(), a.reload_interval);
     let limits = webhook::ServerLimits {
@@ -892,7 +892,7 @@ async fn ping(a: PingArgs) -> anyhow::Result<ExitCode> {
 
 async fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
     use k8s_openapi::api::core::v1::{Namespace, Pod};
-    use portcullis::report::table;
+    use portcullis::watch::report::table;
     let policy = Arc::new(load_policy(a.policy.as_ref())?);
     let client = cluster_client(a.kubeconfig.as_deref()).await?;
     let list = kube::api::ListParams::default();
@@ -916,7 +916,7 @@ async fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
     let now = a.at.unwrap_or_else(webhook::portcullis_now);
     let engine = Engine::new(registry(&a.registry)?, &EngineConfig::default(), Arc::new(Metrics::default()));
     let deadline = tokio::time::Instant::now() + a.timeout;
-    let running = portcullis::running::images(&pods)
+    let running = portcullis::watch::running::images(&pods)
         .into_iter()
         .filter(|r| a.namespace.is_some() || !a.exclude_namespaces.contains(&r.namespace))
         .map(|r| {
@@ -925,7 +925,7 @@ async fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
             (r, tier.map_err(|e| e.to_string()))
         })
         .collect();
-    let rows = portcullis::report::judge(&engine, &policy, running, now, deadline).await;
+    let rows = portcullis::watch::report::judge(&engine, &policy, running, now, deadline).await;
     let failing = rows.iter().filter(|r| !r.status.passes()).count();
     match a.output {
         Output::Json => outln!(

@@ -24,9 +24,9 @@ use tokio::time::Instant;
 use tracing::Instrument as _;
 
 use crate::audit::{AuditLog, Record};
+use crate::cluster::events::Notice;
 use crate::cluster::TierSource;
 use crate::engine::{Engine, Keychain};
-use crate::events::Notice;
 use crate::image::{Digest, ImageRef};
 use crate::metrics::Metrics;
 use crate::policy::{
@@ -78,7 +78,7 @@ pub struct AppState {
     /// Pull secrets, when Portcullis may read them (`--pull-secrets`).
     pub pull_secrets: Option<crate::cluster::PullSecrets>,
     /// Where break-glass Events go, when there is a cluster.
-    pub events: Option<crate::events::Events>,
+    pub events: Option<crate::cluster::events::Events>,
     /// Time to remediation and to promotion, as decisions go by.
     pub timelines: crate::timelines::Timelines,
     /// Users of workload controllers besides kube-controller-manager's
@@ -135,7 +135,7 @@ async fn readyz(State(st): State<Arc<AppState>>) -> Response {
 
 async fn metrics(State(st): State<Arc<AppState>>) -> Response {
     st.metrics.refresh(&st.policy(), portcullis_now());
-    st.metrics.catch_up(st.audit.write_errors(), st.events.as_ref().map_or(0, crate::events::Events::lost));
+    st.metrics.catch_up(st.audit.write_errors(), st.events.as_ref().map_or(0, crate::cluster::events::Events::lost));
     ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], st.metrics.render()).into_response()
 }
 

@@ -22,10 +22,10 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client};
 use serde_json::{json, Value};
 
-use crate::events::Notice;
-use crate::leader::Leader;
-use crate::report::{Row, Status};
-use crate::running::RunningImage;
+use crate::cluster::events::Notice;
+use crate::cluster::leader::Leader;
+use crate::watch::report::{Row, Status};
+use crate::watch::running::RunningImage;
 use crate::webhook::AppState;
 
 /// The name of the PolicyReport Portcullis writes in each namespace.
@@ -380,7 +380,7 @@ async fn act(
     failing: &[&Row],
     now: DateTime<Utc>,
 ) {
-    use crate::rollback;
+    use crate::watch::rollback;
     let Some(("Deployment", name)) = workload.split_once('/') else {
         tracing::info!(%namespace, %workload, "onViolation acts on Deployments only; reported");
         return;
@@ -484,12 +484,12 @@ fn jittered(every: Duration) -> Duration {
 async fn judge(st: &AppState, pods: &[Arc<Pod>]) -> Vec<Row> {
     let policy = st.policy();
     let mut running = Vec::new();
-    for r in crate::running::images(pods.iter().map(|p| p.as_ref())) {
+    for r in crate::watch::running::images(pods.iter().map(|p| p.as_ref())) {
         let tier = st.tiers.tier_of(&r.namespace, &policy).await.map_err(|e| e.to_string());
         running.push((r, tier));
     }
     let deadline = tokio::time::Instant::now() + PASS_BUDGET;
-    crate::report::judge(&st.engine, &policy, running, crate::webhook::portcullis_now(), deadline).await
+    crate::watch::report::judge(&st.engine, &policy, running, crate::webhook::portcullis_now(), deadline).await
 }
 
 fn publish_metrics(st: &AppState, rows: &[Row], changes: &Changes, now: DateTime<Utc>) {

@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use crate::policy::{Reason, Verdict};
-use crate::running::RunningImage;
+use crate::watch::running::RunningImage;
 
 /// Where a running image stands against its tier's policy today.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
