@@ -164,6 +164,31 @@ impl ObjectId {
     }
 }
 
+impl ObjectId {
+    /// Serialises `id` as its text, `Kind/name`: how report JSON,
+    /// PolicyReports and audit records name a workload.
+    pub fn serialize_as_text<S: serde::Serializer>(id: &ObjectId, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(id)
+    }
+}
+
+/// `Kind/name` that names no kind or no object.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{0:?} is not Kind/name")]
+pub struct ObjectIdError(String);
+
+impl std::str::FromStr for ObjectId {
+    type Err = ObjectIdError;
+
+    /// `Deployment/web`, as [`fmt::Display`] writes it.
+    fn from_str(s: &str) -> Result<ObjectId, ObjectIdError> {
+        match s.split_once('/') {
+            Some((kind, name)) if !kind.is_empty() && !name.is_empty() => Ok(ObjectId::new(kind, name)),
+            _ => Err(ObjectIdError(s.to_string())),
+        }
+    }
+}
+
 impl fmt::Display for ObjectId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.kind, self.name)
@@ -438,6 +463,30 @@ mod tests {
         }
     }
 
+    /// A workload's text, both ways: `Kind/name`.
+    #[test]
+    fn object_ids_as_text() {
+        // (text, parsed)
+        let rows = [
+            ("Deployment/web", Some(ObjectId::new("Deployment", "web"))),
+            ("Pod/web-5d9c-x", Some(ObjectId::new("Pod", "web-5d9c-x"))),
+            ("Deployment/", None),
+            ("/web", None),
+            ("web", None),
+            ("", None),
+        ];
+        for (text, want) in rows {
+            let got = text.parse::<ObjectId>().ok();
+            assert_eq!(got, want, "{text:?}");
+            if let Some(id) = got {
+                assert_eq!(id.to_string(), text);
+                let mut s = serde_json::Serializer::new(Vec::new());
+                ObjectId::serialize_as_text(&id, &mut s).unwrap();
+                assert_eq!(String::from_utf8(s.into_inner()).unwrap(), format!("\"{text}\""));
+            }
+        }
+    }
+
     #[test]
     fn finds_images_in_every_kind() {
         let spec = json!({
@@ -534,7 +583,7 @@ mod tests {
             let running = crate::watch::running::images([&pod]);
             let mut reported: Vec<String> = running.iter().map(|r| r.image.clone()).collect();
             reported.sort();
-            assert!(running.iter().all(|r| r.workload == workload), "{}: {running:?}", kind.kind);
+            assert!(running.iter().all(|r| r.workload.to_string() == workload), "{}: {running:?}", kind.kind);
             // Rollback: the pod template as a revision keeps it.
             let template_at = kind.spec.strip_suffix("/spec").unwrap_or("");
             let template: PodTemplateSpec = if kind.is_template() {

@@ -24,6 +24,7 @@ use serde_json::{json, Value};
 
 use crate::cluster::events::Notice;
 use crate::cluster::leader::Leader;
+use crate::kinds::{self, ObjectId};
 use crate::watch::report::{Row, Status};
 use crate::watch::running::RunningImage;
 use crate::webhook::AppState;
@@ -111,21 +112,16 @@ pub fn policy_report(namespace: &str, rows: &[&Row], policy_digest: &str, now: D
 }
 
 /// A workload (`Deployment/shop`) as an object reference.
-fn workload_ref(namespace: &str, workload: &str) -> Value {
+fn workload_ref(namespace: &str, workload: &ObjectId) -> Value {
     serde_json::to_value(object_ref(namespace, workload)).unwrap_or(Value::Null)
 }
 
-fn object_ref(namespace: &str, workload: &str) -> ObjectReference {
-    let (kind, name) = workload.split_once('/').unwrap_or(("Pod", workload));
-    let api_version = match kind {
-        "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" => "apps/v1",
-        "Job" | "CronJob" => "batch/v1",
-        _ => "v1",
-    };
+fn object_ref(namespace: &str, workload: &ObjectId) -> ObjectReference {
+    let api_version = kinds::named(&workload.kind).map(|k| k.api_version()).unwrap_or_else(|| "v1".into());
     ObjectReference {
-        api_version: Some(api_version.into()),
-        kind: Some(kind.into()),
-        name: Some(name.into()),
+        api_version: Some(api_version),
+        kind: Some(workload.kind.clone()),
+        name: Some(workload.name.clone()),
         namespace: Some(namespace.into()),
         ..Default::default()
     }
@@ -140,10 +136,10 @@ pub struct Memory {
     reported: BTreeSet<String>,
     /// Workloads acted on (annotated, rolled back, or found with no revision
     /// to roll back to) for their ongoing violation: acted on once.
-    acted: BTreeSet<(String, String)>,
+    acted: BTreeSet<(String, ObjectId)>,
 }
 
-type Key = (String, String, String, Option<String>);
+type Key = (String, ObjectId, String, Option<String>);
 
 fn key(r: &RunningImage) -> Key {
     (r.namespace.clone(), r.workload.clone(), r.image.clone(), r.digest.as_ref().map(|d| d.to_string()))
@@ -184,7 +180,7 @@ impl Memory {
             next.insert(k, (r.status, since));
         }
         self.last = next;
-        let failing: BTreeSet<(String, String)> = rows
+        let failing: BTreeSet<(String, ObjectId)> = rows
             .iter()
             .filter(|r| !r.status.passes())
             .map(|r| (r.running.namespace.clone(), r.running.workload.clone()))
@@ -207,8 +203,8 @@ impl Memory {
         rows: &'r [Row],
         policy: &crate::policy::Policy,
         now: DateTime<Utc>,
-    ) -> BTreeMap<(String, String), (String, crate::policy::OnViolation, Vec<&'r Row>)> {
-        let mut out: BTreeMap<(String, String), (String, crate::policy::OnViolation, Vec<&'r Row>)> = BTreeMap::new();
+    ) -> BTreeMap<(String, ObjectId), (String, crate::policy::OnViolation, Vec<&'r Row>)> {
+        let mut out: BTreeMap<(String, ObjectId), (String, crate::policy::OnViolation, Vec<&'r Row>)> = BTreeMap::new();
         for r in rows.iter().filter(|r| !r.status.passes() && r.status != Status::Error) {
             let Some(tier) = &r.tier else { continue };
             let Some(spec) = policy.tier(tier) else { continue };
@@ -374,17 +370,18 @@ async fn act(
     client: &Client,
     policy: &Arc<crate::policy::Policy>,
     namespace: &str,
-    workload: &str,
+    workload: &ObjectId,
     tier: &str,
     action: crate::policy::OnViolation,
     failing: &[&Row],
     now: DateTime<Utc>,
 ) {
     use crate::watch::rollback;
-    let Some(("Deployment", name)) = workload.split_once('/') else {
+    if workload.kind != kinds::DEPLOYMENT.kind {
         tracing::info!(%namespace, %workload, "onViolation acts on Deployments only; reported");
         return;
-    };
+    }
+    let name = workload.name.as_str();
     let why: Vec<String> = failing.iter().map(|r| format!("{}: {}", r.running.reference(), r.why())).collect();
     let why = why.join(" | ");
     let at = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
@@ -448,7 +445,7 @@ async fn act(
                     action: "rollback",
                     time: at.clone(),
                     namespace: namespace.to_string(),
-                    workload: workload.to_string(),
+                    workload: workload.clone(),
                     tier: tier.to_string(),
                     from_revision: current,
                     to_revision: chosen.number,
@@ -563,7 +560,7 @@ mod tests {
     fn running(workload: &str) -> RunningImage {
         RunningImage {
             namespace: "shop".into(),
-            workload: workload.into(),
+            workload: workload.parse().unwrap(),
             image: "r.example/api:1".into(),
             digest: None,
             pods: vec!["p".into()],
@@ -651,14 +648,14 @@ mod tests {
         let bad = row("Deployment/api", &["2 critical"], &[Reason::Vulnerabilities]);
         let mut reported_only = bad.clone();
         reported_only.tier = Some("staging".into());
-        reported_only.running.workload = "Deployment/web".into();
+        reported_only.running.workload = ObjectId::new("Deployment", "web");
         let rows = [bad.clone(), reported_only];
         m.update(&rows, at(0));
         assert!(m.due(&rows, &policy, at(1)).is_empty(), "inside its grace");
         m.update(&rows, at(2));
         let due = m.due(&rows, &policy, at(2));
         let keys: Vec<_> = due.keys().cloned().collect();
-        assert_eq!(keys, vec![("shop".to_string(), "Deployment/api".to_string())], "staging only reports");
+        assert_eq!(keys, vec![("shop".to_string(), ObjectId::new("Deployment", "api"))], "staging only reports");
         let (tier, action, failing) = &due[&keys[0]];
         assert_eq!((tier.as_str(), *action, failing.len()), ("production", crate::policy::OnViolation::Rollback, 1));
         m.acted.insert(keys[0].clone());

@@ -18,7 +18,8 @@ pub struct RunningImage {
     /// The workload the Pods belong to: their controller's owner when it is
     /// a ReplicaSet of a Deployment (`Deployment/shop`), else their
     /// controller (`StatefulSet/db`, `Job/migrate-29`), else the Pod itself.
-    pub workload: String,
+    #[serde(serialize_with = "ObjectId::serialize_as_text")]
+    pub workload: ObjectId,
     /// The image as the Pod spec writes it.
     pub image: String,
     /// The digest the kubelet pulled (`status.containerStatuses[].imageID`),
@@ -46,7 +47,7 @@ impl RunningImage {
 /// (init, app and ephemeral containers, image volumes), read by the one
 /// walker ([`kinds::images`]).
 pub fn images<'a>(pods: impl IntoIterator<Item = &'a Pod>) -> Vec<RunningImage> {
-    let mut out: BTreeMap<(String, String, String, Option<Digest>), Vec<String>> = BTreeMap::new();
+    let mut out: BTreeMap<(String, ObjectId, String, Option<Digest>), Vec<String>> = BTreeMap::new();
     for pod in pods {
         let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
         if !matches!(phase, "Pending" | "Running") {
@@ -56,7 +57,7 @@ pub fn images<'a>(pods: impl IntoIterator<Item = &'a Pod>) -> Vec<RunningImage> 
         let Ok(found) = kinds::images(&kinds::POD, &object) else { continue };
         let namespace = pod.metadata.namespace.clone().unwrap_or_default();
         let name = pod.metadata.name.clone().unwrap_or_default();
-        let workload = workload_of(pod, &object).to_string();
+        let workload = workload_of(pod, &object);
         let statuses: Vec<_> = pod
             .status
             .iter()
@@ -149,12 +150,12 @@ mod tests {
             bare,
             job,
         ]);
-        let rows: Vec<(&str, &str, &str, Option<&str>, usize)> = got
+        let rows: Vec<(&str, String, &str, Option<&str>, usize)> = got
             .iter()
             .map(|r| {
                 (
                     r.namespace.as_str(),
-                    r.workload.as_str(),
+                    r.workload.to_string(),
                     r.image.as_str(),
                     r.digest.as_ref().map(Digest::as_str),
                     r.pods.len(),
@@ -164,13 +165,16 @@ mod tests {
         assert_eq!(
             rows,
             vec![
-                ("ops", "Pod/debug", "busybox", None, 1),
-                ("shop", "Deployment/api", "r.example/api:1", Some(A), 2),
-                ("shop", "Deployment/api", "r.example/api:1", Some(B), 1),
-                ("shop", "Deployment/api", &format!("r.example/migrate@{B}"), Some(B), 3),
+                ("ops", "Pod/debug".into(), "busybox", None, 1),
+                ("shop", "Deployment/api".into(), "r.example/api:1", Some(A), 2),
+                ("shop", "Deployment/api".into(), "r.example/api:1", Some(B), 1),
+                ("shop", "Deployment/api".into(), &format!("r.example/migrate@{B}"), Some(B), 3),
             ]
         );
         assert_eq!(got[1].reference(), format!("r.example/api:1@{A}"));
+        // The workload as report JSON writes it (a contract): `Kind/name`.
+        let written = serde_json::to_value(&got[1]).unwrap();
+        assert_eq!(written["workload"], "Deployment/api");
         assert_eq!(got[0].reference(), "busybox");
         assert_eq!(got[3].reference(), format!("r.example/migrate@{B}"));
     }
