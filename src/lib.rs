@@ -15,6 +15,7 @@ pub mod audit;
 pub mod cluster;
 pub mod engine;
 pub mod evidence;
+pub mod gate;
 pub mod image;
 pub mod kinds;
 pub mod metrics;

@@ -814,8 +814,7 @@ pub async fn decide(st: &AppState, review: &Review, deadline: Instant) -> (Admis
 
 /// The current time at the precision decisions record it (milliseconds).
 pub fn portcullis_now() -> chrono::DateTime<Utc> {
-    let now = Utc::now();
-    chrono::DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
+    crate::gate::now()
 }
 
 #[cfg(test)]

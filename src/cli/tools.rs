@@ -1,0 +1,247 @@
+//! The smaller tools: `ping`, `inspect`, `normalize`, `audit verify`, `policy lint`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+
+use portcullis::engine::{MAX_ATTESTATION_FILE, MAX_FILE_ATTESTATIONS};
+use portcullis::policy::Policy;
+use portcullis::webhook;
+
+use super::args::*;
+use super::load_policy;
+
+pub(crate) async fn ping(a: PingArgs) -> anyhow::Result<ExitCode> {
+    use webhook::ping::Answer;
+    let ca = match &a.ca {
+        Some(p) => {
+            Some((p.display().to_string(), std::fs::read(p).with_context(|| format!("reading {}", p.display()))?))
+        }
+        None => None,
+    };
+    let answer =
+        webhook::ping::ping(&a.url, ca.as_ref().map(|(p, pem)| (p.as_str(), pem.as_slice())), a.timeout).await?;
+    let (said, expected) = match &answer {
+        Answer::Answered { allowed } => {
+            (format!("answered the review (allowed: {allowed})"), a.expect == Expect::Answer)
+        }
+        Answer::Refused { message } => {
+            (format!("refused a client without a certificate (403: {message})"), a.expect == Expect::Refused)
+        }
+    };
+    if expected {
+        outln!("ok: {} {said}", a.url);
+        Ok(ExitCode::SUCCESS)
+    } else {
+        let wanted = match a.expect {
+            Expect::Answer => "an answer",
+            Expect::Refused => "a refusal (the server should ask for a client certificate: --client-ca)",
+        };
+        outln!("unexpected: {} {said}; expected {wanted}", a.url);
+        Ok(ExitCode::from(1))
+    }
+}
+
+/// `portcullis inspect`: each attestation of each file, what it claims and
+/// whether it verifies under the policy.
+pub(crate) fn inspect(files: &[PathBuf], policy: Option<&PathBuf>, output: Output) -> anyhow::Result<ExitCode> {
+    use portcullis::attest::inspect::inspect;
+    use portcullis::attest::Signed;
+    let policy = load_policy(policy)?;
+    let mut all = Vec::new();
+    for path in files {
+        let len = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?.len();
+        anyhow::ensure!(len <= MAX_ATTESTATION_FILE, "{}: larger than {MAX_ATTESTATION_FILE} bytes", path.display());
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let items =
+            Signed::from_file(&bytes, MAX_FILE_ATTESTATIONS).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        for signed in &items {
+            all.push((path.display().to_string(), inspect(signed, &policy.trust)));
+        }
+    }
+    let every_one_verifies = all.iter().all(|(_, i)| i.not_verified.is_none());
+    match output {
+        Output::Json => {
+            let out: Vec<serde_json::Value> = all
+                .iter()
+                .map(|(file, i)| {
+                    let mut v = serde_json::to_value(i).unwrap_or_default();
+                    v["file"] = serde_json::json!(file);
+                    v
+                })
+                .collect();
+            outln!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        Output::Text => {
+            let total = all.len();
+            for (n, (file, i)) in all.iter().enumerate() {
+                outln!("{file}: attestation {} of {total} ({})", n + 1, i.form);
+                outln!("  predicate type  {}", i.predicate_type.as_deref().unwrap_or("(none)"));
+                for s in &i.subjects {
+                    outln!("  subject         {} {}", s.digest.as_deref().unwrap_or("(no sha256)"), s.name);
+                }
+                if let Some(id) = &i.identity {
+                    outln!("  signed by       {}", id.subject);
+                    outln!("  issuer          {}", id.issuer);
+                    if let Some(repo) = &id.source_repository {
+                        let at = id.source_repository_ref.as_deref().map(|r| format!(" at {r}")).unwrap_or_default();
+                        outln!("  source          {repo}{at}");
+                    }
+                    if let Some(wf) = &id.build_config {
+                        outln!("  workflow        {wf}");
+                    }
+                }
+                match &i.not_verified {
+                    None => outln!("  verified        yes, as {} (policy {})", i.verified_as.join(", "), policy.digest),
+                    Some(why) => outln!("  verified        no: {why}"),
+                }
+            }
+        }
+    }
+    Ok(ExitCode::from(if every_one_verifies { 0 } else { 1 }))
+}
+
+pub(crate) fn normalize(path: &PathBuf, output: Output, top: usize) -> anyhow::Result<ExitCode> {
+    use portcullis::evidence::{parse_report, Severity};
+    let bytes = if path.as_os_str() == "-" {
+        let mut b = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut b).context("reading standard input")?;
+        b
+    } else {
+        std::fs::read(path).with_context(|| format!("reading {}", path.display()))?
+    };
+    let report = parse_report(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let counts: Vec<(Severity, usize, usize)> = Severity::ALL
+        .iter()
+        .map(|s| {
+            let of: Vec<_> = report.findings.iter().filter(|f| f.severity == *s).collect();
+            (*s, of.len(), of.iter().filter(|f| f.fixable()).count())
+        })
+        .collect();
+    let finished = report.finished_on.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    match output {
+        Output::Json => {
+            let by_sev: serde_json::Map<String, serde_json::Value> = counts
+                .iter()
+                .map(|(s, n, f)| (s.as_str().to_string(), serde_json::json!({"total": n, "fixable": f})))
+                .collect();
+            let out = serde_json::json!({
+                "scanner": report.scanner,
+                "finishedOn": finished,
+                "total": report.findings.len(),
+                "fixable": report.findings.iter().filter(|f| f.fixable()).count(),
+                "counts": by_sev,
+                "findings": report.findings,
+            });
+            outln!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        Output::Text => {
+            outln!(
+                "scanner {}, finished {}, {} findings ({} fixable)",
+                if report.scanner.is_empty() { "unknown" } else { &report.scanner },
+                finished.as_deref().unwrap_or("(no time recorded)"),
+                report.findings.len(),
+                report.findings.iter().filter(|f| f.fixable()).count()
+            );
+            outln!("\n{:<10} {:>6} {:>8}", "severity", "count", "fixable");
+            for (s, n, f) in &counts {
+                outln!("{:<10} {n:>6} {f:>8}", s.as_str());
+            }
+            if !report.findings.is_empty() && top > 0 {
+                outln!("\nworst findings:");
+                // Findings come most severe first.
+                for f in report.findings.iter().take(top) {
+                    let target = if f.target.is_empty() { String::new() } else { format!("  [{}]", f.target) };
+                    outln!("  {:<8} {}{target}", f.severity.as_str().to_uppercase(), f.describe());
+                }
+                if report.findings.len() > top {
+                    outln!("  … and {} more (--top N, or --output json)", report.findings.len() - top);
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `audit verify`: 0 intact, 1 broken, 2 (an error) unreadable.
+pub(crate) fn audit_verify(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    use portcullis::audit::{verify, VerifyError, GENESIS};
+    let mut trail = Vec::new();
+    for f in files {
+        let file = std::fs::File::open(f).with_context(|| format!("reading {}", f.display()))?;
+        trail.push((f.display().to_string(), std::io::BufReader::new(file)));
+    }
+    match verify(trail) {
+        Ok(t) => {
+            match &t.head {
+                None => outln!("intact: no records"),
+                Some(head) => {
+                    let s = if t.records == 1 { "" } else { "s" };
+                    outln!("intact: {} record{s}, seq {}..{}, head {}", t.records, t.first_seq, head.seq, head.hash);
+                    if t.first_seq > 0 || t.anchor != GENESIS {
+                        outln!(
+                            "the trail starts at seq {}, anchored at prev {} (the records before are not in the files given)",
+                            t.first_seq, t.anchor
+                        );
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e @ VerifyError::Broken { .. }) => {
+            outln!("broken: {e}");
+            Ok(ExitCode::from(1))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub(crate) fn lint(file: &std::path::Path, output: Output) -> anyhow::Result<ExitCode> {
+    use portcullis::policy::PolicyFileError;
+    let (policy, problems) = match Policy::from_file(file) {
+        Ok(p) => (Some(p), vec![]),
+        Err(PolicyFileError::Invalid(e)) => (None, e.problems),
+        Err(e) => return Err(e.into()),
+    };
+    let warnings = policy.as_ref().map(|p| p.warnings(chrono::Utc::now(), portcullis::attest::keyless::EXPIRY_WARNING));
+    match output {
+        Output::Json => {
+            let problems: Vec<serde_json::Value> = problems
+                .iter()
+                .map(|p| serde_json::json!({"line": p.line, "column": p.column, "path": p.path, "message": p.message}))
+                .collect();
+            let out = serde_json::json!({
+                "file": file.display().to_string(),
+                "ok": policy.is_some(),
+                "digest": policy.as_ref().map(|p| p.digest.to_string()),
+                "tiers": policy.as_ref().map(|p| p.tier_names()),
+                "signers": policy.as_ref().map(|p| p.file.spec.signers.keys().collect::<Vec<_>>()),
+                "problems": problems,
+                "warnings": warnings.clone().unwrap_or_default(),
+            });
+            outln!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        Output::Text => match &policy {
+            Some(p) => {
+                let n = |count: usize, what: &str| format!("{count} {what}{}", if count == 1 { "" } else { "s" });
+                outln!(
+                    "{}: ok ({}, {}, digest {})",
+                    file.display(),
+                    n(p.file.spec.tiers.len(), "tier"),
+                    n(p.file.spec.signers.len(), "signer"),
+                    p.digest
+                );
+                for w in warnings.iter().flatten() {
+                    outln!("{}: warning: {w}", file.display());
+                }
+            }
+            None => {
+                for p in &problems {
+                    outln!("{}:{p}", file.display());
+                }
+            }
+        },
+    }
+    Ok(ExitCode::from(if policy.is_some() { 0 } else { 1 }))
+}
