@@ -7,221 +7,33 @@
 //! workload whose status changes, and metrics.
 //!
 //! The Pods are read through a reflector (a watched cache, no API call per
-//! Pod). What a pass decides is pure ([`policy_report`], [`Memory::update`]);
+//! Pod). What a pass decides is pure
+//! ([`policy_report`](crate::watch::policy_report::policy_report), [`Memory::update`]);
 //! the loop around it does the I/O.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use k8s_openapi::api::core::v1::{ObjectReference, Pod};
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client};
-use serde_json::{json, Value};
 
 use crate::cluster::events::Notice;
 use crate::cluster::leader::Leader;
 use crate::kinds::{self, ObjectId};
+use crate::watch::memory::{key, Changes, Memory};
+use crate::watch::policy_report::{object_ref, write_reports, WriteError};
 use crate::watch::report::{Row, Status};
-use crate::watch::running::RunningImage;
 use crate::webhook::AppState;
 
-/// The name of the PolicyReport Portcullis writes in each namespace.
-pub const REPORT_NAME: &str = "portcullis";
-/// The field manager of its server-side applies.
-const MANAGER: &str = "portcullis";
 /// Longest one pass may take; lookups past it count as errors this time.
 const PASS_BUDGET: Duration = Duration::from_secs(300);
 /// How often the loop looks at the lead and at the policy in force: a new
 /// leader, or a new policy, is passed within this.
 const POLICY_LOOK: Duration = Duration::from_secs(1);
-
-/// The PolicyReport API.
-fn report_api() -> ApiResource {
-    ApiResource::from_gvk(&GroupVersionKind::gvk("wgpolicyk8s.io", "v1alpha2", "PolicyReport"))
-}
-
-/// The PolicyReport of one namespace: one result per workload and image,
-/// with the same reasons as an admission denial.
-pub fn policy_report(namespace: &str, rows: &[&Row], policy_digest: &str, now: DateTime<Utc>) -> Value {
-    let mut summary: BTreeMap<&str, u64> =
-        ["pass", "fail", "warn", "error", "skip"].into_iter().map(|k| (k, 0)).collect();
-    let results: Vec<Value> = rows
-        .iter()
-        .map(|r| {
-            let result = match r.status {
-                Status::Compliant => "pass",
-                Status::ExceptionExpiring => "warn",
-                Status::ScanStale | Status::Unverified | Status::Violating => "fail",
-                Status::Error => "error",
-            };
-            *summary.entry(result).or_default() += 1;
-            let message = match r.status {
-                Status::Compliant => {
-                    format!("{} passes tier {}", r.running.reference(), r.tier.as_deref().unwrap_or("-"))
-                }
-                _ => crate::policy::decide::truncate(&r.why(), 2048),
-            };
-            let mut properties = serde_json::Map::new();
-            properties.insert("image".into(), json!(r.running.image));
-            if let Some(d) = &r.running.digest {
-                properties.insert("digest".into(), json!(d.as_str()));
-            }
-            properties.insert("status".into(), json!(r.status.as_str()));
-            if let Some(t) = &r.tier {
-                properties.insert("tier".into(), json!(t));
-            }
-            if let Some(v) = &r.verdict {
-                let reasons: Vec<&str> = v.reasons.iter().map(|x| x.as_str()).collect();
-                if !reasons.is_empty() {
-                    properties.insert("reasons".into(), json!(reasons.join(",")));
-                }
-                if !v.evidence.is_empty() {
-                    properties.insert("evidence".into(), json!(v.evidence.join(",")));
-                }
-            }
-            properties.insert("policyDigest".into(), json!(policy_digest));
-            json!({
-                "policy": format!("portcullis/{}", r.tier.as_deref().unwrap_or("none")),
-                "rule": "promotion",
-                "category": "Supply chain",
-                "source": "portcullis",
-                "result": result,
-                "scored": true,
-                "message": message,
-                "timestamp": {"seconds": now.timestamp(), "nanos": 0},
-                "resources": [workload_ref(namespace, &r.running.workload)],
-                "properties": properties,
-            })
-        })
-        .collect();
-    json!({
-        "apiVersion": "wgpolicyk8s.io/v1alpha2",
-        "kind": "PolicyReport",
-        "metadata": {
-            "name": REPORT_NAME,
-            "namespace": namespace,
-            "labels": {"app.kubernetes.io/managed-by": "portcullis"},
-        },
-        "summary": summary,
-        "results": results,
-    })
-}
-
-/// A workload (`Deployment/shop`) as an object reference.
-fn workload_ref(namespace: &str, workload: &ObjectId) -> Value {
-    serde_json::to_value(object_ref(namespace, workload)).unwrap_or(Value::Null)
-}
-
-fn object_ref(namespace: &str, workload: &ObjectId) -> ObjectReference {
-    let api_version = kinds::named(&workload.kind).map(|k| k.api_version()).unwrap_or_else(|| "v1".into());
-    ObjectReference {
-        api_version: Some(api_version),
-        kind: Some(workload.kind.clone()),
-        name: Some(workload.name.clone()),
-        namespace: Some(namespace.into()),
-        ..Default::default()
-    }
-}
-
-/// What one replica remembers between passes: each running image's last
-/// status, and since when it has been failing.
-#[derive(Default)]
-pub struct Memory {
-    last: HashMap<Key, (Status, Option<DateTime<Utc>>)>,
-    /// Namespaces given a report, so that one whose workloads are gone is emptied.
-    reported: BTreeSet<String>,
-    /// Workloads acted on (annotated, rolled back, or found with no revision
-    /// to roll back to) for their ongoing violation: acted on once.
-    acted: BTreeSet<(String, ObjectId)>,
-}
-
-type Key = (String, ObjectId, String, Option<String>);
-
-fn key(r: &RunningImage) -> Key {
-    (r.namespace.clone(), r.workload.clone(), r.image.clone(), r.digest.as_ref().map(|d| d.to_string()))
-}
-
-/// What a pass changed.
-#[derive(Debug, Default, PartialEq)]
-pub struct Changes {
-    /// Workload images whose status changed since the last pass (not those
-    /// seen for the first time).
-    pub changed: Vec<(RunningImage, Status, Status)>,
-    /// Per tier: the oldest ongoing failure's start.
-    pub failing_since: BTreeMap<String, DateTime<Utc>>,
-}
-
-impl Memory {
-    /// Remembers this pass's rows; answers what changed.
-    pub fn update(&mut self, rows: &[Row], now: DateTime<Utc>) -> Changes {
-        let mut out = Changes::default();
-        let mut next = HashMap::new();
-        for r in rows {
-            let k = key(&r.running);
-            let before = self.last.get(&k);
-            let since = match (r.status.passes(), before) {
-                (true, _) => None,
-                (false, Some((_, Some(since)))) => Some(*since),
-                (false, _) => Some(now),
-            };
-            if let Some((was, _)) = before {
-                if *was != r.status {
-                    out.changed.push((r.running.clone(), *was, r.status));
-                }
-            }
-            if let (Some(since), Some(tier)) = (since, &r.tier) {
-                let oldest = out.failing_since.entry(tier.clone()).or_insert(since);
-                *oldest = (*oldest).min(since);
-            }
-            next.insert(k, (r.status, since));
-        }
-        self.last = next;
-        let failing: BTreeSet<(String, ObjectId)> = rows
-            .iter()
-            .filter(|r| !r.status.passes())
-            .map(|r| (r.running.namespace.clone(), r.running.workload.clone()))
-            .collect();
-        self.acted.retain(|w| failing.contains(w));
-        out
-    }
-
-    /// Since when `r` has been failing, as last remembered.
-    pub fn since(&self, r: &Row) -> Option<DateTime<Utc>> {
-        self.last.get(&key(&r.running)).and_then(|(_, since)| *since)
-    }
-
-    /// The workloads whose violation, in a tier that acts on it
-    /// (`onViolation` other than `report`), has lasted its grace and has
-    /// not been acted on; with their tier and failing rows. Registry errors
-    /// are no violation.
-    pub fn due<'r>(
-        &self,
-        rows: &'r [Row],
-        policy: &crate::policy::Policy,
-        now: DateTime<Utc>,
-    ) -> BTreeMap<(String, ObjectId), (String, crate::policy::OnViolation, Vec<&'r Row>)> {
-        let mut out: BTreeMap<(String, ObjectId), (String, crate::policy::OnViolation, Vec<&'r Row>)> = BTreeMap::new();
-        for r in rows.iter().filter(|r| !r.status.passes() && r.status != Status::Error) {
-            let Some(tier) = &r.tier else { continue };
-            let Some(spec) = policy.tier(tier) else { continue };
-            if spec.on_violation == crate::policy::OnViolation::Report {
-                continue;
-            }
-            let grace = spec.violation_grace.map(|g| g.delta()).unwrap_or_default();
-            let Some(since) = self.since(r) else { continue };
-            let workload = (r.running.namespace.clone(), r.running.workload.clone());
-            if now - since < grace || self.acted.contains(&workload) {
-                continue;
-            }
-            out.entry(workload).or_insert_with(|| (tier.clone(), spec.on_violation, vec![])).2.push(r);
-        }
-        out
-    }
-}
 
 /// Whether this replica passes now: only while it leads, and then at once
 /// when it has not passed since it took the lead (`judged_by` is the policy
@@ -508,172 +320,9 @@ fn publish_metrics(st: &AppState, rows: &[Row], changes: &Changes, now: DateTime
     st.metrics.running(&counts, &verified, &oldest);
 }
 
-enum WriteError {
-    NoCrd,
-    Api(kube::Error),
-}
-
-/// One PolicyReport per namespace with running images; an emptied one for
-/// a namespace that had a report and has none now.
-async fn write_reports(
-    client: &Client,
-    rows: &[Row],
-    memory: &mut Memory,
-    policy_digest: &str,
-    now: DateTime<Utc>,
-) -> Result<(), WriteError> {
-    let mut by_ns: BTreeMap<&str, Vec<&Row>> = BTreeMap::new();
-    for r in rows {
-        by_ns.entry(r.running.namespace.as_str()).or_default().push(r);
-    }
-    let gone: Vec<String> = memory.reported.iter().filter(|ns| !by_ns.contains_key(ns.as_str())).cloned().collect();
-    for ns in &gone {
-        by_ns.insert(ns.as_str(), vec![]);
-    }
-    let ar = report_api();
-    let params = PatchParams::apply(MANAGER).force();
-    let mut result = Ok(());
-    let mut reported = BTreeSet::new();
-    for (ns, rows) in by_ns {
-        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
-        let report = policy_report(ns, &rows, policy_digest, now);
-        match api.patch(REPORT_NAME, &params, &Patch::Apply(&report)).await {
-            Ok(_) => {
-                if !rows.is_empty() {
-                    reported.insert(ns.to_string());
-                }
-            }
-            // The namespace exists (its Pods do): only the resource can be missing.
-            Err(kube::Error::Api(s)) if s.code == 404 => return Err(WriteError::NoCrd),
-            Err(e) => result = Err(WriteError::Api(e)),
-        }
-    }
-    memory.reported = reported;
-    result
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{Reason, Verdict};
-
-    fn running(workload: &str) -> RunningImage {
-        RunningImage {
-            namespace: "shop".into(),
-            workload: workload.parse().unwrap(),
-            image: "r.example/api:1".into(),
-            digest: None,
-            pods: vec!["p".into()],
-        }
-    }
-
-    fn row(workload: &str, problems: &[&str], reasons: &[Reason]) -> Row {
-        Row::judged(
-            running(workload),
-            "production".into(),
-            Verdict {
-                problems: problems.iter().map(|s| s.to_string()).collect(),
-                reasons: reasons.to_vec(),
-                ..Default::default()
-            },
-        )
-    }
-
-    fn at(h: i64) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-06-01T00:00:00Z").unwrap().with_timezone(&Utc) + chrono::Duration::hours(h)
-    }
-
-    #[test]
-    fn a_report_per_namespace_with_one_result_per_workload_image() {
-        let rows = [
-            row("Deployment/ok", &[], &[]),
-            row("Deployment/bad", &["1 critical vulnerability exceeds the limit 0"], &[Reason::Vulnerabilities]),
-        ];
-        let refs: Vec<&Row> = rows.iter().collect();
-        let r = policy_report("shop", &refs, "sha256:abc", at(0));
-        assert_eq!(r["metadata"]["name"], REPORT_NAME);
-        assert_eq!(r["summary"], json!({"pass": 1, "fail": 1, "warn": 0, "error": 0, "skip": 0}));
-        let bad = &r["results"][1];
-        assert_eq!(bad["result"], "fail");
-        assert_eq!(bad["policy"], "portcullis/production");
-        assert_eq!(bad["message"], "1 critical vulnerability exceeds the limit 0");
-        assert_eq!(
-            bad["resources"][0],
-            json!({"apiVersion": "apps/v1", "kind": "Deployment", "name": "bad", "namespace": "shop"})
-        );
-        assert_eq!(bad["properties"]["status"], "violating");
-        assert_eq!(bad["properties"]["reasons"], "vulnerabilities");
-        assert_eq!(r["results"][0]["result"], "pass");
-        assert_eq!(r["results"][0]["message"], "r.example/api:1 passes tier production");
-        let empty = policy_report("gone", &[], "sha256:abc", at(0));
-        assert_eq!(empty["results"], json!([]));
-    }
-
-    #[test]
-    fn memory_names_changes_and_how_long_failures_last() {
-        let mut m = Memory::default();
-        let ok = row("Deployment/api", &[], &[]);
-        let bad = row("Deployment/api", &["2 critical"], &[Reason::Vulnerabilities]);
-        // First sight: no change to report, even failing.
-        let c = m.update(std::slice::from_ref(&ok), at(0));
-        assert!(c.changed.is_empty() && c.failing_since.is_empty());
-        // A new CVE: compliant -> violating, failing since now.
-        let c = m.update(std::slice::from_ref(&bad), at(1));
-        assert_eq!(c.changed.len(), 1);
-        assert_eq!((c.changed[0].1, c.changed[0].2), (Status::Compliant, Status::Violating));
-        assert_eq!(c.failing_since["production"], at(1));
-        // Still failing: no change, and the start stays.
-        let c = m.update(std::slice::from_ref(&bad), at(5));
-        assert!(c.changed.is_empty());
-        assert_eq!(c.failing_since["production"], at(1));
-        // Fixed.
-        let c = m.update(&[ok], at(6));
-        assert_eq!((c.changed[0].1, c.changed[0].2), (Status::Violating, Status::Compliant));
-        assert!(c.failing_since.is_empty());
-        // Gone, then back failing: seen anew, no change reported.
-        m.update(&[], at(7));
-        let c = m.update(&[bad], at(8));
-        assert!(c.changed.is_empty());
-        assert_eq!(c.failing_since["production"], at(8));
-    }
-
-    #[test]
-    fn violations_are_acted_on_once_after_their_grace() {
-        let policy = crate::policy::Policy::from_yaml(
-            "apiVersion: portcullis.dev/v1alpha1\nkind: PromotionPolicy\nspec:\n  signers: {}\n  tiers:\n    production: { onViolation: rollback, violationGrace: 2h }\n    staging: {}\n",
-            "test",
-        )
-        .unwrap();
-        let mut m = Memory::default();
-        let bad = row("Deployment/api", &["2 critical"], &[Reason::Vulnerabilities]);
-        let mut reported_only = bad.clone();
-        reported_only.tier = Some("staging".into());
-        reported_only.running.workload = ObjectId::new("Deployment", "web");
-        let rows = [bad.clone(), reported_only];
-        m.update(&rows, at(0));
-        assert!(m.due(&rows, &policy, at(1)).is_empty(), "inside its grace");
-        m.update(&rows, at(2));
-        let due = m.due(&rows, &policy, at(2));
-        let keys: Vec<_> = due.keys().cloned().collect();
-        assert_eq!(keys, vec![("shop".to_string(), ObjectId::new("Deployment", "api"))], "staging only reports");
-        let (tier, action, failing) = &due[&keys[0]];
-        assert_eq!((tier.as_str(), *action, failing.len()), ("production", crate::policy::OnViolation::Rollback, 1));
-        m.acted.insert(keys[0].clone());
-        m.update(&rows, at(3));
-        assert!(m.due(&rows, &policy, at(3)).is_empty(), "acted on once");
-        // Fixed, then failing again: a new violation, with its own grace.
-        let fixed = [row("Deployment/api", &[], &[])];
-        m.update(&fixed, at(4));
-        m.update(&rows, at(5));
-        assert!(m.due(&rows, &policy, at(6)).is_empty());
-        assert_eq!(m.due(&rows, &policy, at(7)).len(), 1);
-        // A registry error is no violation.
-        let mut error = bad;
-        error.status = Status::Error;
-        let errors = [error];
-        m.update(&errors, at(8));
-        assert!(m.due(&errors, &policy, at(20)).is_empty());
-    }
 
     #[test]
     fn passes_at_once_on_taking_the_lead_and_on_a_new_policy() {
