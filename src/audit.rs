@@ -70,11 +70,12 @@
 //! # What the chain proves, and what it does not
 //!
 //! Any change to a record, a deleted, inserted or reordered record, shows as
-//! a broken link. Deleting the last records, or rewriting a whole trail from
-//! its first record on, leaves a consistent chain: only a head hash kept
-//! elsewhere shows that. The writer logs the head (`audit head`, with its seq
-//! and hash) every anchor interval and when it closes, so that it can be
-//! anchored outside the node.
+//! a broken link. Deleting the last records, or recomputing the chain from
+//! any record on, leaves a consistent chain: only a head kept elsewhere
+//! ([`Expect::head`]) or a keyed trail ([`AuditKeys`]: each record carries an
+//! HMAC of its hash) shows that. The writer logs the head (`audit head`, with
+//! its seq and hash) every anchor interval and when it closes, so that it can
+//! be anchored outside the node.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, Read, Seek, SeekFrom, Write};
@@ -145,6 +146,11 @@ const HASH_KEY: &[u8] = b",\"hash\":\"sha256:";
 const SUFFIX_LEN: usize = HASH_KEY.len() + 64 + 2;
 /// Where the quoted hash starts in the suffix (after `,"hash":"`).
 const HASH_AT: usize = 9;
+/// What a keyed trail adds after the hash: `,"mac":"hmac-sha256:` (then 64
+/// hex digits and `"`), before the closing `}`.
+const MAC_KEY: &[u8] = b",\"mac\":\"hmac-sha256:";
+/// Length of `,"mac":"hmac-sha256:<64 hex>"`.
+const MAC_LEN: usize = MAC_KEY.len() + 64 + 1;
 /// How much of a file's end is read at a time when looking for its last record.
 const TAIL_CHUNK: u64 = 64 << 10;
 
@@ -156,6 +162,77 @@ pub struct Head {
     pub hash: String,
 }
 
+/// The keys of a keyed trail (`--audit-key`): each record then carries an
+/// HMAC-SHA256 of its hash (`"mac":"hmac-sha256:<hex>"`), so that a chain
+/// recomputed from any record on does not verify without the key. The first
+/// key signs; any verifies (rotation).
+#[derive(Clone)]
+pub struct AuditKeys {
+    keys: Vec<aws_lc_rs::hmac::Key>,
+}
+
+impl std::fmt::Debug for AuditKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AuditKeys({} keys)", self.keys.len())
+    }
+}
+
+/// Why an audit key file is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuditKeyError {
+    #[error("audit key file holds no key (one key per line; the first signs)")]
+    Empty,
+    #[error("audit key on line {line} is {len} bytes; use at least 32 (e.g. `openssl rand -hex 32`)")]
+    TooShort { line: usize, len: usize },
+}
+
+impl AuditKeys {
+    /// Keys from a key file: one per line (surrounding whitespace and empty
+    /// lines ignored), each at least 32 bytes; the first signs.
+    pub fn from_text(text: &str) -> Result<Self, AuditKeyError> {
+        let mut keys = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let k = line.trim();
+            if k.is_empty() {
+                continue;
+            }
+            if k.len() < 32 {
+                return Err(AuditKeyError::TooShort { line: i + 1, len: k.len() });
+            }
+            keys.push(aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, k.as_bytes()));
+        }
+        if keys.is_empty() {
+            return Err(AuditKeyError::Empty);
+        }
+        Ok(AuditKeys { keys })
+    }
+
+    /// The mac of a record's hash (`sha256:<hex>`), in hex.
+    fn mac(&self, hash: &str) -> String {
+        hex::encode(aws_lc_rs::hmac::sign(&self.keys[0], hash.as_bytes()))
+    }
+
+    /// Whether `mac` (hex) is the mac of `hash` under any of the keys.
+    fn verifies(&self, hash: &str, mac: &str) -> bool {
+        let Ok(tag) = hex::decode(mac) else { return false };
+        self.keys.iter().any(|k| aws_lc_rs::hmac::verify(k, hash.as_bytes(), &tag).is_ok())
+    }
+}
+
+/// When a decision's record counts as kept (`--audit-sync`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Sync {
+    /// Once queued: the writer writes it within a batch window, and a
+    /// graceful shutdown drains the queue. A hard kill loses what was queued
+    /// and not yet written (at most the queue's size).
+    #[default]
+    Batch,
+    /// Once written and `fdatasync`ed: [`AuditLog::write`] returns only then,
+    /// so a decision is answered only when its record would survive a hard
+    /// kill or a power loss. Records waiting together share one sync.
+    Always,
+}
+
 /// How an [`AuditLog`] writes.
 #[derive(Clone, Debug)]
 pub struct AuditOptions {
@@ -165,6 +242,10 @@ pub struct AuditOptions {
     pub anchor_interval: Duration,
     /// Most records queued for the writer; past it, writers wait.
     pub queue_records: usize,
+    /// Keys that mac each record (`--audit-key`); none: an unkeyed chain.
+    pub keys: Option<AuditKeys>,
+    /// When a record counts as kept (`--audit-sync`).
+    pub sync: Sync,
 }
 
 impl Default for AuditOptions {
@@ -173,6 +254,8 @@ impl Default for AuditOptions {
             max_bytes: DEFAULT_MAX_BYTES,
             anchor_interval: DEFAULT_ANCHOR_INTERVAL,
             queue_records: DEFAULT_QUEUE_RECORDS,
+            keys: None,
+            sync: Sync::Batch,
         }
     }
 }
@@ -183,6 +266,7 @@ pub struct AuditLog {
     tx: mpsc::Sender<Msg>,
     permits: Arc<Semaphore>,
     shared: Arc<Shared>,
+    sync: Sync,
 }
 
 /// What the writer shares with the handle.
@@ -207,8 +291,9 @@ impl Shared {
 type Serialise = Box<dyn FnOnce() -> serde_json::Result<Vec<u8>> + Send>;
 
 enum Msg {
-    /// A record, serialised by the writer, holding its room in the queue until written.
-    Record(Serialise, OwnedSemaphorePermit),
+    /// A record, serialised by the writer, holding its room in the queue
+    /// until written; with [`Sync::Always`], answered once written and synced.
+    Record(Serialise, OwnedSemaphorePermit, Option<oneshot::Sender<()>>),
     /// Answered once everything queued before it is written.
     Flush(Ack),
     /// Like `Flush`, then the writer stops.
@@ -254,26 +339,39 @@ impl AuditLog {
         let shared = Arc::new(Shared { head: Mutex::new(head.clone()), write_errors: AtomicU64::new(0) });
         let writer = Writer {
             sink,
-            chain: Chain::after(head.as_ref()),
+            chain: Chain { keys: opts.keys.clone().map(Arc::new), ..Chain::after(head.as_ref()) },
             shared: shared.clone(),
             anchor: Some(opts.anchor_interval).filter(|d| !d.is_zero()),
+            sync: opts.sync,
         };
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new().name("audit-writer".into()).spawn(move || writer.run(rx))?;
         // A permit per record queued.
         let queue = opts.queue_records.clamp(1, Semaphore::MAX_PERMITS);
-        Ok(AuditLog { tx, permits: Arc::new(Semaphore::new(queue)), shared })
+        Ok(AuditLog { tx, permits: Arc::new(Semaphore::new(queue)), shared, sync: opts.sync })
     }
 
     /// Queues one record, waiting for room in the queue when it is full. The
     /// record is serialised and written shortly after by the writer thread,
-    /// off the caller's path; [`flush`](Self::flush) waits for that.
+    /// off the caller's path; [`flush`](Self::flush) waits for that. With
+    /// [`Sync::Always`] it returns only once the record is written and synced
+    /// (or could not be: then it is counted in [`write_errors`](Self::write_errors)).
     pub async fn write<T: Serialize + Send + 'static>(&self, record: T) {
         match self.permits.clone().acquire_owned().await {
             Ok(permit) => {
                 let job: Serialise = Box::new(move || serde_json::to_vec(&record));
-                if self.tx.send(Msg::Record(job, permit)).is_err() {
-                    self.shared.lost(1, &"the audit writer has stopped");
+                let (kept, synced) = match self.sync {
+                    Sync::Always => {
+                        let (t, r) = oneshot::channel();
+                        (Some(t), Some(r))
+                    }
+                    Sync::Batch => (None, None),
+                };
+                if self.tx.send(Msg::Record(job, permit, kept)).is_err() {
+                    return self.shared.lost(1, &"the audit writer has stopped");
+                }
+                if let Some(r) = synced {
+                    let _ = r.await;
                 }
             }
             Err(_) => self.shared.lost(1, &"the audit log is closed"),
@@ -324,13 +422,15 @@ impl AuditLog {
 struct Chain {
     next: u64,
     prev: String,
+    /// For a keyed trail: the keys that mac each record.
+    keys: Option<Arc<AuditKeys>>,
 }
 
 impl Chain {
     fn after(head: Option<&Head>) -> Chain {
         match head {
-            Some(h) => Chain { next: h.seq.saturating_add(1), prev: h.hash.clone() },
-            None => Chain { next: 0, prev: GENESIS.to_string() },
+            Some(h) => Chain { next: h.seq.saturating_add(1), prev: h.hash.clone(), keys: None },
+            None => Chain { next: 0, prev: GENESIS.to_string(), keys: None },
         }
     }
 
@@ -353,6 +453,10 @@ impl Chain {
         out.pop();
         out.extend_from_slice(b",\"hash\":\"");
         out.extend_from_slice(hash.as_bytes());
+        if let Some(keys) = &self.keys {
+            out.extend_from_slice(b"\",\"mac\":\"hmac-sha256:");
+            out.extend_from_slice(keys.mac(&hash).as_bytes());
+        }
         out.extend_from_slice(b"\"}\n");
         self.next = self.next.saturating_add(1);
         self.prev = hash;
@@ -365,6 +469,7 @@ struct Writer {
     chain: Chain,
     shared: Arc<Shared>,
     anchor: Option<Duration>,
+    sync: Sync,
 }
 
 enum Sink {
@@ -417,18 +522,21 @@ impl Writer {
     fn process(&mut self, batch: Vec<Msg>) -> Vec<Ack> {
         let mut records = Vec::new();
         let mut permits = Vec::new();
+        let mut kept = Vec::new();
         let mut closes = Vec::new();
         for m in batch {
             match m {
-                Msg::Record(job, permit) => {
+                Msg::Record(job, permit, ack) => {
                     match job() {
                         Ok(json) => records.push(json),
                         Err(e) => self.shared.lost(1, &format_args!("serialising the record: {e}")),
                     }
                     permits.push(permit);
+                    kept.extend(ack);
                 }
                 Msg::Flush(ack) => {
                     self.write(&records);
+                    self.keep(std::mem::take(&mut kept));
                     records.clear();
                     permits.clear();
                     ack.send();
@@ -437,7 +545,25 @@ impl Writer {
             }
         }
         self.write(&records);
+        self.keep(kept);
         closes
+    }
+
+    /// With [`Sync::Always`]: syncs what was written, then answers the
+    /// records waiting for it (one sync for all of them).
+    fn keep(&mut self, waiting: Vec<oneshot::Sender<()>>) {
+        if waiting.is_empty() || self.sync != Sync::Always {
+            return;
+        }
+        if let Sink::File(FileSink { file: Some(f), path, .. }) = &self.sink {
+            if let Err(e) = f.sync_data() {
+                tracing::error!(path = %path.display(), error = %e, "syncing the audit log failed");
+                self.shared.write_errors.fetch_add(waiting.len() as u64, Ordering::Relaxed);
+            }
+        }
+        for w in waiting {
+            let _ = w.send(());
+        }
     }
 
     fn write(&mut self, records: &[Vec<u8>]) {
@@ -565,13 +691,18 @@ impl FileSink {
 
     fn recover(&mut self, chain: &mut Chain) -> io::Result<()> {
         let (file, head) = open_current(&self.path)?;
-        *chain = Chain::after(head.as_ref());
+        *chain = Chain { keys: chain.keys.take(), ..Chain::after(head.as_ref()) };
         self.file = Some(file);
         Ok(())
     }
 
     /// Renames the current file to the next rotated name and starts a new one.
     fn rotate(&mut self) -> io::Result<PathBuf> {
+        // What is in the file now is kept before it is renamed: a record
+        // waiting for its sync may be in it.
+        if let Some(f) = &self.file {
+            f.sync_data()?;
+        }
         let to = next_rotated(&self.path)?;
         std::fs::rename(&self.path, &to)?;
         self.file = None;
@@ -685,6 +816,8 @@ struct Line<'a> {
     seq: u64,
     prev: &'a str,
     hash: &'a str,
+    /// A keyed trail's mac (hex), not checked here.
+    mac: Option<&'a str>,
 }
 
 /// Parses and checks one line (without its newline): the exact layout, the
@@ -692,15 +825,31 @@ struct Line<'a> {
 /// names, when it names one.
 fn parse_line(line: &[u8]) -> Result<Line<'_>, (Option<u64>, Problem)> {
     let not_chained = |why: &'static str| (None, Problem::Unparseable(why));
-    if line.len() < SUFFIX_LEN {
+    // A keyed record ends `"hash":"sha256:<hex>","mac":"hmac-sha256:<hex>"}`:
+    // take the mac off, and read the rest as an unkeyed line.
+    let (line, mac) = match line.strip_suffix(b"}") {
+        Some(open) if open.len() >= MAC_LEN && open[open.len() - MAC_LEN..].starts_with(MAC_KEY) => {
+            let (rest, field) = open.split_at(open.len() - MAC_LEN);
+            let hex = &field[MAC_KEY.len()..MAC_LEN - 1];
+            if !field.ends_with(b"\"") || !is_lower_hex(hex) {
+                return Err(not_chained("a malformed mac at its end"));
+            }
+            (rest, std::str::from_utf8(hex).ok())
+        }
+        Some(open) => (open, None),
+        None => return Err(not_chained("no hash at its end (a torn write, or a foreign line)")),
+    };
+    // `line` is now the record without its final `}`.
+    const OPEN_SUFFIX: usize = SUFFIX_LEN - 1;
+    if line.len() < OPEN_SUFFIX {
         return Err(not_chained("too short (a torn write, or a foreign line)"));
     }
-    let (head, suffix) = line.split_at(line.len() - SUFFIX_LEN);
-    let hex = &suffix[HASH_KEY.len()..SUFFIX_LEN - 2];
-    if !suffix.starts_with(HASH_KEY) || !suffix.ends_with(b"\"}") || !is_lower_hex(hex) {
+    let (head, suffix) = line.split_at(line.len() - OPEN_SUFFIX);
+    let hex = &suffix[HASH_KEY.len()..OPEN_SUFFIX - 1];
+    if !suffix.starts_with(HASH_KEY) || !suffix.ends_with(b"\"") || !is_lower_hex(hex) {
         return Err(not_chained("no hash at its end (a torn write, or a foreign line)"));
     }
-    let stored = std::str::from_utf8(&suffix[HASH_AT..SUFFIX_LEN - 2]).map_err(|_| not_chained("not UTF-8"))?;
+    let stored = std::str::from_utf8(&suffix[HASH_AT..OPEN_SUFFIX - 1]).map_err(|_| not_chained("not UTF-8"))?;
     let bad_head = || not_chained("it does not start {\"seq\":N,\"prev\":\"sha256:…\",\"audit\":");
     let rest = head.strip_prefix(b"{\"seq\":").ok_or_else(bad_head)?;
     let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
@@ -721,7 +870,7 @@ fn parse_line(line: &[u8]) -> Result<Line<'_>, (Option<u64>, Problem)> {
     if serde_json::from_slice::<serde::de::IgnoredAny>(record).is_err() {
         return Err((Some(seq), Problem::Unparseable("the record is not JSON")));
     }
-    Ok(Line { seq, prev, hash: stored })
+    Ok(Line { seq, prev, hash: stored, mac })
 }
 
 fn is_lower_hex(b: &[u8]) -> bool {
@@ -745,6 +894,16 @@ pub enum Problem {
         "prev mismatch: the record before hashes to {expected}, this one names {found} (a record replaced, or forged)"
     )]
     PrevMismatch { expected: String, found: String },
+    #[error(
+        "no mac: the trail is keyed, and this record was written without the key (or rewritten by someone without it)"
+    )]
+    MacMissing,
+    #[error(
+        "mac mismatch: the record's mac does not verify with the audit key: the chain was recomputed without the key"
+    )]
+    MacMismatch,
+    #[error("hash {found}, not the anchored head's {anchored}: the trail was rewritten from this record or before")]
+    HeadMismatch { anchored: String, found: String },
 }
 
 /// Why a trail does not verify.
@@ -760,6 +919,50 @@ pub enum VerifyError {
     /// The first broken record: the file, its 1-based line, the seq it names.
     #[error("{file}:{line}: {}{problem}", seq.map(|s| format!("seq {s}: ")).unwrap_or_default())]
     Broken { file: String, line: u64, seq: Option<u64>, problem: Problem },
+    /// The records before the first one given are missing, and nothing said
+    /// where the files given start ([`Expect::after`]).
+    #[error(
+        "the trail starts at seq {first_seq} (prev {anchor}): the records before it are not in the files given (the \
+         oldest file is missing); give every file from the first, or --after SEQ:HASH with the head they continue from"
+    )]
+    Incomplete { first_seq: u64, anchor: String },
+    /// The files given do not continue from the head they should.
+    #[error(
+        "the files given do not continue from seq {} ({}): they start at seq {first_seq} with prev {anchor}",
+        after.seq, after.hash
+    )]
+    NotAfter { after: Head, first_seq: u64, anchor: String },
+    /// An anchored head is not in the trail: records were cut off its end.
+    #[error(
+        "the anchored head seq {} is not in the trail, which {}: records were cut off its end",
+        head.seq, last.map(|l| format!("ends at seq {l}")).unwrap_or_else(|| "is empty".into())
+    )]
+    HeadMissing { head: Head, last: Option<u64> },
+    /// An anchored head is older than the files given.
+    #[error("the anchored head seq {} is before the files given, which start at seq {first_seq}: give the older files", head.seq)]
+    HeadBefore { head: Head, first_seq: u64 },
+}
+
+impl VerifyError {
+    /// The trail was read, and is not what it should be (rather than a file
+    /// that could not be read).
+    pub fn is_broken(&self) -> bool {
+        !matches!(self, VerifyError::Io { .. })
+    }
+}
+
+/// What a trail is checked against besides its own links.
+#[derive(Clone, Debug, Default)]
+pub struct Expect<'k> {
+    /// The trail is keyed: every record must carry a mac that verifies with
+    /// one of these keys.
+    pub keys: Option<&'k AuditKeys>,
+    /// A head anchored outside the node (the `audit head` the writer logs):
+    /// the trail must hold that record, with that hash.
+    pub head: Option<Head>,
+    /// The head the files given continue from, when their older files were
+    /// shipped away. Without it a trail must start at genesis.
+    pub after: Option<Head>,
 }
 
 /// An intact trail.
@@ -774,16 +977,61 @@ pub struct Trail {
     pub anchor: String,
     /// The last record; None for an empty trail.
     pub head: Option<Head>,
+    /// Records that carry a mac (checked only against keys).
+    pub keyed: u64,
 }
 
 /// Checks a trail given as its files, oldest first (`name`, contents): every
 /// line a chained record in the exact layout, its hash over its bytes, seq up
 /// by one and prev the hash of the record before, across files. A trail may
 /// start after genesis (its older files shipped away): it is then checked from
-/// its first record on. Stops at the first broken record.
+/// its first record on, and [`Trail::first_seq`] says where it starts. Stops
+/// at the first broken record. [`verify_with`] also checks what is expected
+/// of the trail.
 pub fn verify<R: BufRead>(files: impl IntoIterator<Item = (String, R)>) -> Result<Trail, VerifyError> {
+    verify_links(files, &Expect::default())
+}
+
+/// [`verify`], and what `expect` says: the keys' macs, an anchored head it
+/// must hold, the head it continues from (without one, a trail that does not
+/// start at genesis is [`VerifyError::Incomplete`]).
+pub fn verify_with<R: BufRead>(
+    files: impl IntoIterator<Item = (String, R)>,
+    expect: &Expect<'_>,
+) -> Result<Trail, VerifyError> {
+    let trail = verify_links(files, expect)?;
+    let starts_at_genesis = trail.first_seq == 0 && trail.anchor == GENESIS;
+    match &expect.after {
+        Some(after)
+            if trail.head.is_some()
+                && (trail.first_seq != after.seq.saturating_add(1) || trail.anchor != after.hash) =>
+        {
+            let (first_seq, anchor) = (trail.first_seq, trail.anchor.clone());
+            return Err(VerifyError::NotAfter { after: after.clone(), first_seq, anchor });
+        }
+        None if trail.head.is_some() && !starts_at_genesis => {
+            return Err(VerifyError::Incomplete { first_seq: trail.first_seq, anchor: trail.anchor.clone() });
+        }
+        _ => {}
+    }
+    if let Some(head) = &expect.head {
+        let last = trail.head.as_ref().map(|h| h.seq);
+        if last.is_none_or(|l| l < head.seq) {
+            return Err(VerifyError::HeadMissing { head: head.clone(), last });
+        }
+        if head.seq < trail.first_seq {
+            return Err(VerifyError::HeadBefore { head: head.clone(), first_seq: trail.first_seq });
+        }
+    }
+    Ok(trail)
+}
+
+fn verify_links<R: BufRead>(
+    files: impl IntoIterator<Item = (String, R)>,
+    expect: &Expect<'_>,
+) -> Result<Trail, VerifyError> {
     let mut files = files.into_iter();
-    let mut trail = Trail { records: 0, first_seq: 0, anchor: GENESIS.to_string(), head: None };
+    let mut trail = Trail { records: 0, first_seq: 0, anchor: GENESIS.to_string(), head: None, keyed: 0 };
     let mut buf = Vec::new();
     while let Some((file, mut reader)) = files.next() {
         let mut n = 0u64;
@@ -827,7 +1075,19 @@ pub fn verify<R: BufRead>(files: impl IntoIterator<Item = (String, R)>) -> Resul
                     }
                 }
             }
+            if let Some(keys) = expect.keys {
+                match l.mac {
+                    None => return Err(broken(seq, Problem::MacMissing)),
+                    Some(mac) if !keys.verifies(l.hash, mac) => return Err(broken(seq, Problem::MacMismatch)),
+                    Some(_) => {}
+                }
+            }
+            if let Some(anchored) = expect.head.as_ref().filter(|h| h.seq == l.seq && h.hash != l.hash) {
+                let problem = Problem::HeadMismatch { anchored: anchored.hash.clone(), found: l.hash.to_string() };
+                return Err(broken(seq, problem));
+            }
             trail.records += 1;
+            trail.keyed += u64::from(l.mac.is_some());
             trail.head = Some(Head { seq: l.seq, hash: l.hash.to_string() });
         }
     }
@@ -907,7 +1167,130 @@ mod tests {
     }
 
     fn small(max_bytes: u64) -> AuditOptions {
-        AuditOptions { max_bytes, anchor_interval: Duration::ZERO, queue_records: 64 }
+        AuditOptions { max_bytes, anchor_interval: Duration::ZERO, queue_records: 64, keys: None, sync: Sync::Batch }
+    }
+
+    /// A trail of `n` records, macked with `keys` when given, from `chain`.
+    fn keyed_trail(n: u64, keys: Option<&AuditKeys>) -> Vec<Vec<u8>> {
+        let mut chain = Chain { keys: keys.cloned().map(Arc::new), ..Chain::after(None) };
+        (0..n)
+            .map(|i| {
+                let mut line = Vec::new();
+                chain.append(format!(r#"{{"i":{i}}}"#).as_bytes(), &mut line);
+                line
+            })
+            .collect()
+    }
+
+    fn head_of(line: &[u8]) -> Head {
+        let v: serde_json::Value = serde_json::from_slice(line).unwrap();
+        Head { seq: v["seq"].as_u64().unwrap(), hash: v["hash"].as_str().unwrap().to_string() }
+    }
+
+    /// The same records from `from` on, chained again by someone without the
+    /// key (the attack a keyless chain cannot show): a consistent chain.
+    fn rewritten(lines: &[Vec<u8>], from: usize) -> Vec<Vec<u8>> {
+        let mut chain = Chain::after(from.checked_sub(1).map(|i| head_of(&lines[i])).as_ref());
+        let mut out = lines[..from].to_vec();
+        for (i, _) in lines.iter().enumerate().skip(from) {
+            let mut line = Vec::new();
+            chain.append(format!(r#"{{"i":{i},"forged":true}}"#).as_bytes(), &mut line);
+            out.push(line);
+        }
+        out
+    }
+
+    #[test]
+    fn what_an_anchor_or_a_key_adds() {
+        let key = AuditKeys::from_text(&"k".repeat(32)).unwrap();
+        let other = AuditKeys::from_text(&"o".repeat(32)).unwrap();
+        // A rotated key verifies the records its predecessor macked.
+        let rotated = AuditKeys::from_text(&format!("{}\n{}", "n".repeat(32), "k".repeat(32))).unwrap();
+        let plain = keyed_trail(10, None);
+        let keyed = keyed_trail(10, Some(&key));
+        let head = head_of(&plain[9]);
+        let after = |i: usize, lines: &[Vec<u8>]| Some(head_of(&lines[i]));
+        type Want = Result<(u64, u64, u64), &'static str>;
+        type Row<'a> = (&'a str, Vec<Vec<u8>>, Option<&'a AuditKeys>, Option<Head>, Option<Head>, Want);
+        // (case, lines, keys, anchored head, continues after, want: Ok((records, first seq, keyed)) or what is wrong)
+        let rows: Vec<Row<'_>> = vec![
+            ("intact, unkeyed", plain.clone(), None, None, None, Ok((10, 0, 0))),
+            ("intact, keyed, checked", keyed.clone(), Some(&key), None, None, Ok((10, 0, 10))),
+            ("keyed, a rotated key file", keyed.clone(), Some(&rotated), None, None, Ok((10, 0, 10))),
+            ("keyed, not checked without the key", keyed.clone(), None, None, None, Ok((10, 0, 10))),
+            ("keyed, another key", keyed.clone(), Some(&other), None, None, Err("mac mismatch")),
+            ("unkeyed where a key is expected", plain.clone(), Some(&key), None, None, Err("no mac")),
+            (
+                "keyed, rechained from seq 6 without the key",
+                rewritten(&keyed, 6),
+                Some(&key),
+                None,
+                None,
+                Err("no mac"),
+            ),
+            ("rechained from seq 6: no anchor, no key, intact", rewritten(&plain, 6), None, None, None, Ok((10, 0, 0))),
+            (
+                "rechained from seq 6, anchored head",
+                rewritten(&plain, 6),
+                None,
+                Some(head.clone()),
+                None,
+                Err("not the anchored head's"),
+            ),
+            ("the anchored head holds", plain.clone(), None, Some(head.clone()), None, Ok((10, 0, 0))),
+            ("an older anchored head holds", plain.clone(), None, after(4, &plain), None, Ok((10, 0, 0))),
+            (
+                "cut off its end",
+                plain[..7].to_vec(),
+                None,
+                Some(head.clone()),
+                None,
+                Err("records were cut off its end"),
+            ),
+            (
+                "the oldest file missing",
+                plain[3..].to_vec(),
+                None,
+                None,
+                None,
+                Err("the records before it are not in the files given"),
+            ),
+            ("the oldest file shipped away, said so", plain[3..].to_vec(), None, None, after(2, &plain), Ok((7, 3, 0))),
+            (
+                "continuing from another head",
+                plain[3..].to_vec(),
+                None,
+                None,
+                after(1, &plain),
+                Err("do not continue from seq 1"),
+            ),
+            (
+                "an anchored head before the files",
+                plain[3..].to_vec(),
+                None,
+                after(1, &plain),
+                after(2, &plain),
+                Err("is before the files given"),
+            ),
+        ];
+        for (case, lines, keys, head, after, want) in rows {
+            let expect = Expect { keys, head, after };
+            let got = verify_with([("audit.log".to_string(), &lines.concat()[..])], &expect);
+            match (got, want) {
+                (Ok(t), Ok(w)) => assert_eq!((t.records, t.first_seq, t.keyed), w, "{case}"),
+                (Err(e), Err(w)) => {
+                    assert!(e.is_broken(), "{case}");
+                    assert!(e.to_string().contains(w), "{case}: {e}");
+                }
+                (got, want) => panic!("{case}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn audit_keys_are_refused_when_short_or_absent() {
+        assert_eq!(AuditKeys::from_text("\n  \n").unwrap_err(), AuditKeyError::Empty);
+        assert_eq!(AuditKeys::from_text("short").unwrap_err(), AuditKeyError::TooShort { line: 1, len: 5 });
     }
 
     #[test]
@@ -924,7 +1307,10 @@ mod tests {
         assert_eq!(v4["prev"], v["hash"]);
         let v9: serde_json::Value = serde_json::from_slice(&lines[9]).unwrap();
         assert_eq!(v9["hash"], t.head.unwrap().hash);
-        assert_eq!(check(&[]).unwrap(), Trail { records: 0, first_seq: 0, anchor: GENESIS.into(), head: None });
+        assert_eq!(
+            check(&[]).unwrap(),
+            Trail { records: 0, first_seq: 0, anchor: GENESIS.into(), head: None, keyed: 0 }
+        );
     }
 
     #[test]
@@ -1000,7 +1386,7 @@ mod tests {
 
     #[test]
     fn genesis_must_name_the_genesis_prev() {
-        let mut chain = Chain { next: 0, prev: format!("sha256:{}", "1".repeat(64)) };
+        let mut chain = Chain { next: 0, prev: format!("sha256:{}", "1".repeat(64)), keys: None };
         let mut line = Vec::new();
         chain.append(b"{}", &mut line);
         assert!(matches!(broken(check(&[line])), (_, 1, Some(0), Problem::PrevMismatch { .. })));

@@ -394,6 +394,19 @@ fn chart_switches() {
             let changed = &pod_template(&other)["metadata"]["annotations"]["checksum/policy"];
             (sum.is_string() && changed.is_string() && sum != changed).then_some(()).ok_or(format!("{sum} {changed}"))
         }),
+        ("no audit key by default", vec![], |d| {
+            let a = args(d);
+            (!a.iter().any(|x| x == "--audit-key") && volume(d, "audit-key").is_none())
+                .then_some(())
+                .ok_or(format!("{a:?}"))
+        }),
+        ("a keyed audit trail from a Secret", vec!["auditKey.existingSecret=audit-key"], |d| {
+            let a = args(d);
+            let (v, at) = volume(d, "audit-key").ok_or("not mounted")?;
+            (has(&a, "--audit-key", &format!("{at}/key")) && v["secret"]["secretName"] == "audit-key")
+                .then_some(())
+                .ok_or(format!("{a:?} {v}"))
+        }),
         (
             "Portcullis' own registry credentials from a Secret",
             vec!["registryAuth.existingSecret=regcred"],

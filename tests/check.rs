@@ -395,3 +395,97 @@ fn serve_stops_on_sigterm_even_when_its_audit_output_is_stuck() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+/// `--audit-sync`: reviews answered under load, then SIGKILL. With `always`
+/// every answered decision's record is on disk; with `batch`, what is lost
+/// is at most what was queued (printed, for the README's figure).
+#[test]
+fn a_hard_kill_loses_no_answered_record_with_audit_sync_always() {
+    use std::io::BufRead;
+    for mode in ["always", "batch"] {
+        let dir = tempfile::tempdir().unwrap();
+        let tls = test_tls();
+        std::fs::write(dir.path().join("tls.crt"), &tls.cert_pem).unwrap();
+        std::fs::write(dir.path().join("tls.key"), &tls.key_pem).unwrap();
+        let trail = dir.path().join("audit.log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--cluster", "never", "--log-format", "text"])
+            .arg("--audit-log")
+            .arg(&trail)
+            .args(["--audit-sync", mode])
+            .arg("--tls-cert")
+            .arg(dir.path().join("tls.crt"))
+            .arg("--tls-key")
+            .arg(dir.path().join("tls.key"))
+            .env("RUST_LOG", "info")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let addr = loop {
+            let line = lines.next().expect("portcullis exited").unwrap();
+            if let Some(rest) = line.split("portcullis serving https://").nth(1) {
+                break rest.split('/').next().unwrap().to_string();
+            }
+        };
+        std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+        // 16 clients send reviews (each denied on its bad reference, so each
+        // leaves a record) and note the uids answered; once 300 are, the
+        // process is killed while others are in flight.
+        let answered = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let client = reqwest::Client::builder()
+                .tls_certs_only([reqwest::Certificate::from_pem(tls.ca_pem.as_bytes()).unwrap()])
+                .build()
+                .unwrap();
+            let done = std::sync::Arc::new(tokio::sync::Notify::new());
+            let clients: Vec<_> = (0..16)
+                .map(|_| {
+                    let (client, addr, answered, done) = (client.clone(), addr.clone(), answered.clone(), done.clone());
+                    tokio::spawn(async move {
+                        loop {
+                            let review = pod_review("prod", &["Bad Ref"], json!({}), &[]);
+                            let uid = review["request"]["uid"].as_str().unwrap().to_string();
+                            let url = format!("https://{addr}/validate");
+                            let Ok(r) = client.post(url).json(&review).send().await else { return };
+                            if r.status() != 200 || r.bytes().await.is_err() {
+                                return;
+                            }
+                            let mut a = answered.lock().unwrap();
+                            a.push(uid);
+                            if a.len() == 300 {
+                                done.notify_one();
+                            }
+                        }
+                    })
+                })
+                .collect();
+            done.notified().await;
+            let status = Command::new("kill").args(["-KILL", &child.id().to_string()]).status().unwrap();
+            assert!(status.success());
+            for c in clients {
+                let _ = c.await;
+            }
+        });
+        child.wait().unwrap();
+        let text = std::fs::read_to_string(&trail).unwrap();
+        let recorded: std::collections::HashSet<String> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter_map(|v| v["audit"]["uid"].as_str().map(String::from))
+            .collect();
+        let answered = answered.lock().unwrap();
+        let lost = answered.iter().filter(|u| !recorded.contains(*u)).count();
+        eprintln!(
+            "--audit-sync {mode}: {} answered, {} recorded, {lost} answered but lost",
+            answered.len(),
+            recorded.len()
+        );
+        assert!(answered.len() >= 300, "{mode}");
+        match mode {
+            "always" => assert_eq!(lost, 0, "with --audit-sync always, an answered decision is on disk"),
+            _ => assert!(lost <= portcullis::audit::DEFAULT_QUEUE_RECORDS, "batch loses at most what is queued"),
+        }
+    }
+}

@@ -109,16 +109,29 @@ pub(crate) enum PolicyCommand {
 
 #[derive(Subcommand)]
 pub(crate) enum AuditCommand {
-    /// Check the hash chain of an audit trail: exit 0 intact, 1 broken (the first broken record is named), 2
-    /// unreadable.
+    /// Check the hash chain of an audit trail: exit 0 intact, 1 broken (the first broken record is named) or
+    /// incomplete, 2 unreadable.
     ///
     /// Give the files oldest first: the rotated ones in order, then the current one
-    /// (`audit.log.000001 audit.log.000002 audit.log`). A trail whose older files were shipped away is checked
-    /// from its first record on.
+    /// (`audit.log.000001 audit.log.000002 audit.log`). A trail that does not start at its first record (seq 0) is
+    /// incomplete, unless --after names the head it continues from (its older files shipped away). The chain alone
+    /// cannot show records cut off its end, or a chain recomputed from any record on: --head (a head the writer
+    /// logged, kept off the node) and --key (a keyed trail) do.
     Verify {
         /// The trail's files, oldest first.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// A head anchored outside the node (`SEQ:HASH`, as the writer logs it in `audit head`): the trail must
+        /// hold that record with that hash. Repeatable.
+        #[arg(long = "head", value_name = "SEQ:HASH", value_parser = parse_head)]
+        heads: Vec<portcullis::audit::Head>,
+        /// The head the files given continue from (`SEQ:HASH`), when the older files were shipped away.
+        #[arg(long, value_name = "SEQ:HASH", value_parser = parse_head)]
+        after: Option<portcullis::audit::Head>,
+        /// The audit key file the trail was written with (--audit-key): every record must carry a mac that
+        /// verifies with one of its keys.
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
     },
 }
 
@@ -263,6 +276,16 @@ pub(crate) struct ServeArgs {
     /// it is also logged at shutdown. 0s: only at shutdown.
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub(crate) audit_anchor_interval: Duration,
+    /// Key file for a keyed audit trail (one key of 32+ bytes per line; the first macs, any verifies): each record
+    /// then carries an HMAC of its hash, so that the chain cannot be recomputed from any record on without the
+    /// key. Keep it like the grant key (a Secret); `audit verify --key` checks it.
+    #[arg(long, value_name = "FILE", env = "PORTCULLIS_AUDIT_KEY")]
+    pub(crate) audit_key: Option<PathBuf>,
+    /// When a decision's audit record counts as kept: `batch` once queued (written within milliseconds; a graceful
+    /// shutdown drains the queue, a hard kill loses what was queued), `always` once written and fdatasynced (the
+    /// decision is answered only then; records waiting together share one sync).
+    #[arg(long, value_enum, default_value_t = AuditSync::Batch)]
+    pub(crate) audit_sync: AuditSync,
     /// Write every AdmissionReview received into this directory (debugging;
     /// the files hold whole objects).
     #[arg(long, value_name = "DIR")]
@@ -326,6 +349,21 @@ pub(crate) fn default_excluded_with_own() -> Vec<String> {
     let mut v = default_excluded();
     v.push("portcullis-system".into());
     v
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum AuditSync {
+    Batch,
+    Always,
+}
+
+impl From<AuditSync> for portcullis::audit::Sync {
+    fn from(s: AuditSync) -> Self {
+        match s {
+            AuditSync::Batch => portcullis::audit::Sync::Batch,
+            AuditSync::Always => portcullis::audit::Sync::Always,
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -427,4 +465,15 @@ pub(crate) enum Expect {
 pub(crate) enum Output {
     Text,
     Json,
+}
+
+/// `SEQ:HASH`, as `audit head` logs it (`41:sha256:c07a…`).
+fn parse_head(s: &str) -> Result<portcullis::audit::Head, String> {
+    let (seq, hash) = s.split_once(':').ok_or("expected SEQ:HASH, e.g. 41:sha256:c07a…")?;
+    let seq = seq.parse().map_err(|_| format!("{seq:?} is not a seq (a whole number)"))?;
+    let hex = hash.strip_prefix("sha256:").ok_or("the hash starts sha256:")?;
+    if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err("the hash is sha256: and 64 lowercase hex digits".into());
+    }
+    Ok(portcullis::audit::Head { seq, hash: hash.to_string() })
 }

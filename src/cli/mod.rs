@@ -52,7 +52,9 @@ pub fn run() -> ExitCode {
             Command::Check(a) => check::check(*a).await,
             Command::Report(a) => report::report(*a).await,
             Command::Policy(PolicyCommand::Lint { file, output }) => tools::lint(&file, output),
-            Command::Audit(AuditCommand::Verify { files }) => tools::audit_verify(&files),
+            Command::Audit(AuditCommand::Verify { files, heads, after, key }) => {
+                tools::audit_verify(&files, &heads, after, key.as_deref())
+            }
             Command::Normalize { report, output, top } => tools::normalize(&report, output, top),
             Command::Inspect { files, policy, output } => tools::inspect(&files, policy.as_ref(), output),
             Command::Ping(a) => tools::ping(a).await,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use portcullis::audit::{AuditLog, AuditOptions};
+use portcullis::audit::{AuditKeys, AuditLog, AuditOptions};
 use portcullis::cluster::TierSource;
 use portcullis::engine::{Engine, EngineConfig};
 use portcullis::metrics::Metrics;
@@ -102,6 +102,13 @@ pub(crate) async fn serve(a: ServeArgs) -> anyhow::Result<()> {
             GrantKeys::random()?
         }
     };
+    let audit_keys = match &a.audit_key {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            Some(AuditKeys::from_text(&text).with_context(|| format!("audit key {}", p.display()))?)
+        }
+        None => None,
+    };
     let state = Arc::new(AppState {
         engine,
         policy: RwLock::new(Arc::new(policy)),
@@ -112,6 +119,8 @@ pub(crate) async fn serve(a: ServeArgs) -> anyhow::Result<()> {
             AuditOptions {
                 max_bytes: a.audit_max_bytes,
                 anchor_interval: a.audit_anchor_interval,
+                keys: audit_keys,
+                sync: a.audit_sync.into(),
                 ..AuditOptions::default()
             },
         )

@@ -165,36 +165,74 @@ pub(crate) fn normalize(path: &PathBuf, output: Output, top: usize) -> anyhow::R
 }
 
 /// `audit verify`: 0 intact, 1 broken, 2 (an error) unreadable.
-pub(crate) fn audit_verify(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
-    use portcullis::audit::{verify, VerifyError, GENESIS};
-    let mut trail = Vec::new();
-    for f in files {
-        let file = std::fs::File::open(f).with_context(|| format!("reading {}", f.display()))?;
-        trail.push((f.display().to_string(), std::io::BufReader::new(file)));
+pub(crate) fn audit_verify(
+    files: &[PathBuf],
+    heads: &[portcullis::audit::Head],
+    after: Option<portcullis::audit::Head>,
+    key: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
+    use portcullis::audit::{verify_with, AuditKeys, Expect, Trail, GENESIS};
+    let keys = match key {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            Some(AuditKeys::from_text(&text).with_context(|| format!("audit key {}", p.display()))?)
+        }
+        None => None,
+    };
+    let open = || -> anyhow::Result<Vec<(String, std::io::BufReader<std::fs::File>)>> {
+        let mut trail = Vec::new();
+        for f in files {
+            let file = std::fs::File::open(f).with_context(|| format!("reading {}", f.display()))?;
+            trail.push((f.display().to_string(), std::io::BufReader::new(file)));
+        }
+        Ok(trail)
+    };
+    // Each anchored head is a pass of its own over the files (they are read
+    // as a stream, never held).
+    let mut expects: Vec<Expect<'_>> =
+        heads.iter().map(|h| Expect { keys: keys.as_ref(), head: Some(h.clone()), after: after.clone() }).collect();
+    if expects.is_empty() {
+        expects.push(Expect { keys: keys.as_ref(), head: None, after: after.clone() });
     }
-    match verify(trail) {
-        Ok(t) => {
-            match &t.head {
-                None => outln!("intact: no records"),
-                Some(head) => {
-                    let s = if t.records == 1 { "" } else { "s" };
-                    outln!("intact: {} record{s}, seq {}..{}, head {}", t.records, t.first_seq, head.seq, head.hash);
-                    if t.first_seq > 0 || t.anchor != GENESIS {
-                        outln!(
-                            "the trail starts at seq {}, anchored at prev {} (the records before are not in the files given)",
-                            t.first_seq, t.anchor
-                        );
-                    }
-                }
+    let mut trail: Option<Trail> = None;
+    for expect in &expects {
+        match verify_with(open()?, expect) {
+            Ok(t) => trail = Some(t),
+            Err(e) if e.is_broken() => {
+                let word = match e {
+                    portcullis::audit::VerifyError::Incomplete { .. } => "incomplete",
+                    _ => "broken",
+                };
+                outln!("{word}: {e}");
+                return Ok(ExitCode::from(1));
             }
-            Ok(ExitCode::SUCCESS)
+            Err(e) => return Err(e.into()),
         }
-        Err(e @ VerifyError::Broken { .. }) => {
-            outln!("broken: {e}");
-            Ok(ExitCode::from(1))
-        }
-        Err(e) => Err(e.into()),
     }
+    let Some(t) = trail else { return Ok(ExitCode::SUCCESS) };
+    match &t.head {
+        None => outln!("intact: no records"),
+        Some(head) => {
+            let s = if t.records == 1 { "" } else { "s" };
+            outln!("intact: {} record{s}, seq {}..{}, head {}", t.records, t.first_seq, head.seq, head.hash);
+            if t.first_seq > 0 || t.anchor != GENESIS {
+                outln!("the trail starts at seq {}, continuing from prev {} as --after says", t.first_seq, t.anchor);
+            }
+        }
+    }
+    for h in heads {
+        outln!("holds the anchored head seq {} ({})", h.seq, h.hash);
+    }
+    match (&keys, t.keyed) {
+        (Some(_), n) => outln!("keyed: the mac of each of the {n} records verifies with the audit key"),
+        (None, 0) if heads.is_empty() => outln!(
+            "no anchored head and no key: records cut off the end, or a chain recomputed from any record on, would \
+             verify too; give --head with a head the writer logged, or write the trail with --audit-key"
+        ),
+        (None, 0) => {}
+        (None, n) => outln!("keyed ({n} records carry a mac), not checked: give --key to check it"),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 pub(crate) fn lint(file: &std::path::Path, output: Output) -> anyhow::Result<ExitCode> {

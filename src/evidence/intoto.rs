@@ -29,12 +29,7 @@ use serde_json::{Map, Value};
 
 use super::bounded::{self, Kind};
 
-use super::{parse_time, Finding, FixState, Severity, VulnReport, INTOTO_VULNS, INTOTO_VULNS_V01, INTOTO_VULNS_V02};
-
-/// The predicate types read as this predicate: with or without `/v0.1`, `/v0.2`.
-pub(super) fn is_vulns_type(t: &str) -> bool {
-    matches!(t, INTOTO_VULNS | INTOTO_VULNS_V01 | INTOTO_VULNS_V02)
-}
+use super::{parse_time, Finding, FixState, Severity, VulnReport};
 
 /// Most memory (estimated) one vulnerability entry may take to read.
 const ENTRY_BUDGET: usize = 1 << 20;
@@ -96,15 +91,17 @@ pub(super) fn parse_text(text: &str) -> Result<VulnReport, String> {
         return Err("scanner.result is missing: a scan with no findings has an empty list".to_string());
     };
     let r = result.get();
-    if super::Sniff::of(r).and_then(|s| s.format()).is_some() {
+    if super::formats::scanner_format(r).is_some() {
         let mut report = super::scanner_report(r)?;
         report.finished_on = finished_on.or(report.finished_on);
         return Ok(report.dedup());
     }
     let neither = || {
-        "scanner.result is neither a list of vulnerabilities nor a scanner report Portcullis reads \
-         (understood: Trivy JSON, Grype JSON, SARIF 2.1.0 (Trivy, Grype))"
-            .to_string()
+        format!(
+            "scanner.result is neither a list of vulnerabilities nor a scanner report Portcullis reads \
+             (understood: {})",
+            super::formats::scanners_understood()
+        )
     };
     let list = if r.trim_start().starts_with('[') {
         r

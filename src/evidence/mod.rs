@@ -8,9 +8,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::attest::VerifiedStatement;
 
+pub use formats::{parse_report, scanner_report, ReportError, UNDERSTOOD};
 pub use lookup::LookupError;
 
 pub(crate) mod bounded;
+mod cosign;
+mod formats;
 mod grype;
 mod intoto;
 mod lookup;
@@ -278,11 +281,10 @@ pub enum EvidenceError {
 pub fn claim_of(st: &VerifiedStatement) -> Result<Claim, EvidenceError> {
     let invalid = |why: String| EvidenceError::Invalid { predicate_type: st.predicate_type.clone(), why };
     let text = st.predicate();
+    if let Some(format) = formats::predicate_format(&st.predicate_type) {
+        return (format.parse)(text).map(Claim::Vulnerabilities).map_err(invalid);
+    }
     match st.predicate_type.as_str() {
-        COSIGN_VULN_V1 => cosign_vuln(text).map(Claim::Vulnerabilities).map_err(invalid),
-        INTOTO_VULNS | INTOTO_VULNS_V01 | INTOTO_VULNS_V02 => {
-            intoto::parse_text(text).map(Claim::Vulnerabilities).map_err(invalid)
-        }
         TEST_RESULT_V01 => {
             serde_json::from_str::<TestReport>(text).map(Claim::Tests).map_err(|e| invalid(e.to_string()))
         }
@@ -343,30 +345,6 @@ pub fn repository_uri(uri: &str) -> String {
     u.strip_suffix(".git").unwrap_or(u).trim_end_matches('/').to_string()
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct CosignVulnPredicate<'a> {
-    #[serde(borrow)]
-    scanner: CosignScanner<'a>,
-    #[serde(default)]
-    metadata: CosignScanMetadata,
-}
-
-#[derive(Deserialize)]
-struct CosignScanner<'a> {
-    #[serde(default)]
-    uri: String,
-    #[serde(borrow, default)]
-    result: Option<&'a serde_json::value::RawValue>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct CosignScanMetadata {
-    #[serde(default)]
-    scan_finished_on: Option<String>,
-}
-
 /// Parses an RFC 3339 time; Go's zero time (`0001-01-01T00:00:00Z`, what
 /// cosign writes for an unset time) counts as absent.
 fn parse_time(s: Option<&str>) -> Result<Option<DateTime<Utc>>, String> {
@@ -375,186 +353,6 @@ fn parse_time(s: Option<&str>) -> Result<Option<DateTime<Utc>>, String> {
     };
     let t = DateTime::parse_from_rfc3339(s).map_err(|e| format!("time {s:?}: {e}"))?.with_timezone(&Utc);
     Ok((t.timestamp() > 0).then_some(t))
-}
-
-/// The cosign vuln predicate (`scanner.result` holds the scanner's report),
-/// read from its JSON text.
-fn cosign_vuln(text: &str) -> Result<VulnReport, String> {
-    let p: CosignVulnPredicate<'_> = serde_json::from_str(text).map_err(|e| e.to_string())?;
-    let finished_on = parse_time(p.metadata.scan_finished_on.as_deref())?;
-    let mut report = scanner_report(p.scanner.result.map_or("null", |r| r.get()))?;
-    // The predicate's time wins; without one, the report's own (Grype's
-    // descriptor.timestamp, Trivy's CreatedAt) stands.
-    if finished_on.is_some() {
-        report.finished_on = finished_on;
-    }
-    if report.scanner.is_empty() {
-        report.scanner = p.scanner.uri;
-    }
-    Ok(report.dedup())
-}
-
-/// The top-level keys that tell the report formats apart (their content
-/// skipped), and the envelope and statement fields `parse_report` reads.
-#[derive(Deserialize, Default)]
-struct Sniff<'a> {
-    #[serde(default, deserialize_with = "present", rename = "SchemaVersion")]
-    schema_version: Option<bounded::Kind>,
-    #[serde(default, deserialize_with = "present", rename = "Results")]
-    results: Option<bounded::Kind>,
-    #[serde(default, deserialize_with = "present")]
-    matches: Option<bounded::Kind>,
-    #[serde(default, deserialize_with = "present")]
-    descriptor: Option<bounded::Kind>,
-    #[serde(default, deserialize_with = "present")]
-    source: Option<bounded::Kind>,
-    #[serde(default, deserialize_with = "present")]
-    runs: Option<bounded::Kind>,
-    #[serde(default, deserialize_with = "present")]
-    version: Option<bounded::Kind>,
-    #[serde(default, deserialize_with = "present", rename = "$schema")]
-    schema: Option<bounded::Kind>,
-    #[serde(borrow, default)]
-    payload: Option<std::borrow::Cow<'a, str>>,
-    #[serde(default, deserialize_with = "present", rename = "payloadType")]
-    payload_type: Option<bounded::Kind>,
-    #[serde(default, deserialize_with = "present", rename = "predicateType")]
-    predicate_type: Option<bounded::Kind>,
-    #[serde(borrow, default)]
-    predicate: Option<&'a serde_json::value::RawValue>,
-    #[serde(borrow, default)]
-    scanner: Option<&'a serde_json::value::RawValue>,
-}
-
-/// A field present, whatever its value (`null` too).
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bounded::Kind>, D::Error> {
-    bounded::Kind::deserialize(d).map(Some)
-}
-
-/// A scanner report format Portcullis reads.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Format {
-    Trivy,
-    Grype,
-    Sarif,
-}
-
-impl Sniff<'_> {
-    /// The keys of `text`, when it is a JSON object.
-    fn of(text: &str) -> Option<Sniff<'_>> {
-        if text.trim_start().starts_with('{') {
-            serde_json::from_str(text).ok()
-        } else {
-            None
-        }
-    }
-
-    /// The format: Trivy JSON has `SchemaVersion` or `Results`; Grype JSON
-    /// a `matches` list and a `descriptor` object or a `source`; SARIF a
-    /// `runs` list and a 2.1 `version` or a SARIF `$schema`.
-    fn format(&self) -> Option<Format> {
-        use bounded::Kind;
-        if self.schema_version.is_some() || self.results.is_some() {
-            return Some(Format::Trivy);
-        }
-        if self.matches == Some(Kind::Array) && (self.descriptor == Some(Kind::Object) || self.source.is_some()) {
-            return Some(Format::Grype);
-        }
-        let sarif = Kind::str(&self.version).starts_with("2.1")
-            || Kind::str(&self.schema).to_ascii_lowercase().contains("sarif");
-        (self.runs == Some(Kind::Array) && sarif).then_some(Format::Sarif)
-    }
-}
-
-/// Detects the scanner format of a report's JSON text (Trivy JSON, Grype
-/// JSON, SARIF 2.1.0 from Trivy, Grype or another tool) and normalises it.
-pub fn scanner_report(text: &str) -> Result<VulnReport, String> {
-    let unknown = || format!("scanner.result is not a report format Portcullis reads ({UNDERSTOOD})");
-    match Sniff::of(text).and_then(|s| s.format()).ok_or_else(unknown)? {
-        Format::Trivy => trivy::parse(&mut serde_json::Deserializer::from_str(text)),
-        Format::Grype => grype::parse(&mut serde_json::Deserializer::from_str(text)),
-        Format::Sarif => sarif::parse(text),
-    }
-}
-
-/// The report formats Portcullis reads, for messages.
-pub const UNDERSTOOD: &str = "understood: Trivy JSON, Grype JSON, SARIF 2.1.0 (Trivy, Grype), \
-                              cosign vuln predicate, in-toto vulns predicate";
-
-/// Why a report file cannot be read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ReportError {
-    #[error("not JSON: {0}")]
-    NotJson(String),
-    #[error("DSSE envelope payload is not {0}")]
-    Envelope(String),
-    #[error("the statement's predicate type {0} is not a vulnerability report ({UNDERSTOOD})")]
-    NotVulnerabilities(String),
-    #[error("not a vulnerability report Portcullis reads ({UNDERSTOOD})")]
-    Unknown,
-    /// A format it reads, but this report is not valid in it.
-    #[error("{0}")]
-    Invalid(String),
-}
-
-/// Reads a vulnerability report file, whatever its format: a bare Trivy
-/// JSON, Grype JSON or SARIF report; a cosign vuln or in-toto vulns
-/// predicate; or an in-toto Statement (`_type`, `predicateType`,
-/// `predicate`) holding either predicate, bare or in a DSSE envelope. The
-/// result is deduplicated.
-pub fn parse_report(bytes: &[u8]) -> Result<VulnReport, ReportError> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ReportError::NotJson("the input is empty".to_string()));
-    }
-    let text = std::str::from_utf8(bytes).map_err(|e| ReportError::NotJson(e.to_string()))?;
-    serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(|e| ReportError::NotJson(e.to_string()))?;
-    let top = Sniff::of(text).unwrap_or_default();
-    // A DSSE envelope as stored in a registry: read the Statement inside
-    // (unverified: this is for looking, not for deciding).
-    if let (Some(payload), Some(_)) = (&top.payload, &top.payload_type) {
-        use base64::Engine as _;
-        let raw = base64::engine::general_purpose::STANDARD
-            .decode(payload.as_bytes())
-            .map_err(|e| ReportError::Envelope(format!("base64: {e}")))?;
-        let inner = std::str::from_utf8(&raw).map_err(|e| ReportError::Envelope(format!("JSON: {e}")))?;
-        serde_json::from_str::<serde::de::IgnoredAny>(inner)
-            .map_err(|e| ReportError::Envelope(format!("JSON: {e}")))?;
-        return report_in(inner, Sniff::of(inner).unwrap_or_default());
-    }
-    report_in(text, top)
-}
-
-fn report_in(text: &str, top: Sniff<'_>) -> Result<VulnReport, ReportError> {
-    let report =
-        if let (Some(bounded::Kind::Str(predicate_type)), Some(predicate)) = (&top.predicate_type, top.predicate) {
-            let read = match predicate_type.as_str() {
-                COSIGN_VULN_V1 => cosign_vuln(predicate.get()),
-                t if intoto::is_vulns_type(t) => intoto::parse_text(predicate.get()),
-                t => return Err(ReportError::NotVulnerabilities(t.to_string())),
-            };
-            read.map_err(|e| ReportError::Invalid(format!("{predicate_type} predicate: {e}")))?
-        } else if top.format().is_some() {
-            scanner_report(text).map_err(ReportError::Invalid)?
-        } else if let Some(scanner) = top.scanner.filter(|s| s.get().trim_start().starts_with('{')) {
-            // A bare predicate: cosign's wraps a scanner report in
-            // scanner.result, in-toto's lists the vulnerabilities there.
-            #[derive(Deserialize)]
-            struct Result<'a> {
-                #[serde(borrow, default)]
-                result: Option<&'a serde_json::value::RawValue>,
-            }
-            let inner: Option<Result<'_>> = serde_json::from_str(scanner.get()).ok();
-            let wraps_report =
-                inner.and_then(|r| r.result).and_then(|r| Sniff::of(r.get())).is_some_and(|s| s.format().is_some());
-            if wraps_report {
-                cosign_vuln(text).map_err(|e| ReportError::Invalid(format!("cosign vuln predicate: {e}")))?
-            } else {
-                intoto::parse_text(text).map_err(|e| ReportError::Invalid(format!("in-toto vulns predicate: {e}")))?
-            }
-        } else {
-            return Err(ReportError::Unknown);
-        };
-    Ok(report.dedup())
 }
 
 /// Attestations a registry listed for an image that were not read, and

@@ -1,25 +1,17 @@
 //! Pure evaluation: (policy, tier, image evidence, now) -> verdict with reasons.
 
-use chrono::{DateTime, Duration as ChronoDuration, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 
-use super::duration::Duration;
-use super::model::{
-    AttestationRule, ExceptionSpec, Mode, OnError, Policy, ProvenanceRule, TestRule, TierName, TierSpec, VulnRule,
-    PLATFORMS_INDEX,
-};
-use crate::attest::{Problem, SignerIdentity};
-use crate::evidence::{repository_uri, Attestation, Claim, Finding, ImageEvidence, Outcome, Provenance, Severity};
-use crate::evidence::{LookupError, TestOutcome, PROVENANCE_TYPES, TEST_RESULT_V01, VULN_TYPES};
+use super::model::{Mode, OnError, Policy, TierName, TierSpec, PLATFORMS_INDEX};
+use super::rules::{self, vulnerabilities::VULN_FIX, Ctx, Found};
+use crate::attest::SignerIdentity;
+use crate::evidence::{ImageEvidence, LookupError};
 use crate::image::ImageRef;
 use crate::platform::{Content, Platform};
 
 /// An exception expiring within this many days is flagged in a warning.
 pub const EXCEPTION_WARNING_DAYS: i64 = 14;
-/// Clock skew tolerated for scan times in the future.
-const MAX_SKEW_SECS: i64 = 300;
-/// How many findings a message lists before summarising the rest.
-const LIST_FINDINGS: usize = 5;
 
 /// Why an image fails a tier, as a word for metrics, reports and tooling
 /// (the problems say it in full).
@@ -148,6 +140,21 @@ pub struct Verdict {
     /// `linux/arm64@sha256:…`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub platforms: Vec<String>,
+    /// Exceptions applied that expire within `EXCEPTION_WARNING_DAYS` (14)
+    /// days (a note says so in words), on the image or any platform judged, for
+    /// code that classifies verdicts (`report`'s status). Not serialised:
+    /// the outputs keep their fields.
+    #[serde(skip)]
+    pub expiring_exceptions: Vec<ExpiringException>,
+}
+
+/// An exception that applied to a verdict and expires soon.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ExpiringException {
+    /// The exception's id (`CVE-2024-0001`).
+    pub id: String,
+    /// Its last day.
+    pub expires: NaiveDate,
 }
 
 impl Verdict {
@@ -184,14 +191,14 @@ impl Verdict {
     }
 
     /// Records a remedy, once.
-    fn fix(&mut self, remedy: String) {
+    pub(super) fn fix(&mut self, remedy: String) {
         if !self.remedies.contains(&remedy) {
             self.remedies.push(remedy);
         }
     }
 
     /// The image as a command should name it: pinned when resolved.
-    fn pinned(&self) -> String {
+    pub(super) fn pinned(&self) -> String {
         match &self.digest {
             Some(d) if !self.name.is_empty() => format!("{}@{d}", self.name),
             _ => self.image.clone(),
@@ -222,7 +229,7 @@ impl Verdict {
     }
 
     /// Records a problem of kind `reason`.
-    fn fail(&mut self, reason: Reason, problem: String) {
+    pub(super) fn fail(&mut self, reason: Reason, problem: String) {
         self.problems.push(problem);
         if !self.reasons.contains(&reason) {
             self.reasons.push(reason);
@@ -230,14 +237,46 @@ impl Verdict {
     }
 
     /// Records problems of kind `reason`.
-    fn fail_all(&mut self, reason: Reason, problems: impl IntoIterator<Item = String>) {
+    pub(super) fn fail_all(&mut self, reason: Reason, problems: impl IntoIterator<Item = String>) {
         for p in problems {
             self.fail(reason, p);
         }
     }
 
+    /// Takes in the verdict on one platform of a multi-arch image
+    /// (`label`: `platform linux/arm64 (sha256:…)`): its problems, notes
+    /// and first error labelled, its remedies by platform, the rest merged.
+    fn absorb(&mut self, label: &str, platform: &str, pv: Verdict) {
+        self.problems.extend(pv.problems.iter().map(|x| format!("{label}: {x}")));
+        for r in &pv.reasons {
+            if !self.reasons.contains(r) {
+                self.reasons.push(*r);
+            }
+        }
+        self.attestations.extend(pv.attestations.iter().cloned());
+        self.notes.extend(pv.notes.iter().map(|x| format!("{label}: {x}")));
+        for r in pv.remedies {
+            self.fix(format!("{platform}: {r}"));
+        }
+        for (from, into) in [(pv.evidence, &mut self.evidence), (pv.exceptions, &mut self.exceptions)] {
+            for e in from {
+                if !into.contains(&e) {
+                    into.push(e);
+                }
+            }
+        }
+        for e in pv.expiring_exceptions {
+            if !self.expiring_exceptions.contains(&e) {
+                self.expiring_exceptions.push(e);
+            }
+        }
+        if self.error.is_none() {
+            self.error = pv.error.map(|e| format!("{label}: {e}"));
+        }
+    }
+
     /// Cites an attestation the verdict rests on.
-    fn cite(&mut self, kind: EvidenceKind, f: &Found<'_, impl Sized>, finished_on: Option<DateTime<Utc>>) {
+    pub(super) fn cite(&mut self, kind: EvidenceKind, f: &Found<'_, impl Sized>, finished_on: Option<DateTime<Utc>>) {
         let digest = f.att.envelope.to_string();
         if !self.evidence.contains(&digest) {
             self.evidence.push(digest.clone());
@@ -277,43 +316,12 @@ pub fn evaluate(
         return v;
     };
     if tier.require_digest && image.digest.is_none() {
-        v.fail(Reason::Digest, format!(
-            "{} is not pinned by digest, and tier {tier_name} requires digests (requireDigest); write it as {}:{}@sha256:<digest> \
-             (`crane digest {}` or `docker buildx imagetools inspect` prints the digest), or install Portcullis' mutating webhook, \
-             which pins tags in tiers that require digests",
-            image.original,
-            image.name(),
-            image.tag.as_deref().unwrap_or("latest"),
-            image.original
-        ));
-        v.fix(match &v.digest {
-            Some(d) => format!("pin it: {}@{d}", image.original),
-            None => format!("pin it by digest (crane digest {} prints it)", image.original),
-        });
+        not_pinned(tier_name, image, &mut v);
     }
     let ev = match gathered {
         Ok(ev) => ev,
         Err(error) => {
-            v.error = Some(error.to_string());
-            match tier.on_error {
-                OnError::Allow => {
-                    v.admitted = v.problems.is_empty() || tier.mode == Mode::Warn;
-                    v.notes.push(format!(
-                        "could not verify {}: {error}; admitted because tier {tier_name} has onError: allow",
-                        image.original
-                    ));
-                }
-                OnError::Deny => {
-                    v.fail(
-                        Reason::Unverifiable,
-                        format!("could not verify the image: {error}; tier {tier_name} fails closed (onError: deny)"),
-                    );
-                    v.fix(format!(
-                        "retry once the registry answers Portcullis (portcullis check {} --tier {tier_name} shows the error)",
-                        image.original
-                    ));
-                }
-            }
+            unverifiable(tier_name, tier, image, error, &mut v);
             return v;
         }
     };
@@ -328,60 +336,66 @@ pub fn evaluate(
             image.original
         ));
     }
-    let ctx = Ctx { tier: tier_name, image, ev, now, policy };
-    let needs_evidence = tier.vulnerabilities.is_some()
-        || tier.tests.is_some()
-        || tier.provenance.is_some()
-        || !tier.attestations.is_empty();
-    if ev.attestations.is_empty() && needs_evidence {
+    let cx = Ctx { tier: tier_name, image, ev, now, policy };
+    let rules = rules::of(tier);
+    if ev.attestations.is_empty() && !rules.is_empty() {
         // One reason, naming everything the tier needs.
-        let mut how = Vec::new();
-        if tier.vulnerabilities.is_some() {
-            how.push("a signed vulnerability scan (`cosign attest --type vuln`)".to_string());
-        }
-        if tier.tests.is_some() {
-            how.push(format!("a signed test result (`cosign attest --type {TEST_RESULT_V01}`)"));
-        }
-        if tier.provenance.is_some() {
-            how.push(format!("signed build provenance ({PROVENANCE_HOW})"));
-        }
-        for a in &tier.attestations {
-            how.push(format!("a signed {} attestation", a.predicate_type));
-        }
+        let how: Vec<String> = rules.iter().map(|r| r.how()).collect();
         v.fail(
             Reason::NoAttestations,
             format!("no attestations found (looked for {}); attach {}", ev.location, how.join(" and ")),
         );
-        let first = if tier.vulnerabilities.is_some() {
-            VULN_FIX.to_string()
-        } else if tier.tests.is_some() {
-            TEST_FIX.to_string()
-        } else if tier.provenance.is_some() {
-            PROVENANCE_FIX.to_string()
-        } else {
-            tier.attestations
-                .first()
-                .map(|a| format!("cosign attest --type {} --predicate FILE {{image}}", a.predicate_type))
-                .unwrap_or_default()
-        };
         let pinned = v.pinned();
-        v.fix(first.replace("{image}", &pinned));
+        v.fix(rules[0].attach().replace("{image}", &pinned));
     } else {
-        if let Some(rule) = &tier.vulnerabilities {
-            ctx.vulnerabilities(rule, &mut v);
-        }
-        if let Some(rule) = &tier.tests {
-            ctx.tests(rule, &mut v);
-        }
-        if let Some(rule) = &tier.provenance {
-            ctx.provenance(rule, &mut v);
-        }
-        for rule in &tier.attestations {
-            ctx.attestation(rule, &mut v);
+        for rule in &rules {
+            rule.judge(&cx, &mut v);
         }
     }
     v.admitted = v.problems.is_empty() || tier.mode == Mode::Warn;
     v
+}
+
+/// The tier requires digests and the image is named by tag.
+fn not_pinned(tier_name: &TierName, image: &ImageRef, v: &mut Verdict) {
+    v.fail(Reason::Digest, format!(
+        "{} is not pinned by digest, and tier {tier_name} requires digests (requireDigest); write it as {}:{}@sha256:<digest> \
+         (`crane digest {}` or `docker buildx imagetools inspect` prints the digest), or install Portcullis' mutating webhook, \
+         which pins tags in tiers that require digests",
+        image.original,
+        image.name(),
+        image.tag.as_deref().unwrap_or("latest"),
+        image.original
+    ));
+    v.fix(match &v.digest {
+        Some(d) => format!("pin it: {}@{d}", image.original),
+        None => format!("pin it by digest (crane digest {} prints it)", image.original),
+    });
+}
+
+/// Evidence could not be gathered: a note and admitted where the tier
+/// tolerates errors (`onError: allow`), else a problem.
+fn unverifiable(tier_name: &TierName, tier: &TierSpec, image: &ImageRef, error: &LookupError, v: &mut Verdict) {
+    v.error = Some(error.to_string());
+    match tier.on_error {
+        OnError::Allow => {
+            v.admitted = v.problems.is_empty() || tier.mode == Mode::Warn;
+            v.notes.push(format!(
+                "could not verify {}: {error}; admitted because tier {tier_name} has onError: allow",
+                image.original
+            ));
+        }
+        OnError::Deny => {
+            v.fail(
+                Reason::Unverifiable,
+                format!("could not verify the image: {error}; tier {tier_name} fails closed (onError: deny)"),
+            );
+            v.fix(format!(
+                "retry once the registry answers Portcullis (portcullis check {} --tier {tier_name} shows the error)",
+                image.original
+            ));
+        }
+    }
 }
 
 /// What was listed for an image and not read, and why, one note per reason.
@@ -425,22 +439,12 @@ fn bytes(n: u64) -> String {
     }
 }
 
-/// How a pipeline attaches provenance, for messages.
 /// The gist of a problem, for a short warning: up to its first aside
 /// (`(…)`, `;`), at most 100 bytes.
 fn brief(problem: &str) -> String {
     let cut = [" (", "; "].iter().filter_map(|sep| problem.find(sep)).min().unwrap_or(problem.len());
     super::decide::truncate(&problem[..cut], 100)
 }
-
-/// The commands that attach each kind of evidence (`{image}`: the image).
-const VULN_FIX: &str = "attest a scan: cosign attest --type vuln --predicate scan.json {image}";
-const TEST_FIX: &str =
-    "attest the results: cosign attest --type https://in-toto.io/attestation/test-result/v0.1 --predicate results.json {image}";
-const PROVENANCE_FIX: &str = "attest provenance from the build: actions/attest-build-provenance (push-to-registry), or cosign attest --type slsaprovenance1 --predicate provenance.json {image}";
-
-const PROVENANCE_HOW: &str =
-    "`actions/attest-build-provenance` with push-to-registry, or `cosign attest --type slsaprovenance1`";
 
 /// A multi-arch image without attestations of its own: every entry of the
 /// index that the tier's nodes could run must pass, each by its own
@@ -509,547 +513,11 @@ fn by_platform(
             }
         }
         let pv = evaluate(policy, tier_name, &pinned, p.evidence.as_deref(), now);
-        v.problems.extend(pv.problems.iter().map(|x| format!("{label}: {x}")));
-        for r in &pv.reasons {
-            if !v.reasons.contains(r) {
-                v.reasons.push(*r);
-            }
-        }
-        v.attestations.extend(pv.attestations.iter().cloned());
-        v.notes.extend(pv.notes.iter().map(|x| format!("{label}: {x}")));
-        for r in pv.remedies {
-            v.fix(format!("{}: {r}", p.platform));
-        }
-        for (from, into) in [(pv.evidence, &mut v.evidence), (pv.exceptions, &mut v.exceptions)] {
-            for e in from {
-                if !into.contains(&e) {
-                    into.push(e);
-                }
-            }
-        }
-        if v.error.is_none() {
-            v.error = pv.error.map(|e| format!("{label}: {e}"));
-        }
+        v.absorb(&label, &p.platform, pv);
         v.platforms.push(format!("{}@{}", p.platform, p.digest));
     }
     v.admitted = v.problems.is_empty() || tier.mode == Mode::Warn;
     v
-}
-
-struct Ctx<'a> {
-    tier: &'a TierName,
-    image: &'a ImageRef,
-    ev: &'a ImageEvidence,
-    now: DateTime<Utc>,
-    policy: &'a Policy,
-}
-
-/// How an age problem is worded for one kind of evidence.
-struct Age {
-    what: &'static str,
-    limit: &'static str,
-    field: &'static str,
-    redo: &'static str,
-}
-
-/// A verified attestation: where it is, who signed it, what it says.
-struct Found<'a, T> {
-    att: &'a Attestation,
-    signers: &'a [String],
-    identity: Option<&'a SignerIdentity>,
-    claim: &'a T,
-}
-
-impl<'e> Ctx<'e> {
-    fn exceptions(&self) -> &'e [ExceptionSpec] {
-        &self.policy.file.spec.exceptions
-    }
-
-    /// The verified attestations whose claim `pick` selects.
-    fn verified<T>(&self, pick: impl Fn(&'e Attestation, &'e Claim) -> Option<&'e T>) -> Vec<Found<'e, T>> {
-        self.ev
-            .attestations
-            .iter()
-            .filter_map(|a| match &a.outcome {
-                Outcome::Verified { signers, claim, identity } => pick(a, claim).map(|c| Found {
-                    att: a,
-                    signers: signers.as_slice(),
-                    identity: identity.as_deref(),
-                    claim: c,
-                }),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn vulnerabilities(&self, rule: &VulnRule, v: &mut Verdict) {
-        let found = self.verified(|_, c| match c {
-            Claim::Vulnerabilities(r) => Some(r),
-            _ => None,
-        });
-        let accepted = found.iter().filter(|f| signed_by_any(f.signers, &rule.signed_by));
-        // The newest scan wins: by finish time, then by position.
-        let Some(chosen) = accepted.max_by_key(|f| (f.claim.finished_on, f.att.index)) else {
-            v.fail(
-                Reason::MissingEvidence,
-                self.missing("vulnerability scan", "`cosign attest --type vuln`", VULN_TYPES, &found, &rule.signed_by),
-            );
-            let fix = self.fix_missing(VULN_FIX, &found, &rule.signed_by, v);
-            v.fix(fix);
-            return;
-        };
-        let report = chosen.claim;
-        v.cite(EvidenceKind::Vulnerabilities, chosen, report.finished_on);
-        let age = Age {
-            what: "vulnerability scan",
-            limit: "maxAge",
-            field: "metadata.scanFinishedOn",
-            redo: "rescan the image and attest the new report",
-        };
-        if let Some(stale) = self.age_problem(&age, report.finished_on, rule.max_age) {
-            v.fail(Reason::StaleEvidence, stale);
-            let fix = format!("rescan, then {}", VULN_FIX.replace("{image}", &v.pinned()));
-            v.fix(fix);
-        }
-        let mut counted: std::collections::BTreeMap<Severity, Vec<&Finding>> = Default::default();
-        for f in &report.findings {
-            if rule.ignore_unfixed && !f.fixable() {
-                continue;
-            }
-            if self.excepted(f, v) {
-                continue;
-            }
-            if let (Some(grace), Some(published)) = (rule.grace_period.get(&f.severity), f.published) {
-                // A window that would end past the last time there is never ends.
-                let until = grace.after(published);
-                if until.is_none_or(|until| self.now < until) {
-                    v.notes.push(format!(
-                        "{} ({}) is inside its {grace} remediation window{}",
-                        f.describe(),
-                        f.severity.as_str(),
-                        until.map(|u| format!(" until {}", rfc3339(u))).unwrap_or_default()
-                    ));
-                    continue;
-                }
-            }
-            counted.entry(f.severity).or_default().push(f);
-        }
-        for sev in Severity::ALL {
-            let (Some(max), Some(list)) = (rule.max.get(sev), counted.get(&sev)) else {
-                continue;
-            };
-            if list.len() as u64 <= max as u64 {
-                continue;
-            }
-            let mut listed: Vec<String> = list.iter().take(LIST_FINDINGS).map(|f| f.describe()).collect();
-            if list.len() > LIST_FINDINGS {
-                listed.push(format!("and {} more", list.len() - LIST_FINDINGS));
-            }
-            let (noun, verb) =
-                if list.len() == 1 { ("vulnerability", "exceeds") } else { ("vulnerabilities", "exceed") };
-            v.fail(
-                Reason::Vulnerabilities,
-                format!("{} {} {noun} {verb} the limit {max} ({})", list.len(), sev.as_str(), listed.join("; ")),
-            );
-            v.fix(match list.iter().find(|f| f.fixable()) {
-                Some(f) => format!(
-                    "upgrade {} to {}{}, rebuild and rescan",
-                    f.package,
-                    f.fixed_versions.join(" or "),
-                    if list.len() > 1 { " (and the others: portcullis check shows them)" } else { "" }
-                ),
-                None => format!("no fix is published for {}: ask for a policy exception (spec.exceptions)", list[0].id),
-            });
-        }
-    }
-
-    /// Applies the first matching, unexpired exception; records it or its expiry.
-    fn excepted(&self, f: &Finding, v: &mut Verdict) -> bool {
-        let today = self.now.date_naive();
-        let name = self.image.name();
-        for (i, e) in self.exceptions().iter().enumerate() {
-            let id_matches =
-                e.id.eq_ignore_ascii_case(&f.id) || f.aliases.iter().any(|a| a.eq_ignore_ascii_case(&e.id));
-            let tier_matches = e.tiers.is_empty() || e.tiers.iter().any(|t| self.tier == t.as_str());
-            let image_matches = self.policy.patterns.exception_covers(i, &name);
-            if !(id_matches && tier_matches && image_matches) {
-                continue;
-            }
-            if today > e.expires {
-                v.notes.push(format!("exception for {} expired on {}; it no longer applies", e.id, e.expires));
-                continue;
-            }
-            let label = format!("{} (approved by {}, expires {}: {})", e.id, e.approved_by, e.expires, e.reason);
-            if !v.exceptions.contains(&label) {
-                v.exceptions.push(label);
-            }
-            if days_until(today, e.expires) <= EXCEPTION_WARNING_DAYS {
-                let note = format!("exception for {} expires on {}; fix {} before then", e.id, e.expires, f.package);
-                if !v.notes.contains(&note) {
-                    v.notes.push(note);
-                }
-            }
-            return true;
-        }
-        false
-    }
-
-    fn tests(&self, rule: &TestRule, v: &mut Verdict) {
-        let found = self.verified(|_, c| match c {
-            Claim::Tests(r) => Some(r),
-            _ => None,
-        });
-        // The newest by finishedOn when results carry it, else the last attached.
-        let Some(chosen) = found
-            .iter()
-            .filter(|f| signed_by_any(f.signers, &rule.signed_by))
-            .max_by_key(|f| (f.claim.finished_on, f.att.index))
-        else {
-            v.fail(
-                Reason::MissingEvidence,
-                self.missing(
-                    "test result",
-                    &format!("`cosign attest --type {TEST_RESULT_V01}`"),
-                    &[TEST_RESULT_V01],
-                    &found,
-                    &rule.signed_by,
-                ),
-            );
-            let fix = self.fix_missing(TEST_FIX, &found, &rule.signed_by, v);
-            v.fix(fix);
-            return;
-        };
-        let report = chosen.claim;
-        v.cite(EvidenceKind::Tests, chosen, report.finished_on);
-        let ok = match rule.require {
-            TestOutcome::Passed => report.result == TestOutcome::Passed,
-            _ => report.result != TestOutcome::Failed,
-        };
-        let failed = if report.failed_tests.is_empty() {
-            String::new()
-        } else {
-            let mut names: Vec<&str> = report.failed_tests.iter().take(LIST_FINDINGS).map(String::as_str).collect();
-            let more = report.failed_tests.len().saturating_sub(LIST_FINDINGS);
-            let extra = if more > 0 { format!(", and {more} more") } else { String::new() };
-            names.sort_unstable();
-            format!(" ({} failed: {}{extra})", report.failed_tests.len(), names.join(", "))
-        };
-        let url = report.url.as_deref().map(|u| format!("; see {u}")).unwrap_or_default();
-        if !ok {
-            v.fail(
-                Reason::Tests,
-                format!(
-                    "test result is {}{failed}, tier {} requires {}{url}",
-                    outcome_str(report.result),
-                    self.tier,
-                    if rule.require == TestOutcome::Passed { "PASSED" } else { "PASSED or WARNED" }
-                ),
-            );
-        } else if !report.failed_tests.is_empty() {
-            v.fail(
-                Reason::Tests,
-                format!("test result is {} but lists failed tests{failed}{url}", outcome_str(report.result)),
-            );
-        }
-        let ran =
-            |c: &str| report.configuration.iter().any(|d| d.name.as_deref() == Some(c) || d.uri.as_deref() == Some(c));
-        let missing: Vec<&str> = rule.require_configurations.iter().map(String::as_str).filter(|c| !ran(c)).collect();
-        if !missing.is_empty() {
-            v.fail(
-                Reason::Tests,
-                format!(
-                    "required test configuration{} {} did not run (tier {}){url}",
-                    if missing.len() == 1 { "" } else { "s" },
-                    missing.join(", "),
-                    self.tier
-                ),
-            );
-        }
-        let passed = |t: &str| {
-            report.passed_tests.iter().any(|p| p == t)
-                || (rule.require != TestOutcome::Passed && report.warned_tests.iter().any(|p| p == t))
-        };
-        let not_passed: Vec<&str> = rule.require_tests.iter().map(String::as_str).filter(|t| !passed(t)).collect();
-        if !not_passed.is_empty() {
-            v.fail(
-                Reason::Tests,
-                format!("required tests not passed: {} (tier {}){url}", not_passed.join(", "), self.tier),
-            );
-        }
-        if let Some(min) = rule.min_passed {
-            if (report.passed_tests.len() as u64) < min as u64 {
-                v.fail(
-                    Reason::Tests,
-                    format!(
-                        "only {} passed tests, tier {} requires at least {min}{url}",
-                        report.passed_tests.len(),
-                        self.tier
-                    ),
-                );
-            }
-        }
-        if v.reasons.contains(&Reason::Tests) {
-            let fix = format!("make the tests pass, then {}", TEST_FIX.replace("{image}", &v.pinned()));
-            v.fix(fix);
-        }
-        let age = Age {
-            what: "test result",
-            limit: "tests maxAge",
-            field: "finishedOn",
-            redo: "rerun the tests and attest the result",
-        };
-        if let Some(stale) = self.age_problem(&age, report.finished_on, rule.max_age) {
-            v.fail(Reason::StaleEvidence, stale);
-            let fix = format!("rerun the tests, then {}", TEST_FIX.replace("{image}", &v.pinned()));
-            v.fix(fix);
-        }
-    }
-
-    /// The remedy for evidence of a kind that is missing: signed by a
-    /// signer the tier does not accept, or not attached at all (`attach`).
-    fn fix_missing<T>(&self, attach: &str, found: &[Found<'_, T>], wanted: &[String], v: &Verdict) -> String {
-        match found.first() {
-            Some(_) => format!("sign it as {} (the attestation found is signed by another)", self.expected(wanted)),
-            None => attach.replace("{image}", &v.pinned()),
-        }
-    }
-
-    /// What is wrong with the age of a piece of evidence, if anything: from
-    /// the future (beyond clock skew), older than the limit, or of no known age
-    /// when the tier sets a limit.
-    fn age_problem(&self, age: &Age, finished: Option<DateTime<Utc>>, max: Option<Duration>) -> Option<String> {
-        let Age { what, limit, field, redo } = age;
-        match (finished, max) {
-            (Some(t), _) if (t - self.now).num_seconds() > MAX_SKEW_SECS => Some(format!(
-                "the {what} claims to finish in the future ({}); check the producer's clock and {redo}",
-                rfc3339(t)
-            )),
-            (Some(t), Some(max)) if max.delta() < self.now - t => Some(format!(
-                "the newest {what} finished {} ({} ago), older than the {limit} {max} of tier {}; {redo}",
-                rfc3339(t),
-                human(self.now - t),
-                self.tier
-            )),
-            (None, Some(max)) => Some(format!(
-                "the {what} records no finish time ({field}), so its age cannot be checked against the {limit} {max} of tier {}; {redo} with its time",
-                self.tier
-            )),
-            _ => None,
-        }
-    }
-
-    /// Build provenance: the newest signed by an accepted signer that
-    /// matches passes; if none matches, the newest's mismatch is the reason.
-    fn provenance(&self, rule: &ProvenanceRule, v: &mut Verdict) {
-        let found = self.verified(|_, c| match c {
-            Claim::Provenance(p) => Some(p),
-            _ => None,
-        });
-        let mut accepted: Vec<&Found<'_, Provenance>> =
-            found.iter().filter(|f| signed_by_any(f.signers, &rule.signed_by)).collect();
-        if accepted.is_empty() {
-            v.fail(
-                Reason::MissingEvidence,
-                self.missing("build provenance", PROVENANCE_HOW, PROVENANCE_TYPES, &found, &rule.signed_by),
-            );
-            let fix = self.fix_missing(PROVENANCE_FIX, &found, &rule.signed_by, v);
-            v.fix(fix);
-            return;
-        }
-        accepted.sort_by_key(|f| std::cmp::Reverse(f.att.index));
-        let mut first_why = None;
-        for f in accepted {
-            let why = self.provenance_mismatch(rule, f);
-            if why.is_empty() {
-                v.cite(EvidenceKind::Provenance, f, None);
-                return;
-            }
-            first_why.get_or_insert(why);
-        }
-        v.fail_all(Reason::Provenance, first_why.unwrap_or_default());
-        v.fix(
-            "build it from a source repository and with a builder the tier accepts (provenance in the policy)".into(),
-        );
-    }
-
-    /// How one provenance fails the rule (empty when it passes). The source
-    /// repository is checked as the provenance states it and, for keyless
-    /// signatures, as the signing certificate does (Fulcio copies it from
-    /// the CI's token): both must be accepted.
-    fn provenance_mismatch(&self, rule: &ProvenanceRule, f: &Found<'_, Provenance>) -> Vec<String> {
-        let mut out = Vec::new();
-        let matches = |patterns: &[String], s: &str| self.policy.patterns.path_matches(patterns, s);
-        if !rule.source_repositories.is_empty() {
-            let mut sources: Vec<(String, &str)> = Vec::new();
-            if let Some(s) = &f.claim.source_repository {
-                sources.push((s.clone(), "the provenance"));
-            }
-            if let Some(s) = f.identity.and_then(|i| i.source_repository.as_deref()) {
-                sources.push((repository_uri(s), "the signing certificate"));
-            }
-            if sources.is_empty() {
-                out.push(format!(
-                    "the build provenance names no source repository, and tier {} accepts only {}",
-                    self.tier,
-                    rule.source_repositories.join(", ")
-                ));
-            }
-            for (source, by) in sources {
-                if !matches(&rule.source_repositories, &source) {
-                    out.push(format!(
-                        "built from {source} (per {by}), but tier {} accepts source repositories {}",
-                        self.tier,
-                        rule.source_repositories.join(", ")
-                    ));
-                }
-            }
-        }
-        if !rule.builder_ids.is_empty() && !matches(&rule.builder_ids, &f.claim.builder_id) {
-            out.push(format!(
-                "built by {}, but tier {} accepts builders {}",
-                f.claim.builder_id,
-                self.tier,
-                rule.builder_ids.join(", ")
-            ));
-        }
-        out
-    }
-
-    /// A required attestation of any predicate type.
-    fn attestation(&self, rule: &AttestationRule, v: &mut Verdict) {
-        // For a verified attestation the claimed type is the verified one.
-        let found =
-            self.verified(|a, c| (a.claimed_type.as_deref() == Some(rule.predicate_type.as_str())).then_some(c));
-        match found.iter().filter(|f| signed_by_any(f.signers, &rule.signed_by)).max_by_key(|f| f.att.index) {
-            Some(f) => v.cite(EvidenceKind::Attestation, f, None),
-            None => {
-                v.fail(
-                    Reason::MissingEvidence,
-                    self.missing(
-                        &format!("{} attestation", rule.predicate_type),
-                        &format!("`cosign attest --type {}`", rule.predicate_type),
-                        &[rule.predicate_type.as_str()],
-                        &found,
-                        &rule.signed_by,
-                    ),
-                );
-                let attach =
-                    format!("attest it: cosign attest --type {} --predicate FILE {{image}}", rule.predicate_type);
-                let fix = self.fix_missing(&attach, &found, &rule.signed_by, v);
-                v.fix(fix);
-            }
-        }
-    }
-
-    /// `ci (subject … from issuer …)` for each wanted signer: what the tier
-    /// expects, for a denial that names who signed.
-    fn expected(&self, wanted: &[String]) -> String {
-        wanted
-            .iter()
-            .map(|s| {
-                let ids = self.policy.keyless_identities(s);
-                if ids.is_empty() {
-                    s.clone()
-                } else {
-                    format!("{s} ({})", ids.join(", or "))
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-
-    /// Why no acceptable attestation of a kind was found, in the most useful words.
-    fn missing<T>(
-        &self,
-        what: &str,
-        how: &str,
-        predicate_types: &[&str],
-        others: &[Found<'_, T>],
-        wanted: &[String],
-    ) -> String {
-        if let Some(f) = others.first() {
-            let by = match f.identity {
-                Some(id) => format!("{} ({id})", f.signers.join(", ")),
-                None => f.signers.join(", "),
-            };
-            return format!(
-                "the {what} is signed by {by}, but tier {} accepts only {}",
-                self.tier,
-                self.expected(wanted)
-            );
-        }
-        let mut why: Vec<String> = Vec::new();
-        let mut identity_problem = false;
-        for a in &self.ev.attestations {
-            if !a.claimed_type.as_deref().is_none_or(|t| predicate_types.contains(&t)) {
-                continue;
-            }
-            let reason = match &a.outcome {
-                Outcome::Rejected(p) => {
-                    identity_problem |= matches!(
-                        p,
-                        Problem::UnknownIdentity { .. }
-                            | Problem::KeylessButOnlyKeys { .. }
-                            | Problem::KeyedButOnlyKeyless
-                    );
-                    p.to_string()
-                }
-                Outcome::Unreadable { why, .. } => why.clone(),
-                Outcome::Verified { .. } => continue,
-            };
-            if !why.contains(&reason) {
-                why.push(reason);
-            }
-        }
-        if !why.is_empty() {
-            let expects = if identity_problem {
-                format!("; tier {} expects {}", self.tier, self.expected(wanted))
-            } else {
-                String::new()
-            };
-            return format!("no valid {what}: {}{expects}", why.join("; "));
-        }
-        if self.ev.attestations.is_empty() {
-            format!("no attestations found (looked for {}); attach a signed {what} with {how}", self.ev.location)
-        } else {
-            format!(
-                "no {what} among the {} attestations at {}; attach one with {how}",
-                self.ev.attestations.len(),
-                self.ev.location
-            )
-        }
-    }
-}
-
-fn signed_by_any(signers: &[String], wanted: &[String]) -> bool {
-    signers.iter().any(|s| wanted.contains(s))
-}
-
-fn outcome_str(o: TestOutcome) -> &'static str {
-    match o {
-        TestOutcome::Passed => "PASSED",
-        TestOutcome::Warned => "WARNED",
-        TestOutcome::Failed => "FAILED",
-    }
-}
-
-fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
-fn days_until(today: NaiveDate, day: NaiveDate) -> i64 {
-    (day - today).num_days()
-}
-
-/// `3d 4h`, `5h 12m`, `40m`: a rounded age for messages.
-fn human(d: ChronoDuration) -> String {
-    let m = d.num_minutes().max(0);
-    let (days, hours, mins) = (m / 1440, (m / 60) % 24, m % 60);
-    match (days, hours) {
-        (0, 0) => format!("{mins}m"),
-        (0, _) => format!("{hours}h {mins}m"),
-        _ => format!("{days}d {hours}h"),
-    }
 }
 
 #[cfg(test)]
@@ -1057,8 +525,10 @@ mod tests {
     //! The policy as a table: one row per rule and boundary.
     use super::*;
     use crate::attest::Problem;
+    use crate::evidence::{Claim, Outcome, Provenance, Severity, TestOutcome};
     use crate::evidence::{Finding, ImageEvidence, TestReport, VulnReport};
     use crate::image::Digest;
+    use chrono::Duration as ChronoDuration;
 
     /// A tier name, as the policy would make it.
     fn name(tier: &str) -> TierName {
@@ -1502,6 +972,39 @@ mod tests {
         let v = evaluate(&p, &name("t"), &ImageRef::parse("r.example/app:v1").unwrap(), Ok(&ev), now());
         assert!(v.admitted, "{v:?}");
         assert_eq!(v.notes, ["H in openssl 3.0.1, fixed in 2 (high) is inside its 876600000000h remediation window"]);
+    }
+
+    #[test]
+    fn exceptions_expiring_soon_are_facts_of_the_verdict() {
+        let crit = || vec![scan("scanner", h(1), vec![finding("CVE-1", Severity::Critical, "2", None)])];
+        let soon = |day: u32| {
+            vec![ExpiringException { id: "CVE-1".into(), expires: NaiveDate::from_ymd_opt(2026, 6, day).unwrap() }]
+        };
+        // (case, exceptions, evidence, expiring exceptions)
+        let rows: Vec<(&str, &str, ImageEvidence, Vec<ExpiringException>)> = vec![
+            ("none", "", evidence(crit()), vec![]),
+            ("far off", EXC_ACTIVE, evidence(crit()), vec![]),
+            ("within 14 days", EXC_SOON, evidence(crit()), soon(20)),
+            ("on its last day", EXC_TODAY, evidence(crit()), soon(15)),
+            ("expired: no longer applies", EXC_EXPIRED, evidence(crit()), vec![]),
+            (
+                "on a platform of a multi-arch image",
+                EXC_SOON,
+                index(vec![], vec![("linux/amd64", Ok(crit())), ("linux/arm64", Ok(crit()))]),
+                soon(20),
+            ),
+        ];
+        let img = ImageRef::parse("r.example/app:v1").unwrap();
+        for (case, exc, ev, want) in rows {
+            let v = evaluate(&policy(VULNS, exc), &name("t"), &img, Ok(&ev), now());
+            assert_eq!(v.expiring_exceptions, want, "{case}");
+            // The words say the same.
+            let said = v.notes.iter().any(|n| n.contains("exception for CVE-1 expires on "));
+            assert_eq!(said, !want.is_empty(), "{case}: {:?}", v.notes);
+        }
+        // Not an output field.
+        let v = evaluate(&policy(VULNS, EXC_SOON), &name("t"), &img, Ok(&evidence(crit())), now());
+        assert!(serde_json::to_value(&v).unwrap().get("expiringExceptions").is_none());
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod duration;
 mod eval;
 mod locate;
 mod model;
+mod rules;
 
 pub use breakglass::{
     break_glass, check as check_grant, is_controller, max_duration as break_glass_max_duration, new_grant, BreakGlass,
@@ -19,5 +20,5 @@ pub use breakglass::{
 };
 pub use decide::{decide, Decision, Judged, Outcome};
 pub use duration::{parse_duration, Duration};
-pub use eval::{evaluate, Cited, EvidenceKind, Reason, Verdict};
+pub use eval::{evaluate, Cited, EvidenceKind, ExpiringException, Reason, Verdict};
 pub use model::*;

@@ -884,13 +884,7 @@ fn validate(f: &PolicyFile) -> Vec<Problem> {
         }
     }
     for (tier, t) in &spec.tiers {
-        let mut signed_by = vec![
-            ("vulnerabilities".to_string(), t.vulnerabilities.as_ref().map(|v| &v.signed_by)),
-            ("tests".to_string(), t.tests.as_ref().map(|v| &v.signed_by)),
-            ("provenance".to_string(), t.provenance.as_ref().map(|v| &v.signed_by)),
-        ];
         for (i, a) in t.attestations.iter().enumerate() {
-            signed_by.push((format!("attestations[{i}]"), Some(&a.signed_by)));
             if a.predicate_type.trim().is_empty() {
                 p(format!("spec.tiers.{tier}.attestations[{i}].predicateType"), "is empty".into());
             }
@@ -905,8 +899,8 @@ fn validate(f: &PolicyFile) -> Vec<Problem> {
                 }
             }
         }
-        for (what, list) in signed_by {
-            let Some(list) = list else { continue };
+        for (what, rule) in super::rules::placed(t) {
+            let list = rule.signed_by();
             if list.is_empty() {
                 p(format!("spec.tiers.{tier}.{what}.signedBy"), "is empty: name at least one signer".into());
             }
