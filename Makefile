@@ -23,6 +23,10 @@ HELM := $(TOOLS_DIR)/helm-$(HELM_VERSION)/helm
 # crane pushes the image layout make image writes (README: The container image).
 CRANE_VERSION ?= v0.22.1
 CRANE := $(TOOLS_DIR)/crane-$(CRANE_VERSION)/crane
+# promtool checks and unit-tests the shipped alert rules (tests/monitoring.rs).
+# Prometheus v3.16.0's Go module version.
+PROMTOOL_VERSION ?= v0.316.0
+PROMTOOL := $(TOOLS_DIR)/promtool-$(PROMTOOL_VERSION)/promtool
 CARGO ?= cargo
 
 export GOTOOLCHAIN := local
@@ -33,6 +37,7 @@ export PORTCULLIS_REGISTRY := $(REGISTRY)
 export PORTCULLIS_KEYLESS_SIGNER := $(KEYLESS_SIGNER)
 export PORTCULLIS_HELM := $(HELM)
 export PORTCULLIS_CRANE := $(CRANE)
+export PORTCULLIS_PROMTOOL := $(PROMTOOL)
 # The container image (an OCI layout) the end-to-end suite runs Portcullis from.
 IMAGE_DIR := target/image
 export PORTCULLIS_IMAGE := $(abspath $(IMAGE_DIR))
@@ -44,7 +49,7 @@ export PORTCULLIS_REVISION := $(REVISION)
 
 include mk/e2e-tools.mk
 
-.PHONY: all build run test unit e2e lint fmt tools keyless-signer certs bench clean-certs demo image image-layout
+.PHONY: all build run test unit e2e lint fmt tools keyless-signer certs bench clean-certs demo image image-layout fuzz
 
 all: build
 
@@ -89,6 +94,11 @@ e2e: tools e2e-tools image-layout
 unit:
 	$(CARGO) test --lib --bins
 
+## fuzz: the property-based fuzzing of every parser (tests/fuzz.rs), long: FUZZ_CASES per target (make test runs 256)
+FUZZ_CASES ?= 1000000
+fuzz:
+	PORTCULLIS_FUZZ_CASES=$(FUZZ_CASES) $(CARGO) test --release --test fuzz -- --nocapture
+
 ## lint: formatting, clippy, and the licences, bans and sources of every dependency (deny.toml)
 lint: $(CARGO_DENY)
 	$(CARGO) fmt --check
@@ -101,8 +111,8 @@ $(CARGO_DENY):
 fmt:
 	$(CARGO) fmt
 
-## tools: real cosign (v2 and v3), a real OCI registry, helm, crane and the keyless-signer fixture tool, built from the Go module proxy into $(TOOLS_DIR)
-tools: $(COSIGN) $(COSIGN3) $(REGISTRY) $(KEYLESS_SIGNER) $(HELM) $(CRANE)
+## tools: real cosign (v2 and v3), a real OCI registry, helm, crane, promtool and the keyless-signer fixture tool, built from the Go module proxy into $(TOOLS_DIR)
+tools: $(COSIGN) $(COSIGN3) $(REGISTRY) $(KEYLESS_SIGNER) $(HELM) $(CRANE) $(PROMTOOL)
 
 $(COSIGN):
 	@command -v go >/dev/null || { echo "go is required to build cosign (apt-get install golang or use the machine's Go)"; exit 1; }
@@ -119,6 +129,10 @@ $(HELM):
 $(CRANE):
 	@command -v go >/dev/null || { echo "go is required to build crane"; exit 1; }
 	GOBIN=$(dir $@) go install github.com/google/go-containerregistry/cmd/crane@$(CRANE_VERSION)
+
+$(PROMTOOL):
+	@command -v go >/dev/null || { echo "go is required to build promtool"; exit 1; }
+	GOBIN=$(dir $@) go install github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION)
 
 $(REGISTRY):
 	@command -v go >/dev/null || { echo "go is required to build the registry"; exit 1; }

@@ -410,6 +410,11 @@ impl Metrics {
             m.reevaluation_duration.clone(),
         );
         m.registry.register_collector(Box::new(PolicyCollector(m.policy.clone())));
+        // The label sets alerts count on exist from the first scrape (at 0),
+        // so that rate() and increase() see their first increment.
+        for result in ["success", "rejected"] {
+            drop(m.reloads.get_or_create(&ResultLabels { result: s(result) }));
+        }
         m
     }
 
@@ -539,6 +544,12 @@ impl Metrics {
     /// different images) are one series, the soonest to expire. A trusted
     /// root's key of a kind without an end has no series.
     pub fn refresh(&self, policy: &crate::policy::Policy, now: DateTime<Utc>) {
+        // Break-glass counts per tier exist from the first scrape (at 0).
+        for tier in policy.tier_names() {
+            for result in ["granted", "refused"] {
+                drop(self.break_glass.get_or_create(&TierResultLabels { tier: s(tier), result: s(result) }));
+            }
+        }
         let mut exceptions: Vec<(ExceptionLabels, i64)> = Vec::new();
         for e in &policy.file.spec.exceptions {
             let Some(end) = e.expires.succ_opt().and_then(|d| d.and_hms_opt(0, 0, 0)) else { continue };

@@ -3,6 +3,8 @@
 //! dashboard name only metrics `/metrics` exports, and the chart and the
 //! plain manifests ship the same rules and the same dashboard.
 
+mod common;
+
 use std::collections::BTreeSet;
 
 use chrono::Utc;
@@ -258,4 +260,64 @@ fn the_chart_and_the_manifests_ship_the_same_alerts_and_dashboard() {
     }
     let ids: BTreeSet<u64> = d["panels"].as_array().unwrap().iter().filter_map(|p| p["id"].as_u64()).collect();
     assert_eq!(ids.len(), d["panels"].as_array().unwrap().len(), "every panel has an id of its own");
+}
+
+/// The shipped rules, checked and unit-tested by Prometheus' own promtool
+/// (`make tools` builds it): `promtool check rules` on the rules as shipped
+/// (their expressions and annotation templates), then `promtool test rules`
+/// with tests/fixtures/monitoring/alerts.test.yaml: each alert fires on the
+/// series that should raise it and stays quiet on the others.
+#[test]
+fn promtool_checks_and_tests_the_shipped_rules() {
+    let promtool = common::tool("PORTCULLIS_PROMTOOL", "promtool");
+    let dir = tempfile::tempdir().unwrap();
+    let rules: Value = serde_yaml_ng::from_str(&read(RULES)).unwrap();
+    let shipped = dir.path().join("shipped.yaml");
+    std::fs::write(&shipped, serde_yaml_ng::to_string(&rules["spec"]).unwrap()).unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(&promtool).args(args).current_dir(dir.path()).output().unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.success(), text)
+    };
+    let (ok, text) = run(&["check", "rules", "shipped.yaml"]);
+    assert!(ok, "promtool check rules: {text}");
+    assert!(text.contains("SUCCESS: 10 rules found"), "{text}");
+    // The same rules without their annotations: promtool test compares them
+    // too, and what is tested here is when each alert fires.
+    let mut bare = rules["spec"].clone();
+    for g in bare["groups"].as_array_mut().unwrap() {
+        for r in g["rules"].as_array_mut().unwrap() {
+            r.as_object_mut().unwrap().remove("annotations");
+        }
+    }
+    std::fs::write(dir.path().join("rules.yaml"), serde_yaml_ng::to_string(&bare).unwrap()).unwrap();
+    std::fs::copy(format!("{ROOT}/tests/fixtures/monitoring/alerts.test.yaml"), dir.path().join("alerts.test.yaml"))
+        .unwrap();
+    let (ok, text) = run(&["test", "rules", "alerts.test.yaml"]);
+    assert!(ok, "promtool test rules: {text}");
+    // Every alert has a test.
+    let tests = read("tests/fixtures/monitoring/alerts.test.yaml");
+    for g in bare["groups"].as_array().unwrap() {
+        for r in g["rules"].as_array().unwrap() {
+            let name = r["alert"].as_str().unwrap();
+            assert!(tests.contains(&format!("alertname: {name}\n")), "no promtool test for {name}");
+        }
+    }
+}
+
+/// The label sets alerts count on exist at 0 from the first scrape, so that
+/// `increase()` sees the first reload rejected and the first break-glass.
+#[test]
+fn counters_alerts_count_on_start_at_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Metrics::new();
+    m.refresh(&policy(dir.path()), Utc::now());
+    let text = m.render();
+    for series in [
+        r#"portcullis_policy_reloads_total{result="rejected"} 0"#,
+        r#"portcullis_policy_reloads_total{result="success"} 0"#,
+        r#"portcullis_break_glass_total{tier="production",result="granted"} 0"#,
+    ] {
+        assert!(text.lines().any(|l| l == series), "no {series} in\n{text}");
+    }
 }
