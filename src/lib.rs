@@ -14,20 +14,16 @@ pub mod attest;
 pub mod audit;
 pub mod cluster;
 pub mod engine;
-pub mod events;
 pub mod evidence;
 pub mod gate;
 pub mod image;
-pub mod leader;
+pub mod kinds;
 pub mod metrics;
 pub mod platform;
 pub mod policy;
-pub mod reevaluate;
 pub mod registry;
-pub mod report;
-pub mod rollback;
-pub mod running;
 pub mod timelines;
+pub mod watch;
 pub mod webhook;
 
 /// Installs the process-wide rustls crypto provider (aws-lc-rs). Every TLS

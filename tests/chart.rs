@@ -976,3 +976,103 @@ fn shell_words(line: &str) -> Vec<String> {
     }
     words
 }
+
+/// Resources as (API group, version, resource).
+type Resources = std::collections::BTreeSet<(String, String, String)>;
+
+/// The resources of every webhook's rules in `docs`, by webhook name.
+fn webhook_resources(docs: &[Value]) -> Vec<(String, Resources)> {
+    let mut out = Vec::new();
+    for d in docs
+        .iter()
+        .filter(|d| d["kind"] == "ValidatingWebhookConfiguration" || d["kind"] == "MutatingWebhookConfiguration")
+    {
+        for w in d["webhooks"].as_array().unwrap() {
+            let mut set = std::collections::BTreeSet::new();
+            for r in w["rules"].as_array().unwrap() {
+                let list = |k: &str| -> Vec<String> {
+                    r[k].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect()
+                };
+                for g in list("apiGroups") {
+                    for v in list("apiVersions") {
+                        for res in list("resources") {
+                            set.insert((g.clone(), v.clone(), res));
+                        }
+                    }
+                }
+            }
+            out.push((format!("{} {}", d["kind"].as_str().unwrap(), w["name"].as_str().unwrap()), set));
+        }
+    }
+    out
+}
+
+/// The resources a rule of `docs` grants `verb` on, in API group `group`.
+fn granted(docs: &[Value], group: &str, verb: &str) -> std::collections::BTreeSet<String> {
+    docs.iter()
+        .filter(|d| d["kind"] == "ClusterRole" || d["kind"] == "Role")
+        .flat_map(|d| d["rules"].as_array().into_iter().flatten())
+        .filter(|r| r["apiGroups"].as_array().unwrap().iter().any(|g| g == group))
+        .filter(|r| r["verbs"].as_array().unwrap().iter().any(|v| v == verb))
+        .flat_map(|r| r["resources"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()))
+        .collect()
+}
+
+/// The lists of kinds the YAML carries are the kinds Portcullis knows
+/// (`kinds::KINDS`): every webhook of the manifests and the chart asks for
+/// exactly the pod-bearing resources (and the subresources judged with
+/// them), and RBAC grants what re-evaluation and rollback read of them (the
+/// Pods; a Deployment and what it makes). Adding a kind to `kinds.rs`
+/// without the YAML, or the YAML without `kinds.rs`, fails here.
+#[test]
+fn the_yaml_lists_of_kinds_match_kinds_rs() {
+    use portcullis::kinds::{self, KINDS};
+    let want: Resources = KINDS
+        .iter()
+        .flat_map(|k| {
+            std::iter::once(k.plural.to_string())
+                .chain(k.subresources.iter().map(|s| format!("{}/{s}", k.plural)))
+                .map(|res| (k.group.to_string(), k.version.to_string(), res))
+        })
+        .collect();
+    let chart = render(&["reevaluation.rollback.enabled=true"]);
+    let sources = [
+        ("manifests/40-webhook.yaml", manifest("40-webhook.yaml")),
+        ("manifests/41-mutating-webhook.yaml", manifest("41-mutating-webhook.yaml")),
+        ("the chart", chart.clone()),
+    ];
+    for (source, docs) in &sources {
+        let webhooks = webhook_resources(docs);
+        assert!(!webhooks.is_empty(), "{source} has webhooks");
+        for (name, got) in webhooks {
+            assert_eq!(got, want, "{source}: {name}");
+        }
+    }
+    let chart_webhooks = webhook_resources(&chart);
+    assert!(chart_webhooks.iter().any(|(n, _)| n.starts_with("Mutating")), "the chart renders /mutate by default");
+
+    // RBAC: re-evaluation watches the Pods; rollback patches a Deployment
+    // and lists what it makes (its revisions).
+    let makes = kinds::DEPLOYMENT.makes().expect("a Deployment makes ReplicaSets");
+    for (source, docs) in [
+        ("manifests/10-rbac.yaml", manifest("10-rbac.yaml")),
+        ("manifests/optional/rollback-rbac.yaml", manifest("optional/rollback-rbac.yaml")),
+        ("the chart", chart),
+    ] {
+        let core = granted(&docs, kinds::POD.group, "watch");
+        let apps_patched = granted(&docs, kinds::DEPLOYMENT.group, "patch");
+        let apps_listed = granted(&docs, makes.group, "list");
+        if source != "manifests/optional/rollback-rbac.yaml" {
+            assert!(core.contains(kinds::POD.plural), "{source}: watch {core:?}");
+        }
+        if source != "manifests/10-rbac.yaml" {
+            assert_eq!(apps_patched, [kinds::DEPLOYMENT.plural.to_string()].into(), "{source}");
+            assert_eq!(apps_listed, [makes.plural.to_string()].into(), "{source}");
+        }
+        // No other pod-bearing resource is granted anywhere.
+        for k in KINDS.iter().filter(|k| ![kinds::POD.kind, kinds::DEPLOYMENT.kind, makes.kind].contains(&k.kind)) {
+            assert!(!granted(&docs, k.group, "get").contains(k.plural), "{source}: {}", k.plural);
+            assert!(!granted(&docs, k.group, "list").contains(k.plural), "{source}: {}", k.plural);
+        }
+    }
+}

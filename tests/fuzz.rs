@@ -114,8 +114,8 @@ fn admission_reviews() {
     fuzz("AdmissionReview decoder and the image walker", seeds, |b| {
         if let Ok(review) = portcullis::webhook::review::decode(b) {
             // What a decision then reads of it.
-            if let Some(shape) = portcullis::webhook::extract::shape(&review.req.kind.group, &review.req.kind.kind) {
-                let _ = portcullis::webhook::extract::images(&shape, &review.object);
+            if let Some(kind) = portcullis::kinds::of(&review.req.kind.group, &review.req.kind.kind) {
+                let _ = portcullis::kinds::images(kind, &review.object);
             }
         }
     });

@@ -16,7 +16,7 @@ use super::{cluster_client, load_policy, registry};
 /// distinct running image in its namespace's tier, prints the rows.
 pub(crate) async fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
     use k8s_openapi::api::core::v1::{Namespace, Pod};
-    use portcullis::report::table;
+    use portcullis::watch::report::table;
     let policy = Arc::new(load_policy(a.policy.as_ref())?);
     let client = cluster_client(a.kubeconfig.as_deref()).await?;
     let list = kube::api::ListParams::default();
@@ -40,7 +40,7 @@ pub(crate) async fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
     let now = a.at.unwrap_or_else(webhook::portcullis_now);
     let engine = Engine::new(registry(&a.registry)?, &EngineConfig::default(), Arc::new(Metrics::default()));
     let deadline = tokio::time::Instant::now() + a.timeout;
-    let running = portcullis::running::images(&pods)
+    let running = portcullis::watch::running::images(&pods)
         .into_iter()
         .filter(|r| a.namespace.is_some() || !a.exclude_namespaces.contains(&r.namespace))
         .map(|r| {
@@ -49,7 +49,7 @@ pub(crate) async fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
             (r, tier.map_err(|e| e.to_string()))
         })
         .collect();
-    let rows = portcullis::report::judge(&engine, &policy, running, now, deadline).await;
+    let rows = portcullis::watch::report::judge(&engine, &policy, running, now, deadline).await;
     let failing = rows.iter().filter(|r| !r.status.passes()).count();
     match a.output {
         Output::Json => outln!(

@@ -46,7 +46,7 @@ pub(crate) async fn serve(a: ServeArgs) -> anyhow::Result<()> {
                     .ok()
                     .or_else(|| std::env::var("HOSTNAME").ok())
                     .unwrap_or_else(|| "portcullis".into());
-                events = Some(portcullis::events::Events::start(client.clone(), instance.clone()));
+                events = Some(portcullis::cluster::events::Events::start(client.clone(), instance.clone()));
                 if a.policy.is_none() && !a.reevaluate_every.is_zero() {
                     tracing::info!(
                         "no re-evaluation on the embedded default policy: give --policy to re-judge running workloads"
@@ -55,7 +55,7 @@ pub(crate) async fn serve(a: ServeArgs) -> anyhow::Result<()> {
                 reevaluation = (!a.reevaluate_every.is_zero() && a.policy.is_some()).then(|| {
                     (
                         client.clone(),
-                        portcullis::reevaluate::Config {
+                        portcullis::watch::reevaluate::Config {
                             every: a.reevaluate_every,
                             lease_namespace: a.lease_namespace.clone(),
                             identity: instance,
@@ -152,7 +152,7 @@ pub(crate) async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         .context("loading the serving certificate and key (`make certs` makes dev ones) and the client CA")?;
     if let Some((client, cfg)) = reevaluation {
         tracing::info!(every = ?cfg.every, lease = %cfg.lease_namespace, "re-evaluating running workloads (one replica)");
-        portcullis::reevaluate::start(state.clone(), client, cfg);
+        portcullis::watch::reevaluate::start(state.clone(), client, cfg);
     }
     webhook::spawn_reloader(state.clone(), a.policy.clone(), tls.clone(), a.reload_interval);
     let limits = webhook::ServerLimits {

@@ -51,18 +51,7 @@ const MAX_TOKEN: usize = 16 << 10;
 const MAC_CONTEXT: &[u8] = b"portcullis.dev/break-glass-grant/v1\n";
 const TOKEN_PREFIX: &str = "v1.";
 
-/// A Kubernetes object, as `Kind/name`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ObjectId {
-    pub kind: String,
-    pub name: String,
-}
-
-impl fmt::Display for ObjectId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.kind, self.name)
-    }
-}
+pub use crate::kinds::ObjectId;
 
 /// What a grant says. Signed as a whole; nothing in it can change without
 /// the key.
@@ -303,18 +292,7 @@ pub fn check(grant: &Grant, at: &Presented<'_>, max: Duration, now: DateTime<Utc
 /// or the Job a CronJob makes (`<cronjob>-<n>`).
 fn made_from(granted: &ObjectId, controller: Option<&ObjectId>) -> bool {
     let Some(owner) = controller else { return false };
-    if owner == granted {
-        return true;
-    }
-    let generated_by = |kind: &str, by: &str| {
-        owner.kind == kind
-            && granted.kind == by
-            && owner
-                .name
-                .strip_prefix(granted.name.as_str())
-                .is_some_and(|rest| rest.len() > 1 && rest.starts_with('-'))
-    };
-    generated_by("ReplicaSet", "Deployment") || generated_by("Job", "CronJob")
+    owner == granted || crate::kinds::made_by(owner, granted)
 }
 
 /// When a grant issued at `iat` (Unix seconds) lasting `max` ends.

@@ -24,16 +24,15 @@ use tokio::time::Instant;
 use tracing::Instrument as _;
 
 use crate::audit::{AuditLog, Record};
+use crate::cluster::events::Notice;
 use crate::cluster::TierSource;
 use crate::engine::{Engine, Keychain};
-use crate::events::Notice;
 use crate::image::{Digest, ImageRef};
 use crate::metrics::Metrics;
 use crate::policy::{
     self, BreakGlass, BreakGlassRequest, Decision, GrantKeys, Judged, Outcome, Policy, Presented, Presenter, Verdict,
 };
 
-pub mod extract;
 mod mutate;
 pub mod ping;
 pub mod review;
@@ -44,7 +43,7 @@ pub use mutate::PinImages;
 pub use server::{Handle, Server, ServerLimits};
 pub use tls::{caller, Caller, ClientAuth, ClientPolicy, ListenerTls, Refusal, ServingTls, TlsError};
 
-use extract::{ContainerImage, Shape};
+use crate::kinds::{self, ContainerImage, Kind};
 use review::Review;
 
 /// Largest AdmissionReview accepted (an object and its old version, each up
@@ -79,7 +78,7 @@ pub struct AppState {
     /// Pull secrets, when Portcullis may read them (`--pull-secrets`).
     pub pull_secrets: Option<crate::cluster::PullSecrets>,
     /// Where break-glass Events go, when there is a cluster.
-    pub events: Option<crate::events::Events>,
+    pub events: Option<crate::cluster::events::Events>,
     /// Time to remediation and to promotion, as decisions go by.
     pub timelines: crate::timelines::Timelines,
     /// Users of workload controllers besides kube-controller-manager's
@@ -136,7 +135,7 @@ async fn readyz(State(st): State<Arc<AppState>>) -> Response {
 
 async fn metrics(State(st): State<Arc<AppState>>) -> Response {
     st.metrics.refresh(&st.policy(), portcullis_now());
-    st.metrics.catch_up(st.audit.write_errors(), st.events.as_ref().map_or(0, crate::events::Events::lost));
+    st.metrics.catch_up(st.audit.write_errors(), st.events.as_ref().map_or(0, crate::cluster::events::Events::lost));
     ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], st.metrics.render()).into_response()
 }
 
@@ -494,7 +493,7 @@ async fn mutate(
 /// the operation can change its images: the review's own (decoded once,
 /// never copied).
 pub(crate) struct Subject<'r> {
-    pub shape: Shape,
+    pub kind: &'static Kind,
     pub object: &'r Value,
     pub old: &'r Value,
     pub namespace: String,
@@ -506,23 +505,23 @@ impl<'r> Subject<'r> {
         if !matches!(req.operation, Operation::Create | Operation::Update) {
             return None;
         }
-        let shape = extract::shape(&req.kind.group, &req.kind.kind)?;
+        let kind = kinds::of(&req.kind.group, &req.kind.kind)?;
         let namespace = req
             .namespace
             .clone()
             .or_else(|| review.object.pointer("/metadata/namespace").and_then(Value::as_str).map(String::from))
             .unwrap_or_default();
-        Some(Subject { shape, object: &review.object, old: &review.old, namespace })
+        Some(Subject { kind, object: &review.object, old: &review.old, namespace })
     }
 
     /// The break-glass annotations as the object carries them (justification,
     /// ticket, grant): a change to any of them is judged with every image.
     pub(crate) fn glass(&self, object: &Value) -> [Option<String>; 3] {
-        let ann = extract::annotations(&self.shape, object);
+        let ann = kinds::annotations(self.kind, object);
         [
-            extract::annotation(&ann, policy::BREAK_GLASS_ANNOTATION).map(String::from),
-            extract::annotation(&ann, policy::BREAK_GLASS_TICKET_ANNOTATION).map(String::from),
-            extract::grant(&self.shape, object).map(String::from),
+            kinds::annotation(&ann, policy::BREAK_GLASS_ANNOTATION).map(String::from),
+            kinds::annotation(&ann, policy::BREAK_GLASS_TICKET_ANNOTATION).map(String::from),
+            kinds::grant(self.kind, object).map(String::from),
         ]
     }
 
@@ -537,12 +536,12 @@ impl<'r> Subject<'r> {
     where
         'r: 'a,
     {
-        let ann = extract::annotations(&self.shape, self.object);
-        let justification = extract::annotation(&ann, policy::BREAK_GLASS_ANNOTATION);
+        let ann = kinds::annotations(self.kind, self.object);
+        let justification = kinds::annotation(&ann, policy::BREAK_GLASS_ANNOTATION);
         let user = req.user_info.username.as_deref().unwrap_or("");
         BreakGlassRequest {
             justification,
-            ticket: extract::annotation(&ann, policy::BREAK_GLASS_TICKET_ANNOTATION),
+            ticket: kinds::annotation(&ann, policy::BREAK_GLASS_TICKET_ANNOTATION),
             written: justification.is_some() && self.writes_justification(&req.operation),
             user,
             groups: req.user_info.groups.as_deref().unwrap_or(&[]),
@@ -562,7 +561,7 @@ impl<'r> Subject<'r> {
     /// whoever writes it, never derived from what an earlier request wrote.
     pub(crate) fn writes_justification(&self, op: &Operation) -> bool {
         let of = |o: &Value| {
-            extract::annotation(&extract::annotations(&self.shape, o), policy::BREAK_GLASS_ANNOTATION).map(String::from)
+            kinds::annotation(&kinds::annotations(self.kind, o), policy::BREAK_GLASS_ANNOTATION).map(String::from)
         };
         match op {
             Operation::Create => of(self.object).is_some(),
@@ -593,7 +592,7 @@ impl<'r> Subject<'r> {
     /// [`PULL_SECRET_WAIT`] and never past `deadline`.
     pub(crate) async fn keychain(&self, st: &AppState, deadline: Instant) -> Keychain {
         let Some(ps) = &st.pull_secrets else { return Keychain::default() };
-        let (names, account) = extract::pull_secrets(&self.shape, self.object);
+        let (names, account) = kinds::pull_secrets(self.kind, self.object);
         let until = deadline.min(Instant::now() + PULL_SECRET_WAIT);
         match tokio::time::timeout_at(until, ps.keychain(&self.namespace, &names, &account)).await {
             Ok(k) => k,
@@ -611,7 +610,7 @@ impl<'r> Subject<'r> {
             return all;
         }
         let before: BTreeSet<String> =
-            extract::images(&self.shape, self.old).unwrap_or_default().into_iter().map(|c| c.image).collect();
+            kinds::images(self.kind, self.old).unwrap_or_default().into_iter().map(|c| c.image).collect();
         all.into_iter().filter(|c| !before.contains(&c.image)).collect()
     }
 }
@@ -710,7 +709,7 @@ pub async fn decide(st: &AppState, review: &Review, deadline: Instant) -> (Admis
     let Some(subject) = subject else {
         return (allow, record);
     };
-    record.owner = extract::controller(subject.object).map(|o| o.to_string());
+    record.owner = kinds::controller(subject.object).map(|o| o.to_string());
     let answer = |record: Record, decision: Decision| {
         let mut resp = AdmissionResponse::from(req);
         if let Some(msg) = decision.message.as_ref().filter(|_| !decision.allowed) {
@@ -724,7 +723,7 @@ pub async fn decide(st: &AppState, review: &Review, deadline: Instant) -> (Admis
     let refuse = |record: Record, reason: &'static str, why: &str| {
         answer(record, policy::decide::refuse(&policy.digest, reason, why))
     };
-    let all = match extract::images(&subject.shape, subject.object) {
+    let all = match kinds::images(subject.kind, subject.object) {
         Ok(i) => i,
         Err(e) => return refuse(record, "invalid_object", &format!("{}: {e}", req.name)),
     };
@@ -737,7 +736,7 @@ pub async fn decide(st: &AppState, review: &Review, deadline: Instant) -> (Admis
         let why = format!(
             "{} {} names {} distinct images, more than the limit of {} per review (--max-images-per-review); \
              split it into several objects",
-            subject.shape.kind,
+            subject.kind.kind,
             req.name,
             distinct.len(),
             st.max_images
@@ -766,7 +765,7 @@ pub async fn decide(st: &AppState, review: &Review, deadline: Instant) -> (Admis
             Err(e) => verdicts.push(Verdict {
                 image: c.image.clone(),
                 tier: tier.to_string(),
-                problems: vec![format!("{}: {e}", c.path)],
+                problems: vec![format!("{}: {e}", c.path())],
                 reasons: vec![policy::Reason::Digest],
                 ..Verdict::default()
             }),
@@ -777,14 +776,14 @@ pub async fn decide(st: &AppState, review: &Review, deadline: Instant) -> (Admis
 
     // Break-glass: directly for an allowed user, or through a grant the
     // object carries, checked against exactly what was judged here.
-    let object = extract::object_id(&subject.shape, subject.object, &req.name);
-    let carried = extract::grant(&subject.shape, subject.object);
+    let object = kinds::object_id(subject.kind, subject.object, &req.name);
+    let carried = kinds::grant(subject.kind, subject.object);
     let grant = carried.map(|token| {
         let presented = Presented {
             namespace: &subject.namespace,
             tier: &tier,
             object: object.clone(),
-            controller: extract::controller(subject.object),
+            controller: kinds::controller(subject.object),
             images: verdicts
                 .iter()
                 .map(|v| (v.image.clone(), v.digest.as_deref().and_then(|d| Digest::parse(d).ok())))
@@ -801,7 +800,7 @@ pub async fn decide(st: &AppState, review: &Review, deadline: Instant) -> (Admis
         tier_spec,
         verdicts,
         break_glass: BreakGlassRequest { grant, ..subject.break_glass_request(req, st) },
-        template_without_grant: (subject.shape.is_template() && carried.is_none()).then(|| object.to_string()),
+        template_without_grant: (subject.kind.is_template() && carried.is_none()).then(|| object.to_string()),
         now,
     });
     if let (Outcome::BreakGlass, BreakGlass::Granted { user, justification, ticket, carried, .. }) =

@@ -15,9 +15,10 @@ use kube::core::DynamicObject;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use super::{extract, AppState, Review, Subject};
+use super::{AppState, Review, Subject};
 use crate::engine::LookupError;
 use crate::image::{Digest, ImageRef};
+use crate::kinds;
 use crate::policy::{self, Presented};
 
 /// Which objects `/mutate` pins to digests.
@@ -43,7 +44,7 @@ pub(super) async fn mutate(st: &AppState, review: &Review, deadline: Instant) ->
     let req = &review.req;
     let resp = AdmissionResponse::from(req);
     let Some(subject) = Subject::of(review) else { return resp };
-    let Ok(all) = extract::images(&subject.shape, subject.object) else { return resp };
+    let Ok(all) = kinds::images(subject.kind, subject.object) else { return resp };
     let mut warnings: Vec<String> = Vec::new();
     let mut patch: Vec<Value> = Vec::new();
 
@@ -54,7 +55,7 @@ pub(super) async fn mutate(st: &AppState, review: &Review, deadline: Instant) ->
         let mut resp = resp;
         resp.warnings = Some(vec![format!(
             "portcullis pinned nothing on {} {}: it names {} distinct images, more than the limit of {} per review",
-            subject.shape.kind,
+            subject.kind.kind,
             req.name,
             distinct.len(),
             st.max_images
@@ -69,11 +70,11 @@ pub(super) async fn mutate(st: &AppState, review: &Review, deadline: Instant) ->
     let policy = st.policy();
     let tier = st.tiers.tier_of(&subject.namespace, &policy).await;
     let requires_digest = tier.as_ref().ok().and_then(|t| policy.tier(t)).is_some_and(|t| t.require_digest);
-    let copy = extract::controller(subject.object).is_some();
+    let copy = kinds::controller(subject.object).is_some();
     let in_scope = match st.pin {
         PinImages::Never => false,
-        PinImages::Pods if !requires_digest => !subject.shape.is_template(),
-        PinImages::Pods | PinImages::All => !subject.shape.is_template() || !copy,
+        PinImages::Pods if !requires_digest => !subject.kind.is_template(),
+        PinImages::Pods | PinImages::All => !subject.kind.is_template() || !copy,
     };
     // On UPDATE only images that changed: pinning an unchanged one would
     // restart its container for nothing.
@@ -93,7 +94,7 @@ pub(super) async fn mutate(st: &AppState, review: &Review, deadline: Instant) ->
     // controller makes carry it from the template; a justification someone
     // wrote earlier asks nothing of this request's user).
     let asks = subject.break_glass_request(req, st);
-    let wants_grant = subject.shape.is_template() && asks.written && !asks.controller && !copy;
+    let wants_grant = subject.kind.is_template() && asks.written && !asks.controller && !copy;
 
     // One round of resolutions for both (cached: the validator reuses them).
     let needed: Vec<usize> = if wants_grant { (0..all.len()).collect() } else { to_pin.clone() };
@@ -152,7 +153,7 @@ async fn grant(
     st: &AppState,
     req: &AdmissionRequest<DynamicObject>,
     subject: &Subject<'_>,
-    all: &[extract::ContainerImage],
+    all: &[kinds::ContainerImage],
     digest_of: &[Option<Result<Digest, LookupError>>],
 ) -> Result<Option<String>, String> {
     let policy = st.policy();
@@ -161,7 +162,7 @@ async fn grant(
     let (Some(tier), Some(tier_spec)) = (policy.tier_name(&tier), policy.tier(&tier)) else {
         return Err(format!("tier {tier} is not defined in the policy"));
     };
-    let object = extract::object_id(&subject.shape, subject.object, &req.name);
+    let object = kinds::object_id(subject.kind, subject.object, &req.name);
     if object.name.is_empty() {
         return Err("a grant is made on a named object (this one has only a generateName)".into());
     }
@@ -181,12 +182,12 @@ async fn grant(
     let by = subject.presenter(req, st);
     let presented = Presented { namespace: &subject.namespace, tier: &tier, object, controller: None, images, by };
     for o in [subject.object, subject.old] {
-        let kept = extract::grant(&subject.shape, o).and_then(|t| st.grant_keys.open(t).ok().map(|g| (t, g)));
+        let kept = kinds::grant(subject.kind, o).and_then(|t| st.grant_keys.open(t).ok().map(|g| (t, g)));
         if let Some((token, g)) = kept {
             let same = g.justification == fresh.justification && g.ticket == fresh.ticket && g.user == fresh.user;
             let holds = policy::check_grant(&g, &presented, policy::break_glass_max_duration(tier_spec), now).is_ok();
             if same && holds {
-                let here = extract::grant(&subject.shape, subject.object);
+                let here = kinds::grant(subject.kind, subject.object);
                 return Ok((here != Some(token)).then(|| token.to_string()));
             }
         }
@@ -199,7 +200,7 @@ async fn grant(
 /// (template) metadata, creating the maps on the way.
 fn grant_patch(subject: &Subject<'_>, token: &str) -> Vec<Value> {
     let key = policy::BREAK_GLASS_GRANT_ANNOTATION;
-    let meta = subject.shape.metadata;
+    let meta = subject.kind.metadata;
     match subject.object.pointer(meta) {
         None | Some(Value::Null) => vec![json!({"op": "add", "path": meta, "value": {"annotations": {key: token}}})],
         Some(m) if m.get("annotations").is_none_or(Value::is_null) => {
@@ -215,9 +216,9 @@ mod tests {
 
     #[test]
     fn grant_patches_apply_whatever_the_template_has() {
-        let shape = extract::shape("apps", "Deployment").unwrap();
-        fn subject(shape: extract::Shape, object: &Value) -> Subject<'_> {
-            Subject { shape, object, old: &Value::Null, namespace: "prod".into() }
+        let kind = kinds::of("apps", "Deployment").unwrap();
+        fn subject<'o>(kind: &'static kinds::Kind, object: &'o Value) -> Subject<'o> {
+            Subject { kind, object, old: &Value::Null, namespace: "prod".into() }
         }
         for object in [
             json!({"spec": {"template": {"spec": {}}}}),
@@ -225,11 +226,11 @@ mod tests {
             json!({"spec": {"template": {"metadata": {"annotations": null}, "spec": {}}}}),
             json!({"spec": {"template": {"metadata": {"annotations": {"other": "x", policy::BREAK_GLASS_GRANT_ANNOTATION: "old"}}, "spec": {}}}}),
         ] {
-            let s = subject(shape, &object);
+            let s = subject(kind, &object);
             let p: json_patch::Patch = serde_json::from_value(Value::Array(grant_patch(&s, "v1.token"))).unwrap();
             let mut patched = object.clone();
             json_patch::patch(&mut patched, &p).unwrap_or_else(|e| panic!("{object}: {e}"));
-            assert_eq!(extract::grant(&shape, &patched), Some("v1.token"), "{object}");
+            assert_eq!(kinds::grant(kind, &patched), Some("v1.token"), "{object}");
         }
     }
 }

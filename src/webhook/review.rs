@@ -448,21 +448,21 @@ pub fn uid_of(body: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::webhook::extract;
+    use crate::kinds::{self, Kind};
     use serde_json::json;
 
-    /// Everything a decision reads of `object`, as `shape` reads it.
-    fn read(shape: &extract::Shape, object: &Value) -> String {
-        let ann = extract::annotations(shape, object);
+    /// Everything a decision reads of `object`, as `kind` reads it.
+    fn read(kind: &Kind, object: &Value) -> String {
+        let ann = kinds::annotations(kind, object);
         format!(
             "{:?} | {:?} | {:?} {:?} {:?} | {:?} | {:?} | {:?}",
-            extract::images(shape, object),
-            extract::pull_secrets(shape, object),
-            extract::annotation(&ann, crate::policy::BREAK_GLASS_ANNOTATION),
-            extract::annotation(&ann, crate::policy::BREAK_GLASS_TICKET_ANNOTATION),
-            extract::grant(shape, object),
-            extract::controller(object),
-            extract::object_id(shape, object, "x"),
+            kinds::images(kind, object),
+            kinds::pull_secrets(kind, object),
+            kinds::annotation(&ann, crate::policy::BREAK_GLASS_ANNOTATION),
+            kinds::annotation(&ann, crate::policy::BREAK_GLASS_TICKET_ANNOTATION),
+            kinds::grant(kind, object),
+            kinds::controller(object),
+            kinds::object_id(kind, object, "x"),
             object.pointer("/metadata/namespace"),
         )
     }
@@ -503,22 +503,17 @@ mod tests {
             "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-1", "uid": "u", "controller": true, "blockOwnerDeletion": true}],
             "managedFields": [{"manager": "kubectl"}]
         });
-        let template = json!({"metadata": {"labels": {"a": "b"}, "annotations": {"portcullis.dev/break-glass-grant": "v1.x.y", "b": "c"}}, "spec": spec});
-        let mut objects = vec![
-            json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec, "status": {"phase": "Running"}}),
-            json!({"apiVersion": "v1", "kind": "PodTemplate", "metadata": meta, "template": template}),
-            json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": meta, "spec": {"schedule": "* * * * *", "jobTemplate": {"spec": {"template": template}}}}),
-        ];
-        for (api, kind) in [
-            ("v1", "ReplicationController"),
-            ("apps/v1", "Deployment"),
-            ("apps/v1", "ReplicaSet"),
-            ("apps/v1", "StatefulSet"),
-            ("apps/v1", "DaemonSet"),
-            ("batch/v1", "Job"),
-        ] {
-            objects.push(json!({"apiVersion": api, "kind": kind, "metadata": meta, "spec": {"replicas": 2, "selector": {}, "template": template}}));
-        }
+        let template =
+            json!({"labels": {"a": "b"}, "annotations": {"portcullis.dev/break-glass-grant": "v1.x.y", "b": "c"}});
+        // Every pod-bearing kind, with what a decision does not read around its pod spec.
+        let objects: Vec<Value> = kinds::KINDS
+            .iter()
+            .map(|k| {
+                let mut o = kinds::example(k, meta.clone(), template.clone(), spec.clone());
+                o["status"] = json!({"phase": "Running", "replicas": 2});
+                o
+            })
+            .collect();
         let mut reviews: Vec<Vec<u8>> = objects.iter().map(review_of).collect();
         for f in ["deployment-create-prod.json", "pod-create-dev.json", "pod-create-prod.json", "pod-update-prod.json"]
         {
@@ -527,10 +522,10 @@ mod tests {
         for body in reviews {
             let whole: Value = serde_json::from_slice(&body).unwrap();
             let r = decode(&body).unwrap();
-            let shape = extract::shape(&r.req.kind.group, &r.req.kind.kind).unwrap();
+            let kind = kinds::of(&r.req.kind.group, &r.req.kind.kind).unwrap();
             for (pruned, full) in [(&r.object, &whole["request"]["object"]), (&r.old, &whole["request"]["oldObject"])] {
                 let full = if full.is_null() { &Value::Null } else { full };
-                assert_eq!(read(&shape, pruned), read(&shape, full), "{}", shape.kind);
+                assert_eq!(read(kind, pruned), read(kind, full), "{}", kind.kind);
             }
             let w = &whole["request"];
             assert_eq!(r.req.uid, w["uid"].as_str().unwrap());
@@ -569,7 +564,7 @@ mod tests {
     /// the reader denies the object as it would the whole one.
     #[test]
     fn malformed_pod_specs_stay_malformed() {
-        let dep = extract::shape("apps", "Deployment").unwrap();
+        let dep = kinds::of("apps", "Deployment").unwrap();
         for spec in [
             json!("nope"),
             json!({"containers": {"name": "x", "image": "a"}}),
@@ -581,7 +576,7 @@ mod tests {
         ] {
             let object = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}, "spec": {"template": {"spec": spec}}});
             let r = decode(&review_of(&object)).unwrap();
-            assert_eq!(read(&dep, &r.object), read(&dep, &object), "{spec}");
+            assert_eq!(read(dep, &r.object), read(dep, &object), "{spec}");
         }
     }
 

@@ -8,6 +8,7 @@ use k8s_openapi::api::core::v1::Pod;
 use serde::Serialize;
 
 use crate::image::Digest;
+use crate::kinds::{self, ObjectId};
 
 /// One image as it runs in one workload.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -17,7 +18,8 @@ pub struct RunningImage {
     /// The workload the Pods belong to: their controller's owner when it is
     /// a ReplicaSet of a Deployment (`Deployment/shop`), else their
     /// controller (`StatefulSet/db`, `Job/migrate-29`), else the Pod itself.
-    pub workload: String,
+    #[serde(serialize_with = "ObjectId::serialize_as_text")]
+    pub workload: ObjectId,
     /// The image as the Pod spec writes it.
     pub image: String,
     /// The digest the kubelet pulled (`status.containerStatuses[].imageID`),
@@ -41,18 +43,21 @@ impl RunningImage {
 }
 
 /// The images of the Pods that run (phase Pending or Running), one entry per
-/// namespace, workload, image and digest.
+/// namespace, workload, image and digest: every image admission judges
+/// (init, app and ephemeral containers, image volumes), read by the one
+/// walker ([`kinds::images`]).
 pub fn images<'a>(pods: impl IntoIterator<Item = &'a Pod>) -> Vec<RunningImage> {
-    let mut out: BTreeMap<(String, String, String, Option<Digest>), Vec<String>> = BTreeMap::new();
+    let mut out: BTreeMap<(String, ObjectId, String, Option<Digest>), Vec<String>> = BTreeMap::new();
     for pod in pods {
         let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
         if !matches!(phase, "Pending" | "Running") {
             continue;
         }
-        let Some(spec) = &pod.spec else { continue };
+        let Ok(object) = serde_json::to_value(pod) else { continue };
+        let Ok(found) = kinds::images(&kinds::POD, &object) else { continue };
         let namespace = pod.metadata.namespace.clone().unwrap_or_default();
         let name = pod.metadata.name.clone().unwrap_or_default();
-        let workload = workload_of(pod);
+        let workload = workload_of(pod, &object);
         let statuses: Vec<_> = pod
             .status
             .iter()
@@ -64,18 +69,18 @@ pub fn images<'a>(pods: impl IntoIterator<Item = &'a Pod>) -> Vec<RunningImage> 
                     .chain(s.ephemeral_container_statuses.iter().flatten())
             })
             .collect();
-        let containers = spec
-            .init_containers
-            .iter()
-            .flatten()
-            .map(|c| (c.name.as_str(), c.image.as_deref()))
-            .chain(spec.containers.iter().map(|c| (c.name.as_str(), c.image.as_deref())))
-            .chain(spec.ephemeral_containers.iter().flatten().map(|c| (c.name.as_str(), c.image.as_deref())));
-        for (container, image) in containers {
-            let Some(image) = image.filter(|i| !i.is_empty()) else { continue };
-            let pulled = statuses.iter().find(|s| s.name == container).and_then(|s| digest_in(&s.image_id));
-            let digest = pulled.or_else(|| image.rsplit_once('@').and_then(|(_, d)| Digest::parse(d).ok()));
-            let pods = out.entry((namespace.clone(), workload.clone(), image.to_string(), digest)).or_default();
+        for c in found {
+            if c.image.is_empty() {
+                continue;
+            }
+            // A container's status names the digest pulled; an image
+            // volume's digest is the one its reference pins, if any.
+            let pulled = c
+                .is_container()
+                .then(|| statuses.iter().find(|s| s.name == c.name).and_then(|s| digest_in(&s.image_id)))
+                .flatten();
+            let digest = pulled.or_else(|| c.image.rsplit_once('@').and_then(|(_, d)| Digest::parse(d).ok()));
+            let pods = out.entry((namespace.clone(), workload.clone(), c.image, digest)).or_default();
             if !pods.contains(&name) {
                 pods.push(name.clone());
             }
@@ -93,24 +98,13 @@ fn digest_in(image_id: &str) -> Option<Digest> {
     Digest::parse(&image_id[at..]).ok()
 }
 
-/// The workload a Pod belongs to (see [`RunningImage::workload`]). A
-/// ReplicaSet named `<deployment>-<hash>` and owned by a Deployment is
-/// reported as the Deployment; its name is all a Pod knows of it.
-fn workload_of(pod: &Pod) -> String {
-    let owner = pod.metadata.owner_references.iter().flatten().find(|o| o.controller == Some(true));
-    match owner {
-        Some(o) if o.kind == "ReplicaSet" => match o.name.rsplit_once('-') {
-            Some((deployment, hash)) if pod_template_hash(pod) == Some(hash) => format!("Deployment/{deployment}"),
-            _ => format!("ReplicaSet/{}", o.name),
-        },
-        Some(o) => format!("{}/{}", o.kind, o.name),
-        None => format!("Pod/{}", pod.metadata.name.as_deref().unwrap_or_default()),
-    }
-}
-
-/// The `pod-template-hash` label a Deployment's ReplicaSet puts on its Pods.
-fn pod_template_hash(pod: &Pod) -> Option<&str> {
-    pod.metadata.labels.as_ref()?.get("pod-template-hash").map(String::as_str)
+/// The workload a Pod belongs to (see [`RunningImage::workload`]), by the
+/// controller chain ([`kinds::workload`]).
+fn workload_of(pod: &Pod, object: &serde_json::Value) -> ObjectId {
+    let labels = pod.metadata.labels.as_ref();
+    kinds::workload(kinds::controller(object), pod.metadata.name.as_deref().unwrap_or_default(), |l| {
+        labels.and_then(|m| m.get(l)).map(String::as_str)
+    })
 }
 
 #[cfg(test)]
@@ -156,12 +150,12 @@ mod tests {
             bare,
             job,
         ]);
-        let rows: Vec<(&str, &str, &str, Option<&str>, usize)> = got
+        let rows: Vec<(&str, String, &str, Option<&str>, usize)> = got
             .iter()
             .map(|r| {
                 (
                     r.namespace.as_str(),
-                    r.workload.as_str(),
+                    r.workload.to_string(),
                     r.image.as_str(),
                     r.digest.as_ref().map(Digest::as_str),
                     r.pods.len(),
@@ -171,14 +165,44 @@ mod tests {
         assert_eq!(
             rows,
             vec![
-                ("ops", "Pod/debug", "busybox", None, 1),
-                ("shop", "Deployment/api", "r.example/api:1", Some(A), 2),
-                ("shop", "Deployment/api", "r.example/api:1", Some(B), 1),
-                ("shop", "Deployment/api", &format!("r.example/migrate@{B}"), Some(B), 3),
+                ("ops", "Pod/debug".into(), "busybox", None, 1),
+                ("shop", "Deployment/api".into(), "r.example/api:1", Some(A), 2),
+                ("shop", "Deployment/api".into(), "r.example/api:1", Some(B), 1),
+                ("shop", "Deployment/api".into(), &format!("r.example/migrate@{B}"), Some(B), 3),
             ]
         );
         assert_eq!(got[1].reference(), format!("r.example/api:1@{A}"));
+        // The workload as report JSON writes it (a contract): `Kind/name`.
+        let written = serde_json::to_value(&got[1]).unwrap();
+        assert_eq!(written["workload"], "Deployment/api");
         assert_eq!(got[0].reference(), "busybox");
         assert_eq!(got[3].reference(), format!("r.example/migrate@{B}"));
+    }
+
+    /// Admission denies on an image volume (`volumes[].image.reference`):
+    /// what runs from one is judged by `report` and re-evaluation too.
+    #[test]
+    fn image_volumes_are_running_images() {
+        let p = pod(json!({
+            "metadata": {"name": "web-0", "namespace": "shop",
+                         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "web", "uid": "1", "controller": true}]},
+            "spec": {"containers": [{"name": "app", "image": "r.example/app:1"}],
+                     "volumes": [{"name": "cfg", "configMap": {"name": "x"}},
+                                 {"name": "app", "image": {"reference": format!("r.example/models@{B}"), "pullPolicy": "IfNotPresent"}}]},
+            "status": {"phase": "Running", "containerStatuses": [{"name": "app", "image": "r.example/app:1",
+                       "imageID": format!("r.example/app@{A}"), "ready": true, "restartCount": 0}]}
+        }));
+        let got: Vec<(String, String, Option<String>)> = images(&[p])
+            .into_iter()
+            .map(|r| (r.workload.to_string(), r.image, r.digest.map(|d| d.to_string())))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("StatefulSet/web".into(), "r.example/app:1".into(), Some(A.into())),
+                // The digest its reference pins, never a container's of the same name.
+                ("StatefulSet/web".into(), format!("r.example/models@{B}"), Some(B.into())),
+            ]
+        );
     }
 }

@@ -57,9 +57,8 @@ pub fn choose(
 /// and ephemeral containers, image volumes); empty when the template cannot
 /// be read (such a revision is never rolled back to).
 pub fn template_images(t: &PodTemplateSpec) -> Vec<String> {
-    let Some(shape) = crate::webhook::extract::shape("", "PodTemplate") else { return vec![] };
     let Ok(template) = serde_json::to_value(t) else { return vec![] };
-    let mut out: Vec<String> = crate::webhook::extract::images(&shape, &json!({ "template": template }))
+    let mut out: Vec<String> = crate::kinds::images(&crate::kinds::POD_TEMPLATE, &json!({ "template": template }))
         .map(|images| images.into_iter().map(|c| c.image).collect())
         .unwrap_or_default();
     out.sort();
@@ -74,7 +73,8 @@ pub struct RolledBack {
     pub action: &'static str,
     pub time: String,
     pub namespace: String,
-    pub workload: String,
+    #[serde(serialize_with = "crate::kinds::ObjectId::serialize_as_text")]
+    pub workload: crate::kinds::ObjectId,
     pub tier: String,
     pub from_revision: i64,
     pub to_revision: i64,
@@ -182,6 +182,28 @@ mod tests {
             images.iter().enumerate().map(|(i, im)| json!({"name": format!("c{i}"), "image": im})).collect();
         let template: PodTemplateSpec = serde_json::from_value(json!({"spec": {"containers": containers}})).unwrap();
         Revision { number, replica_set: format!("svc-{number}"), images: template_images(&template), template }
+    }
+
+    /// The audit record names the workload as `Kind/name` (a contract).
+    #[test]
+    fn the_rollback_record_names_the_workload_as_text() {
+        let record = RolledBack {
+            action: "rollback",
+            time: "2026-06-01T00:00:00Z".into(),
+            namespace: "shop".into(),
+            workload: crate::kinds::ObjectId::new("Deployment", "rollfwd"),
+            tier: "production".into(),
+            from_revision: 3,
+            to_revision: 1,
+            replica_set: "rollfwd-1".into(),
+            images_from: vec![],
+            images_to: vec![],
+            why: String::new(),
+            policy_digest: "sha256:abc".into(),
+        };
+        let written = serde_json::to_value(&record).unwrap();
+        assert_eq!(written["workload"], "Deployment/rollfwd");
+        assert_eq!(written["namespace"], "shop");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use crate::policy::{Reason, Verdict};
-use crate::running::RunningImage;
+use crate::watch::running::RunningImage;
 
 /// Where a running image stands against its tier's policy today.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -151,7 +151,7 @@ pub fn table(rows: &[Row], all: bool) -> String {
         out.push_str(&format!(
             "{:<20} {:<32} {:<12} {:<18} {image}\n",
             r.running.namespace,
-            r.running.workload,
+            r.running.workload.to_string(),
             r.tier.as_deref().unwrap_or("-"),
             r.status.as_str()
         ));
@@ -217,7 +217,7 @@ mod tests {
     fn the_table_lists_what_fails_first() {
         let running = |ns: &str, w: &str| RunningImage {
             namespace: ns.into(),
-            workload: w.into(),
+            workload: w.parse().unwrap(),
             image: "r.example/app:1".into(),
             digest: None,
             pods: vec!["p".into()],

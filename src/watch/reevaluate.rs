@@ -1,0 +1,351 @@
+//! Promotion does not end at admission: one replica (the Lease holder)
+//! re-judges every distinct running image on a schedule, and at once when
+//! the policy changes, with the same engine, caches and registry bounds as
+//! admission, against the evidence in the registry now. What it finds
+//! becomes a `PolicyReport` per namespace (`wgpolicyk8s.io/v1alpha2`, the
+//! format Kyverno, Kubewarden and policy-reporter read), an Event on each
+//! workload whose status changes, and metrics.
+//!
+//! The Pods are read through a reflector (a watched cache, no API call per
+//! Pod). What a pass decides is pure
+//! ([`policy_report`](crate::watch::policy_report::policy_report), [`Memory::update`]);
+//! the loop around it does the I/O.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, Client};
+
+use crate::cluster::events::Notice;
+use crate::cluster::leader::Leader;
+use crate::kinds::{self, ObjectId};
+use crate::watch::memory::{key, Changes, Memory};
+use crate::watch::policy_report::{object_ref, write_reports, WriteError};
+use crate::watch::report::{Row, Status};
+use crate::webhook::AppState;
+
+/// Longest one pass may take; lookups past it count as errors this time.
+const PASS_BUDGET: Duration = Duration::from_secs(300);
+/// How often the loop looks at the lead and at the policy in force: a new
+/// leader, or a new policy, is passed within this.
+const POLICY_LOOK: Duration = Duration::from_secs(1);
+
+/// Whether this replica passes now: only while it leads, and then at once
+/// when it has not passed since it took the lead (`judged_by` is the policy
+/// of its last pass as leader), when the policy in force changed since, or
+/// when the interval has run out.
+fn pass_due(
+    leading: bool,
+    judged_by: Option<&crate::image::Digest>,
+    in_force: &crate::image::Digest,
+    interval_over: bool,
+) -> bool {
+    leading && (judged_by != Some(in_force) || interval_over)
+}
+
+/// How the loop runs.
+pub struct Config {
+    pub every: Duration,
+    /// The Lease's namespace (Portcullis' own).
+    pub lease_namespace: String,
+    /// This replica's name (the Pod's).
+    pub identity: String,
+    /// Namespaces never judged (those the webhook is not sent, Portcullis'
+    /// own among them).
+    pub skip: Vec<String>,
+}
+
+/// Starts the Pod reflector, the Lease and the loop.
+pub fn start(st: Arc<AppState>, client: Client, cfg: Config) {
+    let (store, writer) = reflector::store();
+    let stream = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .modify(|p: &mut Pod| {
+            // Only what a pass reads is kept.
+            p.metadata.managed_fields = None;
+            p.metadata.annotations = None;
+        })
+        .reflect(writer)
+        .applied_objects();
+    tokio::spawn(async move {
+        use futures::StreamExt;
+        futures::pin_mut!(stream);
+        while let Some(ev) = stream.next().await {
+            if let Err(e) = ev {
+                tracing::warn!(error = %e, "pod watch error; retrying");
+            }
+        }
+    });
+    let leader = Leader::start(client.clone(), &cfg.lease_namespace, "portcullis-reevaluation", cfg.identity.clone());
+    let mut skip = cfg.skip;
+    if !skip.contains(&cfg.lease_namespace) {
+        skip.push(cfg.lease_namespace);
+    }
+    tokio::spawn(run(st, client, store, leader, cfg.every, skip));
+}
+
+async fn run(st: Arc<AppState>, client: Client, store: Store<Pod>, leader: Leader, every: Duration, skip: Vec<String>) {
+    if store.wait_until_ready().await.is_err() {
+        tracing::error!("the Pod cache never became ready: no re-evaluation");
+        return;
+    }
+    let mut memory = Memory::default();
+    let mut judged_by: Option<crate::image::Digest> = None;
+    let mut next = tokio::time::Instant::now();
+    let mut reports = true;
+    loop {
+        let leading = leader.is_leader();
+        if !leading {
+            // A replica that leads again passes at once.
+            judged_by = None;
+        }
+        let now = tokio::time::Instant::now();
+        if !pass_due(leading, judged_by.as_ref(), &st.policy().digest, now >= next) {
+            tokio::time::sleep(POLICY_LOOK.min(every)).await;
+            continue;
+        }
+        next = now + jittered(every);
+        let started = std::time::Instant::now();
+        let requests_before = st.engine.registry_requests();
+        let policy = st.policy();
+        judged_by = Some(policy.digest.clone());
+        let pods: Vec<Arc<Pod>> = store
+            .state()
+            .into_iter()
+            .filter(|p| !p.metadata.namespace.as_ref().is_some_and(|ns| skip.contains(ns)))
+            .collect();
+        let rows = judge(&st, &pods).await;
+        let now = crate::webhook::portcullis_now();
+        let changes = memory.update(&rows, now);
+        publish_metrics(&st, &rows, &changes, now);
+        for (running, was, is) in &changes.changed {
+            if let Some(events) = &st.events {
+                events.publish(Notice::new(
+                    object_ref(&running.namespace, &running.workload),
+                    if is.passes() { "PromotionCompliant" } else { "PromotionViolation" },
+                    "Reevaluated",
+                    format!(
+                        "{} went from {} to {} in its tier{}",
+                        running.reference(),
+                        was.as_str(),
+                        is.as_str(),
+                        rows.iter()
+                            .find(|r| key(&r.running) == key(running))
+                            .filter(|r| !r.status.passes())
+                            .map(|r| format!(": {}", r.why()))
+                            .unwrap_or_default()
+                    ),
+                ));
+            }
+        }
+        for ((namespace, workload), (tier, action, failing)) in memory.due(&rows, &policy, now) {
+            memory.acted.insert((namespace.clone(), workload.clone()));
+            act(&st, &client, &policy, &namespace, &workload, &tier, action, &failing, now).await;
+        }
+        let result = if reports {
+            match write_reports(&client, &rows, &mut memory, &policy.digest.to_string(), now).await {
+                Ok(()) => "success",
+                Err(WriteError::NoCrd) => {
+                    tracing::warn!("the PolicyReport CRD (wgpolicyk8s.io/v1alpha2) is not installed: re-evaluation reports only metrics and Events (see manifests/optional/)");
+                    reports = false;
+                    "success"
+                }
+                Err(WriteError::Api(e)) => {
+                    tracing::warn!(error = %e, "could not write a PolicyReport");
+                    "error"
+                }
+            }
+        } else {
+            "success"
+        };
+        let failing = rows.iter().filter(|r| !r.status.passes()).count();
+        tracing::info!(
+            images = rows.len(),
+            failing,
+            registry_requests = st.engine.registry_requests() - requests_before,
+            ms = started.elapsed().as_millis() as u64,
+            "re-evaluation pass"
+        );
+        st.metrics.reevaluation(result, started.elapsed().as_secs_f64());
+    }
+}
+
+/// Annotates or rolls back one workload whose violation is due.
+#[allow(clippy::too_many_arguments)]
+async fn act(
+    st: &AppState,
+    client: &Client,
+    policy: &Arc<crate::policy::Policy>,
+    namespace: &str,
+    workload: &ObjectId,
+    tier: &str,
+    action: crate::policy::OnViolation,
+    failing: &[&Row],
+    now: DateTime<Utc>,
+) {
+    use crate::watch::rollback;
+    if workload.kind != kinds::DEPLOYMENT.kind {
+        tracing::info!(%namespace, %workload, "onViolation acts on Deployments only; reported");
+        return;
+    }
+    let name = workload.name.as_str();
+    let why: Vec<String> = failing.iter().map(|r| format!("{}: {}", r.running.reference(), r.why())).collect();
+    let why = why.join(" | ");
+    let at = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let event = |reason: &'static str, note: String| {
+        if let Some(events) = &st.events {
+            events.publish(Notice::new(object_ref(namespace, workload), reason, "Reevaluated", note));
+        }
+    };
+    if action == crate::policy::OnViolation::Annotate {
+        let note = format!("{} since {at} in tier {tier}: {why}", failing[0].status.as_str());
+        if let Err(e) = rollback::annotate(client, namespace, name, rollback::VIOLATION_ANNOTATION, &note).await {
+            tracing::warn!(error = %e, %namespace, %workload, "could not annotate the workload");
+        }
+        return;
+    }
+    let (current, running, revisions) = match rollback::revisions(client, namespace, name).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, %namespace, %workload, "cannot roll back");
+            event("RollbackFailed", format!("Portcullis could not roll back: {e}"));
+            return;
+        }
+    };
+    // Judge every image of every previous revision, as admission would today.
+    let mut images: Vec<String> = revisions.iter().flat_map(|r| r.images.clone()).collect();
+    images.sort();
+    images.dedup();
+    let refs: Vec<crate::image::ImageRef> =
+        images.iter().filter_map(|i| crate::image::ImageRef::parse(i).ok()).collect();
+    let deadline = tokio::time::Instant::now() + PASS_BUDGET;
+    // `due` hands over only tiers the policy defines.
+    let Some(tier) = policy.tier_name(tier) else { return };
+    let verdicts = st.engine.evaluate_images(policy, &tier, &refs, &Default::default(), now, deadline).await;
+    let passing: BTreeSet<&str> =
+        verdicts.iter().filter(|v| Status::of(v).passes()).map(|v| v.image.as_str()).collect();
+    let chosen = match rollback::choose(&revisions, current, |i| passing.contains(i)) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, %namespace, %workload, "cannot roll back");
+            event("RollbackFailed", format!("Portcullis did not roll back: {e}"));
+            return;
+        }
+    };
+    let Some(chosen) = chosen else {
+        tracing::warn!(%namespace, %workload, "no previous revision passes: reported, not rolled back");
+        event(
+            "RollbackImpossible",
+            format!("no previous revision of {workload} passes tier {tier} today, so it is not rolled back: {why}"),
+        );
+        return;
+    };
+    let note = format!(
+        "rolled back by Portcullis at {at} from revision {current} to {} ({}): {why}",
+        chosen.number, chosen.replica_set
+    );
+    match rollback::roll_back(client, namespace, name, chosen.template.clone(), &note).await {
+        Ok(()) => {
+            tracing::warn!(%namespace, %workload, from = current, to = chosen.number, "rolled back");
+            st.audit
+                .write(rollback::RolledBack {
+                    action: "rollback",
+                    time: at.clone(),
+                    namespace: namespace.to_string(),
+                    workload: workload.clone(),
+                    tier: tier.to_string(),
+                    from_revision: current,
+                    to_revision: chosen.number,
+                    replica_set: chosen.replica_set.clone(),
+                    images_from: running,
+                    images_to: chosen.images.clone(),
+                    why: why.clone(),
+                    policy_digest: policy.digest.to_string(),
+                })
+                .await;
+            event("RolledBack", note);
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, %namespace, %workload, "rollback failed");
+            event("RollbackFailed", format!("Portcullis could not roll back to revision {}: {e}", chosen.number));
+        }
+    }
+}
+
+/// `every`, give or take a tenth (from the sub-second clock, which is
+/// random enough to spread replicas restarted together).
+fn jittered(every: Duration) -> Duration {
+    let tenth = every.as_millis() / 10;
+    if tenth == 0 {
+        return every;
+    }
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
+    let offset = (u128::from(nanos) % (2 * tenth)) as i128 - tenth as i128;
+    Duration::from_millis((every.as_millis() as i128 + offset).max(1) as u64)
+}
+
+/// Every running image, judged in its namespace's tier.
+async fn judge(st: &AppState, pods: &[Arc<Pod>]) -> Vec<Row> {
+    let policy = st.policy();
+    let mut running = Vec::new();
+    for r in crate::watch::running::images(pods.iter().map(|p| p.as_ref())) {
+        let tier = st.tiers.tier_of(&r.namespace, &policy).await.map_err(|e| e.to_string());
+        running.push((r, tier));
+    }
+    let deadline = tokio::time::Instant::now() + PASS_BUDGET;
+    crate::watch::report::judge(&st.engine, &policy, running, crate::webhook::portcullis_now(), deadline).await
+}
+
+fn publish_metrics(st: &AppState, rows: &[Row], changes: &Changes, now: DateTime<Utc>) {
+    let mut counts: BTreeMap<(String, String), i64> = BTreeMap::new();
+    let mut verified: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for r in rows {
+        let tier = r.tier.clone().unwrap_or_else(|| "none".into());
+        *counts.entry((tier.clone(), r.status.as_str().to_string())).or_default() += 1;
+        let v = verified.entry(tier).or_default();
+        v.1 += 1;
+        if !matches!(r.status, Status::Unverified | Status::Error) {
+            v.0 += 1;
+        }
+    }
+    let counts: Vec<_> = counts.into_iter().map(|((t, s), n)| (t, s, n)).collect();
+    let verified: Vec<_> = verified.into_iter().map(|(t, (ok, all))| (t, ok as f64 / all.max(1) as f64)).collect();
+    let oldest: Vec<_> =
+        changes.failing_since.iter().map(|(t, since)| (t.clone(), (now - *since).num_seconds().max(0))).collect();
+    st.metrics.running(&counts, &verified, &oldest);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passes_at_once_on_taking_the_lead_and_on_a_new_policy() {
+        let (a, b) = (crate::image::Digest::of(b"policy a"), crate::image::Digest::of(b"policy b"));
+        // (case, leading, policy of the last pass as leader, interval over, pass now)
+        let rows: &[(&str, bool, Option<&crate::image::Digest>, bool, bool)] = &[
+            ("not leading", false, None, true, false),
+            ("just took the lead, interval not over", true, None, false, true),
+            ("passed under this policy, interval not over", true, Some(&a), false, false),
+            ("passed under this policy, interval over", true, Some(&a), true, true),
+            ("the policy changed since the last pass", true, Some(&b), false, true),
+        ];
+        for (case, leading, judged_by, over, due) in rows {
+            assert_eq!(pass_due(*leading, *judged_by, &a, *over), *due, "{case}");
+        }
+    }
+
+    #[test]
+    fn jitter_stays_within_a_tenth() {
+        for _ in 0..100 {
+            let d = jittered(Duration::from_secs(3600));
+            assert!(d >= Duration::from_secs(3240) && d <= Duration::from_secs(3960), "{d:?}");
+        }
+        assert_eq!(jittered(Duration::from_millis(5)), Duration::from_millis(5));
+    }
+}
