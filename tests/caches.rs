@@ -112,7 +112,7 @@ async fn the_evidence_cache_is_bounded() {
         assert_eq!(resp["allowed"], false, "{resp}");
     }
     assert_eq!(metric(&hook.metrics().await, EVIDENCE_MISS), 12.0);
-    let held = hook.state.engine.evidence_entries().await;
+    let held = hook.state.gate.engine().evidence_entries().await;
     assert!(held <= capacity, "{held} entries cached, more than the capacity of {capacity}");
     assert!(held > 0, "nothing cached at all");
 }

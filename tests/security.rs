@@ -437,7 +437,11 @@ async fn the_mutating_step_is_bounded_like_the_validating_one() {
         warnings(&m),
         "portcullis pinned nothing on Pod web: it names 500 distinct images, more than the limit of 64 per review"
     );
-    assert_eq!(hook.state.engine.registry_requests(), 0, "nothing is looked up for an object the validator denies");
+    assert_eq!(
+        hook.state.gate.engine().registry_requests(),
+        0,
+        "nothing is looked up for an object the validator denies"
+    );
 
     // Within the bound, the warnings of images that cannot be pinned are
     // bounded as the validator's are.

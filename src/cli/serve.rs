@@ -1,6 +1,6 @@
 //! `portcullis serve`: the webhook, wired from its flags: the policy and its reload, the registry, the engine and the gate, the cluster's tiers, pull secrets, events and leader, re-evaluation, the audit trail, the servers, and a clean shutdown.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use portcullis::audit::{AuditKeys, AuditLog, AuditOptions};
 use portcullis::cluster::TierSource;
 use portcullis::engine::{Engine, EngineConfig};
+use portcullis::gate::Gate;
 use portcullis::metrics::Metrics;
 use portcullis::policy::GrantKeys;
 use portcullis::webhook::{self, AppState};
@@ -110,9 +111,7 @@ pub(crate) async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         None => None,
     };
     let state = Arc::new(AppState {
-        engine,
-        policy: RwLock::new(Arc::new(policy)),
-        tiers,
+        gate: Arc::new(Gate::new(engine, policy, tiers, grant_keys)),
         metrics,
         audit: AuditLog::open_with(
             &a.audit_log,
@@ -127,7 +126,6 @@ pub(crate) async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("opening audit log {}", a.audit_log))?,
         deadline: a.deadline,
         record_dir: a.record_dir.clone(),
-        grant_keys,
         max_images: a.max_images_per_review,
         pin: a.pin_images,
         body_timeout: a.body_timeout,

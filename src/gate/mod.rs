@@ -91,6 +91,33 @@ pub struct BreakGlassAsk<'a> {
     pub template_without_grant: Option<String>,
 }
 
+/// The logins to look images up with: given, or read only when there is
+/// something to look up (a review's pull secrets are read from the cluster).
+pub enum Keys<'a> {
+    Given(Keychain),
+    Later(futures::future::BoxFuture<'a, Keychain>),
+}
+
+impl Default for Keys<'_> {
+    fn default() -> Self {
+        Keys::Given(Keychain::default())
+    }
+}
+
+impl<'a> Keys<'a> {
+    /// Read by `read` when the gate has an image to look up.
+    pub fn later(read: impl std::future::Future<Output = Keychain> + Send + 'a) -> Self {
+        Keys::Later(Box::pin(read))
+    }
+
+    async fn get(self) -> Keychain {
+        match self {
+            Keys::Given(k) => k,
+            Keys::Later(f) => f.await,
+        }
+    }
+}
+
 /// One question to the gate: may these images run there?
 pub struct Ask<'a> {
     pub place: Place<'a>,
@@ -102,7 +129,7 @@ pub struct Ask<'a> {
     /// `--max-images-per-review`); more are refused before any lookup.
     pub max_images: Option<usize>,
     /// The logins to look images up with.
-    pub keychain: Keychain,
+    pub keychain: Keys<'a>,
     pub break_glass: BreakGlassAsk<'a>,
     /// When the answer is due, whatever the registries do.
     pub deadline: Instant,
@@ -240,7 +267,8 @@ impl Gate {
                 }),
             }
         }
-        verdicts.extend(self.engine.evaluate_images(&policy, &tier, &refs, &ask.keychain, now, ask.deadline).await);
+        let keychain = if refs.is_empty() { Keychain::default() } else { ask.keychain.get().await };
+        verdicts.extend(self.engine.evaluate_images(&policy, &tier, &refs, &keychain, now, ask.deadline).await);
 
         // A carried grant counts only against exactly what was judged here.
         let bg = ask.break_glass;

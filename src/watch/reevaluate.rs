@@ -111,7 +111,7 @@ async fn run(st: Arc<AppState>, client: Client, store: Store<Pod>, leader: Leade
         }
         next = now + jittered(every);
         let started = std::time::Instant::now();
-        let requests_before = st.engine.registry_requests();
+        let requests_before = st.gate.engine().registry_requests();
         let policy = st.policy();
         judged_by = Some(policy.digest.clone());
         let pods: Vec<Arc<Pod>> = store
@@ -167,7 +167,7 @@ async fn run(st: Arc<AppState>, client: Client, store: Store<Pod>, leader: Leade
         tracing::info!(
             images = rows.len(),
             failing,
-            registry_requests = st.engine.registry_requests() - requests_before,
+            registry_requests = st.gate.engine().registry_requests() - requests_before,
             ms = started.elapsed().as_millis() as u64,
             "re-evaluation pass"
         );
@@ -226,7 +226,7 @@ async fn act(
     let deadline = tokio::time::Instant::now() + PASS_BUDGET;
     // `due` hands over only tiers the policy defines.
     let Some(tier) = policy.tier_name(tier) else { return };
-    let verdicts = st.engine.evaluate_images(policy, &tier, &refs, &Default::default(), now, deadline).await;
+    let verdicts = st.gate.engine().evaluate_images(policy, &tier, &refs, &Default::default(), now, deadline).await;
     let passing: BTreeSet<&str> =
         verdicts.iter().filter(|v| Status::of(v).passes()).map(|v| v.image.as_str()).collect();
     let chosen = match rollback::choose(&revisions, current, |i| passing.contains(i)) {
@@ -294,11 +294,11 @@ async fn judge(st: &AppState, pods: &[Arc<Pod>]) -> Vec<Row> {
     let policy = st.policy();
     let mut running = Vec::new();
     for r in crate::watch::running::images(pods.iter().map(|p| p.as_ref())) {
-        let tier = st.tiers.tier_of(&r.namespace, &policy).await.map_err(|e| e.to_string());
+        let tier = st.gate.tiers().tier_of(&r.namespace, &policy).await.map_err(|e| e.to_string());
         running.push((r, tier));
     }
     let deadline = tokio::time::Instant::now() + PASS_BUDGET;
-    crate::watch::report::judge(&st.engine, &policy, running, crate::webhook::portcullis_now(), deadline).await
+    crate::watch::report::judge(st.gate.engine(), &policy, running, crate::webhook::portcullis_now(), deadline).await
 }
 
 fn publish_metrics(st: &AppState, rows: &[Row], changes: &Changes, now: DateTime<Utc>) {

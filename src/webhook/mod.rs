@@ -7,7 +7,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -25,13 +25,11 @@ use tracing::Instrument as _;
 
 use crate::audit::{AuditLog, Record};
 use crate::cluster::events::Notice;
-use crate::cluster::TierSource;
-use crate::engine::{Engine, Keychain};
-use crate::image::{Digest, ImageRef};
+use crate::engine::Keychain;
+use crate::gate::{Ask, BreakGlassAsk, CarriedGrant, Gate, Keys, Place, Written};
+use crate::image::Digest;
 use crate::metrics::Metrics;
-use crate::policy::{
-    self, BreakGlass, BreakGlassRequest, Decision, GrantKeys, Judged, Outcome, Policy, Presented, Presenter, Verdict,
-};
+use crate::policy::{self, BreakGlass, BreakGlassRequest, Decision, Outcome, Policy, Presenter, Verdict};
 
 mod mutate;
 pub mod ping;
@@ -57,9 +55,9 @@ pub use crate::policy::decide::MAX_MESSAGE;
 
 /// Everything a request handler needs; shared by all requests.
 pub struct AppState {
-    pub engine: Arc<Engine>,
-    pub policy: RwLock<Arc<Policy>>,
-    pub tiers: TierSource,
+    /// What every decision goes through: the policy in force, the tier
+    /// source, the engine, the grant keys and the clock.
+    pub gate: Arc<Gate>,
     pub metrics: Arc<Metrics>,
     pub audit: AuditLog,
     /// Time budget for one decision, kept below the webhook's timeoutSeconds.
@@ -67,8 +65,6 @@ pub struct AppState {
     /// When set, every AdmissionReview received is written here (debugging,
     /// fixtures). The files hold whole objects: keep the directory private.
     pub record_dir: Option<PathBuf>,
-    /// Keys that sign and verify break-glass grants (shared by all replicas).
-    pub grant_keys: GrantKeys,
     /// Most distinct images judged in one review; more are denied.
     pub max_images: usize,
     /// What `/mutate` pins to digests.
@@ -92,15 +88,14 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The policy in force (the gate's).
     pub fn policy(&self) -> Arc<Policy> {
-        self.policy.read().map(|p| p.clone()).unwrap_or_else(|e| e.into_inner().clone())
+        self.gate.policy()
     }
 
+    /// Puts `p` in force for the next decision on.
     pub fn set_policy(&self, p: Policy) {
-        match self.policy.write() {
-            Ok(mut g) => *g = Arc::new(p),
-            Err(e) => *e.into_inner() = Arc::new(p),
-        }
+        self.gate.set_policy(p)
     }
 }
 
@@ -126,7 +121,7 @@ pub fn metrics_router(state: Arc<AppState>) -> Router {
 }
 
 async fn readyz(State(st): State<Arc<AppState>>) -> Response {
-    if st.tiers.ready() {
+    if st.gate.tiers().ready() {
         (StatusCode::OK, "ready").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "namespace cache not synced yet").into_response()
@@ -698,18 +693,16 @@ pub const PULL_SECRET_WAIT: Duration = Duration::from_secs(2);
 /// [`policy::decide`] decides.
 pub async fn decide(st: &AppState, review: &Review, deadline: Instant) -> (AdmissionResponse, Record) {
     let req = &review.req;
-    let policy = st.policy();
-    // Millisecond precision, as recorded, so that a replay at `evaluatedAt` is exact.
-    let now = portcullis_now();
+    let gate = &st.gate;
     let subject = Subject::of(review);
-    let mut record = Record::of(req, now, &policy.digest);
-    record.namespace =
-        subject.as_ref().map(|s| s.namespace.clone()).or_else(|| req.namespace.clone()).unwrap_or_default();
-    let allow = AdmissionResponse::from(req);
-    let Some(subject) = subject else {
-        return (allow, record);
+    let namespace = subject.as_ref().map(|s| s.namespace.clone()).or_else(|| req.namespace.clone()).unwrap_or_default();
+    let owner = subject.as_ref().and_then(|s| kinds::controller(s.object)).map(|o| o.to_string());
+    let record_at = |now, digest: &Digest| {
+        let mut record = Record::of(req, now, digest);
+        record.namespace = namespace.clone();
+        record.owner = owner.clone();
+        record
     };
-    record.owner = kinds::controller(subject.object).map(|o| o.to_string());
     let answer = |record: Record, decision: Decision| {
         let mut resp = AdmissionResponse::from(req);
         if let Some(msg) = decision.message.as_ref().filter(|_| !decision.allowed) {
@@ -720,89 +713,51 @@ pub async fn decide(st: &AppState, review: &Review, deadline: Instant) -> (Admis
         }
         (resp, record.decided(decision))
     };
-    let refuse = |record: Record, reason: &'static str, why: &str| {
-        answer(record, policy::decide::refuse(&policy.digest, reason, why))
+    // What is not judged: no pod spec, or nothing new in it.
+    let (policy, now) = (gate.policy(), gate.now());
+    let allow = AdmissionResponse::from(req);
+    let Some(subject) = subject else {
+        return (allow, record_at(now, &policy.digest));
     };
     let all = match kinds::images(subject.kind, subject.object) {
         Ok(i) => i,
-        Err(e) => return refuse(record, "invalid_object", &format!("{}: {e}", req.name)),
+        Err(e) => {
+            let refused = policy::decide::refuse(&policy.digest, "invalid_object", &format!("{}: {e}", req.name));
+            return answer(record_at(now, &policy.digest), refused);
+        }
     };
     let images = subject.judged(all, &req.operation);
     if images.is_empty() {
-        return (allow, record);
+        return (allow, record_at(now, &policy.digest));
     }
-    let distinct: BTreeSet<&str> = images.iter().map(|c| c.image.as_str()).collect();
-    if distinct.len() > st.max_images {
-        let why = format!(
-            "{} {} names {} distinct images, more than the limit of {} per review (--max-images-per-review); \
-             split it into several objects",
-            subject.kind.kind,
-            req.name,
-            distinct.len(),
-            st.max_images
-        );
-        return refuse(record, "too_many_images", &why);
-    }
-    let tier = match st.tiers.tier_of(&subject.namespace, &policy).await {
-        Ok(t) => t,
-        Err(e) => return refuse(record, "tier", &e.to_string()),
-    };
-    record.tier = Some(tier.clone());
-    let (Some(tier), Some(tier_spec)) = (policy.tier_name(&tier), policy.tier(&tier)) else {
-        return refuse(record, "tier", &format!("tier {tier} is not defined in the policy"));
-    };
 
-    // Parse references; a bad one is denied on the spot.
-    let mut refs: Vec<ImageRef> = Vec::new();
-    let mut verdicts: Vec<Verdict> = Vec::new();
-    let mut seen = BTreeSet::new();
-    for c in &images {
-        if !seen.insert(c.image.clone()) {
-            continue;
-        }
-        match ImageRef::parse(&c.image) {
-            Ok(r) => refs.push(r),
-            Err(e) => verdicts.push(Verdict {
-                image: c.image.clone(),
-                tier: tier.to_string(),
-                problems: vec![format!("{}: {e}", c.path())],
-                reasons: vec![policy::Reason::Digest],
-                ..Verdict::default()
-            }),
-        }
-    }
-    let keys = if refs.is_empty() { Keychain::default() } else { subject.keychain(st, deadline).await };
-    verdicts.extend(st.engine.evaluate_images(&policy, &tier, &refs, &keys, now, deadline).await);
-
-    // Break-glass: directly for an allowed user, or through a grant the
-    // object carries, checked against exactly what was judged here.
+    // The rest is the gate's: the review only says what to ask.
+    let paths: Vec<String> = images.iter().map(ContainerImage::path).collect();
     let object = kinds::object_id(subject.kind, subject.object, &req.name);
     let carried = kinds::grant(subject.kind, subject.object);
-    let grant = carried.map(|token| {
-        let presented = Presented {
-            namespace: &subject.namespace,
-            tier: &tier,
-            object: object.clone(),
-            controller: kinds::controller(subject.object),
-            images: verdicts
-                .iter()
-                .map(|v| (v.image.clone(), v.digest.as_deref().and_then(|d| Digest::parse(d).ok())))
-                .collect(),
-            by: subject.presenter(req, st),
-        };
-        st.grant_keys.open(token).and_then(|g| {
-            policy::check_grant(&g, &presented, policy::break_glass_max_duration(tier_spec), now).map(|()| g)
+    let judgement = gate
+        .judge(Ask {
+            place: Place::Namespace(&subject.namespace),
+            what: format!("{} {}", subject.kind.kind, req.name),
+            images: images.iter().zip(&paths).map(|(c, path)| Written::new(&c.image, path)).collect(),
+            max_images: Some(st.max_images),
+            keychain: Keys::later(subject.keychain(st, deadline)),
+            break_glass: BreakGlassAsk {
+                request: subject.break_glass_request(req, st),
+                grant: carried.map(|token| CarriedGrant {
+                    token,
+                    object: object.clone(),
+                    controller: kinds::controller(subject.object),
+                    by: subject.presenter(req, st),
+                }),
+                template_without_grant: (subject.kind.is_template() && carried.is_none()).then(|| object.to_string()),
+            },
+            deadline,
         })
-    });
-    let decision = policy::decide(Judged {
-        policy_digest: &policy.digest,
-        tier: &tier,
-        tier_spec,
-        verdicts,
-        break_glass: BreakGlassRequest { grant, ..subject.break_glass_request(req, st) },
-        template_without_grant: (subject.kind.is_template() && carried.is_none()).then(|| object.to_string()),
-        now,
-    });
+        .await;
+    let mut record = record_at(judgement.now, &judgement.policy.digest);
+    record.tier = judgement.tier.as_ref().map(|t| t.to_string());
+    let decision = judgement.decision;
     if let (Outcome::BreakGlass, BreakGlass::Granted { user, justification, ticket, carried, .. }) =
         (decision.outcome, &decision.break_glass)
     {

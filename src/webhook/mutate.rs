@@ -68,7 +68,7 @@ pub(super) async fn mutate(st: &AppState, review: &Review, deadline: Instant) ->
     // apply pinned too, whatever `--pin-images` says (but never): by tag,
     // they would be denied.
     let policy = st.policy();
-    let tier = st.tiers.tier_of(&subject.namespace, &policy).await;
+    let tier = st.gate.tiers().tier_of(&subject.namespace, &policy).await;
     let requires_digest = tier.as_ref().ok().and_then(|t| policy.tier(t)).is_some_and(|t| t.require_digest);
     let copy = kinds::controller(subject.object).is_some();
     let in_scope = match st.pin {
@@ -100,7 +100,7 @@ pub(super) async fn mutate(st: &AppState, review: &Review, deadline: Instant) ->
     let needed: Vec<usize> = if wants_grant { (0..all.len()).collect() } else { to_pin.clone() };
     let refs: Vec<ImageRef> = needed.iter().filter_map(|&i| parsed[i].clone()).collect();
     let keys = if refs.is_empty() { Default::default() } else { subject.keychain(st, deadline).await };
-    let resolved = st.engine.resolve_all(&refs, &keys, deadline).await;
+    let resolved = st.gate.engine().resolve_all(&refs, &keys, deadline).await;
     let mut digest_of: Vec<Option<Result<Digest, LookupError>>> = vec![None; all.len()];
     let mut it = resolved.into_iter();
     for &i in &needed {
@@ -158,7 +158,7 @@ async fn grant(
 ) -> Result<Option<String>, String> {
     let policy = st.policy();
     let now = super::portcullis_now();
-    let tier = st.tiers.tier_of(&subject.namespace, &policy).await.map_err(|e| e.to_string())?;
+    let tier = st.gate.tiers().tier_of(&subject.namespace, &policy).await.map_err(|e| e.to_string())?;
     let (Some(tier), Some(tier_spec)) = (policy.tier_name(&tier), policy.tier(&tier)) else {
         return Err(format!("tier {tier} is not defined in the policy"));
     };
@@ -182,7 +182,7 @@ async fn grant(
     let by = subject.presenter(req, st);
     let presented = Presented { namespace: &subject.namespace, tier: &tier, object, controller: None, images, by };
     for o in [subject.object, subject.old] {
-        let kept = kinds::grant(subject.kind, o).and_then(|t| st.grant_keys.open(t).ok().map(|g| (t, g)));
+        let kept = kinds::grant(subject.kind, o).and_then(|t| st.gate.grant_keys().open(t).ok().map(|g| (t, g)));
         if let Some((token, g)) = kept {
             let same = g.justification == fresh.justification && g.ticket == fresh.ticket && g.user == fresh.user;
             let holds = policy::check_grant(&g, &presented, policy::break_glass_max_duration(tier_spec), now).is_ok();
@@ -193,7 +193,7 @@ async fn grant(
         }
     }
     tracing::info!(user = ?fresh.user, ns = ?fresh.namespace, object = ?fresh.object.to_string(), digests = fresh.digests.len(), "break-glass grant stamped");
-    Ok(Some(st.grant_keys.sign(&fresh)))
+    Ok(Some(st.gate.grant_keys().sign(&fresh)))
 }
 
 /// JSON patch operations that set the grant annotation on the pod

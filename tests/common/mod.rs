@@ -780,9 +780,12 @@ impl Webhook {
             .unwrap()
             .with_metrics(metrics.clone());
         let state = Arc::new(portcullis::webhook::AppState {
-            engine: portcullis::engine::Engine::new(registry, &o.cfg, metrics.clone()),
-            policy: std::sync::RwLock::new(Arc::new(policy)),
-            tiers: portcullis::cluster::TierSource::Static,
+            gate: Arc::new(portcullis::gate::Gate::new(
+                portcullis::engine::Engine::new(registry, &o.cfg, metrics.clone()),
+                policy,
+                portcullis::cluster::TierSource::Static,
+                portcullis::policy::GrantKeys::from_text(&o.grant_key).unwrap(),
+            )),
             metrics,
             audit: portcullis::audit::AuditLog::open_with(
                 audit_dir.path().join("audit.jsonl").to_str().unwrap(),
@@ -791,7 +794,6 @@ impl Webhook {
             .unwrap(),
             deadline: o.deadline,
             record_dir: None,
-            grant_keys: portcullis::policy::GrantKeys::from_text(&o.grant_key).unwrap(),
             max_images: o.max_images,
             pin: o.pin,
             body_timeout: o.server.body_timeout,
