@@ -5,8 +5,11 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
+use portcullis::cluster::TierSource;
 use portcullis::engine::{Engine, EngineConfig};
+use portcullis::gate::Gate;
 use portcullis::metrics::Metrics;
+use portcullis::policy::GrantKeys;
 use portcullis::webhook;
 
 use super::args::*;
@@ -39,6 +42,9 @@ pub(crate) async fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
         .collect();
     let now = a.at.unwrap_or_else(webhook::portcullis_now);
     let engine = Engine::new(registry(&a.registry)?, &EngineConfig::default(), Arc::new(Metrics::default()));
+    // The namespaces' tiers were read above, once: the gate is asked by tier.
+    let keys = GrantKeys::random()?;
+    let gate = Gate::new(engine, policy.clone(), TierSource::Static, keys).with_clock(Arc::new(move || now));
     let deadline = tokio::time::Instant::now() + a.timeout;
     let running = portcullis::watch::running::images(&pods)
         .into_iter()
@@ -49,7 +55,7 @@ pub(crate) async fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
             (r, tier.map_err(|e| e.to_string()))
         })
         .collect();
-    let rows = portcullis::watch::report::judge(&engine, &policy, running, now, deadline).await;
+    let rows = portcullis::watch::report::judge(&gate, running, deadline).await;
     let failing = rows.iter().filter(|r| !r.status.passes()).count();
     match a.output {
         Output::Json => outln!(

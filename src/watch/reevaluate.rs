@@ -221,14 +221,22 @@ async fn act(
     let mut images: Vec<String> = revisions.iter().flat_map(|r| r.images.clone()).collect();
     images.sort();
     images.dedup();
-    let refs: Vec<crate::image::ImageRef> =
-        images.iter().filter_map(|i| crate::image::ImageRef::parse(i).ok()).collect();
-    let deadline = tokio::time::Instant::now() + PASS_BUDGET;
-    // `due` hands over only tiers the policy defines.
-    let Some(tier) = policy.tier_name(tier) else { return };
-    let verdicts = st.gate.engine().evaluate_images(policy, &tier, &refs, &Default::default(), now, deadline).await;
+    // Through the gate, as admission would judge them today: a reference
+    // that does not parse is a failing verdict, never a revision to go to.
+    let judgement = st
+        .gate
+        .judge(crate::gate::Ask {
+            place: crate::gate::Place::Tier(tier),
+            what: format!("the revisions of {workload}"),
+            images: images.iter().map(|i| crate::gate::Written::new(i, "a revision's image")).collect(),
+            max_images: None,
+            keychain: Default::default(),
+            break_glass: Default::default(),
+            deadline: tokio::time::Instant::now() + PASS_BUDGET,
+        })
+        .await;
     let passing: BTreeSet<&str> =
-        verdicts.iter().filter(|v| Status::of(v).passes()).map(|v| v.image.as_str()).collect();
+        judgement.decision.verdicts.iter().filter(|v| Status::of(v).passes()).map(|v| v.image.as_str()).collect();
     let chosen = match rollback::choose(&revisions, current, |i| passing.contains(i)) {
         Ok(c) => c,
         Err(e) => {
@@ -298,7 +306,7 @@ async fn judge(st: &AppState, pods: &[Arc<Pod>]) -> Vec<Row> {
         running.push((r, tier));
     }
     let deadline = tokio::time::Instant::now() + PASS_BUDGET;
-    crate::watch::report::judge(st.gate.engine(), &policy, running, crate::webhook::portcullis_now(), deadline).await
+    crate::watch::report::judge(&st.gate, running, deadline).await
 }
 
 fn publish_metrics(st: &AppState, rows: &[Row], changes: &Changes, now: DateTime<Utc>) {

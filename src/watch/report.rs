@@ -50,8 +50,8 @@ impl Status {
             return Status::Error;
         }
         if v.problems.is_empty() {
-            let expiring = v.notes.iter().any(|n| n.starts_with("exception for ") && n.contains(" expires on "));
-            return if expiring { Status::ExceptionExpiring } else { Status::Compliant };
+            // A fact of the verdict (on the image, or any platform of it).
+            return if v.expiring_exceptions.is_empty() { Status::Compliant } else { Status::ExceptionExpiring };
         }
         let only = |allowed: &[Reason]| v.reasons.iter().all(|r| allowed.contains(r));
         if only(&[Reason::StaleEvidence]) {
@@ -100,33 +100,45 @@ impl Row {
 }
 
 /// Judges running images, each with its namespace's tier (or why it has
-/// none), as admission would at `now`: one row each.
+/// none), through the gate as admission would judge them now: one row each.
 pub async fn judge(
-    engine: &std::sync::Arc<crate::engine::Engine>,
-    policy: &std::sync::Arc<crate::policy::Policy>,
+    gate: &crate::gate::Gate,
     running: Vec<(RunningImage, Result<String, String>)>,
-    now: chrono::DateTime<chrono::Utc>,
     deadline: tokio::time::Instant,
 ) -> Vec<Row> {
+    use crate::gate::{Ask, Place, Written};
     let mut rows = Vec::new();
-    let mut by_tier: std::collections::BTreeMap<String, Vec<(RunningImage, crate::image::ImageRef)>> =
-        Default::default();
+    let mut by_tier: std::collections::BTreeMap<String, Vec<RunningImage>> = Default::default();
     for (r, tier) in running {
-        match (tier, crate::image::ImageRef::parse(&r.reference())) {
-            (Err(why), _) => rows.push(Row::unjudged(r, why)),
-            (Ok(_), Err(e)) => rows.push(Row::unjudged(r, format!("invalid image reference: {e}"))),
-            (Ok(tier), Ok(image)) => by_tier.entry(tier).or_default().push((r, image)),
+        match tier {
+            Err(why) => rows.push(Row::unjudged(r, why)),
+            Ok(tier) => by_tier.entry(tier).or_default().push(r),
         }
     }
+    let policy = gate.policy();
     for (tier, judged) in by_tier {
-        let refs: Vec<_> = judged.iter().map(|(_, i)| i.clone()).collect();
-        let Some(name) = policy.tier_name(&tier) else {
-            let why = format!("tier {tier} is not defined in the policy");
-            rows.extend(judged.into_iter().map(|(r, _)| Row::unjudged(r, why.clone())));
+        if let Err(why) = gate.tier(Place::Tier(&tier), &policy).await {
+            rows.extend(judged.into_iter().map(|r| Row::unjudged(r, why.clone())));
             continue;
-        };
-        let verdicts = engine.evaluate_images(policy, &name, &refs, &Default::default(), now, deadline).await;
-        rows.extend(judged.into_iter().zip(verdicts).map(|((r, _), v)| Row::judged(r, tier.clone(), v)));
+        }
+        let written: Vec<String> = judged.iter().map(RunningImage::reference).collect();
+        let judgement = gate
+            .judge(Ask {
+                place: Place::Tier(&tier),
+                what: format!("what runs in tier {tier}"),
+                images: written.iter().map(|w| Written::new(w, "the running image")).collect(),
+                max_images: None,
+                keychain: Default::default(),
+                break_glass: Default::default(),
+                deadline,
+            })
+            .await;
+        for (r, w) in judged.into_iter().zip(&written) {
+            match judgement.verdict(w) {
+                Some(v) => rows.push(Row::judged(r, tier.clone(), v.clone())),
+                None => rows.push(Row::unjudged(r, judgement.decision.message.clone().unwrap_or_default())),
+            }
+        }
     }
     rows
 }
@@ -182,6 +194,13 @@ mod tests {
         }
     }
 
+    /// The verdict's fact: an exception applied that expires soon.
+    fn expiring(mut v: Verdict) -> Verdict {
+        let expires = chrono::NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
+        v.expiring_exceptions = vec![crate::policy::ExpiringException { id: "CVE-1".into(), expires }];
+        v
+    }
+
     #[test]
     fn status_table() {
         use Reason::*;
@@ -189,8 +208,23 @@ mod tests {
             ("passes", v(&[], &[], &[], None), Status::Compliant),
             (
                 "passes on an exception about to expire",
-                v(&[], &[], &["exception for CVE-1 expires on 2026-12-01; fix openssl before then"], None),
+                expiring(v(&[], &[], &["exception for CVE-1 expires on 2026-12-01; fix openssl before then"], None)),
                 Status::ExceptionExpiring,
+            ),
+            (
+                "passes on an exception about to expire on one platform of a multi-arch image",
+                expiring(v(
+                    &[],
+                    &[],
+                    &["platform linux/arm64 (sha256:0123456789ab): exception for CVE-1 expires on 2026-12-01; fix openssl before then"],
+                    None,
+                )),
+                Status::ExceptionExpiring,
+            ),
+            (
+                "the words alone are not the fact",
+                v(&[], &[], &["exception for CVE-1 expires on 2026-12-01 (quoted by someone)"], None),
+                Status::Compliant,
             ),
             ("only its scan is too old", v(&["older than the maxAge"], &[StaleEvidence], &[], None), Status::ScanStale),
             ("no attestations", v(&["no attestations found"], &[NoAttestations], &[], None), Status::Unverified),

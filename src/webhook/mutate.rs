@@ -17,6 +17,7 @@ use tokio::time::Instant;
 
 use super::{AppState, Review, Subject};
 use crate::engine::LookupError;
+use crate::gate::Place;
 use crate::image::{Digest, ImageRef};
 use crate::kinds;
 use crate::policy::{self, Presented};
@@ -68,8 +69,8 @@ pub(super) async fn mutate(st: &AppState, review: &Review, deadline: Instant) ->
     // apply pinned too, whatever `--pin-images` says (but never): by tag,
     // they would be denied.
     let policy = st.policy();
-    let tier = st.gate.tiers().tier_of(&subject.namespace, &policy).await;
-    let requires_digest = tier.as_ref().ok().and_then(|t| policy.tier(t)).is_some_and(|t| t.require_digest);
+    let tier = st.gate.tier(Place::Namespace(&subject.namespace), &policy).await;
+    let requires_digest = tier.as_ref().ok().and_then(|t| policy.tier(t.as_str())).is_some_and(|t| t.require_digest);
     let copy = kinds::controller(subject.object).is_some();
     let in_scope = match st.pin {
         PinImages::Never => false,
@@ -157,11 +158,9 @@ async fn grant(
     digest_of: &[Option<Result<Digest, LookupError>>],
 ) -> Result<Option<String>, String> {
     let policy = st.policy();
-    let now = super::portcullis_now();
-    let tier = st.gate.tiers().tier_of(&subject.namespace, &policy).await.map_err(|e| e.to_string())?;
-    let (Some(tier), Some(tier_spec)) = (policy.tier_name(&tier), policy.tier(&tier)) else {
-        return Err(format!("tier {tier} is not defined in the policy"));
-    };
+    let now = st.gate.now();
+    let tier = st.gate.tier(Place::Namespace(&subject.namespace), &policy).await?;
+    let tier_spec = policy.tier(tier.as_str()).ok_or_else(|| format!("tier {tier} is not defined in the policy"))?;
     let object = kinds::object_id(subject.kind, subject.object, &req.name);
     if object.name.is_empty() {
         return Err("a grant is made on a named object (this one has only a generateName)".into());
