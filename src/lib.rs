@@ -2,11 +2,23 @@
 //! image into an environment tier only on signed evidence (a vulnerability scan
 //! and integration test results attached as cosign in-toto attestations).
 //!
-//! Data flows one way:
-//! `webhook` (HTTP, Kubernetes) -> `engine` (per image, cached) -> `registry`
-//! (OCI I/O) -> `attest` (DSSE, signatures) -> `evidence` (predicates) ->
-//! `policy` (pure evaluation). Nothing below `policy` knows about HTTP or
-//! Kubernetes, and `policy` does no I/O and reads no clock.
+//! # The crate map
+//!
+//! One gate, many doors: every decision is one call, [`gate::Gate::judge`],
+//! and a door only translates what it was given into an [`gate::Ask`] and
+//! the [`gate::Judgement`] back into its own answer.
+//!
+//! | layer | modules | what they do |
+//! |---|---|---|
+//! | doors | [`webhook`] (`/validate`, `/mutate`), [`watch`] (re-evaluation, `report`'s rows, rollback), and the binary's `cli/` (`check`, `report`, `serve`'s wiring, the tools) | HTTP, Kubernetes and the command line in and out |
+//! | gate | [`gate`] | the policy in force and its reload, the tier source, the engine, the grant keys, the clock; the flow: tier, references, evidence, evaluation, break-glass, decision |
+//! | adapters | [`engine`] (caches, single flight, deadlines, over one `Source`: the registry, attestation files, memory), [`registry`] (OCI), [`cluster`] (tiers, pull secrets, Events, the Lease) | I/O |
+//! | core | [`kinds`], [`image`], [`platform`], [`attest`], [`evidence`], [`policy`] | pure: no network, no clock |
+//! | observers | [`audit`], [`metrics`], [`timelines`] | typed outcomes in, no decisions |
+//!
+//! The import rule: doors -> gate -> adapters -> core, and anything may
+//! tell an observer. A module never imports from a layer above its own
+//! (`tests/layout.rs` checks it).
 #![deny(rust_2018_idioms)]
 #![forbid(unsafe_code)]
 
