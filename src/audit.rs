@@ -128,6 +128,53 @@ pub struct Record {
     pub latency_ms: f64,
 }
 
+/// An AdmissionReview that could not be decoded: never judged, and on the
+/// record all the same (`result: invalid`). Its bytes are not kept (they may
+/// be anything); their digest matches a body recorded elsewhere
+/// (`--record-dir`).
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Invalid {
+    pub time: String,
+    /// The request's uid, when one could be read from it; empty otherwise.
+    pub uid: String,
+    /// `/validate` or `/mutate`.
+    pub endpoint: &'static str,
+    pub allowed: bool,
+    /// Always `invalid`.
+    pub result: &'static str,
+    /// Always `invalid_review`.
+    pub reason: &'static str,
+    pub message: String,
+    pub body_bytes: usize,
+    pub body_sha256: String,
+    pub policy_digest: String,
+}
+
+impl Invalid {
+    pub fn of(
+        endpoint: &'static str,
+        uid: Option<String>,
+        body: &[u8],
+        why: &str,
+        policy_digest: &crate::image::Digest,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Invalid {
+        Invalid {
+            time: now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            uid: uid.unwrap_or_default(),
+            endpoint,
+            allowed: false,
+            result: "invalid",
+            reason: "invalid_review",
+            message: format!("portcullis: invalid AdmissionReview: {}", crate::policy::decide::truncate(why, 1024)),
+            body_bytes: body.len(),
+            body_sha256: format!("sha256:{}", hex::encode(Sha256::digest(body))),
+            policy_digest: policy_digest.to_string(),
+        }
+    }
+}
+
 /// The prev of the genesis record: `sha256:` and 64 zeros.
 pub const GENESIS: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
 /// Default size past which the audit file is rotated (64 MiB).

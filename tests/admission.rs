@@ -298,6 +298,22 @@ async fn malformed_and_oversized_reviews_get_clear_errors() {
     // Still serving.
     let r = hook.client.get(format!("{}/healthz", hook.url)).send().await.unwrap();
     assert_eq!(r.status(), 200);
+
+    // Each undecodable review left a record: what it was, and why (not its
+    // bytes: a digest of them, to match a body recorded elsewhere).
+    let records = hook.audit();
+    let invalid: Vec<&Value> = records.iter().filter(|r| r["result"] == "invalid").collect();
+    assert_eq!(invalid.len(), 3, "{records:?}");
+    assert_eq!(invalid[0]["uid"], "");
+    assert_eq!(invalid[1]["uid"], "u-1");
+    for r in &invalid {
+        assert_eq!(r["allowed"], false, "{r}");
+        assert_eq!(r["reason"], "invalid_review", "{r}");
+        assert_eq!(r["endpoint"], "/validate", "{r}");
+        assert!(r["message"].as_str().is_some_and(|m| m.contains("invalid AdmissionReview")), "{r}");
+        assert!(r["bodySha256"].as_str().is_some_and(|d| d.starts_with("sha256:")), "{r}");
+        assert!(r["policyDigest"].as_str().is_some_and(|d| d.starts_with("sha256:")), "{r}");
+    }
     let resp = hook.admit_pod("prod", &[&format!("{}/shop/none:v1", w.reg.host)], json!({}), &[]).await;
     assert_eq!(resp["allowed"], false);
 }

@@ -324,6 +324,7 @@ async fn collect(
 /// the API server's `?timeout=` (answering before it gives up).
 async fn read_review(
     st: &AppState,
+    endpoint: &'static str,
     query: &HashMap<String, String>,
     headers: &axum::http::HeaderMap,
     body: Body,
@@ -354,7 +355,18 @@ async fn read_review(
     if let Some(dir) = &st.record_dir {
         record(dir, &body).await;
     }
-    let review = review::decode(&body).map_err(|e| invalid(&body, e.to_string()))?;
+    let review = match review::decode(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            // Unjudged, and on the record all the same.
+            let why = e.to_string();
+            let uid = review::uid_of(&body);
+            st.audit
+                .write(crate::audit::Invalid::of(endpoint, uid, &body, &why, &st.policy().digest, st.gate.now()))
+                .await;
+            return Err(invalid(&body, why));
+        }
+    };
     let mut budget = st.deadline;
     if let Some(t) = query.get("timeout").and_then(|t| policy::parse_duration(t).ok()) {
         budget = budget.min(t.saturating_sub(Duration::from_millis(500)));
@@ -369,7 +381,7 @@ async fn validate(
     body: Body,
 ) -> Response {
     let start = Instant::now();
-    let (review, deadline) = match read_review(&st, &query, &headers, body).await {
+    let (review, deadline) = match read_review(&st, "/validate", &query, &headers, body).await {
         Ok(r) => r,
         Err(resp) => return resp,
     };
@@ -476,7 +488,7 @@ async fn mutate(
     headers: axum::http::HeaderMap,
     body: Body,
 ) -> Response {
-    let (review, deadline) = match read_review(&st, &query, &headers, body).await {
+    let (review, deadline) = match read_review(&st, "/mutate", &query, &headers, body).await {
         Ok(r) => r,
         Err(resp) => return resp,
     };
