@@ -860,6 +860,40 @@ fn portcullis_behind_a_real_api_server() {
         assert_eq!(ok, admitted, "{case}: {out}");
         assert!(out.contains(&text), "{case}: want {text:?} in {out}");
     }
+    // After admission, with the cluster's credentials too: `report
+    // --pull-secrets` looks team-a's private image up with its Pods' pull
+    // secrets (and its service account's), as admission did; with
+    // Portcullis' own credentials alone it cannot read it.
+    let report_of = |ns: &str, flags: &[&str]| -> Vec<(String, String)> {
+        let out = Command::new(&bin.program)
+            .args(&bin.args)
+            .envs(bin.env.iter().map(|(k, v)| (k, v)))
+            .args(["report", "-n", ns, "--output", "json", "--kubeconfig"])
+            .arg(&cp.admin)
+            .arg("--policy")
+            .arg(&policy)
+            .arg("--registry-ca")
+            .arg(format!("{}={}", private.host, private_ca.display()))
+            .args(flags)
+            .output()
+            .unwrap();
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!("{e}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+        });
+        let mut rows: Vec<(String, String)> = report["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["workload"].as_str().unwrap().to_string(), r["status"].as_str().unwrap().to_string()))
+            .collect();
+        rows.sort();
+        rows
+    };
+    let own = report_of("team-a", &[]);
+    assert_eq!(own, [("Pod/p1".into(), "error".into()), ("Pod/p2".into(), "error".into())], "{own:?}");
+    let with_secrets = report_of("team-a", &["--pull-secrets"]);
+    let compliant = [("Pod/p1".to_string(), "compliant".to_string()), ("Pod/p2".into(), "compliant".into())];
+    assert_eq!(with_secrets, compliant, "{with_secrets:?}");
 
     // Workloads are judged by their pod template.
     let (ok, out) = cp.apply(&deployment("prod", "crit", &crit_tag));

@@ -434,6 +434,11 @@ pub(crate) struct ReportArgs {
     /// Judge as of this time (RFC 3339): what will have aged out by then.
     #[arg(long)]
     pub(crate) at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Look each image up with its Pods' pull secrets (and their service account's), then the registry
+    /// credentials given, as admission does with `serve --pull-secrets`: an image only a namespace's secret can
+    /// read is judged rather than reported as an error. Needs `get` on secrets and service accounts.
+    #[arg(long)]
+    pub(crate) pull_secrets: bool,
     #[command(flatten)]
     pub(crate) registry: RegistryArgs,
 }

@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 
@@ -29,6 +30,8 @@ pub(crate) async fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
     }
     .context("listing Pods")?
     .items;
+    let pull_secrets =
+        a.pull_secrets.then(|| portcullis::cluster::PullSecrets::new(client.clone(), Duration::from_secs(60)));
     let namespaces: std::collections::HashMap<String, Option<String>> = kube::Api::<Namespace>::all(client)
         .list(&list)
         .await
@@ -55,7 +58,7 @@ pub(crate) async fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
             (r, tier.map_err(|e| e.to_string()))
         })
         .collect();
-    let rows = portcullis::watch::report::judge(&gate, running, deadline).await;
+    let rows = portcullis::watch::report::judge(&gate, pull_secrets.as_ref(), running, deadline).await;
     let failing = rows.iter().filter(|r| !r.status.passes()).count();
     match a.output {
         Output::Json => outln!(

@@ -306,7 +306,7 @@ async fn judge(st: &AppState, pods: &[Arc<Pod>]) -> Vec<Row> {
         running.push((r, tier));
     }
     let deadline = tokio::time::Instant::now() + PASS_BUDGET;
-    crate::watch::report::judge(&st.gate, running, deadline).await
+    crate::watch::report::judge(&st.gate, st.pull_secrets.as_ref(), running, deadline).await
 }
 
 fn publish_metrics(st: &AppState, rows: &[Row], changes: &Changes, now: DateTime<Utc>) {

@@ -101,26 +101,42 @@ impl Row {
 
 /// Judges running images, each with its namespace's tier (or why it has
 /// none), through the gate as admission would judge them now: one row each.
+/// With `pull_secrets`, each is looked up with its Pods' pull secrets (and
+/// their service account's), then Portcullis' own credentials, as at
+/// admission; without, with Portcullis' own.
 pub async fn judge(
     gate: &crate::gate::Gate,
+    pull_secrets: Option<&crate::cluster::PullSecrets>,
     running: Vec<(RunningImage, Result<String, String>)>,
     deadline: tokio::time::Instant,
 ) -> Vec<Row> {
-    use crate::gate::{Ask, Place, Written};
+    use crate::gate::{Ask, Keys, Place, Written};
+    use crate::watch::running::PodPull;
     let mut rows = Vec::new();
-    let mut by_tier: std::collections::BTreeMap<String, Vec<RunningImage>> = Default::default();
+    // One ask per tier, and per namespace and pull secrets when they are read.
+    type Logins = Option<(String, PodPull)>;
+    let mut asks: std::collections::BTreeMap<(String, Logins), Vec<RunningImage>> = Default::default();
     for (r, tier) in running {
         match tier {
             Err(why) => rows.push(Row::unjudged(r, why)),
-            Ok(tier) => by_tier.entry(tier).or_default().push(r),
+            Ok(tier) => {
+                let logins = pull_secrets.map(|_| (r.namespace.clone(), r.pull.clone()));
+                asks.entry((tier, logins)).or_default().push(r)
+            }
         }
     }
     let policy = gate.policy();
-    for (tier, judged) in by_tier {
+    for ((tier, logins), judged) in asks {
         if let Err(why) = gate.tier(Place::Tier(&tier), &policy).await {
             rows.extend(judged.into_iter().map(|r| Row::unjudged(r, why.clone())));
             continue;
         }
+        let keychain = match (pull_secrets, &logins) {
+            (Some(ps), Some((namespace, pull))) => {
+                Keys::later(async move { ps.keychain(namespace, &pull.secrets, &pull.service_account).await })
+            }
+            _ => Keys::default(),
+        };
         let written: Vec<String> = judged.iter().map(RunningImage::reference).collect();
         let judgement = gate
             .judge(Ask {
@@ -128,7 +144,7 @@ pub async fn judge(
                 what: format!("what runs in tier {tier}"),
                 images: written.iter().map(|w| Written::new(w, "the running image")).collect(),
                 max_images: None,
-                keychain: Default::default(),
+                keychain,
                 break_glass: Default::default(),
                 deadline,
             })
@@ -255,6 +271,7 @@ mod tests {
             image: "r.example/app:1".into(),
             digest: None,
             pods: vec!["p".into()],
+            pull: Default::default(),
         };
         let rows = vec![
             Row::judged(running("shop", "Deployment/ok"), "production".into(), v(&[], &[], &[], None)),

@@ -27,6 +27,19 @@ pub struct RunningImage {
     pub digest: Option<Digest>,
     /// The Pods running it, by name.
     pub pods: Vec<String>,
+    /// The pull secrets its Pods name, and their service account: what the
+    /// kubelet pulls it with, and what it is looked up with when Portcullis
+    /// may read pull secrets (as at admission). Not an output field.
+    #[serde(skip)]
+    pub pull: PodPull,
+}
+
+/// The pull secrets a Pod names and its service account (whose pull secrets
+/// count too).
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PodPull {
+    pub secrets: Vec<String>,
+    pub service_account: String,
 }
 
 impl RunningImage {
@@ -47,7 +60,9 @@ impl RunningImage {
 /// (init, app and ephemeral containers, image volumes), read by the one
 /// walker ([`kinds::images`]).
 pub fn images<'a>(pods: impl IntoIterator<Item = &'a Pod>) -> Vec<RunningImage> {
-    let mut out: BTreeMap<(String, ObjectId, String, Option<Digest>), Vec<String>> = BTreeMap::new();
+    // (namespace, workload, image, digest) -> (Pods, what they pull with).
+    type Key = (String, ObjectId, String, Option<Digest>);
+    let mut out: BTreeMap<Key, (Vec<String>, PodPull)> = BTreeMap::new();
     for pod in pods {
         let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
         if !matches!(phase, "Pending" | "Running") {
@@ -58,6 +73,8 @@ pub fn images<'a>(pods: impl IntoIterator<Item = &'a Pod>) -> Vec<RunningImage> 
         let namespace = pod.metadata.namespace.clone().unwrap_or_default();
         let name = pod.metadata.name.clone().unwrap_or_default();
         let workload = workload_of(pod, &object);
+        let (secrets, service_account) = kinds::pull_secrets(&kinds::POD, &object);
+        let pull = PodPull { secrets, service_account };
         let statuses: Vec<_> = pod
             .status
             .iter()
@@ -80,14 +97,25 @@ pub fn images<'a>(pods: impl IntoIterator<Item = &'a Pod>) -> Vec<RunningImage> 
                 .then(|| statuses.iter().find(|s| s.name == c.name).and_then(|s| digest_in(&s.image_id)))
                 .flatten();
             let digest = pulled.or_else(|| c.image.rsplit_once('@').and_then(|(_, d)| Digest::parse(d).ok()));
-            let pods = out.entry((namespace.clone(), workload.clone(), c.image, digest)).or_default();
+            // The Pods of one workload share their template: the first one's
+            // pull secrets stand for all.
+            let (pods, _) = out
+                .entry((namespace.clone(), workload.clone(), c.image, digest))
+                .or_insert_with(|| (Vec::new(), pull.clone()));
             if !pods.contains(&name) {
                 pods.push(name.clone());
             }
         }
     }
     out.into_iter()
-        .map(|((namespace, workload, image, digest), pods)| RunningImage { namespace, workload, image, digest, pods })
+        .map(|((namespace, workload, image, digest), (pods, pull))| RunningImage {
+            namespace,
+            workload,
+            image,
+            digest,
+            pods,
+            pull,
+        })
         .collect()
 }
 
@@ -202,6 +230,34 @@ mod tests {
                 ("StatefulSet/web".into(), "r.example/app:1".into(), Some(A.into())),
                 // The digest its reference pins, never a container's of the same name.
                 ("StatefulSet/web".into(), format!("r.example/models@{B}"), Some(B.into())),
+            ]
+        );
+    }
+
+    /// What each running image is pulled with: its Pods' pull secrets and
+    /// their service account (`default` when none is named), as admission
+    /// reads them.
+    #[test]
+    fn running_images_know_their_pull_secrets() {
+        let p = |name: &str, spec: serde_json::Value| {
+            let mut spec = spec;
+            spec["containers"] = json!([{"name": "app", "image": "private.example/app:1"}]);
+            pod(
+                json!({"metadata": {"name": name, "namespace": "team-a"}, "spec": spec, "status": {"phase": "Running"}}),
+            )
+        };
+        let got: Vec<PodPull> = images(&[
+            p("a", json!({"imagePullSecrets": [{"name": "regcred"}, {"name": ""}], "serviceAccountName": "builder"})),
+            p("b", json!({})),
+        ])
+        .into_iter()
+        .map(|r| r.pull)
+        .collect();
+        assert_eq!(
+            got,
+            vec![
+                PodPull { secrets: vec!["regcred".into()], service_account: "builder".into() },
+                PodPull { secrets: vec![], service_account: "default".into() },
             ]
         );
     }

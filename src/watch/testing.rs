@@ -13,6 +13,7 @@ pub(crate) fn running(workload: &str) -> RunningImage {
         image: "r.example/api:1".into(),
         digest: None,
         pods: vec!["p".into()],
+        pull: Default::default(),
     }
 }
 
