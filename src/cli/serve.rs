@@ -148,7 +148,11 @@ async fn cluster(a: &ServeArgs) -> anyhow::Result<Cluster> {
                     .ok()
                     .or_else(|| std::env::var("HOSTNAME").ok())
                     .unwrap_or_else(|| "portcullis".into());
-                events = Some(portcullis::cluster::events::Events::start(client.clone(), instance.clone()));
+                events = Some(portcullis::cluster::events::Events::start(
+                    client.clone(),
+                    instance.clone(),
+                    a.event_series_window,
+                ));
                 if a.policy.is_none() && !a.reevaluate_every.is_zero() {
                     tracing::info!(
                         "no re-evaluation on the embedded default policy: give --policy to re-judge running workloads"

@@ -10,8 +10,8 @@
 //!
 //! The copies a controller makes of a granted workload (a ReplicaSet's
 //! Pods) make one Event series, not one Event per copy: the first copy's
-//! Event is sent at once; the copies after it within [`SERIES_WINDOW`] are
-//! counted, and one Event with `series` (`count`, `lastObservedTime`) is
+//! Event is sent at once; the copies after it within the window
+//! (`--event-series-window`, [`SERIES_WINDOW`] by default) are counted, and one Event with `series` (`count`, `lastObservedTime`) is
 //! created for them all when the window closes. Client-go keeps a series by
 //! patching one Event; creating the summary instead needs no verb beyond
 //! `create`.
@@ -37,9 +37,11 @@ const QUEUE: usize = 1024;
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 /// The API server refuses notes longer than 1 kB.
 const MAX_NOTE: usize = 1024;
-/// How long the copies of one grant gather into one Event series.
+/// How long the copies of one grant gather into one Event series, unless
+/// `--event-series-window` says otherwise.
 pub const SERIES_WINDOW: Duration = Duration::from_secs(60);
-/// How often open series are looked at.
+/// How often open series are looked at, at most (a shorter window is looked
+/// at every tenth of it).
 const SERIES_TICK: Duration = Duration::from_secs(5);
 
 /// One Event to send.
@@ -169,9 +171,15 @@ struct Open {
 
 /// What to send, as notices come and windows close: pure, so that the
 /// series rule has fast tests.
-#[derive(Default)]
 pub struct Series {
     open: std::collections::HashMap<String, Open>,
+    window: Duration,
+}
+
+impl Default for Series {
+    fn default() -> Self {
+        Series::new(SERIES_WINDOW)
+    }
 }
 
 /// One Event to create: a notice, and, for a series, its count and when its
@@ -179,6 +187,11 @@ pub struct Series {
 pub type Outgoing = (Notice, Option<(u64, chrono::DateTime<chrono::Utc>)>);
 
 impl Series {
+    /// Series that gather the copies of one grant for `window`.
+    pub fn new(window: Duration) -> Self {
+        Series { open: Default::default(), window }
+    }
+
     /// A notice arrives: what to send now (the first of a series, or a
     /// notice of no series), or nothing (a later copy, counted).
     pub fn offer(
@@ -208,7 +221,7 @@ impl Series {
         let closed: Vec<String> = self
             .open
             .iter()
-            .filter(|(_, o)| all || at.duration_since(o.started) >= SERIES_WINDOW)
+            .filter(|(_, o)| all || at.duration_since(o.started) >= self.window)
             .map(|(k, _)| k.clone())
             .collect();
         let mut out = Vec::new();
@@ -217,7 +230,7 @@ impl Series {
             if o.count > 1 {
                 let mut n = o.last;
                 n.note = crate::policy::decide::truncate(
-                    &format!("{} copies in {}s; the last: {}", o.count, SERIES_WINDOW.as_secs(), n.note),
+                    &format!("{} copies in {}; the last: {}", o.count, humantime::format_duration(self.window), n.note),
                     MAX_NOTE,
                 );
                 out.push((n, Some((o.count, o.last_at))));
@@ -237,8 +250,9 @@ pub struct Events {
 
 impl Events {
     /// Starts the sender on `client`; `instance` names this replica
-    /// (`reportingInstance`, the Pod's name).
-    pub fn start(client: Client, instance: String) -> Events {
+    /// (`reportingInstance`, the Pod's name); the copies of one grant
+    /// gather into one Event series for `window`.
+    pub fn start(client: Client, instance: String, window: Duration) -> Events {
         let (tx, mut rx) = mpsc::channel::<Notice>(QUEUE);
         let failed = Arc::new(AtomicU64::new(0));
         let f = failed.clone();
@@ -262,8 +276,8 @@ impl Events {
                     }
                 }
             };
-            let mut series = Series::default();
-            let mut tick = tokio::time::interval(SERIES_TICK);
+            let mut series = Series::new(window);
+            let mut tick = tokio::time::interval((window / 10).clamp(Duration::from_millis(100), SERIES_TICK));
             loop {
                 tokio::select! {
                     n = rx.recv() => match n {
@@ -415,7 +429,7 @@ mod tests {
         let (n, counted) = &closed[0];
         assert_eq!(n.regarding.name.as_deref(), Some("shop-5d9c-e"));
         assert_eq!(counted.map(|(c, _)| c), Some(5));
-        assert!(n.note.starts_with("5 copies in 60s; the last: break-glass by alice"), "{}", n.note);
+        assert!(n.note.starts_with("5 copies in 1m; the last: break-glass by alice"), "{}", n.note);
         let ev = n.event_in_series("portcullis-0", now, *counted);
         let s = ev.series.expect("an Event series");
         assert_eq!(s.count, 5);
