@@ -233,6 +233,7 @@ pub struct Metrics {
     /// once: [`COUNTED_CACHES`] x (hit, miss).
     cache_counters: [[Counter; 2]; 2],
     break_glass: Family<TierResultLabels, Counter>,
+    vex_suppressed: Family<TierStatusLabels, Counter>,
     evidence_age: HistogramFamily<AgeLabels>,
     reloads: Family<ResultLabels, Counter>,
     remediation: HistogramFamily<TierLabels>,
@@ -290,6 +291,7 @@ impl Metrics {
             cache: Family::default(),
             cache_counters: Default::default(),
             break_glass: Family::default(),
+            vex_suppressed: Family::default(),
             evidence_age: histograms(|| Histogram::new(AGE_BUCKETS)),
             reloads: Family::default(),
             remediation: histograms(|| Histogram::new(LEAD_TIME_BUCKETS)),
@@ -343,6 +345,11 @@ impl Metrics {
             "portcullis_break_glass",
             "Break-glass requests for images the policy denied, by tier and result (granted, refused)",
             m.break_glass.clone(),
+        );
+        m.registry.register(
+            "portcullis_vex_suppressed",
+            "Findings a trusted VEX statement took out of the count, by tier and status (not_affected, fixed)",
+            m.vex_suppressed.clone(),
         );
         m.registry.register_with_unit(
             "portcullis_evidence_age",
@@ -486,6 +493,12 @@ impl Metrics {
     /// A break-glass request for denied images: `granted` or `refused`.
     pub fn break_glass(&self, tier: &str, result: &str) {
         self.break_glass.get_or_create(&TierResultLabels { tier: s(tier), result: s(result) }).inc();
+    }
+
+    /// A finding of an admitted or denied image that VEX suppressed:
+    /// `status` is `not_affected` or `fixed`.
+    pub fn vex_suppressed(&self, tier: &str, status: &str) {
+        self.vex_suppressed.get_or_create(&TierStatusLabels { tier: s(tier), status: s(status) }).inc();
     }
 
     /// The age of evidence an admission relied on: `kind` is

@@ -168,8 +168,36 @@ fn policies() {
 
 #[test]
 fn scanner_reports() {
-    fuzz("scanner formats", fixtures("tests/fixtures/reports"), |b| {
+    let mut seeds = fixtures("tests/fixtures/reports");
+    seeds.extend(fixtures("tests/fixtures/reports/upstream"));
+    fuzz("scanner formats", seeds, |b| {
         let _ = portcullis::evidence::parse_report(b);
+    });
+}
+
+/// VEX documents: no panic, reading them or matching what they name.
+#[test]
+fn vex_documents() {
+    use portcullis::evidence::vex;
+    let mut seeds = fixtures("tests/fixtures/vex/trivy");
+    seeds.extend(fixtures("tests/fixtures/vex/grype"));
+    fuzz("VEX documents", seeds, |b| {
+        if let Ok(d) = vex::parse(b) {
+            let image = vex::Image {
+                digest: "sha256:124c7d2707904eea7431fffe91522a01e5a861a624ee31d03372cc1d138a3126".into(),
+                repository: Some("docker.io/library/alpine".into()),
+            };
+            let source =
+                vex::Source { document: std::sync::Arc::new(d), digest: String::new(), signer: None, bound: true };
+            for st in &source.document.statements {
+                for p in &st.products {
+                    let _ = vex::product_names(&p.id, &image, true);
+                    for s in &p.subcomponents {
+                        let _ = vex::subcomponent_matches(s, "pkg:apk/alpine/libssl3@3.0.8-r3?arch=x86_64");
+                    }
+                }
+            }
+        }
     });
 }
 

@@ -69,6 +69,7 @@ fn rendered() -> String {
     m.registry_request("registry.example.com", "manifest", "200", 0.1);
     m.cache("tag", true);
     m.break_glass("production", "granted");
+    m.vex_suppressed("production", "not_affected");
     m.evidence_age("production", "vulnerabilities", 3600.0);
     m.policy_reload("success");
     m.policy_info(policy.digest.as_str(), "/etc/portcullis/policy.yaml");
@@ -110,6 +111,7 @@ fn metrics_are_exported_under_their_documented_names() {
         "portcullis_registry_requests_total",
         "portcullis_cache_requests_total",
         "portcullis_break_glass_total",
+        "portcullis_vex_suppressed_total",
         "portcullis_policy_reloads_total",
         "portcullis_policy_info",
         "portcullis_exception_expiry_seconds",

@@ -57,7 +57,15 @@ async fn judge(engine: &Arc<Engine>, policy: &Arc<Policy>, image: &str, keys: &K
     let image = ImageRef::parse(image).unwrap();
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     let v = engine
-        .evaluate_images(policy, &policy.tier_name("production").unwrap(), &[image], keys, chrono::Utc::now(), deadline)
+        .evaluate_images(
+            policy,
+            &policy.tier_name("production").unwrap(),
+            &[image],
+            keys,
+            chrono::Utc::now(),
+            deadline,
+            &[],
+        )
         .await;
     (v[0].admitted, v[0].problems.join("; "))
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sigstore::crypto::{CosignVerificationKey, Signature};
 
 use crate::image::Digest;
@@ -298,6 +298,8 @@ pub struct VerifiedStatement {
     pub signers: Vec<String>,
     /// For keyless signatures, who the certificate says signed.
     pub identity: Option<SignerIdentity>,
+    /// The Statement's subjects, as written.
+    pub subjects: Vec<StatementSubject>,
     /// The buffer the authenticated Statement was read from, and where in
     /// it the predicate's JSON text is (none: null).
     buf: Vec<u8>,
@@ -313,6 +315,7 @@ impl VerifiedStatement {
             predicate_type: predicate_type.to_string(),
             signers,
             identity,
+            subjects: vec![],
             predicate: Some(0..buf.len()),
             buf,
         }
@@ -423,21 +426,26 @@ struct Statement<'a> {
 /// Most subjects a Statement may name.
 const MAX_SUBJECTS: usize = 4096;
 
-/// The sha256 digests of a Statement's subjects (other fields skipped).
+/// The sha256 digests of a Statement's subjects, and each subject as
+/// written (its name and digests; other fields skipped).
 #[derive(Default)]
-struct Subjects(Vec<String>);
+struct Subjects(Vec<String>, Vec<StatementSubject>);
+
+/// A subject of a verified Statement: its name and its digests by algorithm.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct StatementSubject {
+    pub name: String,
+    pub digest: std::collections::BTreeMap<String, String>,
+}
 
 impl<'de> Deserialize<'de> for Subjects {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
         struct Subject {
             #[serde(default)]
-            digest: Option<Digests>,
-        }
-        #[derive(Deserialize)]
-        struct Digests {
+            name: Option<String>,
             #[serde(default)]
-            sha256: Option<String>,
+            digest: Option<std::collections::BTreeMap<String, String>>,
         }
         struct List;
         impl<'de> serde::de::Visitor<'de> for List {
@@ -447,15 +455,18 @@ impl<'de> Deserialize<'de> for Subjects {
             }
             fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Subjects, A::Error> {
                 let mut out = Vec::new();
+                let mut named = Vec::new();
                 let mut n = 0;
                 while let Some(s) = seq.next_element::<Subject>()? {
                     n += 1;
                     if n > MAX_SUBJECTS {
                         return Err(serde::de::Error::custom(format!("more than {MAX_SUBJECTS} subjects")));
                     }
-                    out.extend(s.digest.and_then(|d| d.sha256));
+                    let digest = s.digest.unwrap_or_default();
+                    out.extend(digest.get("sha256").cloned());
+                    named.push(StatementSubject { name: s.name.unwrap_or_default(), digest });
                 }
-                Ok(Subjects(out))
+                Ok(Subjects(out, named))
             }
         }
         d.deserialize_seq(List)
@@ -566,13 +577,13 @@ fn verify_keyless(
     if signers.is_empty() {
         return Err(Problem::UnknownIdentity { identity: Box::new(identity) });
     }
-    let (predicate_type, predicate) = statement(payload, 0, image)?;
+    let (predicate_type, predicate, subjects) = statement(payload, 0, image)?;
     // The payload, taken out of the bundle rather than copied.
     let buf = match owned.content {
         SignatureContent::DsseEnvelope(env) => env.payload.into_bytes(),
         _ => return Err(malformed("the sigstore bundle holds no DSSE envelope".into())),
     };
-    Ok(VerifiedStatement { predicate_type, signers, identity: Some(identity), buf, predicate })
+    Ok(VerifiedStatement { predicate_type, signers, identity: Some(identity), subjects, buf, predicate })
 }
 
 /// The sha256 subject digests a payload names, unverified.
@@ -634,14 +645,16 @@ pub fn verify_envelope(bytes: &[u8], trust: &Trust, image: &Digest) -> Result<Ve
         });
     }
     drop(env);
-    let (predicate_type, predicate) = statement(&buf[payload_at..], payload_at, image)?;
-    Ok(VerifiedStatement { predicate_type, signers, identity: None, buf, predicate })
+    let (predicate_type, predicate, subjects) = statement(&buf[payload_at..], payload_at, image)?;
+    Ok(VerifiedStatement { predicate_type, signers, identity: None, subjects, buf, predicate })
 }
 
 /// An authenticated payload read as an in-toto Statement about `image`:
-/// its predicate type, and where its predicate is (offset by `at`, where
-/// the payload starts in its buffer).
-fn statement(payload: &[u8], at: usize, image: &Digest) -> Result<(String, Option<std::ops::Range<usize>>), Problem> {
+/// its predicate type, where its predicate is (offset by `at`, where the
+/// payload starts in its buffer), and its subjects.
+type Read = (String, Option<std::ops::Range<usize>>, Vec<StatementSubject>);
+
+fn statement(payload: &[u8], at: usize, image: &Digest) -> Result<Read, Problem> {
     let malformed = |why: String| Problem::Malformed { why };
     // Only now, with the payload authenticated, is it worth interpreting.
     unambiguous(payload).map_err(|e| malformed(format!("payload is ambiguous JSON: {e}")))?;
@@ -659,7 +672,7 @@ fn statement(payload: &[u8], at: usize, image: &Digest) -> Result<(String, Optio
         let from = raw.get().as_ptr() as usize - payload.as_ptr() as usize;
         at + from..at + from + raw.get().len()
     });
-    Ok((st.predicate_type, predicate))
+    Ok((st.predicate_type, predicate, st.subject.1))
 }
 
 /// A JSON object key as Go's `encoding/json` compares it with a field's

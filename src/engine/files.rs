@@ -36,6 +36,8 @@ pub enum FilesError {
 /// The attestations of some files, each under the digest of its bytes.
 pub struct Files {
     found: Vec<(Digest, Signed)>,
+    /// The file each of `found` was read from, in the same order.
+    paths: Vec<PathBuf>,
     location: String,
 }
 
@@ -45,6 +47,7 @@ impl Files {
     pub fn read(paths: &[PathBuf]) -> Result<Files, FilesError> {
         let shown = |p: &Path| p.display().to_string();
         let mut found = Vec::new();
+        let mut read_from = Vec::new();
         for path in paths {
             if found.len() >= MAX_FILE_ATTESTATIONS {
                 return Err(FilesError::TooMany);
@@ -57,10 +60,17 @@ impl Files {
             let items = Signed::from_file(&bytes, MAX_FILE_ATTESTATIONS - found.len())
                 .map_err(|e| FilesError::Unreadable { path: shown(path), why: e.to_string() })?;
             found.extend(items.into_iter().map(|s| (Digest::of(s.bytes()), s)));
+            read_from.resize(found.len(), path.clone());
         }
         let location =
             format!("the attestation files {}", paths.iter().map(|p| shown(p)).collect::<Vec<_>>().join(", "));
-        Ok(Files { found, location })
+        Ok(Files { found, paths: read_from, location })
+    }
+
+    /// Each attestation's digest (as a verdict cites it) and the file it was
+    /// read from: where a summary of the decision says it can be fetched.
+    pub fn origins(&self) -> impl Iterator<Item = (&Digest, &Path)> {
+        self.found.iter().zip(&self.paths).map(|((d, _), p)| (d, p.as_path()))
     }
 }
 

@@ -24,7 +24,7 @@ use crate::evidence::{Attestation, ImageEvidence, PlatformEvidence};
 use crate::image::{Digest, ImageRef};
 use crate::metrics::Metrics;
 use crate::platform::Content;
-use crate::policy::{evaluate, Policy, TierName, Verdict};
+use crate::policy::{Policy, TierName, Verdict};
 use crate::registry::{Auth, Credentials, Reader, Registry};
 
 #[derive(Clone, Debug)]
@@ -54,8 +54,8 @@ impl Default for EngineConfig {
     }
 }
 
-/// (image name, digest, trust fingerprint, auth scope).
-type EvidenceKey = (String, Digest, String, String);
+/// (image name, digest, trust fingerprint, auth scope, predicate types kept whole).
+type EvidenceKey = (String, Digest, String, String, String);
 type Gathered = Result<Arc<ImageEvidence>, LookupError>;
 /// (reference, auth scope).
 type TagKey = (String, String);
@@ -244,9 +244,11 @@ impl Engine {
                 // certificate chains, logs, signatures; off the async
                 // workers), and only what it says is kept.
                 let trust = policy.trust.clone();
+                let keep = policy.conditioned.clone();
                 let d = digest.clone();
-                let read: Reader<Attestation> =
-                    Arc::new(move |index, (source, signed)| Attestation::read(index, source, &signed, &trust, &d));
+                let read: Reader<Attestation> = Arc::new(move |index, (source, signed)| {
+                    Attestation::read(index, source, &signed, &trust, &d, &keep)
+                });
                 let found = me.source.attestations(&img, &auth, &digest, read).await?;
                 let entries = match &found.platforms {
                     Some(listed) if expand && found.found.is_empty() => {
@@ -329,6 +331,8 @@ impl Engine {
     /// registries do. A lookup still running at the deadline goes on in the
     /// background (bounded by the registry timeouts) and fills the cache for
     /// the API server's retry; the image counts as an error now.
+    // The VEX given for the images (`check --vex`) is one more input.
+    #[allow(clippy::too_many_arguments)]
     pub async fn evaluate_images(
         self: &Arc<Self>,
         policy: &Arc<Policy>,
@@ -337,6 +341,7 @@ impl Engine {
         keys: &Keychain,
         now: DateTime<Utc>,
         deadline: Instant,
+        vex: &[crate::evidence::vex::Source],
     ) -> Vec<Verdict> {
         let tasks = images.iter().map(|image| async move {
             // The warm path: evidence already cached, judged in place (no
@@ -348,7 +353,7 @@ impl Engine {
                     by_deadline(deadline, async move { me.gather(&img, &pol, &keys).await }).await
                 }
             };
-            evaluate(policy, tier, image, gathered.as_deref(), now)
+            crate::policy::evaluate_with_vex(policy, tier, image, gathered.as_deref(), now, vex)
         });
         futures::future::join_all(tasks).await
     }
@@ -375,7 +380,7 @@ impl Engine {
 /// Where the evidence of `image`'s `digest`, verified under `policy`'s trust
 /// with `auth`, is cached: the lookup and the warm path must agree on it.
 fn evidence_key(image: &ImageRef, digest: Digest, policy: &Policy, auth: &Auth) -> EvidenceKey {
-    (image.name(), digest, policy.trust.fingerprint().to_string(), auth.scope())
+    (image.name(), digest, policy.trust.fingerprint().to_string(), auth.scope(), policy.conditioned.join("\n"))
 }
 
 /// Where the digest of `image`'s tag, resolved with `auth`, is cached.

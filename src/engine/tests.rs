@@ -98,7 +98,7 @@ async fn the_deadline_answers_and_the_lookup_goes_on_to_fill_the_cache() {
     memory.hold();
     let deadline = Instant::now() + Duration::from_secs(2);
     let images = [image.clone()];
-    let late = engine.evaluate_images(&policy, &tier, &images, &Keychain::default(), Utc::now(), deadline).await;
+    let late = engine.evaluate_images(&policy, &tier, &images, &Keychain::default(), Utc::now(), deadline, &[]).await;
     assert_eq!(late[0].error.as_deref(), Some(LookupError::Deadline.to_string().as_str()));
     // The source answers after the deadline: the lookup still fills the
     // cache, and the retry is answered from it.
@@ -109,7 +109,7 @@ async fn the_deadline_answers_and_the_lookup_goes_on_to_fill_the_cache() {
         tokio::task::yield_now().await;
     }
     let deadline = Instant::now() + Duration::from_secs(2);
-    let retry = engine.evaluate_images(&policy, &tier, &images, &Keychain::default(), Utc::now(), deadline).await;
+    let retry = engine.evaluate_images(&policy, &tier, &images, &Keychain::default(), Utc::now(), deadline, &[]).await;
     assert_eq!(retry[0].error, None);
     assert_eq!((memory.resolves(), memory.lookups()), (1, 1));
 }

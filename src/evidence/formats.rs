@@ -6,8 +6,8 @@
 
 use serde::Deserialize;
 
-use super::{bounded, cosign, grype, intoto, sarif, trivy, VulnReport};
-use super::{COSIGN_VULN_V1, INTOTO_VULNS, INTOTO_VULNS_V01, INTOTO_VULNS_V02};
+use super::{bounded, cosign, cyclonedx, grype, intoto, sarif, trivy, VulnReport};
+use super::{COSIGN_VULN_V1, CYCLONEDX_BOM, INTOTO_VULNS, INTOTO_VULNS_V01, INTOTO_VULNS_V02};
 
 /// A scanner's own report format.
 pub(super) struct ScannerFormat {
@@ -46,6 +46,15 @@ pub(super) const SCANNERS: &[ScannerFormat] = &[
         },
         parse: sarif::parse,
     },
+    // `bomFormat: CycloneDX` and a `vulnerabilities` list (an SBOM has none).
+    ScannerFormat {
+        name: "CycloneDX 1.4-1.6 (Grype, Trivy)",
+        detect: |s| {
+            cyclonedx::is_cyclonedx(bounded::Kind::str(&s.bom_format))
+                && s.vulnerabilities == Some(bounded::Kind::Array)
+        },
+        parse: |text| cyclonedx::parse(&mut serde_json::Deserializer::from_str(text)),
+    },
 ];
 
 /// An attestation predicate that carries a vulnerability scan.
@@ -57,6 +66,9 @@ pub(super) struct PredicateFormat {
     /// Whether a bare predicate (a file without its statement) is one, by
     /// its `scanner` object's JSON text; the first that says so reads it.
     pub(super) bare: fn(scanner: &str) -> bool,
+    /// Whether a predicate of these types carries a scan, by its JSON text
+    /// (a CycloneDX SBOM does not: it is read as another predicate).
+    pub(super) scan: fn(&str) -> bool,
     /// Reads the predicate from its JSON text.
     pub(super) parse: fn(&str) -> Result<VulnReport, String>,
 }
@@ -76,6 +88,7 @@ pub(super) const PREDICATES: &[PredicateFormat] = &[
             let inner: Option<Result<'_>> = serde_json::from_str(scanner).ok();
             inner.and_then(|r| r.result).is_some_and(|r| scanner_format(r.get()).is_some())
         },
+        scan: |_| true,
         parse: cosign::parse,
     },
     // Lists the vulnerabilities in `scanner.result` (or holds a report there).
@@ -83,7 +96,19 @@ pub(super) const PREDICATES: &[PredicateFormat] = &[
         name: "in-toto vulns predicate",
         types: &[INTOTO_VULNS, INTOTO_VULNS_V01, INTOTO_VULNS_V02],
         bare: |_| true,
+        scan: |_| true,
         parse: intoto::parse_text,
+    },
+    // A CycloneDX document that lists vulnerabilities (`cosign attest --type
+    // cyclonedx`); one with an empty list may be an SBOM (Trivy writes the
+    // list into every document), so it is not a scan; a bare one is a
+    // scanner report, told by its keys.
+    PredicateFormat {
+        name: "CycloneDX predicate",
+        types: &[CYCLONEDX_BOM],
+        bare: |_| false,
+        scan: cyclonedx::lists_vulnerabilities,
+        parse: |text| cyclonedx::parse(&mut serde_json::Deserializer::from_str(text)).map(VulnReport::dedup),
     },
 ];
 
@@ -106,7 +131,8 @@ pub(super) fn scanners_understood() -> String {
 /// The report formats Portcullis reads, for messages: the scanners' and
 /// the predicates' names, in the order of their tables (a test keeps it so).
 pub const UNDERSTOOD: &str = "understood: Trivy JSON, Grype JSON, SARIF 2.1.0 (Trivy, Grype), \
-                              cosign vuln predicate, in-toto vulns predicate";
+                              CycloneDX 1.4-1.6 (Grype, Trivy), cosign vuln predicate, in-toto vulns predicate, \
+                              CycloneDX predicate";
 
 /// The top-level keys that tell the report formats apart (their content
 /// skipped), and the envelope and statement fields `parse_report` reads.
@@ -128,6 +154,10 @@ pub(super) struct Sniff<'a> {
     version: Option<bounded::Kind>,
     #[serde(default, deserialize_with = "present", rename = "$schema")]
     schema: Option<bounded::Kind>,
+    #[serde(default, deserialize_with = "present", rename = "bomFormat")]
+    bom_format: Option<bounded::Kind>,
+    #[serde(default, deserialize_with = "present")]
+    vulnerabilities: Option<bounded::Kind>,
     #[serde(borrow, default)]
     payload: Option<std::borrow::Cow<'a, str>>,
     #[serde(default, deserialize_with = "present", rename = "payloadType")]
@@ -210,7 +240,8 @@ pub fn parse_report(bytes: &[u8]) -> Result<VulnReport, ReportError> {
 fn report_in(text: &str, top: Sniff<'_>) -> Result<VulnReport, ReportError> {
     let report =
         if let (Some(bounded::Kind::Str(predicate_type)), Some(predicate)) = (&top.predicate_type, top.predicate) {
-            let Some(format) = predicate_format(predicate_type) else {
+            let scan = predicate_format(predicate_type).filter(|f| (f.scan)(predicate.get()));
+            let Some(format) = scan else {
                 return Err(ReportError::NotVulnerabilities(predicate_type.to_string()));
             };
             let read = (format.parse)(predicate.get());
@@ -238,7 +269,10 @@ mod tests {
         let scanners: Vec<&str> = SCANNERS.iter().map(|f| f.name).collect();
         let predicates: Vec<&str> = PREDICATES.iter().map(|f| f.name).collect();
         assert_eq!(UNDERSTOOD, format!("understood: {}, {}", scanners.join(", "), predicates.join(", ")));
-        assert_eq!(scanners_understood(), "Trivy JSON, Grype JSON, SARIF 2.1.0 (Trivy, Grype)");
+        assert_eq!(
+            scanners_understood(),
+            "Trivy JSON, Grype JSON, SARIF 2.1.0 (Trivy, Grype), CycloneDX 1.4-1.6 (Grype, Trivy)"
+        );
     }
 
     #[test]
@@ -253,7 +287,7 @@ mod tests {
             (INTOTO_VULNS_V02, Some("in-toto vulns predicate")),
             ("https://in-toto.io/attestation/vulns/v0.3", None),
             (crate::evidence::TEST_RESULT_V01, None),
-            ("https://cyclonedx.org/bom", None),
+            (CYCLONEDX_BOM, Some("CycloneDX predicate")),
         ];
         for (t, want) in rows {
             assert_eq!(predicate_format(t).map(|f| f.name), want, "{t}");
@@ -279,6 +313,11 @@ mod tests {
             (r#"{"runs": {}, "version": "2.1.0"}"#, None),
             // Trivy's keys win over the others, as they are tried first.
             (r#"{"SchemaVersion": 2, "matches": [], "descriptor": {}}"#, Some("Trivy JSON")),
+            (r#"{"bomFormat": "CycloneDX", "vulnerabilities": []}"#, Some("CycloneDX 1.4-1.6 (Grype, Trivy)")),
+            // An SBOM: no vulnerabilities, no scan.
+            (r#"{"bomFormat": "CycloneDX", "components": []}"#, None),
+            (r#"{"bomFormat": "CycloneDX", "vulnerabilities": {}}"#, None),
+            (r#"{"bomFormat": "SPDX", "vulnerabilities": []}"#, None),
             (r#"[{"SchemaVersion": 2}]"#, None),
             ("not json", None),
         ];

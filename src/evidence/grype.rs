@@ -82,6 +82,8 @@ struct Artifact {
     name: String,
     #[serde(default)]
     version: String,
+    #[serde(default)]
+    purl: Option<String>,
     #[serde(default, deserialize_with = "capped_opt::<_, _, MAX_PER_FINDING>")]
     locations: Option<Vec<Location>>,
 }
@@ -122,7 +124,7 @@ pub(super) fn parse<'de, D: serde::Deserializer<'de>>(d: D) -> Result<VulnReport
     let scanner = descriptor.map(|d| d.name).filter(|n| !n.is_empty()).unwrap_or_else(|| "grype".to_string());
     let mut findings = doc.matches.map(|m| m.0).unwrap_or_default();
     super::trivy::keep_distinct_aliases(&mut findings);
-    Ok(VulnReport { scanner, finished_on, findings })
+    Ok(VulnReport { scanner, finished_on, findings, vex: None, sbom: None })
 }
 
 /// The matches, at most [`MAX_FINDINGS`], each a finding as it is read.
@@ -171,8 +173,8 @@ fn finding(m: Match) -> Finding {
         ),
         None => (Vec::new(), String::new()),
     };
-    let artifact = m.artifact.unwrap_or_default();
-    let target = artifact.locations.unwrap_or_default().into_iter().map(|l| l.path).find(|p| !p.is_empty());
+    let mut artifact = m.artifact.unwrap_or_default();
+    let target = artifact.locations.take().unwrap_or_default().into_iter().map(|l| l.path).find(|p| !p.is_empty());
     Finding {
         aliases: related.into_iter().map(|r| r.id).collect(),
         severity: Severity::from_name_or_cvss(vu.severity.as_deref().unwrap_or_default(), cvss),
@@ -184,5 +186,6 @@ fn finding(m: Match) -> Finding {
         published: None,
         cvss,
         target: target.unwrap_or_default(),
+        purl: artifact.purl.filter(|p| !p.is_empty()),
     }
 }

@@ -128,7 +128,7 @@ pub(super) fn parse_text(text: &str) -> Result<VulnReport, String> {
     });
     serde::de::DeserializeSeed::deserialize(read, &mut de).map_err(|e| e.to_string())?;
     let scanner_name = if uri.is_empty() { "in-toto vulns".to_string() } else { uri };
-    Ok(VulnReport { scanner: scanner_name, finished_on, findings }.dedup())
+    Ok(VulnReport { scanner: scanner_name, finished_on, findings, vex: None, sbom: None }.dedup())
 }
 
 /// Lower case without `_` and `-`, so `fixedVersion`, `fixed_version` and
@@ -230,6 +230,7 @@ fn entry(e: &Value) -> Result<Finding, String> {
         published: None,
         cvss,
         target: get(&ann, &["target", "location", "path"]).and_then(text).unwrap_or_default(),
+        purl: None,
     })
 }
 

@@ -13,25 +13,34 @@ pub use lookup::LookupError;
 
 pub(crate) mod bounded;
 mod cosign;
+pub(crate) mod cyclonedx;
 mod formats;
 mod grype;
 mod intoto;
 mod lookup;
 mod sarif;
+pub mod sbom;
 #[cfg(test)]
 mod tests;
 mod trivy;
+pub mod vex;
 
 pub const COSIGN_VULN_V1: &str = "https://cosign.sigstore.dev/attestation/vuln/v1";
 /// The in-toto vulnerabilities predicate, unversioned and per version.
 pub const INTOTO_VULNS: &str = "https://in-toto.io/attestation/vulns";
 pub const INTOTO_VULNS_V01: &str = "https://in-toto.io/attestation/vulns/v0.1";
 pub const INTOTO_VULNS_V02: &str = "https://in-toto.io/attestation/vulns/v0.2";
+/// A CycloneDX document (`cosign attest --type cyclonedx`): a scan when it
+/// lists `vulnerabilities`, else an SBOM (another predicate).
+pub const CYCLONEDX_BOM: &str = "https://cyclonedx.org/bom";
 pub const TEST_RESULT_V01: &str = "https://in-toto.io/attestation/test-result/v0.1";
 pub const SLSA_PROVENANCE_V1: &str = "https://slsa.dev/provenance/v1";
 pub const SLSA_PROVENANCE_V02: &str = "https://slsa.dev/provenance/v0.2";
 /// Predicate types that carry a vulnerability scan.
-pub const VULN_TYPES: &[&str] = &[COSIGN_VULN_V1, INTOTO_VULNS, INTOTO_VULNS_V01, INTOTO_VULNS_V02];
+pub const VULN_TYPES: &[&str] = &[COSIGN_VULN_V1, INTOTO_VULNS, INTOTO_VULNS_V01, INTOTO_VULNS_V02, CYCLONEDX_BOM];
+/// Predicate types that carry an SBOM (a CycloneDX document that lists
+/// vulnerabilities is a scan and an SBOM both).
+pub const SBOM_TYPES: &[&str] = &[CYCLONEDX_BOM, sbom::SPDX_DOCUMENT];
 /// Predicate types that carry build provenance.
 pub const PROVENANCE_TYPES: &[&str] = &[SLSA_PROVENANCE_V1, SLSA_PROVENANCE_V02];
 
@@ -112,6 +121,10 @@ pub struct Finding {
     pub cvss: Option<f64>,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub target: String,
+    /// The package's purl, when the report gives it (what VEX
+    /// subcomponents match).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub purl: Option<String>,
 }
 
 /// Whether the vendor ships a fix.
@@ -169,6 +182,14 @@ pub struct VulnReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub finished_on: Option<DateTime<Utc>>,
     pub findings: Vec<Finding>,
+    /// The scanner's own analysis of its findings, as VEX (CycloneDX
+    /// `analysis`), trusted as the scan is; about the scanned image.
+    #[serde(skip)]
+    pub vex: Option<std::sync::Arc<vex::Document>>,
+    /// For a CycloneDX attestation, which is an SBOM as well as a scan:
+    /// its packages and their licences (read by a tier's `licenses`).
+    #[serde(skip)]
+    pub sbom: Option<std::sync::Arc<sbom::Sbom>>,
 }
 
 impl VulnReport {
@@ -248,7 +269,12 @@ pub enum Claim {
     Vulnerabilities(VulnReport),
     Tests(TestReport),
     Provenance(Provenance),
-    /// A predicate no built-in rule reads (an SBOM, a review): only its type
+    /// An SBOM (`cosign attest --type cyclonedx` without vulnerabilities,
+    /// `--type spdxjson`): its packages and their licences.
+    Sbom(#[serde(serialize_with = "sbom::serialize_shared")] std::sync::Arc<sbom::Sbom>),
+    /// A VEX document (`cosign attest --type openvex`).
+    Vex(#[serde(serialize_with = "vex::serialize_shared")] std::sync::Arc<vex::Document>),
+    /// A predicate no built-in rule reads (a review): only its type
     /// and signers matter, to the tier's `attestations` rules.
     Other {
         predicate_type: String,
@@ -268,6 +294,10 @@ pub struct Provenance {
     /// (`https://github.com/acme/shop`), when the provenance names one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source_repository: Option<String>,
+    /// The commit built, when the provenance names one (a git dependency's
+    /// `gitCommit` or `sha1` digest).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_commit: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -281,8 +311,13 @@ pub enum EvidenceError {
 pub fn claim_of(st: &VerifiedStatement) -> Result<Claim, EvidenceError> {
     let invalid = |why: String| EvidenceError::Invalid { predicate_type: st.predicate_type.clone(), why };
     let text = st.predicate();
-    if let Some(format) = formats::predicate_format(&st.predicate_type) {
-        return (format.parse)(text).map(Claim::Vulnerabilities).map_err(invalid);
+    if let Some(format) = formats::predicate_format(&st.predicate_type).filter(|f| (f.scan)(text)) {
+        let mut report = (format.parse)(text).map_err(invalid)?;
+        // A CycloneDX scan is an SBOM too: its components' licences.
+        if st.predicate_type == CYCLONEDX_BOM {
+            report.sbom = Some(std::sync::Arc::new(sbom::cyclonedx(text).map_err(invalid)?));
+        }
+        return Ok(Claim::Vulnerabilities(report));
     }
     match st.predicate_type.as_str() {
         TEST_RESULT_V01 => {
@@ -292,6 +327,15 @@ pub fn claim_of(st: &VerifiedStatement) -> Result<Claim, EvidenceError> {
             .and_then(|v| provenance(&st.predicate_type, &v))
             .map(Claim::Provenance)
             .map_err(invalid),
+        CYCLONEDX_BOM => sbom::cyclonedx(text)
+            .map(|s| Claim::Sbom(std::sync::Arc::new(s)))
+            .map_err(|e| invalid(format!("SBOM: {e}"))),
+        sbom::SPDX_DOCUMENT => {
+            sbom::spdx(text).map(|s| Claim::Sbom(std::sync::Arc::new(s))).map_err(|e| invalid(format!("SBOM: {e}")))
+        }
+        t if vex::VEX_TYPES.contains(&t) => vex::parse(text.as_bytes())
+            .map(|d| Claim::Vex(std::sync::Arc::new(d)))
+            .map_err(|e| invalid(format!("VEX document: {e}"))),
         other => Ok(Claim::Other { predicate_type: other.to_string() }),
     }
 }
@@ -312,15 +356,27 @@ fn provenance(predicate_type: &str, p: &serde_json::Value) -> Result<Provenance,
             .find(|u| u.starts_with("git+"))
             .map(str::to_string)
     };
-    let (builder, build_type, source) = if predicate_type == SLSA_PROVENANCE_V1 {
+    // The commit: the digest of the first git dependency that names one.
+    let git_commit = |list: &str| {
+        p.pointer(list)
+            .and_then(serde_json::Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|d| d.get("uri").and_then(serde_json::Value::as_str).is_some_and(|u| u.starts_with("git+")))
+            .find_map(|d| commit_of(d.get("digest")?))
+    };
+    let (builder, build_type, source, commit) = if predicate_type == SLSA_PROVENANCE_V1 {
         let source = s("/buildDefinition/externalParameters/workflow/repository")
             .or_else(|| s("/buildDefinition/externalParameters/source"))
             .or_else(|| s("/buildDefinition/externalParameters/source/uri"))
             .or_else(|| first_git("/buildDefinition/resolvedDependencies"));
-        (s("/runDetails/builder/id"), s("/buildDefinition/buildType"), source)
+        let commit = git_commit("/buildDefinition/resolvedDependencies");
+        (s("/runDetails/builder/id"), s("/buildDefinition/buildType"), source, commit)
     } else {
         let source = s("/invocation/configSource/uri").or_else(|| first_git("/materials"));
-        (s("/builder/id"), s("/buildType"), source)
+        let commit =
+            p.pointer("/invocation/configSource/digest").and_then(commit_of).or_else(|| git_commit("/materials"));
+        (s("/builder/id"), s("/buildType"), source, commit)
     };
     let builder_id = builder.filter(|b| !b.is_empty()).ok_or("it names no builder id")?;
     Ok(Provenance {
@@ -328,7 +384,16 @@ fn provenance(predicate_type: &str, p: &serde_json::Value) -> Result<Provenance,
         builder_id,
         build_type: build_type.unwrap_or_default(),
         source_repository: source.map(|u| repository_uri(&u)),
+        source_commit: commit,
     })
+}
+
+/// A commit id from an in-toto DigestSet (`gitCommit`, else `sha1`), when
+/// it looks like one (hex, 40 or 64 digits).
+fn commit_of(digest: &serde_json::Value) -> Option<String> {
+    let id = ["gitCommit", "sha1"].iter().find_map(|k| digest.get(k)?.as_str())?;
+    let hex = id.len() == 40 || id.len() == 64;
+    (hex && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_ascii_lowercase())
 }
 
 /// `git+https://github.com/acme/shop.git@refs/heads/main` ->
@@ -425,24 +490,55 @@ pub struct Attestation {
     pub outcome: Outcome,
 }
 
+/// Most memory a predicate kept whole for conditions may take once read
+/// ([`bounded::value`]'s estimate, as for provenance): an SBOM of a few
+/// thousand components. A larger one is not kept, and its conditions deny
+/// saying so.
+pub const MAX_KEPT_PREDICATE: usize = bounded::PROVENANCE_BUDGET;
+
+/// A verified Statement kept whole, for the CEL conditions a policy sets on
+/// attestations of its predicate type: the predicate as JSON (or why it was
+/// not kept) and the subjects.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Statement {
+    pub predicate: Result<serde_json::Value, String>,
+    pub subjects: Vec<crate::attest::StatementSubject>,
+}
+
+impl Statement {
+    /// What a verified Statement says, kept within [`MAX_KEPT_PREDICATE`].
+    pub fn of(st: &VerifiedStatement) -> Statement {
+        let predicate = bounded::value(st.predicate(), MAX_KEPT_PREDICATE)
+            .map_err(|e| format!("the predicate is not kept for conditions: {e}"));
+        Statement { predicate, subjects: st.subjects.clone() }
+    }
+}
+
 impl Attestation {
     /// Verifies `signed` (found under the digest `source` of the blob that
     /// held it, at `index` in the registry's order) for the image `digest`
-    /// against `trust`, and keeps what it says: the claim, not the bytes.
+    /// against `trust`, and keeps what it says: the claim, not the bytes;
+    /// and for the predicate types in `keep` (those the policy sets
+    /// conditions on), the Statement too.
     pub fn read(
         index: usize,
         source: crate::image::Digest,
         signed: &crate::attest::Signed,
         trust: &crate::attest::Trust,
         digest: &crate::image::Digest,
+        keep: &[String],
     ) -> Attestation {
         let (claimed_type, outcome) = match crate::attest::verify(signed, trust, digest) {
             // For a verified attestation the claimed type is the verified one.
             Ok(st) => {
+                let statement = keep.contains(&st.predicate_type).then(|| std::sync::Arc::new(Statement::of(&st)));
                 let outcome = match claim_of(&st) {
-                    Ok(claim) => {
-                        Outcome::Verified { signers: st.signers, claim, identity: st.identity.map(std::sync::Arc::new) }
-                    }
+                    Ok(claim) => Outcome::Verified {
+                        signers: st.signers,
+                        claim,
+                        identity: st.identity.map(std::sync::Arc::new),
+                        statement,
+                    },
                     Err(e) => Outcome::Unreadable { signers: st.signers, why: e.to_string() },
                 };
                 (Some(st.predicate_type), outcome)
@@ -460,6 +556,9 @@ pub enum Outcome {
         claim: Claim,
         /// Who signed, for keyless signatures.
         identity: Option<std::sync::Arc<crate::attest::SignerIdentity>>,
+        /// The Statement whole, when the policy sets conditions on its
+        /// predicate type.
+        statement: Option<std::sync::Arc<Statement>>,
     },
     Rejected(crate::attest::Problem),
     /// Correctly signed, but the predicate could not be read.
@@ -477,11 +576,12 @@ impl ImageEvidence {
         location: String,
         found: &[(crate::image::Digest, crate::attest::Signed)],
         trust: &crate::attest::Trust,
+        keep: &[String],
     ) -> Self {
         let attestations = found
             .iter()
             .enumerate()
-            .map(|(index, (source, signed))| Attestation::read(index, source.clone(), signed, trust, &digest))
+            .map(|(index, (source, signed))| Attestation::read(index, source.clone(), signed, trust, &digest, keep))
             .collect();
         ImageEvidence {
             digest,

@@ -268,7 +268,7 @@ pub(super) fn parse(json: &str) -> Result<VulnReport, String> {
         }
     }
     let scanner = if scanners.is_empty() { "sarif".to_string() } else { scanners.join(", ") };
-    Ok(VulnReport { scanner, finished_on, findings })
+    Ok(VulnReport { scanner, finished_on, findings, vex: None, sbom: None })
 }
 
 struct Texts<'a> {
@@ -317,6 +317,7 @@ fn trivy_result(result: &SarifResult, rule: Option<&Rule>, rule_id: &str) -> Opt
         published: None,
         cvss,
         target: first_location(result),
+        purl: None,
     })
 }
 
@@ -373,6 +374,7 @@ fn grype_result(result: &SarifResult, rule: Option<&Rule>, rule_id: &str) -> Opt
         published: None,
         cvss,
         target: first_location(result),
+        purl: None,
     })
 }
 
@@ -403,5 +405,6 @@ fn other_result(result: &SarifResult, rule: Option<&Rule>, rule_id: &str) -> Opt
         published: None,
         cvss,
         target: first_location(result),
+        purl: None,
     })
 }

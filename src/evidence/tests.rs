@@ -513,13 +513,180 @@ fn dedup_keeps_the_most_severe_listing() {
         published: None,
         cvss: None,
         target: String::new(),
+        purl: None,
     };
     let r = VulnReport {
         scanner: "x".into(),
         finished_on: None,
         findings: vec![f("GHSA-1", &["CVE-1"], Severity::Unknown), f("CVE-1", &["GHSA-1"], Severity::Critical)],
+        vex: None,
+        sbom: None,
     }
     .dedup();
     assert_eq!(r.findings.len(), 1);
     assert_eq!(r.findings[0].severity, Severity::Critical);
+}
+
+/// Grype's own `-o cyclonedx-json` golden (anchore/grype, vendored in
+/// `tests/fixtures/reports/upstream/`): the same findings as its JSON
+/// presenter's golden gives for the same matches.
+#[test]
+fn cyclonedx_from_grype_upstream() {
+    let r = load("upstream/grype-cyclonedx-image.json");
+    assert_eq!(r.scanner, "grype");
+    assert_eq!(r.finished_on, time("2026-03-19T11:34:26-04:00"));
+    let one = find(&r, "CVE-1999-0001", "package-1", "1.1.1");
+    // Grype's own rating (no source) names the severity, whatever its score.
+    assert_eq!((one.severity, one.cvss), (Severity::Low, Some(8.2)));
+    // This version of the golden has no version ranges (newer Grype writes
+    // `unaffected` ranges from its fixed versions: see `cyclonedx::tests`).
+    assert!(one.fixed_versions.is_empty());
+    assert_eq!(one.target, "/foo/bar/somefile-1.txt");
+    assert_eq!(one.purl, None);
+    let two = find(&r, "CVE-1999-0002", "package-2", "2.2.2");
+    assert_eq!(two.severity, Severity::Critical);
+    assert!(two.fixed_versions.is_empty());
+    assert_eq!(two.purl.as_deref(), Some("pkg:deb/package-2@2.2.2"));
+    assert_eq!(counts(&r), ([1, 0, 0, 1, 0], 0));
+}
+
+/// Trivy's own `--format cyclonedx` golden (aquasecurity/trivy,
+/// `integration/testdata/fluentd-multiple-lockfiles-short.cdx.json.golden`):
+/// the severities and fixed versions Trivy's JSON golden for the same image
+/// gives (`fluentd-multiple-lockfiles.json.golden`).
+#[test]
+fn cyclonedx_from_trivy_upstream() {
+    let r = load("upstream/trivy-cyclonedx-fluentd.json");
+    assert_eq!(r.scanner, "trivy");
+    assert_eq!(r.finished_on, time("2021-08-25T12:20:30Z"));
+    assert_eq!(r.findings.len(), 3, "{:?}", ids(&r));
+    // (id, package, version, severity as Trivy's JSON has it, fixed)
+    let rows: [(&str, &str, &str, Severity, &[&str]); 3] = [
+        ("CVE-2019-18224", "libidn2-0", "2.0.5-1", Severity::Critical, &["2.0.5-1+deb10u1"]),
+        ("CVE-2019-18276", "bash", "5.0-4", Severity::Low, &[]),
+        ("CVE-2020-8165", "activesupport", "6.0.2.1", Severity::High, &["6.0.3.1", "5.2.4.3"]),
+    ];
+    for (id, package, version, severity, fixed) in rows {
+        let f = find(&r, id, package, version);
+        assert_eq!((f.severity, f.fixed_versions.clone()), (severity, strings(fixed)), "{id}");
+    }
+    let bash = find(&r, "CVE-2019-18276", "bash", "5.0-4");
+    assert_eq!(bash.purl.as_deref(), Some("pkg:deb/debian/bash@5.0-4?distro=debian-10.2"));
+    assert_eq!(bash.published, time("2019-11-28T01:15:00Z"));
+    let gem = find(&r, "CVE-2020-8165", "activesupport", "6.0.2.1");
+    assert_eq!(gem.target, "var/lib/gems/2.5.0/specifications/activesupport-6.0.2.1.gemspec");
+}
+
+/// A CycloneDX scan is read alone, inside a cosign vuln predicate, and as
+/// the predicate of a statement of type `https://cyclonedx.org/bom`; a
+/// CycloneDX SBOM (no `vulnerabilities`) is not a scan.
+#[test]
+fn cyclonedx_alone_in_a_cosign_predicate_and_as_a_statement() {
+    let bom: serde_json::Value = serde_json::from_slice(&fixture("upstream/trivy-cyclonedx-fluentd.json")).unwrap();
+    let cosign = json!({"scanner": {"uri": "pkg:github/aquasecurity/trivy", "result": bom},
+                        "metadata": {"scanFinishedOn": "2021-08-25T12:30:00Z"}});
+    let statement = json!({"_type": "https://in-toto.io/Statement/v1", "subject": [],
+                           "predicateType": CYCLONEDX_BOM, "predicate": bom});
+    for doc in [&bom, &cosign, &statement] {
+        let r = parse_report(doc.to_string().as_bytes()).unwrap();
+        assert_eq!(counts(&r), ([1, 1, 0, 1, 0], 2), "{doc}");
+    }
+    let r = parse_report(cosign.to_string().as_bytes()).unwrap();
+    assert_eq!(r.finished_on, time("2021-08-25T12:30:00Z"));
+
+    // Trivy writes an empty list into SBOMs too: as its own predicate, an
+    // empty list is no scan; inside a cosign vuln predicate it is a clean one.
+    let empty = json!({"bomFormat": "CycloneDX", "specVersion": "1.6", "components": [], "vulnerabilities": []});
+    let empty_statement = json!({"_type": "https://in-toto.io/Statement/v1", "subject": [],
+                                 "predicateType": CYCLONEDX_BOM, "predicate": empty});
+    assert_eq!(
+        parse_report(empty_statement.to_string().as_bytes()),
+        Err(ReportError::NotVulnerabilities(CYCLONEDX_BOM.to_string()))
+    );
+    let clean = json!({"scanner": {"uri": "pkg:github/aquasecurity/trivy", "result": empty}});
+    assert_eq!(parse_report(clean.to_string().as_bytes()).unwrap().findings, vec![]);
+    let sbom = json!({"bomFormat": "CycloneDX", "specVersion": "1.6", "components": []});
+    let sbom_statement = json!({"_type": "https://in-toto.io/Statement/v1", "subject": [],
+                                "predicateType": CYCLONEDX_BOM, "predicate": sbom});
+    assert_eq!(parse_report(sbom.to_string().as_bytes()), Err(ReportError::Unknown));
+    assert_eq!(
+        parse_report(sbom_statement.to_string().as_bytes()),
+        Err(ReportError::NotVulnerabilities(CYCLONEDX_BOM.to_string()))
+    );
+}
+
+#[test]
+fn a_verified_cyclonedx_attestation_is_a_scan_and_an_sbom_and_one_without_vulnerabilities_an_sbom() {
+    let bom: serde_json::Value = serde_json::from_slice(&fixture("upstream/grype-cyclonedx-image.json")).unwrap();
+    let st = VerifiedStatement::new(CYCLONEDX_BOM, &bom.to_string(), vec![], None);
+    // A scan, and an SBOM too: its components, for a tier's licences.
+    let Ok(Claim::Vulnerabilities(mut scan)) = claim_of(&st) else { panic!("a scan") };
+    let sbom = scan.sbom.take().expect("the scan's components");
+    assert_eq!(sbom.format, "CycloneDX");
+    assert!(!sbom.packages.is_empty());
+    assert_eq!(scan, load("upstream/grype-cyclonedx-image.json"));
+    let sbom = json!({"bomFormat": "CycloneDX", "specVersion": "1.5", "components": [{"name": "x"}]});
+    let st = VerifiedStatement::new(CYCLONEDX_BOM, &sbom.to_string(), vec![], None);
+    let want = crate::evidence::sbom::Sbom {
+        format: "CycloneDX",
+        packages: vec![crate::evidence::sbom::Package { name: "x".into(), ..Default::default() }],
+    };
+    assert_eq!(claim_of(&st), Ok(Claim::Sbom(std::sync::Arc::new(want))));
+    // An SBOM past the bound does not verify into a claim: it is unreadable.
+    let spdx = json!({"spdxVersion": "SPDX-2.3", "packages": vec![json!({}); crate::evidence::sbom::MAX_PACKAGES + 1]});
+    let st = VerifiedStatement::new(crate::evidence::sbom::SPDX_DOCUMENT, &spdx.to_string(), vec![], None);
+    assert!(claim_of(&st)
+        .unwrap_err()
+        .to_string()
+        .contains("SBOM: SPDX document: a list has more than 100000 entries"));
+}
+
+/// A predicate kept whole for conditions is read within its bound: a
+/// larger one is not kept, and why is kept instead.
+#[test]
+fn statements_are_kept_within_their_bound() {
+    use crate::attest::VerifiedStatement;
+    let small =
+        VerifiedStatement::new("https://example.com/coverage/v1", r#"{"lines": {"percent": 87.5}}"#, vec![], None);
+    let kept = super::Statement::of(&small);
+    assert_eq!(kept.predicate, Ok(serde_json::json!({"lines": {"percent": 87.5}})));
+    // A million tiny objects: each charged far more than its few bytes.
+    let huge = format!("[{}{{}}]", "{},".repeat(1_000_000));
+    let st = VerifiedStatement::new("https://example.com/coverage/v1", &huge, vec![], None);
+    let kept = super::Statement::of(&st);
+    let e = kept.predicate.unwrap_err();
+    assert!(e.starts_with("the predicate is not kept for conditions: the document would take more than 16 MiB"), "{e}");
+}
+
+/// The commit built, from real provenance: GitHub's artifact attestation
+/// (cli/cli's test data, vendored in tests/fixtures/keyless) names it as the
+/// `gitCommit` of its git dependency; SLSA v0.2 as `configSource.digest.sha1`.
+#[test]
+fn provenance_names_the_commit_built() {
+    use base64::Engine as _;
+    let path =
+        format!("{}/tests/fixtures/keyless/reusable-workflow-attestation.sigstore.json", env!("CARGO_MANIFEST_DIR"));
+    let bundle: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let payload =
+        base64::engine::general_purpose::STANDARD.decode(bundle["dsseEnvelope"]["payload"].as_str().unwrap()).unwrap();
+    let statement: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+    let p = provenance(SLSA_PROVENANCE_V1, &statement["predicate"]).unwrap();
+    assert_eq!(p.source_repository.as_deref(), Some("https://github.com/malancas/attest-demo"));
+    assert_eq!(p.source_commit.as_deref(), Some("95baf27389e83e6a5c48f42e190d48d7abcea19e"));
+
+    let commit = "a1b2c3d4e5f60718293a4b5c6d7e8f9011223344";
+    let v02 = json!({"builder": {"id": "https://ci.example/builder"},
+                     "invocation": {"configSource": {"uri": "git+https://git.example/acme/shop@refs/heads/main",
+                                                     "digest": {"sha1": commit}}}});
+    let p = provenance(SLSA_PROVENANCE_V02, &v02).unwrap();
+    assert_eq!(p.source_commit.as_deref(), Some(commit));
+    // From the materials when the config source names none; not a commit
+    // when it does not look like one.
+    let v02 = json!({"builder": {"id": "b"}, "materials": [
+        {"uri": "pkg:docker/alpine@3.19", "digest": {"sha256": "00"}},
+        {"uri": "git+https://git.example/acme/shop", "digest": {"gitCommit": commit.to_uppercase()}}]});
+    assert_eq!(provenance(SLSA_PROVENANCE_V02, &v02).unwrap().source_commit.as_deref(), Some(commit));
+    let v1 = json!({"runDetails": {"builder": {"id": "b"}}, "buildDefinition": {"resolvedDependencies": [
+        {"uri": "git+https://git.example/acme/shop", "digest": {"gitCommit": "main; rm -rf /"}}]}});
+    assert_eq!(provenance(SLSA_PROVENANCE_V1, &v1).unwrap().source_commit, None);
 }

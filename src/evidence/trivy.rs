@@ -97,6 +97,8 @@ struct Vuln {
     vendor_ids: Option<Vec<String>>,
     #[serde(rename = "PkgName", default)]
     pkg_name: String,
+    #[serde(rename = "PkgIdentifier", default)]
+    pkg_identifier: Option<PkgIdentifier>,
     #[serde(rename = "InstalledVersion", default)]
     installed_version: String,
     #[serde(rename = "FixedVersion", default)]
@@ -111,6 +113,12 @@ struct Vuln {
     published_date: Option<String>,
     #[serde(rename = "CVSS", default, deserialize_with = "capped_map::<_, _, MAX_PER_FINDING>")]
     cvss: Option<BTreeMap<String, Cvss>>,
+}
+
+#[derive(Deserialize)]
+struct PkgIdentifier {
+    #[serde(rename = "PURL", default)]
+    purl: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -144,7 +152,7 @@ pub(super) fn parse<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Resu
     let finished_on = parse_time(r.created_at.as_deref()).map_err(|e| format!("Trivy report CreatedAt: {e}"))?;
     let mut findings = r.results.map(|f| f.0).unwrap_or_default();
     keep_distinct_aliases(&mut findings);
-    Ok(VulnReport { scanner: "trivy".to_string(), finished_on, findings })
+    Ok(VulnReport { scanner: "trivy".to_string(), finished_on, findings, vex: None, sbom: None })
 }
 
 /// One vulnerability as a finding (its target is set by its result).
@@ -163,6 +171,7 @@ fn finding(vu: Vuln) -> Finding {
         published: parse_time(vu.published_date.as_deref()).unwrap_or(None),
         cvss,
         target: String::new(),
+        purl: vu.pkg_identifier.and_then(|p| p.purl).filter(|p| !p.is_empty()),
     }
 }
 

@@ -133,6 +133,9 @@ pub struct Ask<'a> {
     pub break_glass: BreakGlassAsk<'a>,
     /// When the answer is due, whatever the registries do.
     pub deadline: Instant,
+    /// VEX documents given for every image outside its attestations
+    /// (`check --vex`); empty for every other door.
+    pub vex: &'a [crate::evidence::vex::Source],
 }
 
 /// The gate's answer.
@@ -268,7 +271,8 @@ impl Gate {
             }
         }
         let keychain = if refs.is_empty() { Keychain::default() } else { ask.keychain.get().await };
-        verdicts.extend(self.engine.evaluate_images(&policy, &tier, &refs, &keychain, now, ask.deadline).await);
+        verdicts
+            .extend(self.engine.evaluate_images(&policy, &tier, &refs, &keychain, now, ask.deadline, ask.vex).await);
 
         // A carried grant counts only against exactly what was judged here.
         let bg = ask.break_glass;

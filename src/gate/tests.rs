@@ -35,6 +35,7 @@ fn ask<'a>(place: Place<'a>, images: &[&'a str]) -> Ask<'a> {
         keychain: Default::default(),
         break_glass: BreakGlassAsk::default(),
         deadline: Instant::now() + Duration::from_secs(10),
+        vex: &[],
     }
 }
 

@@ -23,7 +23,7 @@ use kube::{Api, Client};
 
 use crate::cluster::events::Notice;
 use crate::cluster::leader::Leader;
-use crate::kinds::{self, ObjectId};
+use crate::kinds::ObjectId;
 use crate::watch::memory::{key, Changes, Memory};
 use crate::watch::policy_report::{object_ref, write_reports, WriteError};
 use crate::watch::report::{Row, Status};
@@ -189,11 +189,10 @@ async fn act(
     now: DateTime<Utc>,
 ) {
     use crate::watch::rollback;
-    if workload.kind != kinds::DEPLOYMENT.kind {
-        tracing::info!(%namespace, %workload, "onViolation acts on Deployments only; reported");
+    let Some(kind) = rollback::Workload::of(&workload.kind) else {
+        tracing::info!(%namespace, %workload, "onViolation acts on Deployments, StatefulSets and DaemonSets only; reported");
         return;
-    }
-    let name = workload.name.as_str();
+    };
     let why: Vec<String> = failing.iter().map(|r| format!("{}: {}", r.running.reference(), r.why())).collect();
     let why = why.join(" | ");
     let at = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
@@ -204,19 +203,22 @@ async fn act(
     };
     if action == crate::policy::OnViolation::Annotate {
         let note = format!("{} since {at} in tier {tier}: {why}", failing[0].status.as_str());
-        if let Err(e) = rollback::annotate(client, namespace, name, rollback::VIOLATION_ANNOTATION, &note).await {
+        if let Err(e) =
+            rollback::annotate(client, namespace, kind, workload, rollback::VIOLATION_ANNOTATION, &note).await
+        {
             tracing::warn!(error = %e, %namespace, %workload, "could not annotate the workload");
         }
         return;
     }
-    let (current, running, revisions) = match rollback::revisions(client, namespace, name).await {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::warn!(error = %e, %namespace, %workload, "cannot roll back");
-            event("RollbackFailed", format!("Portcullis could not roll back: {e}"));
-            return;
-        }
-    };
+    let rollback::History { current, running, revisions } =
+        match rollback::revisions(client, namespace, kind, workload).await {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(error = %e, %namespace, %workload, "cannot roll back");
+                event("RollbackFailed", format!("Portcullis could not roll back: {e}"));
+                return;
+            }
+        };
     // Judge every image of every previous revision, as admission would today.
     let mut images: Vec<String> = revisions.iter().flat_map(|r| r.images.clone()).collect();
     images.sort();
@@ -233,6 +235,7 @@ async fn act(
             keychain: Default::default(),
             break_glass: Default::default(),
             deadline: tokio::time::Instant::now() + PASS_BUDGET,
+            vex: &[],
         })
         .await;
     let passing: BTreeSet<&str> =
@@ -255,9 +258,9 @@ async fn act(
     };
     let note = format!(
         "rolled back by Portcullis at {at} from revision {current} to {} ({}): {why}",
-        chosen.number, chosen.replica_set
+        chosen.number, chosen.kept_in
     );
-    match rollback::roll_back(client, namespace, name, chosen.template.clone(), &note).await {
+    match rollback::roll_back(client, namespace, kind, workload, chosen.template.clone(), &note).await {
         Ok(()) => {
             tracing::warn!(%namespace, %workload, from = current, to = chosen.number, "rolled back");
             st.audit
@@ -269,7 +272,7 @@ async fn act(
                     tier: tier.to_string(),
                     from_revision: current,
                     to_revision: chosen.number,
-                    replica_set: chosen.replica_set.clone(),
+                    kept_in: chosen.kept_in.clone(),
                     images_from: running,
                     images_to: chosen.images.clone(),
                     why: why.clone(),

@@ -147,6 +147,7 @@ pub async fn judge(
                 keychain,
                 break_glass: Default::default(),
                 deadline,
+                vex: &[],
             })
             .await;
         for (r, w) in judged.into_iter().zip(&written) {
@@ -185,6 +186,9 @@ pub fn table(rows: &[Row], all: bool) -> String {
         ));
         if !r.status.passes() {
             out.push_str(&format!("    {}\n", r.why()));
+        }
+        for s in r.verdict.iter().flat_map(|v| &v.vex_suppressed) {
+            out.push_str(&format!("    suppressed by VEX: {}\n", s.describe()));
         }
     }
     let failing = rows.iter().filter(|r| !r.status.passes()).count();
@@ -290,5 +294,35 @@ mod tests {
         assert!(!t.contains("Deployment/ok"), "{t}");
         assert!(t.ends_with("2 of 3 running images would not be admitted today (--all lists the others)\n"), "{t}");
         assert!(table(&rows, true).contains("Deployment/ok"));
+
+        // What VEX suppressed is listed under the image it was suppressed in.
+        let mut ok = v(&[], &[], &[], None);
+        ok.vex_suppressed.push(crate::evidence::vex::Suppressed {
+            finding: crate::evidence::Finding {
+                id: "CVE-1".into(),
+                aliases: vec![],
+                severity: crate::evidence::Severity::Critical,
+                package: "openssl".into(),
+                installed_version: "3.0.1".into(),
+                fixed_versions: vec![],
+                fix_state: crate::evidence::FixState::Unknown,
+                published: None,
+                cvss: None,
+                target: String::new(),
+                purl: None,
+            },
+            status: crate::evidence::vex::Status::NotAffected,
+            justification: Some("vulnerable_code_not_in_execute_path".into()),
+            impact_statement: None,
+            author: "Acme Security".into(),
+            signer: Some("security".into()),
+            document: "sha256:d0c".into(),
+        });
+        let rows = vec![Row::judged(running("shop", "Deployment/ok"), "production".into(), ok)];
+        let t = table(&rows, true);
+        assert!(
+            t.contains("    suppressed by VEX: CVE-1 in openssl 3.0.1: not_affected (vulnerable_code_not_in_execute_path), by Acme Security, signed by security\n"),
+            "{t}"
+        );
     }
 }

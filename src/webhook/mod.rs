@@ -431,6 +431,9 @@ fn account(st: &AppState, review: &Review, record: &Record, elapsed: f64) {
                 (false, _) => "denied",
             },
         );
+        for s in &v.vex_suppressed {
+            st.metrics.vex_suppressed(tier, s.status.as_str());
+        }
     }
     match &record.break_glass {
         BreakGlass::Granted { .. } if record.result == Outcome::BreakGlass => st.metrics.break_glass(tier, "granted"),
@@ -765,6 +768,7 @@ pub async fn decide(st: &AppState, review: &Review, deadline: Instant) -> (Admis
                 template_without_grant: (subject.kind.is_template() && carried.is_none()).then(|| object.to_string()),
             },
             deadline,
+            vex: &[],
         })
         .await;
     let mut record = record_at(judgement.now, &judgement.policy.digest);
