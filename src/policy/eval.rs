@@ -34,6 +34,10 @@ pub enum Reason {
     Vulnerabilities,
     Tests,
     Provenance,
+    /// An attestation's conditions (CEL) are false, or cannot be evaluated.
+    Conditions,
+    /// Packages licensed in a way the tier does not accept.
+    Licenses,
     /// A multi-arch image none of whose platforms the tier judges.
     Platforms,
 }
@@ -50,6 +54,8 @@ impl Reason {
             Reason::Vulnerabilities => "vulnerabilities",
             Reason::Tests => "tests",
             Reason::Provenance => "provenance",
+            Reason::Conditions => "conditions",
+            Reason::Licenses => "licenses",
             Reason::Platforms => "platforms",
         }
     }
@@ -63,6 +69,10 @@ pub enum EvidenceKind {
     Tests,
     Provenance,
     Attestation,
+    /// A VEX document a tier trusts, considered for the scan's findings.
+    Vex,
+    /// An SBOM whose packages' licences a tier judges.
+    Licenses,
 }
 
 impl EvidenceKind {
@@ -72,6 +82,8 @@ impl EvidenceKind {
             EvidenceKind::Tests => "tests",
             EvidenceKind::Provenance => "provenance",
             EvidenceKind::Attestation => "attestation",
+            EvidenceKind::Vex => "vex",
+            EvidenceKind::Licenses => "licenses",
         }
     }
 }
@@ -146,6 +158,44 @@ pub struct Verdict {
     /// the outputs keep their fields.
     #[serde(skip)]
     pub expiring_exceptions: Vec<ExpiringException>,
+    /// Findings a trusted VEX statement took out of the count: each with
+    /// its status, justification, the document's author, its signer and
+    /// the document's digest.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub vex_suppressed: Vec<crate::evidence::vex::Suppressed>,
+    /// Each problem with what it concerns, in the order of `problems`, for
+    /// outputs that file problems by check (JUnit's testcases, SARIF's
+    /// rules). Not serialised: the outputs keep their fields.
+    #[serde(skip)]
+    pub failures: Vec<Failure>,
+    /// The vulnerability findings that count against the tier's limits (not
+    /// ignored, excepted or inside a remediation window), for outputs that
+    /// list them one by one. Not serialised.
+    #[serde(skip)]
+    pub counted: Vec<Counted>,
+}
+
+/// One problem of a verdict, filed by what it concerns.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Failure {
+    pub reason: Reason,
+    /// The kind of evidence whose rule found it; `None` for a problem of the
+    /// image itself (tier, digest, unverifiable, no attestations, platforms).
+    pub kind: Option<EvidenceKind>,
+    /// The evidence is there, but no signer the tier accepts signed it.
+    pub signers: bool,
+    /// The problem, as in `problems`.
+    pub problem: String,
+}
+
+/// A finding that counts against a tier's limits.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Counted {
+    pub finding: crate::evidence::Finding,
+    /// The tier's limit for its severity, if it sets one.
+    pub limit: Option<u32>,
+    /// Its severity has more counted findings than the limit.
+    pub over_limit: bool,
 }
 
 /// An exception that applied to a verdict and expires soon.
@@ -230,6 +280,7 @@ impl Verdict {
 
     /// Records a problem of kind `reason`.
     pub(super) fn fail(&mut self, reason: Reason, problem: String) {
+        self.failures.push(Failure { reason, kind: None, signers: false, problem: problem.clone() });
         self.problems.push(problem);
         if !self.reasons.contains(&reason) {
             self.reasons.push(reason);
@@ -248,6 +299,13 @@ impl Verdict {
     /// and first error labelled, its remedies by platform, the rest merged.
     fn absorb(&mut self, label: &str, platform: &str, pv: Verdict) {
         self.problems.extend(pv.problems.iter().map(|x| format!("{label}: {x}")));
+        self.failures
+            .extend(pv.failures.iter().map(|f| Failure { problem: format!("{label}: {}", f.problem), ..f.clone() }));
+        for c in &pv.counted {
+            if !self.counted.iter().any(|o| o.finding.id == c.finding.id && o.finding.package == c.finding.package) {
+                self.counted.push(c.clone());
+            }
+        }
         for r in &pv.reasons {
             if !self.reasons.contains(r) {
                 self.reasons.push(*r);
@@ -301,6 +359,20 @@ pub fn evaluate(
     gathered: Result<&ImageEvidence, &LookupError>,
     now: DateTime<Utc>,
 ) -> Verdict {
+    evaluate_with_vex(policy, tier_name, image, gathered, now, &[])
+}
+
+/// [`evaluate`], with VEX documents given for the image outside its
+/// attestations (`check --vex`): applied where the tier trusts VEX at all,
+/// and said to be unsigned.
+pub fn evaluate_with_vex(
+    policy: &Policy,
+    tier_name: &TierName,
+    image: &ImageRef,
+    gathered: Result<&ImageEvidence, &LookupError>,
+    now: DateTime<Utc>,
+    vex: &[crate::evidence::vex::Source],
+) -> Verdict {
     let mut v = Verdict {
         image: image.original.clone(),
         name: image.name(),
@@ -329,14 +401,14 @@ pub fn evaluate(
     let index_only = tier.platforms.iter().any(|p| p == PLATFORMS_INDEX);
     if ev.index && ev.attestations.is_empty() {
         if !index_only {
-            return by_platform(policy, tier_name, tier, image, ev, now, v);
+            return by_platform(policy, tier_name, tier, image, ev, now, vex, v);
         }
         v.notes.push(format!(
             "{} is a multi-arch image (an index); tier {tier_name} judges only the index's own attestations (platforms: [index])",
             image.original
         ));
     }
-    let cx = Ctx { tier: tier_name, image, ev, now, policy };
+    let cx = Ctx { tier: tier_name, image, ev, now, policy, vex_given: vex };
     let rules = rules::of(tier);
     if ev.attestations.is_empty() && !rules.is_empty() {
         // One reason, naming everything the tier needs.
@@ -349,7 +421,11 @@ pub fn evaluate(
         v.fix(rules[0].attach().replace("{image}", &pinned));
     } else {
         for rule in &rules {
+            let before = v.failures.len();
             rule.judge(&cx, &mut v);
+            for f in &mut v.failures[before..] {
+                f.kind = Some(rule.kind());
+            }
         }
     }
     v.admitted = v.problems.is_empty() || tier.mode == Mode::Warn;
@@ -453,6 +529,8 @@ fn brief(problem: &str) -> String {
 /// run, as containerd chooses). An index inside the index passes only by
 /// attestations of its own. The verdict names each failing entry, and notes
 /// the runnable ones the tier leaves unjudged.
+// The VEX given for the image (`check --vex`) is one more input.
+#[allow(clippy::too_many_arguments)]
 fn by_platform(
     policy: &Policy,
     tier_name: &TierName,
@@ -460,6 +538,7 @@ fn by_platform(
     image: &ImageRef,
     ev: &ImageEvidence,
     now: DateTime<Utc>,
+    vex: &[crate::evidence::vex::Source],
     mut v: Verdict,
 ) -> Verdict {
     let nodes: Vec<Platform> = tier.platforms.iter().filter_map(|p| Platform::parse(p)).collect();
@@ -512,7 +591,7 @@ fn by_platform(
                 continue;
             }
         }
-        let pv = evaluate(policy, tier_name, &pinned, p.evidence.as_deref(), now);
+        let pv = evaluate_with_vex(policy, tier_name, &pinned, p.evidence.as_deref(), now, vex);
         v.absorb(&label, &p.platform, pv);
         v.platforms.push(format!("{}@{}", p.platform, p.digest));
     }
@@ -521,7 +600,7 @@ fn by_platform(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     //! The policy as a table: one row per rule and boundary.
     use super::*;
     use crate::attest::Problem;
@@ -531,17 +610,17 @@ mod tests {
     use chrono::Duration as ChronoDuration;
 
     /// A tier name, as the policy would make it.
-    fn name(tier: &str) -> TierName {
+    pub(in crate::policy) fn name(tier: &str) -> TierName {
         TierName(tier.into())
     }
 
     const KEY: &str = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE7QtNpX/PTPA4pOkBdBOmWT3S3HhP\nhVxygajXbNEXKMRxbQMUMhUF/8RAIKvGJDujIcIveyrBAUZ07McENQdDrw==\n-----END PUBLIC KEY-----";
 
-    fn now() -> DateTime<Utc> {
+    pub(in crate::policy) fn now() -> DateTime<Utc> {
         "2026-06-15T12:00:00Z".parse().unwrap()
     }
 
-    fn policy(tier_yaml: &str, exceptions: &str) -> Policy {
+    pub(in crate::policy) fn policy(tier_yaml: &str, exceptions: &str) -> Policy {
         let key = KEY.lines().map(|l| format!("        {l}")).collect::<Vec<_>>().join("\n");
         let y = format!(
             "apiVersion: portcullis.dev/v1alpha1\nkind: PromotionPolicy\nspec:\n  signers:\n    scanner:\n      publicKey: |\n{key}\n    ci:\n      publicKey: |\n{key}\n{RELEASE}\n  tiers:\n    t:\n{}\n{exceptions}",
@@ -552,11 +631,12 @@ mod tests {
 
     /// A keyless signer: GitHub Actions' release workflow of acme/shop.
     const RELEASE: &str = "    release:\n      keyless:\n        trustedRoot: github\n        identities:\n          - issuer: https://token.actions.githubusercontent.com\n            subject: https://github.com/acme/shop/.github/workflows/release.yml@refs/heads/main";
-    const ACTIONS: &str = "https://token.actions.githubusercontent.com";
-    const RELEASE_WORKFLOW: &str = "https://github.com/acme/shop/.github/workflows/release.yml@refs/heads/main";
+    pub(in crate::policy) const ACTIONS: &str = "https://token.actions.githubusercontent.com";
+    pub(in crate::policy) const RELEASE_WORKFLOW: &str =
+        "https://github.com/acme/shop/.github/workflows/release.yml@refs/heads/main";
     const HOSTED: &str = "https://github.com/actions/runner/github-hosted";
 
-    fn identity(subject: &str, source: Option<&str>) -> SignerIdentity {
+    pub(in crate::policy) fn identity(subject: &str, source: Option<&str>) -> SignerIdentity {
         SignerIdentity {
             issuer: ACTIONS.into(),
             subject: subject.into(),
@@ -569,6 +649,7 @@ mod tests {
     /// signed keyless with a certificate naming `cert_source` when given.
     fn prov(signer: &str, builder: &str, source: Option<&str>, cert_source: Option<&str>) -> Outcome {
         Outcome::Verified {
+            statement: None,
             identity: cert_source.map(|s| std::sync::Arc::new(identity(RELEASE_WORKFLOW, Some(s)))),
             signers: vec![signer.into()],
             claim: Claim::Provenance(Provenance {
@@ -576,12 +657,14 @@ mod tests {
                 builder_id: builder.into(),
                 build_type: String::new(),
                 source_repository: source.map(str::to_string),
+                source_commit: None,
             }),
         }
     }
 
     fn other(signer: &str, predicate_type: &str) -> Outcome {
         Outcome::Verified {
+            statement: None,
             identity: None,
             signers: vec![signer.into()],
             claim: Claim::Other { predicate_type: predicate_type.into() },
@@ -600,23 +683,28 @@ mod tests {
             published: published.map(|p| p.parse().unwrap()),
             cvss: None,
             target: String::new(),
+            purl: None,
         }
     }
 
     fn scan(signer: &str, age: ChronoDuration, findings: Vec<Finding>) -> Outcome {
         Outcome::Verified {
+            statement: None,
             identity: None,
             signers: vec![signer.into()],
             claim: Claim::Vulnerabilities(VulnReport {
                 scanner: "trivy".into(),
                 finished_on: Some(now() - age),
                 findings,
+                vex: None,
+                sbom: None,
             }),
         }
     }
 
-    fn tests(signer: &str, result: TestOutcome, failed: &[&str]) -> Outcome {
+    pub(in crate::policy) fn tests(signer: &str, result: TestOutcome, failed: &[&str]) -> Outcome {
         Outcome::Verified {
+            statement: None,
             identity: None,
             signers: vec![signer.into()],
             claim: Claim::Tests(TestReport {
@@ -634,6 +722,7 @@ mod tests {
     /// A PASSED result with these passed tests and configurations, finished `age` ago.
     fn run(passed: &[&str], configs: &[&str], age: Option<ChronoDuration>) -> Outcome {
         Outcome::Verified {
+            statement: None,
             identity: None,
             signers: vec!["ci".into()],
             claim: Claim::Tests(TestReport {
@@ -651,7 +740,7 @@ mod tests {
         }
     }
 
-    fn evidence(outcomes: Vec<Outcome>) -> ImageEvidence {
+    pub(in crate::policy) fn evidence(outcomes: Vec<Outcome>) -> ImageEvidence {
         ImageEvidence {
             digest: Digest::of(b"image"),
             location: "r.example/app:sha256-x.att".into(),
@@ -763,6 +852,78 @@ mod tests {
         }
     }
 
+    /// Each problem filed by reason, kind of evidence and whether the signer
+    /// is the trouble (what the CI outputs file checks by), in the order of
+    /// `problems`; and the findings that count, each with its limit.
+    #[test]
+    fn problems_are_filed_and_counted_findings_kept() {
+        use EvidenceKind as K;
+        let tier = format!("{VULNS}\n{TESTS}");
+        let crit = || finding("CVE-1", Severity::Critical, "2", None);
+        let low = || finding("CVE-2", Severity::Low, "", None);
+        // (case, exceptions, evidence, filed (reason, kind, signers), counted (id, limit, over))
+        #[rustfmt::skip]
+        type Filed = (Reason, Option<K>, bool);
+        type Kept<'a> = (&'a str, Option<u32>, bool);
+        type Row<'a> = (&'a str, &'a str, Vec<Outcome>, Vec<Filed>, Vec<Kept<'a>>);
+        let rows: Vec<Row<'_>> = vec![
+            ("clean", "", vec![scan("scanner", h(1), vec![]), tests("ci", TestOutcome::Passed, &[])], vec![], vec![]),
+            (
+                "over a limit, and one with none",
+                "",
+                vec![scan("scanner", h(1), vec![crit(), low()]), tests("ci", TestOutcome::Passed, &[])],
+                vec![(Reason::Vulnerabilities, Some(K::Vulnerabilities), false)],
+                vec![("CVE-1", Some(0), true), ("CVE-2", None, false)],
+            ),
+            (
+                "excepted: not counted",
+                EXC_ACTIVE,
+                vec![scan("scanner", h(1), vec![crit()]), tests("ci", TestOutcome::Passed, &[])],
+                vec![],
+                vec![],
+            ),
+            (
+                "stale, failed tests",
+                "",
+                vec![scan("scanner", h(48), vec![]), tests("ci", TestOutcome::Failed, &["t1"])],
+                vec![(Reason::StaleEvidence, Some(K::Vulnerabilities), false), (Reason::Tests, Some(K::Tests), false)],
+                vec![],
+            ),
+            (
+                "tests signed by another",
+                "",
+                vec![scan("scanner", h(1), vec![]), tests("scanner", TestOutcome::Passed, &[])],
+                vec![(Reason::MissingEvidence, Some(K::Tests), true)],
+                vec![],
+            ),
+            (
+                "no tests at all",
+                "",
+                vec![scan("scanner", h(1), vec![])],
+                vec![(Reason::MissingEvidence, Some(K::Tests), false)],
+                vec![],
+            ),
+            ("no attestations", "", vec![], vec![(Reason::NoAttestations, None, false)], vec![]),
+        ];
+        let img =
+            ImageRef::parse("r.example/app@sha256:0000000000000000000000000000000000000000000000000000000000000000")
+                .unwrap();
+        for (case, exceptions, outcomes, filed, counted) in rows {
+            let p = policy(&tier, exceptions);
+            let v = evaluate(&p, &name("t"), &img, Ok(&evidence(outcomes)), now());
+            let got: Vec<(Reason, Option<K>, bool)> =
+                v.failures.iter().map(|f| (f.reason, f.kind, f.signers)).collect();
+            assert_eq!(got, filed, "{case}: {:?}", v.problems);
+            assert_eq!(
+                v.failures.iter().map(|f| &f.problem).collect::<Vec<_>>(),
+                v.problems.iter().collect::<Vec<_>>(),
+                "{case}"
+            );
+            let got: Vec<Kept<'_>> = v.counted.iter().map(|c| (c.finding.id.as_str(), c.limit, c.over_limit)).collect();
+            assert_eq!(got, counted, "{case}");
+        }
+    }
+
     const VULNS: &str = "vulnerabilities: { signedBy: [scanner], maxAge: 24h, max: { critical: 0, high: 2 } }";
     const VULNS_UNKNOWN: &str = "vulnerabilities: { signedBy: [scanner], max: { unknown: 1 } }";
     const VULNS_UNFIXED: &str = "vulnerabilities: { signedBy: [scanner], ignoreUnfixed: true, max: { critical: 0 } }";
@@ -782,7 +943,7 @@ mod tests {
     const PROV: &str = "provenance: { signedBy: [release], sourceRepositories: [\"https://github.com/acme/*\"], builderIds: [\"https://github.com/actions/runner/github-hosted\"] }";
     const SBOM: &str = "attestations: [ { predicateType: \"https://cyclonedx.org/bom\", signedBy: [release] } ]";
 
-    fn h(n: i64) -> ChronoDuration {
+    pub(in crate::policy) fn h(n: i64) -> ChronoDuration {
         ChronoDuration::hours(n)
     }
 
@@ -1027,5 +1188,189 @@ mod tests {
         }
         let v = evaluate(&policy(VULNS, ""), &name("nope"), &img, Err(&LookupError::Source("x".into())), now());
         assert!(!v.admitted && v.problems[0].contains("tier \"nope\" is not defined"), "{v:?}");
+    }
+
+    /// A VEX document signed by `signer`: `statements` of (vulnerability,
+    /// status) about the image `evidence` builds (`r.example/app`).
+    fn vex_doc(signer: &str, statements: &[(&str, crate::evidence::vex::Status)]) -> Outcome {
+        use crate::evidence::vex::{Document, Format, Product, Statement};
+        let product = format!("pkg:oci/app@sha256%3A{}", Digest::of(b"image").hex());
+        Outcome::Verified {
+            statement: None,
+            identity: None,
+            signers: vec![signer.into()],
+            claim: Claim::Vex(std::sync::Arc::new(Document {
+                format: Format::OpenVex,
+                id: String::new(),
+                author: "Acme Security".into(),
+                timestamp: Some(now() - h(1)),
+                statements: statements
+                    .iter()
+                    .map(|(id, status)| Statement {
+                        vulnerability: vec![id.to_string()],
+                        products: vec![Product { id: product.clone(), subcomponents: vec![] }],
+                        status: *status,
+                        justification: Some("vulnerable_code_not_in_execute_path".into()),
+                        impact_statement: None,
+                        timestamp: None,
+                    })
+                    .collect(),
+                ignored: vec![],
+            })),
+        }
+    }
+
+    /// (case, tier, exceptions, attestations, admitted, text in problems or
+    /// notes, findings suppressed)
+    type VexRow = (&'static str, &'static str, &'static str, Vec<Outcome>, bool, &'static str, usize);
+
+    #[test]
+    fn vex_in_the_decision() {
+        use crate::evidence::vex::Status::{Affected, Fixed, NotAffected, UnderInvestigation};
+        const TRUSTING: &str =
+            "vulnerabilities: { signedBy: [scanner], maxAge: 24h, max: { critical: 0 }, vex: { signedBy: [ci] } }";
+        const NO_VEX: &str = "vulnerabilities: { signedBy: [scanner], maxAge: 24h, max: { critical: 0 } }";
+        let crit = |id: &str| finding(id, Severity::Critical, "2", None);
+        // (case, tier, exceptions, attestations, admitted, text in problems or notes, findings suppressed)
+        #[rustfmt::skip]
+        let rows: Vec<VexRow> = vec![
+            ("trusted not_affected suppresses", TRUSTING, "", vec![scan("scanner", h(1), vec![crit("CVE-1")]), vex_doc("ci", &[("CVE-1", NotAffected)])], true, "1 finding suppressed by VEX: CVE-1 in openssl 3.0.1: not_affected (vulnerable_code_not_in_execute_path), by Acme Security, signed by ci", 1),
+            ("trusted fixed suppresses", TRUSTING, "", vec![scan("scanner", h(1), vec![crit("CVE-1")]), vex_doc("ci", &[("CVE-1", Fixed)])], true, "fixed", 1),
+            ("affected is shown, not suppressed", TRUSTING, "", vec![scan("scanner", h(1), vec![crit("CVE-1")]), vex_doc("ci", &[("CVE-1", Affected)])], false, "1 critical vulnerability exceeds the limit 0", 0),
+            ("under_investigation does not suppress", TRUSTING, "", vec![scan("scanner", h(1), vec![crit("CVE-1")]), vex_doc("ci", &[("CVE-1", UnderInvestigation)])], false, "1 critical vulnerability exceeds the limit 0", 0),
+            ("a tier without vex ignores VEX, and says so", NO_VEX, "", vec![scan("scanner", h(1), vec![crit("CVE-1")]), vex_doc("ci", &[("CVE-1", NotAffected)])], false, "1 VEX document ignored: this tier trusts no VEX (name its signers in vulnerabilities.vex.signedBy)", 0),
+            ("an untrusted signer's VEX suppresses nothing", TRUSTING, "", vec![scan("scanner", h(1), vec![crit("CVE-1")]), vex_doc("scanner", &[("CVE-1", NotAffected)])], false, "signed by scanner is ignored: vulnerabilities.vex.signedBy trusts ci", 0),
+            ("only the findings it names", TRUSTING, "", vec![scan("scanner", h(1), vec![crit("CVE-1"), crit("CVE-2")]), vex_doc("ci", &[("CVE-1", NotAffected)])], false, "1 critical vulnerability exceeds the limit 0 (CVE-2", 1),
+            ("VEX never stands in for a missing scan", TRUSTING, "", vec![vex_doc("ci", &[("CVE-1", NotAffected)])], false, "no vulnerability scan", 0),
+            ("nor for a stale one", TRUSTING, "", vec![scan("scanner", h(48), vec![crit("CVE-1")]), vex_doc("ci", &[("CVE-1", NotAffected)])], false, "vulnerability scan finished", 1),
+            ("exceptions apply after VEX", TRUSTING, EXC_ACTIVE, vec![scan("scanner", h(1), vec![crit("CVE-1"), crit("CVE-2")]), vex_doc("ci", &[("CVE-2", NotAffected)])], true, "suppressed by VEX: CVE-2", 1),
+        ];
+        let img = ImageRef::parse("r.example/app:v1").unwrap();
+        for (case, tier, exc, outcomes, admitted, text, suppressed) in rows {
+            let v = evaluate(&policy(tier, exc), &name("t"), &img, Ok(&evidence(outcomes)), now());
+            assert_eq!(v.admitted, admitted, "{case}: {:?} {:?}", v.problems, v.notes);
+            let said = v.problems.iter().chain(&v.notes).any(|p| p.contains(text));
+            assert!(said, "{case}: {text:?} not in {:?} {:?}", v.problems, v.notes);
+            assert_eq!(v.vex_suppressed.len(), suppressed, "{case}");
+        }
+        // The scan's own analysis (CycloneDX) counts as the scan does, with
+        // or without vex in the tier; not in another image's scan.
+        let own = |id: &str| {
+            let text = format!(
+                r#"{{"bomFormat": "CycloneDX", "metadata": {{"timestamp": "{}"}},
+                    "components": [{{"bom-ref": "c", "name": "openssl", "version": "3.0.1", "purl": "pkg:deb/debian/openssl@3.0.1"}}],
+                    "vulnerabilities": [{{"id": "CVE-1", "ratings": [{{"severity": "critical"}}], "affects": [{{"ref": "c"}}],
+                                          "analysis": {{"state": "{id}", "justification": "code_not_reachable"}}}}]}}"#,
+                (now() - h(1)).to_rfc3339()
+            );
+            let report = crate::evidence::scanner_report(&text).unwrap();
+            Outcome::Verified {
+                identity: None,
+                signers: vec!["scanner".into()],
+                claim: Claim::Vulnerabilities(report),
+                statement: None,
+            }
+        };
+        for (tier, state, admitted) in
+            [(NO_VEX, "not_affected", true), (TRUSTING, "not_affected", true), (NO_VEX, "exploitable", false)]
+        {
+            let v = evaluate(&policy(tier, ""), &name("t"), &img, Ok(&evidence(vec![own(state)])), now());
+            assert_eq!(v.admitted, admitted, "{state}: {:?} {:?}", v.problems, v.notes);
+            if admitted {
+                assert_eq!(v.vex_suppressed[0].signer.as_deref(), Some("scanner"));
+                assert_eq!(v.vex_suppressed[0].author, "cyclonedx (the scan's own analysis)");
+            }
+        }
+        // A CycloneDX VEX attested as its own predicate (`--type cyclonedx`)
+        // counts as VEX from its signer.
+        let cdx_vex = crate::evidence::scanner_report(
+            r#"{"bomFormat": "CycloneDX", "specVersion": "1.6",
+                "components": [{"bom-ref": "c", "name": "openssl", "purl": "pkg:deb/debian/openssl@3.0.1"}],
+                "vulnerabilities": [{"id": "CVE-1", "affects": [{"ref": "c"}],
+                                     "analysis": {"state": "not_affected", "justification": "code_not_reachable"}}]}"#,
+        )
+        .unwrap();
+        let with_purl = Finding { purl: Some("pkg:deb/debian/openssl@3.0.1".into()), ..crit("CVE-1") };
+        for (tier, signer, admitted) in [(TRUSTING, "ci", true), (TRUSTING, "scanner", false), (NO_VEX, "ci", false)] {
+            let mut ev = evidence(vec![
+                scan("scanner", h(1), vec![with_purl.clone()]),
+                Outcome::Verified {
+                    statement: None,
+                    identity: None,
+                    signers: vec![signer.into()],
+                    claim: Claim::Vulnerabilities(cdx_vex.clone()),
+                },
+            ]);
+            ev.attestations[1].claimed_type = Some(crate::evidence::CYCLONEDX_BOM.into());
+            let v = evaluate(&policy(tier, ""), &name("t"), &img, Ok(&ev), now());
+            assert_eq!(v.admitted, admitted, "{signer}: {:?} {:?}", v.problems, v.notes);
+        }
+        // A VEX attestation that verified but cannot be read suppresses
+        // nothing, and the verdict says why.
+        let mut ev = evidence(vec![
+            scan("scanner", h(1), vec![crit("CVE-1")]),
+            Outcome::Unreadable {
+                signers: vec!["ci".into()],
+                why: "https://openvex.dev/ns predicate is invalid: VEX document: not JSON: EOF".into(),
+            },
+        ]);
+        ev.attestations[1].claimed_type = Some(crate::evidence::vex::OPENVEX.into());
+        let v = evaluate(&policy(TRUSTING, ""), &name("t"), &img, Ok(&ev), now());
+        assert!(!v.admitted);
+        let digest = ev.attestations[1].envelope.to_string();
+        let note = format!(
+            "VEX {digest} suppresses nothing: https://openvex.dev/ns predicate is invalid: VEX document: not JSON"
+        );
+        assert!(v.notes.iter().any(|n| n.starts_with(&note)), "{:?}", v.notes);
+        // The policy's own VEX files count in every tier, for the images
+        // their statements name.
+        for (tier, image, admitted) in [(NO_VEX, "r.example/app:v1", true), (NO_VEX, "r.example/web:v1", false)] {
+            let mut p = policy(tier, "");
+            let central = crate::evidence::vex::parse(
+                br#"{"@context": "https://openvex.dev/ns/v0.2.0", "author": "Acme Security", "statements": [
+                    {"vulnerability": {"name": "CVE-1"}, "products": [{"@id": "pkg:oci/app?repository_url=r.example/app"}],
+                     "status": "not_affected", "impact_statement": "the parser is not linked"}]}"#,
+            )
+            .unwrap();
+            p.vex.push(crate::evidence::vex::Source {
+                document: std::sync::Arc::new(central),
+                digest: "sha256:central".into(),
+                signer: Some(crate::policy::POLICY_VEX_SIGNER.into()),
+                bound: false,
+            });
+            let img = ImageRef::parse(image).unwrap();
+            let ev = evidence(vec![scan("scanner", h(1), vec![crit("CVE-1")])]);
+            let v = evaluate(&p, &name("t"), &img, Ok(&ev), now());
+            assert_eq!(v.admitted, admitted, "{image}: {:?} {:?}", v.problems, v.notes);
+            if admitted {
+                assert!(
+                    v.notes
+                        .iter()
+                        .any(|n| n.contains("(the parser is not linked), by Acme Security, signed by the policy")),
+                    "{:?}",
+                    v.notes
+                );
+            }
+        }
+        // The document used is cited by its digest, as evidence of kind vex;
+        // the suppressed finding is in the verdict's output.
+        let ev = evidence(vec![scan("scanner", h(1), vec![crit("CVE-1")]), vex_doc("ci", &[("CVE-1", NotAffected)])]);
+        let v = evaluate(&policy(TRUSTING, ""), &name("t"), &img, Ok(&ev), now());
+        let vex_digest = ev.attestations[1].envelope.to_string();
+        assert!(v.evidence.contains(&vex_digest));
+        assert!(v.attestations.iter().any(|c| c.kind == EvidenceKind::Vex && c.signers == ["ci"]));
+        let out = serde_json::to_value(&v).unwrap();
+        assert_eq!(out["vexSuppressed"][0]["status"], "not_affected");
+        assert_eq!(out["vexSuppressed"][0]["signer"], "ci");
+        assert_eq!(out["vexSuppressed"][0]["document"], vex_digest.as_str());
+        assert_eq!(out["vexSuppressed"][0]["finding"]["id"], "CVE-1");
+        // With exceptions after VEX: the exception applied to CVE-1 only.
+        let ev = evidence(vec![
+            scan("scanner", h(1), vec![crit("CVE-1"), crit("CVE-2")]),
+            vex_doc("ci", &[("CVE-1", NotAffected)]),
+        ]);
+        let v = evaluate(&policy(TRUSTING, EXC_ACTIVE), &name("t"), &img, Ok(&ev), now());
+        assert!(v.exceptions.is_empty(), "{:?}", v.exceptions);
+        assert!(!v.admitted);
     }
 }

@@ -5,6 +5,7 @@
 //! admission alike.
 
 mod breakglass;
+mod condition;
 pub mod decide;
 mod duration;
 mod eval;
@@ -20,5 +21,7 @@ pub use breakglass::{
 };
 pub use decide::{decide, Decision, Judged, Outcome};
 pub use duration::{parse_duration, Duration};
-pub use eval::{evaluate, Cited, EvidenceKind, ExpiringException, Reason, Verdict};
+pub use eval::{
+    evaluate, evaluate_with_vex, Cited, Counted, EvidenceKind, ExpiringException, Failure, Reason, Verdict,
+};
 pub use model::*;

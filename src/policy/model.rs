@@ -50,6 +50,15 @@ pub struct Spec {
     pub tiers: BTreeMap<String, TierSpec>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exceptions: Vec<ExceptionSpec>,
+    /// VEX files (OpenVEX, CycloneDX VEX), relative to the policy file: the
+    /// security team's own statements, trusted as the policy is, in every
+    /// tier; each statement must name the images it is about.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vex: Vec<String>,
+    /// Exceptions to tiers' `licenses` rules: a licence allowed for the
+    /// packages a purl pattern names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub license_exceptions: Vec<LicenseExceptionSpec>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -149,6 +158,9 @@ pub struct TierSpec {
     /// code review), each signed by one of its signers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attestations: Vec<AttestationRule>,
+    /// The licences of the packages a signed SBOM lists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub licenses: Option<LicenseRule>,
     /// Which attestations judge a multi-arch image (an index). Empty (the
     /// default): the index's own if it has any, else those of every entry
     /// with something to run, each having to pass. `[index]`: only the
@@ -160,7 +172,8 @@ pub struct TierSpec {
     /// What re-evaluation does about a running workload that no longer
     /// passes: `report` (the default: PolicyReport, Event, metrics),
     /// `annotate` (also marks the workload), `rollback` (also rolls a
-    /// Deployment back to its newest previous revision that passes).
+    /// Deployment, StatefulSet or DaemonSet back to its newest previous
+    /// revision that passes).
     #[serde(default)]
     pub on_violation: OnViolation,
     /// How long a violation lasts before `annotate` or `rollback` acts.
@@ -199,6 +212,24 @@ pub struct AttestationRule {
     /// The exact predicate type (`https://cyclonedx.org/bom`).
     pub predicate_type: String,
     pub signed_by: Vec<String>,
+    /// CEL expressions that must all hold on one verified attestation of
+    /// the type from an accepted signer (the newest that meets them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<ConditionSpec>,
+}
+
+/// A CEL condition on an attestation, and what a denial says when it is false.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ConditionSpec {
+    /// A CEL expression giving a bool, over `predicate`, `subject`,
+    /// `predicateType`, `signer` and `now`.
+    pub expression: String,
+    /// The reason a denial gives when it is false: what to do about it.
+    pub message: String,
+    /// The expression compiled, once the policy has loaded.
+    #[serde(skip)]
+    pub compiled: Option<super::condition::Compiled>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -218,6 +249,69 @@ pub struct VulnRule {
     /// (from its published date; a finding without one counts at once).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub grace_period: BTreeMap<Severity, Duration>,
+    /// Whose VEX statements may take findings out of the count; without
+    /// it, VEX attached to an image is ignored (and the verdict says so).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vex: Option<VexRule>,
+}
+
+/// `licenses`: what the packages of a signed SBOM (CycloneDX or SPDX) may
+/// be licensed under. Each entry of `deny` and `allow` is one SPDX licence
+/// (`GPL-3.0-only`, `Apache-2.0 WITH LLVM-exception`, `LicenseRef-acme`).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LicenseRule {
+    pub signed_by: Vec<String>,
+    /// A package fails when its expression cannot be met without one of
+    /// these (`MIT OR GPL-3.0-only` can: the choice is the user's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<String>,
+    /// When set, every package's expression must be met with these alone
+    /// (and none denied: deny wins).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<String>,
+    /// A package with no licence, `NOASSERTION`, or an expression that does
+    /// not parse: `warn` (the default), `deny` or `allow`.
+    #[serde(default)]
+    pub unknown: UnknownLicense,
+}
+
+/// What a `licenses` rule does about a package of unknown licence.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownLicense {
+    Deny,
+    Allow,
+    #[default]
+    Warn,
+}
+
+/// `spec.licenseExceptions[]`: `license` allowed for the packages whose
+/// purl (or, without one, name) matches `package`, in `tiers` (empty: all)
+/// for `images` (empty: all), until `expires`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LicenseExceptionSpec {
+    /// A purl pattern (`pkg:deb/debian/bash@*`, `pkg:npm/@acme/*`).
+    pub package: String,
+    /// The SPDX licence allowed (`GPL-3.0-only`), or `NOASSERTION` for a
+    /// package of unknown licence.
+    pub license: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tiers: Vec<String>,
+    /// Last day (UTC) on which the exception applies.
+    pub expires: NaiveDate,
+    pub reason: String,
+    pub approved_by: String,
+}
+
+/// `vulnerabilities.vex`: the signers whose VEX counts.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct VexRule {
+    pub signed_by: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
@@ -268,6 +362,21 @@ pub struct TestRule {
     /// result's `finishedOn`; test-result v0.1 has no time of its own).
     #[serde(default, deserialize_with = "some_duration", skip_serializing_if = "Option::is_none")]
     pub max_age: Option<Duration>,
+    /// Flaky tests whose failure does not fail the gate until they expire.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quarantine: Vec<QuarantineSpec>,
+}
+
+/// A failing test that does not fail the tests gate until `expires`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct QuarantineSpec {
+    /// The test's name, as the result's `failedTests` lists it.
+    pub test: String,
+    /// Last day (UTC) on which its failure is forgiven.
+    pub expires: NaiveDate,
+    pub reason: String,
+    pub approved_by: String,
 }
 
 fn passed() -> TestOutcome {
@@ -353,6 +462,9 @@ pub struct PolicyError {
     pub problems: Vec<Problem>,
 }
 
+/// Who signed the VEX files a policy names, as a verdict shows it.
+pub const POLICY_VEX_SIGNER: &str = "the policy";
+
 /// A loaded, validated policy.
 #[derive(Clone, Debug)]
 pub struct Policy {
@@ -361,11 +473,17 @@ pub struct Policy {
     pub digest: crate::image::Digest,
     /// The keys and keyless identities signers are trusted by.
     pub trust: Trust,
-    /// The trusted root files the policy refers to, as resolved paths, with
-    /// the digest of what was read; a change to one reloads the policy.
+    /// The files the policy refers to (trusted roots, VEX), as resolved
+    /// paths, with the digest of what was read; a change to one reloads the
+    /// policy.
     pub root_files: Vec<RootFile>,
+    /// The VEX files it names (`spec.vex`), read.
+    pub vex: Vec<crate::evidence::vex::Source>,
     /// Its patterns, compiled once when it loads.
     pub patterns: Patterns,
+    /// The predicate types it sets conditions on, sorted: attestations of
+    /// these are kept whole as evidence (the predicate and subjects).
+    pub conditioned: Vec<String>,
 }
 
 /// The name of a tier a policy defines, checked once where the tier is
@@ -416,6 +534,9 @@ pub struct Patterns {
     exception_images: Vec<Vec<globset::GlobMatcher>>,
     /// Provenance patterns (`sourceRepositories`, `builderIds`), by text.
     paths: std::collections::HashMap<String, globset::GlobMatcher>,
+    /// For each licence exception, in order: its package pattern and its
+    /// image patterns.
+    license_exceptions: Vec<(Option<globset::GlobMatcher>, Vec<globset::GlobMatcher>)>,
 }
 
 impl Patterns {
@@ -435,7 +556,24 @@ impl Patterns {
                 }
             }
         }
-        Patterns { exception_images, paths }
+        let glob = |g: &String| globset::Glob::new(g).ok().map(|g| g.compile_matcher());
+        let license_exceptions = spec
+            .license_exceptions
+            .iter()
+            .map(|e| (glob(&e.package), e.images.iter().filter_map(glob).collect()))
+            .collect();
+        Patterns { exception_images, paths, license_exceptions }
+    }
+
+    /// Whether licence exception `index` names the package (by its purl,
+    /// or its name when it has none) of the image `image`.
+    pub fn license_exception_covers(&self, index: usize, package: &str, image: &str) -> bool {
+        match self.license_exceptions.get(index) {
+            Some((Some(p), images)) => {
+                p.is_match(package) && (images.is_empty() || images.iter().any(|g| g.is_match(image)))
+            }
+            _ => false,
+        }
     }
 
     /// Whether exception `index` names `image` (an exception without image
@@ -473,6 +611,25 @@ fn built_in_root(name: &str) -> Option<Result<Arc<Root>, String>> {
 }
 
 impl Policy {
+    /// The exceptions written for finding `f` of the image `image`
+    /// (`registry/repository`) in `tier`, expired or not, in the policy's
+    /// order: an exception matches the finding's id or an alias, the tier
+    /// (none named: every tier) and the image's name.
+    pub fn exceptions_for(&self, tier: &str, image: &str, f: &crate::evidence::Finding) -> Vec<&ExceptionSpec> {
+        self.file
+            .spec
+            .exceptions
+            .iter()
+            .enumerate()
+            .filter(|(i, e)| {
+                let id = e.id.eq_ignore_ascii_case(&f.id) || f.aliases.iter().any(|a| a.eq_ignore_ascii_case(&e.id));
+                let tier = e.tiers.is_empty() || e.tiers.iter().any(|t| t == tier);
+                id && tier && self.patterns.exception_covers(*i, image)
+            })
+            .map(|(_, e)| e)
+            .collect()
+    }
+
     /// Parses and validates a policy; `source_name` names it in errors. A
     /// policy read this way cannot refer to trusted root files.
     pub fn from_yaml(text: &str, source_name: &str) -> Result<Policy, PolicyError> {
@@ -508,13 +665,34 @@ impl Policy {
             Err(e) => return Err(err(structural_problems(text, e))),
         };
         let mut problems = validate(&file);
-        let (trust, root_files) = match trust(&file, read) {
+        let (trust, mut root_files) = match trust(&file, read) {
             Ok(t) => t,
             Err(mut more) => {
                 problems.append(&mut more);
                 (Trust::default(), vec![])
             }
         };
+        let mut vex = Vec::new();
+        for (i, name) in file.spec.vex.iter().enumerate() {
+            let read = read(name).and_then(|(path, text)| {
+                let document = crate::evidence::vex::parse(text.as_bytes()).map_err(|e| format!("{path}: {e}"))?;
+                Ok((path, text, document))
+            });
+            match read {
+                Ok((path, text, document)) => {
+                    let digest = crate::image::Digest::of(text.as_bytes());
+                    vex.push(crate::evidence::vex::Source {
+                        document: Arc::new(document),
+                        digest: digest.to_string(),
+                        signer: Some(POLICY_VEX_SIGNER.to_string()),
+                        // About the images its statements name, none other.
+                        bound: false,
+                    });
+                    root_files.push((path, digest));
+                }
+                Err(e) => problems.push(Problem::at(format!("spec.vex[{i}]"), e)),
+            }
+        }
         if !problems.is_empty() {
             let at = super::locate::locations(text);
             for p in &mut problems {
@@ -525,7 +703,22 @@ impl Policy {
             return Err(err(problems));
         }
         let patterns = Patterns::compile(&file.spec);
-        Ok(Policy { file, digest: crate::image::Digest::of(text.as_bytes()), trust, root_files, patterns })
+        let mut file = file;
+        let mut conditioned = Vec::new();
+        for t in file.spec.tiers.values_mut() {
+            for a in &mut t.attestations {
+                for c in &mut a.conditions {
+                    // Validation compiled each already.
+                    c.compiled = super::condition::compile(&c.expression).ok();
+                }
+                if !a.conditions.is_empty() && !conditioned.contains(&a.predicate_type) {
+                    conditioned.push(a.predicate_type.clone());
+                }
+            }
+        }
+        conditioned.sort();
+        let digest = crate::image::Digest::of(text.as_bytes());
+        Ok(Policy { file, digest, trust, root_files, vex, patterns, conditioned })
     }
 
     pub fn tier(&self, name: &str) -> Option<&TierSpec> {
@@ -562,6 +755,20 @@ impl Policy {
         }
         for (tier, t) in &self.file.spec.tiers {
             out.extend(platform_warnings(tier, &t.platforms));
+            let today = now.date_naive();
+            for (i, q) in t.tests.iter().flat_map(|r| r.quarantine.iter()).enumerate() {
+                let at = format!("spec.tiers.{tier}.tests.quarantine[{i}]");
+                let days = (q.expires - today).num_days();
+                if days < 0 {
+                    out.push(format!(
+                        "{at}: the quarantine of test {} expired on {}; its failures count again: fix the test, or \
+                         renew the entry",
+                        q.test, q.expires
+                    ));
+                } else if days <= super::eval::EXCEPTION_WARNING_DAYS {
+                    out.push(format!("{at}: the quarantine of test {} expires on {}", q.test, q.expires));
+                }
+            }
             let Some(bg) = t.break_glass.as_ref().filter(|b| b.allowed) else { continue };
             for (i, g) in bg.groups.iter().enumerate() {
                 if let Some(who) = catch_all_group(g) {
@@ -888,6 +1095,15 @@ fn validate(f: &PolicyFile) -> Vec<Problem> {
             if a.predicate_type.trim().is_empty() {
                 p(format!("spec.tiers.{tier}.attestations[{i}].predicateType"), "is empty".into());
             }
+            for (j, c) in a.conditions.iter().enumerate() {
+                let at = format!("spec.tiers.{tier}.attestations[{i}].conditions[{j}]");
+                if let Err(e) = super::condition::compile(&c.expression) {
+                    p(format!("{at}.expression"), format!("{:?} {e}", c.expression));
+                }
+                if c.message.trim().is_empty() {
+                    p(format!("{at}.message"), "is empty: say what to do when the condition is false".into());
+                }
+            }
         }
         if let Some(prov) = &t.provenance {
             let fields = [("sourceRepositories", &prov.source_repositories), ("builderIds", &prov.builder_ids)];
@@ -896,6 +1112,22 @@ fn validate(f: &PolicyFile) -> Vec<Problem> {
                     if let Err(e) = path_glob(g) {
                         p(format!("spec.tiers.{tier}.provenance.{field}[{i}]"), format!("bad pattern: {e}"));
                     }
+                }
+            }
+        }
+        if let Some(vex) = t.vulnerabilities.as_ref().and_then(|v| v.vex.as_ref()) {
+            if vex.signed_by.is_empty() {
+                p(
+                    format!("spec.tiers.{tier}.vulnerabilities.vex.signedBy"),
+                    "is empty: name at least one signer".into(),
+                );
+            }
+            for (i, s) in vex.signed_by.iter().enumerate() {
+                if !spec.signers.contains_key(s) {
+                    p(
+                        format!("spec.tiers.{tier}.vulnerabilities.vex.signedBy[{i}]"),
+                        format!("names undefined signer {s:?}"),
+                    );
                 }
             }
         }
@@ -921,9 +1153,26 @@ fn validate(f: &PolicyFile) -> Vec<Problem> {
                 );
             }
         }
+        if let Some(l) = &t.licenses {
+            for (field, list) in [("deny", &l.deny), ("allow", &l.allow)] {
+                for (i, id) in list.iter().enumerate() {
+                    if let Err(e) = super::rules::licenses::licensee(id) {
+                        p(format!("spec.tiers.{tier}.licenses.{field}[{i}]"), e);
+                    }
+                }
+            }
+        }
         if let Some(tests) = &t.tests {
             if tests.require == TestOutcome::Failed {
                 p(format!("spec.tiers.{tier}.tests.require"), "must be PASSED or WARNED".into());
+            }
+            for (i, q) in tests.quarantine.iter().enumerate() {
+                let at = format!("spec.tiers.{tier}.tests.quarantine[{i}]");
+                for (field, value) in [("test", &q.test), ("reason", &q.reason), ("approvedBy", &q.approved_by)] {
+                    if value.trim().is_empty() {
+                        p(format!("{at}.{field}"), "is empty".into());
+                    }
+                }
             }
         }
         if let Some(bg) = &t.break_glass {
@@ -953,6 +1202,35 @@ fn validate(f: &PolicyFile) -> Vec<Problem> {
         for (j, g) in e.images.iter().enumerate() {
             if let Err(err) = globset::Glob::new(g) {
                 p(format!("spec.exceptions[{i}].images[{j}]"), format!("bad pattern: {err}"));
+            }
+        }
+    }
+    for (i, e) in spec.license_exceptions.iter().enumerate() {
+        let at = |field: &str| format!("spec.licenseExceptions[{i}].{field}");
+        if e.reason.trim().is_empty() {
+            p(at("reason"), "is empty".into());
+        }
+        if e.approved_by.trim().is_empty() {
+            p(at("approvedBy"), "is empty".into());
+        }
+        if e.package.trim().is_empty() {
+            p(at("package"), "is empty: name the packages by a purl pattern (pkg:deb/debian/bash@*)".into());
+        } else if let Err(err) = globset::Glob::new(&e.package) {
+            p(at("package"), format!("bad pattern: {err}"));
+        }
+        if e.license != super::rules::licenses::NOASSERTION {
+            if let Err(err) = super::rules::licenses::licensee(&e.license) {
+                p(at("license"), err);
+            }
+        }
+        for (j, t) in e.tiers.iter().enumerate() {
+            if !tier_known(t) {
+                p(format!("spec.licenseExceptions[{i}].tiers[{j}]"), format!("names undefined tier {t:?}"));
+            }
+        }
+        for (j, g) in e.images.iter().enumerate() {
+            if let Err(err) = globset::Glob::new(g) {
+                p(format!("spec.licenseExceptions[{i}].images[{j}]"), format!("bad pattern: {err}"));
             }
         }
     }
@@ -1074,6 +1352,24 @@ mod tests {
                 "spec.tiers.t.provenance.signedBy[0]: names undefined signer",
             ),
             (
+                "VEX by an undefined signer",
+                keyless("github", ID),
+                "      vulnerabilities: { signedBy: [ci], vex: { signedBy: [ci, nobody] } }",
+                "spec.tiers.t.vulnerabilities.vex.signedBy[1]: names undefined signer \"nobody\"",
+            ),
+            (
+                "VEX trusting nobody",
+                keyless("github", ID),
+                "      vulnerabilities: { signedBy: [ci], vex: { signedBy: [] } }",
+                "spec.tiers.t.vulnerabilities.vex.signedBy: is empty",
+            ),
+            (
+                "an unknown field under vex",
+                keyless("github", ID),
+                "      vulnerabilities: { signedBy: [ci], vex: { signers: [ci] } }",
+                "unknown field `signers`",
+            ),
+            (
                 "provenance with a bad pattern",
                 keyless("github", ID),
                 "      provenance: { signedBy: [ci], builderIds: [\"[\"] }",
@@ -1084,6 +1380,24 @@ mod tests {
                 keyless("github", ID),
                 "      attestations: [ { predicateType: \"\", signedBy: [ci] } ]",
                 "spec.tiers.t.attestations[0].predicateType: is empty",
+            ),
+            (
+                "a condition that does not compile: the tier, the entry and the expression",
+                keyless("github", ID),
+                "      attestations: [ { predicateType: x, signedBy: [ci], conditions: [ { expression: \"predicate.x >\", message: m } ] } ]",
+                "spec.tiers.t.attestations[0].conditions[0].expression: \"predicate.x >\" does not compile: ",
+            ),
+            (
+                "a condition without a message",
+                keyless("github", ID),
+                "      attestations: [ { predicateType: x, signedBy: [ci], conditions: [ { expression: \"true\", message: \"\" } ] } ]",
+                "spec.tiers.t.attestations[0].conditions[0].message: is empty",
+            ),
+            (
+                "a condition nesting too many comprehensions",
+                keyless("github", ID),
+                "      attestations: [ { predicateType: x, signedBy: [ci], conditions: [ { expression: \"[1].all(a, [1].all(b, [1].all(c, [1].all(d, true))))\", message: m } ] } ]",
+                "conditions[0].expression: \"[1].all(a, [1].all(b, [1].all(c, [1].all(d, true))))\" nests 4 comprehensions",
             ),
             (
                 "an attestation rule without signers",
@@ -1100,6 +1414,34 @@ mod tests {
                 (Err(e), want) => assert!(e.to_string().contains(want), "{case}: want {want:?} in {e}"),
             }
         }
+        // VEX files the policy names are read with it, and recorded so that
+        // a change reloads it; one that cannot be read is a problem.
+        let with_vex = |files: &str| {
+            let y = format!(
+                "apiVersion: portcullis.dev/v1alpha1\nkind: PromotionPolicy\nspec:\n  signers:\n{}\n  tiers:\n    t:\n{prov}\n  vex: [{files}]\n",
+                keyless("github", ID)
+            );
+            Policy::load(&y, "table", &|p: &str| match p {
+                "vex/central.json" => Ok((
+                    "/etc/portcullis/vex/central.json".to_string(),
+                    r#"{"@context": "https://openvex.dev/ns/v0.2.0", "statements": []}"#.to_string(),
+                )),
+                "vex/broken.json" => {
+                    Ok(("/etc/portcullis/vex/broken.json".to_string(), "{\"bomFormat\": \"CycloneDX\"}".to_string()))
+                }
+                _ => Err(format!("cannot read {p}: no such file")),
+            })
+        };
+        let p = with_vex("vex/central.json").unwrap();
+        assert_eq!((p.vex.len(), p.root_files[0].0.as_str()), (1, "/etc/portcullis/vex/central.json"));
+        assert_eq!(p.vex[0].signer.as_deref(), Some(POLICY_VEX_SIGNER));
+        let e = with_vex("vex/broken.json").unwrap_err().to_string();
+        assert!(
+            e.contains("spec.vex[0]: /etc/portcullis/vex/broken.json: CycloneDX VEX: it has no vulnerabilities list"),
+            "{e}"
+        );
+        let e = with_vex("vex/central.json, vex/missing.json").unwrap_err().to_string();
+        assert!(e.contains("spec.vex[1]: cannot read vex/missing.json"), "{e}");
         // Root files are recorded so a change reloads the policy.
         let p = load(&keyless("roots/private.json", ID), prov).unwrap();
         assert_eq!(p.root_files.len(), 1);

@@ -1,18 +1,20 @@
 //! One rule per kind of evidence a tier can require: vulnerability scans,
-//! test results, build provenance, and attestations of any predicate type.
+//! test results, build provenance, attestations of any predicate type, and
+//! the licences an SBOM lists.
 //! Each says what it judges, how that evidence is attached, and judges an
 //! image's verified attestations; [`super::evaluate`] loops over a tier's.
 
-use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use chrono::{DateTime, Duration as ChronoDuration, NaiveDate, Utc};
 
 use super::duration::Duration;
-use super::eval::{EvidenceKind, Verdict};
-use super::model::{ExceptionSpec, Policy, TierName, TierSpec};
+use super::eval::{EvidenceKind, ExpiringException, Reason, Verdict, EXCEPTION_WARNING_DAYS};
+use super::model::{Policy, TierName, TierSpec};
 use crate::attest::{Problem, SignerIdentity};
 use crate::evidence::{Attestation, Claim, ImageEvidence, Outcome};
 use crate::image::ImageRef;
 
 mod attestation;
+pub(super) mod licenses;
 mod provenance;
 mod tests;
 pub(super) mod vulnerabilities;
@@ -57,6 +59,9 @@ pub(super) fn placed(tier: &TierSpec) -> Vec<(Place, &dyn Rule)> {
         rules.push((Place::Field("provenance"), r));
     }
     rules.extend(tier.attestations.iter().enumerate().map(|(i, r)| (Place::Attestation(i), r as &dyn Rule)));
+    if let Some(r) = &tier.licenses {
+        rules.push((Place::Field("licenses"), r));
+    }
     rules
 }
 
@@ -83,6 +88,8 @@ pub(super) struct Ctx<'a> {
     pub(super) ev: &'a ImageEvidence,
     pub(super) now: DateTime<Utc>,
     pub(super) policy: &'a Policy,
+    /// VEX given for the image outside its attestations (`check --vex`).
+    pub(super) vex_given: &'a [crate::evidence::vex::Source],
 }
 
 /// How an age problem is worded for one kind of evidence.
@@ -99,24 +106,23 @@ pub(super) struct Found<'a, T> {
     pub(super) signers: &'a [String],
     pub(super) identity: Option<&'a SignerIdentity>,
     pub(super) claim: &'a T,
+    /// The Statement whole, when the policy sets conditions on its type.
+    pub(super) statement: Option<&'a crate::evidence::Statement>,
 }
 
 impl<'e> Ctx<'e> {
-    fn exceptions(&self) -> &'e [ExceptionSpec] {
-        &self.policy.file.spec.exceptions
-    }
-
     /// The verified attestations whose claim `pick` selects.
     fn verified<T>(&self, pick: impl Fn(&'e Attestation, &'e Claim) -> Option<&'e T>) -> Vec<Found<'e, T>> {
         self.ev
             .attestations
             .iter()
             .filter_map(|a| match &a.outcome {
-                Outcome::Verified { signers, claim, identity } => pick(a, claim).map(|c| Found {
+                Outcome::Verified { signers, claim, identity, statement } => pick(a, claim).map(|c| Found {
                     att: a,
                     signers: signers.as_slice(),
                     identity: identity.as_deref(),
                     claim: c,
+                    statement: statement.as_deref(),
                 }),
                 _ => None,
             })
@@ -173,7 +179,26 @@ impl<'e> Ctx<'e> {
             .join(", ")
     }
 
-    /// Why no acceptable attestation of a kind was found, in the most useful words.
+    /// Records that no acceptable attestation of a kind was found, in the
+    /// most useful words, and whether it is there signed by another signer.
+    fn fail_missing<T>(
+        &self,
+        v: &mut Verdict,
+        what: &str,
+        how: &str,
+        predicate_types: &[&str],
+        others: &[Found<'_, T>],
+        wanted: &[String],
+    ) {
+        let (problem, signers) = self.missing(what, how, predicate_types, others, wanted);
+        v.fail(Reason::MissingEvidence, problem);
+        if let Some(f) = v.failures.last_mut() {
+            f.signers = signers;
+        }
+    }
+
+    /// Why no acceptable attestation of a kind was found, in the most useful
+    /// words; true when the reason is who signed it.
     fn missing<T>(
         &self,
         what: &str,
@@ -181,16 +206,15 @@ impl<'e> Ctx<'e> {
         predicate_types: &[&str],
         others: &[Found<'_, T>],
         wanted: &[String],
-    ) -> String {
+    ) -> (String, bool) {
         if let Some(f) = others.first() {
             let by = match f.identity {
                 Some(id) => format!("{} ({id})", f.signers.join(", ")),
                 None => f.signers.join(", "),
             };
-            return format!(
-                "the {what} is signed by {by}, but tier {} accepts only {}",
-                self.tier,
-                self.expected(wanted)
+            return (
+                format!("the {what} is signed by {by}, but tier {} accepts only {}", self.tier, self.expected(wanted)),
+                true,
             );
         }
         let mut why: Vec<String> = Vec::new();
@@ -222,9 +246,9 @@ impl<'e> Ctx<'e> {
             } else {
                 String::new()
             };
-            return format!("no valid {what}: {}{expects}", why.join("; "));
+            return (format!("no valid {what}: {}{expects}", why.join("; ")), identity_problem);
         }
-        if self.ev.attestations.is_empty() {
+        let problem = if self.ev.attestations.is_empty() {
             format!("no attestations found (looked for {}); attach a signed {what} with {how}", self.ev.location)
         } else {
             format!(
@@ -232,7 +256,25 @@ impl<'e> Ctx<'e> {
                 self.ev.attestations.len(),
                 self.ev.location
             )
-        }
+        };
+        (problem, false)
+    }
+}
+
+/// Records in the verdict that something the policy forgives until `expires`
+/// (an exception, a quarantined test) expires soon, when it is within
+/// [`EXCEPTION_WARNING_DAYS`] of `today`: the note `note`, once, and the
+/// fact (for `report`'s status).
+fn expiring_soon(v: &mut Verdict, today: NaiveDate, id: &str, expires: NaiveDate, note: String) {
+    if (expires - today).num_days() > EXCEPTION_WARNING_DAYS {
+        return;
+    }
+    if !v.notes.contains(&note) {
+        v.notes.push(note);
+    }
+    let expiring = ExpiringException { id: id.to_string(), expires };
+    if !v.expiring_exceptions.contains(&expiring) {
+        v.expiring_exceptions.push(expiring);
     }
 }
 

@@ -40,10 +40,7 @@ impl Rule for ProvenanceRule {
         let mut accepted: Vec<&Found<'_, Provenance>> =
             found.iter().filter(|f| signed_by_any(f.signers, &self.signed_by)).collect();
         if accepted.is_empty() {
-            v.fail(
-                Reason::MissingEvidence,
-                cx.missing("build provenance", PROVENANCE_HOW, PROVENANCE_TYPES, &found, &self.signed_by),
-            );
+            cx.fail_missing(v, "build provenance", PROVENANCE_HOW, PROVENANCE_TYPES, &found, &self.signed_by);
             let fix = cx.fix_missing(&self.attach(), &found, &self.signed_by, v);
             v.fix(fix);
             return;

@@ -3,11 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use chrono::NaiveDate;
-
-use super::{rfc3339, signed_by_any, Age, Ctx, Rule, LIST_FINDINGS};
-use crate::evidence::{Claim, Finding, Severity, VULN_TYPES};
-use crate::policy::eval::{EvidenceKind, ExpiringException, Reason, Verdict, EXCEPTION_WARNING_DAYS};
+use super::{rfc3339, signed_by_any, Age, Ctx, Found, Rule, LIST_FINDINGS};
+use crate::evidence::{vex, Claim, Finding, Outcome, Severity, VulnReport, CYCLONEDX_BOM, VULN_TYPES};
+use crate::policy::eval::{EvidenceKind, Reason, Verdict};
 use crate::policy::model::VulnRule;
 
 /// The step that attaches a scan (`{image}`: the image).
@@ -38,9 +36,13 @@ impl Rule for VulnRule {
         let accepted = found.iter().filter(|f| signed_by_any(f.signers, &self.signed_by));
         // The newest scan wins: by finish time, then by position.
         let Some(chosen) = accepted.max_by_key(|f| (f.claim.finished_on, f.att.index)) else {
-            v.fail(
-                Reason::MissingEvidence,
-                cx.missing("vulnerability scan", "`cosign attest --type vuln`", VULN_TYPES, &found, &self.signed_by),
+            cx.fail_missing(
+                v,
+                "vulnerability scan",
+                "`cosign attest --type vuln`",
+                VULN_TYPES,
+                &found,
+                &self.signed_by,
             );
             let fix = cx.fix_missing(&self.attach(), &found, &self.signed_by, v);
             v.fix(fix);
@@ -59,7 +61,9 @@ impl Rule for VulnRule {
             let fix = format!("rescan, then {}", self.attach().replace("{image}", &v.pinned()));
             v.fix(fix);
         }
-        let counted = self.counted(cx, &report.findings, v);
+        // VEX first, then exceptions, limits and windows on what is left.
+        let findings = self.apply_vex(cx, chosen, v);
+        let counted = self.counted(cx, &findings, v);
         self.over_limits(&counted, v);
     }
 }
@@ -68,6 +72,120 @@ impl Rule for VulnRule {
 type Counted<'a> = BTreeMap<Severity, Vec<&'a Finding>>;
 
 impl VulnRule {
+    /// The findings left once the VEX the tier trusts is applied: the
+    /// scan's own analysis (CycloneDX `analysis`, trusted as the scan is),
+    /// VEX attested on the image and signed by one of `vex.signedBy`, and VEX
+    /// given for it on the command line (`check --vex`, unsigned: applied
+    /// only where the tier trusts VEX at all, and said so). Each suppressed
+    /// finding is listed in the verdict, each document used cited by its
+    /// digest; VEX the tier does not trust is named in a note and ignored.
+    fn apply_vex(&self, cx: &Ctx<'_>, scan: &Found<'_, VulnReport>, v: &mut Verdict) -> Vec<Finding> {
+        let findings = &scan.claim.findings;
+        // OpenVEX attestations, and CycloneDX ones (`--type cyclonedx`)
+        // whose vulnerabilities carry an analysis, other than the scan.
+        let attached = cx.verified(|a, c| match c {
+            Claim::Vex(d) => Some(d),
+            Claim::Vulnerabilities(r)
+                if a.claimed_type.as_deref() == Some(CYCLONEDX_BOM) && a.index != scan.att.index =>
+            {
+                r.vex.as_ref()
+            }
+            _ => None,
+        });
+        let given = cx.vex_given;
+        // VEX that verified but cannot be read suppresses nothing; say so.
+        for a in &cx.ev.attestations {
+            if let (Outcome::Unreadable { why, .. }, Some(t)) = (&a.outcome, a.claimed_type.as_deref()) {
+                if vex::VEX_TYPES.contains(&t) {
+                    v.notes.push(format!("VEX {} suppresses nothing: {why}", a.envelope));
+                }
+            }
+        }
+        let own = scan.claim.vex.as_ref().map(|d| vex::Source {
+            document: std::sync::Arc::clone(d),
+            digest: scan.att.envelope.to_string(),
+            signer: scan.signers.iter().find(|s| self.signed_by.contains(s)).cloned(),
+            bound: true,
+        });
+        let central = &cx.policy.vex;
+        if attached.is_empty() && given.is_empty() && own.is_none() && central.is_empty() {
+            return findings.to_vec();
+        }
+        // The scan's own analysis, then the policy's VEX files (trusted as
+        // the policy is, in every tier), then what the tier trusts.
+        let mut sources: Vec<vex::Source> = own.into_iter().chain(central.iter().cloned()).collect();
+        let Some(rule) = self.vex.as_ref().filter(|_| !attached.is_empty() || !given.is_empty()) else {
+            let n = attached.len() + given.len();
+            if n > 0 {
+                v.notes.push(format!(
+                    "{n} VEX document{} ignored: this tier trusts no VEX (name its signers in vulnerabilities.vex.signedBy)",
+                    if n == 1 { "" } else { "s" }
+                ));
+            }
+            return self.suppress(cx, findings, &sources, v);
+        };
+        sources.extend(given.iter().cloned());
+        if !given.is_empty() {
+            v.notes.push(format!(
+                "{} VEX document{} given on the command line, unsigned: admission applies only VEX attested on the image and signed by {}",
+                given.len(),
+                if given.len() == 1 { "" } else { "s" },
+                rule.signed_by.join(", ")
+            ));
+        }
+        for f in &attached {
+            let digest = f.att.envelope.to_string();
+            match f.signers.iter().find(|s| rule.signed_by.contains(s)) {
+                Some(signer) => {
+                    sources.push(vex::Source {
+                        document: std::sync::Arc::clone(f.claim),
+                        digest,
+                        signer: Some(signer.clone()),
+                        // Verified for this digest: it is about this image.
+                        bound: true,
+                    });
+                    v.cite(EvidenceKind::Vex, f, f.claim.timestamp);
+                }
+                None => v.notes.push(format!(
+                    "VEX {digest} signed by {} is ignored: vulnerabilities.vex.signedBy trusts {}",
+                    f.signers.join(", "),
+                    self.vex.as_ref().map(|r| r.signed_by.join(", ")).unwrap_or_default()
+                )),
+            }
+        }
+        self.suppress(cx, findings, &sources, v)
+    }
+
+    /// Applies `sources` to `findings`: what they suppress is listed in
+    /// the verdict, the rest returned.
+    fn suppress(&self, cx: &Ctx<'_>, findings: &[Finding], sources: &[vex::Source], v: &mut Verdict) -> Vec<Finding> {
+        if sources.is_empty() {
+            return findings.to_vec();
+        }
+        for s in sources {
+            for why in &s.document.ignored {
+                v.notes.push(format!("VEX {}: statement ignored: {why}", s.digest));
+            }
+        }
+        let name = cx.image.name();
+        let image = vex::Image { digest: cx.ev.digest.to_string(), repository: Some(name).filter(|n| !n.is_empty()) };
+        let (kept, suppressed) = vex::apply(findings.to_vec(), &image, sources);
+        if !suppressed.is_empty() {
+            let mut listed: Vec<String> = suppressed.iter().take(LIST_FINDINGS).map(|s| s.describe()).collect();
+            if suppressed.len() > LIST_FINDINGS {
+                listed.push(format!("and {} more", suppressed.len() - LIST_FINDINGS));
+            }
+            v.notes.push(format!(
+                "{} finding{} suppressed by VEX: {}",
+                suppressed.len(),
+                if suppressed.len() == 1 { "" } else { "s" },
+                listed.join("; ")
+            ));
+        }
+        v.vex_suppressed.extend(suppressed);
+        kept
+    }
+
     /// The findings that count: not unfixed ones the rule ignores, not
     /// excepted ones, not ones inside their remediation window (each noted).
     fn counted<'r>(&self, cx: &Ctx<'_>, findings: &'r [Finding], v: &mut Verdict) -> Counted<'r> {
@@ -99,6 +217,15 @@ impl VulnRule {
 
     /// A problem, and its remedy, for each severity over its limit.
     fn over_limits(&self, counted: &Counted<'_>, v: &mut Verdict) {
+        for (sev, list) in counted {
+            let limit = self.max.get(*sev);
+            let over_limit = limit.is_some_and(|max| list.len() as u64 > u64::from(max));
+            v.counted.extend(list.iter().map(|f| crate::policy::eval::Counted {
+                finding: (*f).clone(),
+                limit,
+                over_limit,
+            }));
+        }
         for sev in Severity::ALL {
             let (Some(max), Some(list)) = (self.max.get(sev), counted.get(&sev)) else {
                 continue;
@@ -134,14 +261,7 @@ impl Ctx<'_> {
     fn excepted(&self, f: &Finding, v: &mut Verdict) -> bool {
         let today = self.now.date_naive();
         let name = self.image.name();
-        for (i, e) in self.exceptions().iter().enumerate() {
-            let id_matches =
-                e.id.eq_ignore_ascii_case(&f.id) || f.aliases.iter().any(|a| a.eq_ignore_ascii_case(&e.id));
-            let tier_matches = e.tiers.is_empty() || e.tiers.iter().any(|t| self.tier == t.as_str());
-            let image_matches = self.policy.patterns.exception_covers(i, &name);
-            if !(id_matches && tier_matches && image_matches) {
-                continue;
-            }
+        for e in self.policy.exceptions_for(self.tier.as_str(), &name, f) {
             if today > e.expires {
                 v.notes.push(format!("exception for {} expired on {}; it no longer applies", e.id, e.expires));
                 continue;
@@ -150,22 +270,10 @@ impl Ctx<'_> {
             if !v.exceptions.contains(&label) {
                 v.exceptions.push(label);
             }
-            if days_until(today, e.expires) <= EXCEPTION_WARNING_DAYS {
-                let note = format!("exception for {} expires on {}; fix {} before then", e.id, e.expires, f.package);
-                if !v.notes.contains(&note) {
-                    v.notes.push(note);
-                }
-                let expiring = ExpiringException { id: e.id.clone(), expires: e.expires };
-                if !v.expiring_exceptions.contains(&expiring) {
-                    v.expiring_exceptions.push(expiring);
-                }
-            }
+            let note = format!("exception for {} expires on {}; fix {} before then", e.id, e.expires, f.package);
+            super::expiring_soon(v, today, &e.id, e.expires, note);
             return true;
         }
         false
     }
-}
-
-fn days_until(today: NaiveDate, day: NaiveDate) -> i64 {
-    (day - today).num_days()
 }
