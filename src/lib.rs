@@ -13,7 +13,7 @@
 //! | doors | [`webhook`] (`/validate`, `/mutate`), [`watch`] (re-evaluation, `report`'s rows, rollback), and the binary's `cli/` (`check`, `report`, `serve`'s wiring, the tools) | HTTP, Kubernetes and the command line in and out |
 //! | gate | [`gate`] | the policy in force and its reload, the tier source, the engine, the grant keys, the clock; the flow: tier, references, evidence, evaluation, break-glass, decision |
 //! | adapters | [`engine`] (caches, single flight, deadlines, over one `Source`: the registry, attestation files, memory), [`registry`] (OCI), [`cluster`] (tiers, pull secrets, Events, the Lease) | I/O |
-//! | core | [`kinds`], [`image`], [`platform`], [`attest`], [`evidence`], [`policy`] | pure: no network, no clock |
+//! | core | [`kinds`], [`image`], [`platform`], [`attest`], [`evidence`], [`policy`], [`notes`] (release notes from evidence) | pure: no network, no clock |
 //! | observers | [`audit`], [`metrics`], [`timelines`] | typed outcomes in, no decisions |
 //!
 //! The import rule: doors -> gate -> adapters -> core, and anything may
@@ -31,6 +31,7 @@ pub mod gate;
 pub mod image;
 pub mod kinds;
 pub mod metrics;
+pub mod notes;
 pub mod platform;
 pub mod policy;
 pub mod registry;

@@ -161,6 +161,88 @@ async fn check_from_envelope_files_without_a_registry() {
     assert!(err.contains("neither a DSSE envelope"), "{err}");
 }
 
+/// `check --attestation` with a coverage predicate (cosign's envelopes,
+/// saved as files) against a tier whose attestation rule sets a CEL
+/// condition on it: the image that meets it passes, the other is denied
+/// with the condition's message, naming the predicate type and signer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_applies_cel_conditions_to_an_attested_coverage_predicate() {
+    const COVERAGE: &str = "https://portcullis.dev/test/coverage/v1";
+    let mut w = world().await;
+    let mut images = Vec::new();
+    for (tag, percent) in [("covered", 87.5), ("uncovered", 61.0)] {
+        let image = w.image("shop/cov", tag, None, None).await;
+        let predicate = json!({"tool": "cargo-llvm-cov", "lines": {"covered": 875, "total": 1000, "percent": percent}});
+        w.cosign.attest("ci", &image, COVERAGE, &predicate);
+        images.push(image);
+    }
+    let dir = w.cosign.path().to_path_buf();
+    // Each image's envelope, as it sits in its .att layer.
+    let mut files = Vec::new();
+    for image in &images {
+        let m = w.reg.get_manifest("shop/cov", &att_tag(image)).await;
+        let layer = &m["layers"][0];
+        let bytes = w.reg.get_blob("shop/cov", layer["digest"].as_str().unwrap()).await;
+        let f = dir.join(format!("{}.dsse.json", &image[image.len() - 12..]));
+        std::fs::write(&f, bytes).unwrap();
+        files.push(f);
+    }
+    w.reg.stop();
+    let (head, _) = w.policy.split_once("  namespaceTiers:").unwrap();
+    let policy_text = format!(
+        "{head}  tiers:\n    production:\n      attestations:\n        - predicateType: {COVERAGE}\n          signedBy: [ci]\n          conditions:\n            - expression: \"predicate.lines.percent >= 80.0\"\n              message: \"raise line coverage to 80% (cargo llvm-cov --summary-only shows it)\"\n            - expression: \"predicate.tool in ['cargo-llvm-cov', 'tarpaulin']\"\n              message: \"measure coverage with cargo-llvm-cov or tarpaulin\"\n"
+    );
+    let policy = dir.join("coverage-policy.yaml");
+    std::fs::write(&policy, policy_text).unwrap();
+    let (code, out, _) = portcullis(&["policy", "lint", policy.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    let digest = |image: &str| image.rsplit('@').next().unwrap().to_string();
+    // (case, image, exit code, text)
+    let rows = [
+        ("covered", &images[0], 0, "ADMIT".to_string()),
+        (
+            "uncovered",
+            &images[1],
+            1,
+            format!(
+                "raise line coverage to 80% (cargo llvm-cov --summary-only shows it) (the {COVERAGE} attestation \
+                 signed by ci: `predicate.lines.percent >= 80.0` is false)"
+            ),
+        ),
+    ];
+    for (case, image, code, text) in rows {
+        let mut args = vec!["check".to_string(), digest(image)];
+        for f in &files {
+            args.extend(["--attestation".to_string(), f.to_str().unwrap().to_string()]);
+        }
+        args.extend(["--policy", policy.to_str().unwrap(), "--tier", "production"].map(String::from));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (got, out, err) = portcullis(&args);
+        assert_eq!(got, code, "{case}: {out} {err}");
+        assert!(out.contains(&text), "{case}: want {text:?} in {out}");
+    }
+}
+
+/// A condition that does not compile is a load error with its place: the
+/// tier, the entry and the expression, at its line and column.
+#[test]
+fn lint_places_a_condition_that_does_not_compile() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "apiVersion: portcullis.dev/v1alpha1\nkind: PromotionPolicy\nspec:\n  signers: { ci: { publicKey: x } }\n  tiers:\n    production:\n      attestations:\n        - predicateType: https://example.com/load-test/v1\n          signedBy: [ci]\n          conditions:\n            - expression: \"predicate.latency.p95Ms < \"\n              message: keep p95 under 300 ms\n",
+    )
+    .unwrap();
+    let (code, out, _) = portcullis(&["policy", "lint", bad.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    let want = "bad.yaml:11:15: spec.tiers.production.attestations[0].conditions[0].expression: \
+                \"predicate.latency.p95Ms < \" does not compile: at 1:27 of the expression: Syntax error: ";
+    assert!(out.contains(want), "want {want:?} in:\n{out}");
+    assert_eq!(out.lines().filter(|l| l.contains("does not compile")).count(), 1, "one line: {out}");
+    assert!(!out.contains("\n| "), "one line per problem: {out}");
+}
+
 #[test]
 fn lint_reports_every_problem_with_its_location() {
     let dir = tempfile::tempdir().unwrap();
@@ -306,6 +388,8 @@ fn normalize_shows_what_the_gate_sees() {
         ("intoto-vulns-v0.2.json", 6, 3, 2, 4),
         ("cosign-vuln-grype.json", 6, 2, 2, 4),
         ("statement-intoto-vulns.json", 6, 1, 1, 5),
+        ("upstream/grype-cyclonedx-image.json", 2, 1, 0, 0),
+        ("upstream/trivy-cyclonedx-fluentd.json", 3, 1, 1, 2),
     ];
     for (file, total, critical, high, fixable) in rows {
         let path = format!("tests/fixtures/reports/{file}");
@@ -327,6 +411,64 @@ fn normalize_shows_what_the_gate_sees() {
     let (code, _, err) = portcullis(&["normalize", other.to_str().unwrap()]);
     assert_eq!(code, 2);
     assert!(err.contains("understood: Trivy JSON, Grype JSON, SARIF 2.1.0"), "{err}");
+}
+
+#[test]
+fn normalize_with_vex_shows_the_counts_after_it_and_what_it_suppressed() {
+    let hex = "a".repeat(64);
+    let image = format!("registry.example.com/shop/fluentd@sha256:{hex}");
+    let dir = tempfile::tempdir().unwrap();
+    let vex = dir.path().join("fluentd.openvex.json");
+    let statements = json!([
+        {"vulnerability": {"name": "CVE-2019-18276"},
+         "products": [{"@id": format!("pkg:oci/fluentd@sha256%3A{hex}?repository_url=registry.example.com/shop/fluentd"),
+                       "subcomponents": [{"@id": "pkg:deb/debian/bash"}]}],
+         "status": "not_affected", "justification": "vulnerable_code_not_in_execute_path"},
+        {"vulnerability": {"name": "CVE-2020-8165"}, "products": [{"@id": format!("pkg:oci/fluentd@sha256%3A{hex}")}],
+         "status": "not_affected"},
+        {"vulnerability": {"name": "CVE-2019-18224"}, "products": [{"@id": format!("pkg:oci/fluentd@sha256%3A{}", "b".repeat(64))}],
+         "status": "fixed"}
+    ]);
+    let doc = json!({"@context": "https://openvex.dev/ns/v0.2.0", "author": "Acme Security", "statements": statements});
+    std::fs::write(&vex, doc.to_string()).unwrap();
+    let report = "tests/fixtures/reports/upstream/trivy-cyclonedx-fluentd.json";
+    let v = vex.to_str().unwrap();
+    let (code, out, err) = portcullis(&["normalize", report, "--vex", v, "--image", &image, "--output", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let out: Value = serde_json::from_str(&out).unwrap();
+    // bash's low finding is suppressed; activesupport's statement has no
+    // justification (ignored); libidn2's names another digest.
+    assert_eq!((out["total"].as_u64(), out["counts"]["low"]["total"].as_u64()), (Some(2), Some(0)));
+    assert_eq!(out["vexSuppressed"][0]["finding"]["id"], "CVE-2019-18276");
+    assert_eq!(out["vexSuppressed"][0]["justification"], "vulnerable_code_not_in_execute_path");
+    assert_eq!(out["vexSuppressed"][0]["author"], "Acme Security");
+    assert!(out["vexIgnored"][0].as_str().unwrap().contains("CVE-2020-8165: not_affected without a justification"));
+    let (code, text, _) = portcullis(&["normalize", report, "--vex", v, "--image", &image]);
+    assert_eq!(code, 0);
+    assert!(text.contains("2 findings after VEX") && text.contains("suppressed by VEX: 1"), "{text}");
+    assert!(
+        text.contains("CVE-2019-18276 in bash 5.0-4: not_affected (vulnerable_code_not_in_execute_path)"),
+        "{text}"
+    );
+    // A CycloneDX scan's own analysis is applied as VEX, without --vex
+    // (Trivy's own CycloneDX VEX test document, read as a scan).
+    let (code, out, err) = portcullis(&["normalize", "tests/fixtures/vex/trivy/cyclonedx.json", "--output", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let out: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(out["total"], 1, "{out}");
+    assert_eq!(out["vexSuppressed"][0]["finding"]["id"], "CVE-2021-44228");
+    assert_eq!(out["vexSuppressed"][0]["justification"], "code_not_reachable");
+    assert!(out["vexIgnored"][0].as_str().unwrap().contains("CVE-2022-27943: not_affected without a justification"));
+    // VEX names images by digest: --image is required, and by digest.
+    let (code, _, err) = portcullis(&["normalize", report, "--vex", v]);
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) =
+        portcullis(&["normalize", report, "--vex", v, "--image", "registry.example.com/shop/fluentd:1"]);
+    assert_eq!((code, err.contains("name the image by digest")), (2, true), "{err}");
+    // A malformed VEX document is an error naming it, never a silent pass.
+    std::fs::write(&vex, r#"{"@context": "https://openvex.dev/ns/v0.2.0", "statements": {}}"#).unwrap();
+    let (code, _, err) = portcullis(&["normalize", report, "--vex", v, "--image", &image]);
+    assert_eq!((code, err.contains("fluentd.openvex.json")), (2, true), "{err}");
 }
 
 #[test]
@@ -488,4 +630,116 @@ fn a_hard_kill_loses_no_answered_record_with_audit_sync_always() {
             _ => assert!(lost <= portcullis::audit::DEFAULT_QUEUE_RECORDS, "batch loses at most what is queued"),
         }
     }
+}
+
+/// VEX attested with the real `cosign attest --type openvex` (cosign v2's
+/// `.att` tag and cosign v3's referrer), through the test registry: a tier
+/// that trusts its signer suppresses what it says does not apply; another
+/// tier, or another signer, does not. The same VEX as a DSSE envelope file
+/// (`check --attestation`) and as a plain file (`check --vex`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vex_attested_with_cosign_suppresses_where_the_tier_trusts_its_signer() {
+    let w = world().await;
+    let production = "vulnerabilities: { signedBy: [scanner], maxAge: 24h, max: { critical: 0, high: 0, medium: 10 } }";
+    assert!(w.policy.contains(production));
+    let trusting = w.policy.replace(
+        production,
+        "vulnerabilities: { signedBy: [scanner], maxAge: 24h, max: { critical: 0, high: 0, medium: 10 }, vex: { signedBy: [ci] } }",
+    );
+    let dir = w.cosign.path();
+    let policy = dir.join("policy.yaml");
+    std::fs::write(&policy, &trusting).unwrap();
+    let policy = policy.to_str().unwrap();
+    let vex = |image: &str| {
+        let (name, digest) = image.split_once('@').unwrap();
+        let product = format!("pkg:oci/vex@{}?repository_url={name}", digest.replace(':', "%3A"));
+        let statement = |id: &str| {
+            json!({"vulnerability": {"name": id}, "products": [{"@id": product}], "status": "not_affected",
+                   "justification": "vulnerable_code_not_in_execute_path"})
+        };
+        json!({"@context": "https://openvex.dev/ns/v0.2.0", "@id": "https://acme.example/vex/1",
+               "author": "Acme Security", "timestamp": chrono::Utc::now().to_rfc3339(), "version": 1,
+               "statements": [statement("CVE-2024-1111"), statement("CVE-2024-2222")]})
+    };
+    let v2 = w.image("shop/vex", "v2", Some(("scanner", criticals())), Some(("ci", passed()))).await;
+    w.cosign.attest("ci", &v2, "openvex", &vex(&v2));
+    let v3 = w.image("shop/vex", "v3", Some(("scanner", criticals())), Some(("ci", passed()))).await;
+    w.cosign.attest_v3("ci", &v3, "openvex", &vex(&v3));
+    let by_scanner = w.image("shop/vex", "scanner", Some(("scanner", criticals())), Some(("ci", passed()))).await;
+    w.cosign.attest("scanner", &by_scanner, "openvex", &vex(&by_scanner));
+    let other = w.image("shop/vex", "other", Some(("scanner", criticals())), Some(("ci", passed()))).await;
+    // VEX for v2's digest, attested on another image.
+    w.cosign.attest("ci", &other, "openvex", &vex(&v2));
+
+    // (case, image, tier, exit code, text on stdout)
+    let rows = [
+        ("cosign v2 .att, trusted signer", v2.as_str(), "production", 0, "2 findings suppressed by VEX: CVE-2024-"),
+        ("cosign v3 referrer, trusted signer", v3.as_str(), "production", 0, "signed by ci"),
+        (
+            "a signer the tier does not trust for VEX",
+            by_scanner.as_str(),
+            "production",
+            1,
+            "signed by scanner is ignored",
+        ),
+        ("another image's digest", other.as_str(), "production", 1, "2 critical vulnerabilities exceed the limit 0"),
+        ("a tier without vex", v2.as_str(), "development", 0, "this tier trusts no VEX"),
+    ];
+    for (case, image, tier, code, text) in rows {
+        let (got, out, err) = portcullis(&["check", image, "--policy", policy, "--tier", tier]);
+        assert_eq!(got, code, "{case}: stdout {out} stderr {err}");
+        assert!(out.contains(text), "{case}: want {text:?} in {out}");
+    }
+    let (_, out, _) = portcullis(&["check", &v2, "--policy", policy, "--tier", "production", "--output", "json"]);
+    let out: Value = serde_json::from_str(&out).unwrap();
+    let suppressed = &out["verdicts"][0]["vexSuppressed"];
+    assert_eq!(suppressed.as_array().map(Vec::len), Some(2), "{out}");
+    assert_eq!(
+        (suppressed[0]["status"].as_str(), suppressed[0]["signer"].as_str()),
+        (Some("not_affected"), Some("ci"))
+    );
+    assert_eq!(suppressed[0]["author"], "Acme Security");
+    let cited = out["verdicts"][0]["attestations"].as_array().unwrap();
+    let vex_cited = cited.iter().find(|c| c["kind"] == "vex").expect("the VEX document is cited");
+    assert_eq!(vex_cited["predicateType"], "https://openvex.dev/ns");
+    assert_eq!(suppressed[0]["document"], vex_cited["digest"]);
+
+    // Admission decides alike: the audit record names the VEX document by
+    // its digest and lists what it suppressed; the metric counts them.
+    let hook = Webhook::start(&trusting, EngineConfig::default()).await;
+    let resp = hook.admit_pod("prod", &[&v2], json!({}), &[]).await;
+    assert_eq!(resp["allowed"], true, "{resp}");
+    let audit = hook.audit();
+    let record = &audit.last().unwrap()["images"][0];
+    assert!(record["evidence"].as_array().unwrap().contains(&vex_cited["digest"]), "{record}");
+    assert_eq!(record["vexSuppressed"].as_array().map(Vec::len), Some(2), "{record}");
+    assert_eq!(record["vexSuppressed"][0]["document"], vex_cited["digest"]);
+    let m = hook.metrics().await;
+    assert!(m.contains("portcullis_vex_suppressed_total{tier=\"production\",status=\"not_affected\"} 2"), "{m}");
+
+    // The same envelopes as files (check --attestation), the registry down.
+    let m = w.reg.get_manifest("shop/vex", &att_tag(&v2)).await;
+    let mut args = vec!["check".to_string(), v2.rsplit('@').next().unwrap().to_string()];
+    for (i, layer) in m["layers"].as_array().unwrap().iter().enumerate() {
+        let f = dir.join(format!("v2-{i}.dsse.json"));
+        std::fs::write(&f, w.reg.get_blob("shop/vex", layer["digest"].as_str().unwrap()).await).unwrap();
+        args.extend(["--attestation".to_string(), f.to_str().unwrap().to_string()]);
+    }
+    args.extend(["--policy", policy, "--tier", "production"].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, out, err) = portcullis(&args);
+    assert_eq!(code, 0, "{out} {err}");
+    assert!(out.contains("suppressed by VEX"), "{out}");
+
+    // check --vex: unsigned, applied where the tier trusts VEX, and said so.
+    let file = dir.join("other.openvex.json");
+    std::fs::write(&file, vex(&other).to_string()).unwrap();
+    let f = file.to_str().unwrap();
+    let (code, out, err) = portcullis(&["check", &other, "--vex", f, "--policy", policy, "--tier", "production"]);
+    assert_eq!(code, 0, "{out} {err}");
+    assert!(out.contains("given on the command line, unsigned"), "{out}");
+    assert!(out.contains("by Acme Security, unsigned"), "{out}");
+    let (code, out, _) = portcullis(&["check", &other, "--vex", f, "--policy", policy, "--tier", "development"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("VEX documents ignored: this tier trusts no VEX"), "{out}");
 }

@@ -23,6 +23,7 @@ fn layers() -> BTreeMap<&'static str, (u8, &'static str)> {
         ("attest", (1, "core")),
         ("evidence", (1, "core")),
         ("policy", (1, "core")),
+        ("notes", (1, "core")),
         // Observers: anything may tell them; they tell nothing above the core.
         ("audit", (0, "observers")),
         ("metrics", (0, "observers")),

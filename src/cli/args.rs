@@ -45,6 +45,14 @@ pub(crate) enum Command {
     Serve(Box<ServeArgs>),
     /// Decide whether images may enter a tier, as admission would (exit 0 admit, 1 deny, 2 error).
     Check(Box<CheckArgs>),
+    /// Release notes from evidence: what promoting IMAGE brings, from its verified attestations only (exit 0
+    /// written, 2 when the evidence could not be gathered).
+    ///
+    /// Both digests; the source repository, commit and builder from the provenance; the vulnerabilities new,
+    /// fixed and still open since --previous (with the exceptions and VEX that apply, named); each test suite's
+    /// counts and what newly fails or passes; the signers; the verdict in each tier, with the policy digest. An
+    /// attestation that does not verify is never quoted: the notes list it as left out, and why.
+    Notes(Box<NotesArgs>),
     /// What is running that would not be admitted today: every running Pod's images, by workload, judged
     /// against its namespace's tier with the evidence in the registry now (exit 0 all pass, 1 some fail, 2 error).
     Report(Box<ReportArgs>),
@@ -80,8 +88,10 @@ pub(crate) enum Command {
     },
     /// Show a scanner report as the gate sees it: counts per severity, fixable counts, the worst findings.
     ///
-    /// Reads Trivy JSON, Grype JSON, SARIF 2.1.0 (Trivy, Grype), a cosign vuln predicate, an in-toto
-    /// vulns predicate, or an in-toto Statement or DSSE envelope wrapping one; the format is detected.
+    /// Reads Trivy JSON, Grype JSON, SARIF 2.1.0 (Trivy, Grype), CycloneDX 1.4-1.6 with `vulnerabilities`
+    /// (`grype -o cyclonedx-json`, `trivy --format cyclonedx --scanners vuln`), a cosign vuln predicate, an
+    /// in-toto vulns predicate, or an in-toto Statement (also of type https://cyclonedx.org/bom) or DSSE
+    /// envelope wrapping one; the format is detected.
     Normalize {
         /// The report file, or `-` for standard input.
         report: PathBuf,
@@ -91,6 +101,14 @@ pub(crate) enum Command {
         /// How many of the worst findings to list (text output).
         #[arg(long, default_value_t = 10)]
         top: usize,
+        /// VEX documents (OpenVEX, CycloneDX VEX) to apply: the counts are then those after VEX, and each
+        /// suppressed finding is listed with its status, justification and author. Needs --image. Repeatable.
+        #[arg(long, value_name = "FILE", requires = "image", num_args = 1..)]
+        vex: Vec<PathBuf>,
+        /// The image the report is of, by digest (`registry.example.com/shop/api@sha256:…`): VEX products name
+        /// images by digest and repository.
+        #[arg(long, value_name = "NAME@sha256:…")]
+        image: Option<String>,
     },
 }
 
@@ -248,6 +266,10 @@ pub(crate) struct ServeArgs {
     /// Namespace of the re-evaluation Lease (Portcullis' own).
     #[arg(long, default_value = "portcullis-system", env = "POD_NAMESPACE")]
     pub(crate) lease_namespace: String,
+    /// How long the break-glass Events of one grant's copies (a ReplicaSet's Pods) gather: the first is an Event at
+    /// once, the rest one Event with a series count when the window closes.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub(crate) event_series_window: Duration,
     /// How long a pull secret or service account read from the API is reused.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub(crate) pull_secret_ttl: Duration,
@@ -384,16 +406,33 @@ pub(crate) struct CheckArgs {
     /// attestation download` writes). Repeat for several files.
     #[arg(long = "attestation", value_name = "FILE")]
     pub(crate) attestations: Vec<PathBuf>,
+    /// VEX documents (OpenVEX, CycloneDX VEX) to apply to the images' scans, as if attested: only in a tier
+    /// that trusts VEX (`vulnerabilities.vex`), and said to be unsigned, since admission applies only VEX
+    /// attested on the image and signed by one of `vulnerabilities.vex.signedBy`. Repeatable.
+    #[arg(long, value_name = "FILE", num_args = 1..)]
+    pub(crate) vex: Vec<PathBuf>,
     /// PromotionPolicy file; the embedded default when absent.
     #[arg(long, env = "PORTCULLIS_POLICY")]
     pub(crate) policy: Option<PathBuf>,
-    /// The tier to check against (a tier the policy defines).
-    #[arg(long)]
+    /// The tier to check against (a tier the policy defines); several, comma-separated
+    /// (`--tier staging,production`), are judged in one run: exit 1 when any of them denies.
+    #[arg(long, value_name = "TIER[,TIER…]")]
     pub(crate) tier: String,
-    /// `text`: one line per image (ADMIT, WARN, DENY, ERROR) and the policy digest; `json`: the decision
-    /// (`allowed`, `result`, `reason`, `message`, `warnings`) and every verdict with its reasons and attestations.
-    #[arg(long, value_enum, default_value_t = Output::Text)]
-    pub(crate) output: Output,
+    /// What to write, as FORMAT (to standard output) or FORMAT=FILE; repeat for several, at most one to
+    /// standard output. The decision is made once and each format renders it. An unknown format or a file
+    /// that cannot be written is an error (exit 2), said after the other outputs are written.
+    ///
+    /// Formats: `text`: one line per image (ADMIT, WARN, DENY, ERROR) and the policy digest; `json`: the
+    /// decision (`allowed`, `result`, `reason`, `message`, `warnings`) and every verdict with its reasons and
+    /// attestations; `sarif`: SARIF 2.1.0 for GitHub code scanning (each denial reason and each counted
+    /// vulnerability a result); `junit`: JUnit XML, a testsuite per image and a testcase per tier and check;
+    /// `github`: GitHub workflow commands (`::error`, `::warning`), and with GITHUB_STEP_SUMMARY set, the
+    /// Markdown summary appended to it; `markdown`: that summary alone; `gitlab`: a GitLab code-quality
+    /// report; `vsa`: a SLSA verification summary (predicate type https://slsa.dev/verification_summary/v1)
+    /// in an in-toto Statement per image, one a line, for `cosign attest` to sign and attach (PASSED only
+    /// when every tier admits the image without a problem; an image whose digest is not known is an error).
+    #[arg(long = "output", value_name = "FORMAT[=FILE]", default_value = "text")]
+    pub(crate) outputs: Vec<String>,
     /// Overall time budget.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub(crate) timeout: Duration,
@@ -402,6 +441,43 @@ pub(crate) struct CheckArgs {
     pub(crate) at: Option<chrono::DateTime<chrono::Utc>>,
     #[command(flatten)]
     pub(crate) registry: RegistryArgs,
+}
+
+#[derive(Args)]
+pub(crate) struct NotesArgs {
+    /// The image promoted (any form; with --attestation, sha256:<hex> or name@sha256:<hex>).
+    pub(crate) image: String,
+    /// The image it replaces, to compare with (the one running in the tier, or the last release).
+    #[arg(long, value_name = "IMAGE")]
+    pub(crate) previous: Option<String>,
+    /// Read the attestations from these files alone, contacting no registry (as `check --attestation`).
+    /// Repeatable.
+    #[arg(long = "attestation", value_name = "FILE")]
+    pub(crate) attestations: Vec<PathBuf>,
+    /// PromotionPolicy file, whose signers the attestations must verify against; the embedded default when
+    /// absent.
+    #[arg(long, env = "PORTCULLIS_POLICY")]
+    pub(crate) policy: Option<PathBuf>,
+    /// The tiers whose verdicts the notes give, comma-separated; every tier of the policy when absent.
+    #[arg(long, value_name = "TIER[,TIER…]")]
+    pub(crate) tier: Option<String>,
+    /// `markdown` (for a release or a merge request) or `json`.
+    #[arg(long, value_enum, default_value_t = NotesFormat::Markdown)]
+    pub(crate) output: NotesFormat,
+    /// Overall time budget.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub(crate) timeout: Duration,
+    /// Write the notes as of this time (RFC 3339).
+    #[arg(long)]
+    pub(crate) at: Option<chrono::DateTime<chrono::Utc>>,
+    #[command(flatten)]
+    pub(crate) registry: RegistryArgs,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum NotesFormat {
+    Markdown,
+    Json,
 }
 
 #[derive(Args)]

@@ -11,91 +11,103 @@ use portcullis::metrics::Metrics;
 use portcullis::policy::GrantKeys;
 
 use super::args::*;
+use super::outputs::{self, Checked, Judged, Origin};
 use super::{load_policy, registry};
+use portcullis::policy::EvidenceKind;
 
 pub(crate) async fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
     let policy = Arc::new(load_policy(a.policy.as_ref())?);
-    anyhow::ensure!(
-        policy.tier_name(&a.tier).is_some(),
-        "tier {:?} is not defined in the policy (defined: {})",
-        a.tier,
-        policy.tier_names().join(", ")
-    );
+    // `--tier staging,production`: each judged, the answer decided once.
+    let tiers: Vec<&str> = a.tier.split(',').map(str::trim).filter(|t| !t.is_empty()).collect();
+    anyhow::ensure!(!tiers.is_empty(), "--tier names no tier (defined: {})", policy.tier_names().join(", "));
+    for tier in &tiers {
+        anyhow::ensure!(
+            policy.tier_name(tier).is_some(),
+            "tier {:?} is not defined in the policy (defined: {})",
+            tier,
+            policy.tier_names().join(", ")
+        );
+    }
     let now = a.at.unwrap_or_else(portcullis::gate::now);
     // One gate whatever the evidence's source: the registry, or the files given.
-    let (source, refs): (Arc<dyn Source>, Vec<ImageRef>) = if a.attestations.is_empty() {
+    let (source, refs, origin): (Arc<dyn Source>, Vec<ImageRef>, Origin) = if a.attestations.is_empty() {
         let refs = a.images.iter().map(|i| ImageRef::parse(i)).collect::<Result<Vec<_>, _>>()?;
-        (Arc::new(registry(&a.registry)?), refs)
+        (Arc::new(registry(&a.registry)?), refs, Origin::Registry)
     } else {
-        (Arc::new(Files::read(&a.attestations)?), pinned_images(&a.images)?)
+        let files = Files::read(&a.attestations)?;
+        let mut origins = std::collections::BTreeMap::new();
+        for (digest, path) in files.origins() {
+            origins.entry(digest.to_string()).or_insert_with(|| path.to_path_buf());
+        }
+        (Arc::new(files), pinned_images(&a.images)?, Origin::Files(origins))
     };
+    let vex = super::tools::vex_files(&a.vex)?;
+    // What the verdicts may rest on besides attestations: the VEX files given, and the files the policy names.
+    let mut documents = std::collections::BTreeMap::new();
+    for (source, path) in vex.iter().zip(&a.vex) {
+        documents.entry(source.digest.clone()).or_insert_with(|| path.clone());
+    }
+    for (path, digest) in &policy.root_files {
+        documents.entry(digest.to_string()).or_insert_with(|| path.into());
+    }
     let engine = Engine::with_source(source, &EngineConfig::default(), Arc::new(Metrics::new()));
     // No break-glass in a pipeline: its keys are never used.
     let gate =
         Gate::new(engine, policy.clone(), TierSource::Static, GrantKeys::random()?).with_clock(Arc::new(move || now));
-    let judgement = gate
-        .judge(Ask {
-            place: Place::Tier(&a.tier),
-            what: "the images given".into(),
-            images: refs.iter().map(Written::parsed).collect(),
-            max_images: None,
-            keychain: Default::default(),
-            break_glass: Default::default(),
-            deadline: tokio::time::Instant::now() + a.timeout,
-        })
-        .await;
-    let decision = judgement.decision;
-    let verdicts = &decision.verdicts;
-    match a.output {
-        Output::Json => {
-            let out = serde_json::json!({
-                "allowed": decision.allowed,
-                "result": decision.outcome,
-                "reason": decision.reason,
-                "message": decision.message,
-                // In full: a pipeline has no 256-byte bound on a warning.
-                "warnings": decision.recorded_warnings,
-                "tier": a.tier,
-                "policyDigest": policy.digest.to_string(),
-                "evaluatedAt": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                "verdicts": verdicts,
-            });
-            outln!("{}", serde_json::to_string_pretty(&out)?);
-        }
-        Output::Text => {
-            for v in verdicts {
-                // An image written with its digest (or as the digest alone) already names it.
-                let digest =
-                    v.digest.as_deref().filter(|d| !v.image.ends_with(d)).map(|d| format!("@{d}")).unwrap_or_default();
-                if v.error.is_some() && !v.admitted {
-                    outln!("ERROR  {}", v.denial_message());
-                } else if !v.admitted {
-                    outln!("DENY   {}", v.denial_message());
-                } else if !v.problems.is_empty() {
-                    outln!(
-                        "WARN   {}{digest} admitted in tier {} (mode warn) despite: {}",
-                        v.image,
-                        v.tier,
-                        v.problems.join("; ")
-                    );
-                } else {
-                    outln!("ADMIT  {}{digest} for tier {}", v.image, v.tier);
-                }
-                for n in &v.notes {
-                    outln!("       note: {n}");
-                }
-                for e in &v.exceptions {
-                    outln!("       exception: {e}");
-                }
-            }
-            outln!("policy {} evaluated at {}", policy.digest, now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-        }
+    // One deadline for every tier; the engine's caches look each image up once.
+    let deadline = tokio::time::Instant::now() + a.timeout;
+    let mut judged = Vec::new();
+    for tier in tiers {
+        let judgement = gate
+            .judge(Ask {
+                place: Place::Tier(tier),
+                what: "the images given".into(),
+                images: refs.iter().map(Written::parsed).collect(),
+                max_images: None,
+                keychain: Default::default(),
+                break_glass: Default::default(),
+                deadline,
+                vex: &vex,
+            })
+            .await;
+        judged.push(Judged { requires: requires(&policy, tier), tier: tier.to_string(), decision: judgement.decision });
     }
-    Ok(ExitCode::from(match decision.outcome {
-        portcullis::policy::Outcome::Error => 2,
-        _ if decision.allowed => 0,
-        _ => 1,
-    }))
+    let checked = Checked {
+        tiers: judged,
+        policy_digest: policy.digest.to_string(),
+        policy_uri: outputs::policy_uri(a.policy.as_deref()),
+        evaluated_at: now,
+        origin,
+        documents,
+    };
+    let code = checked.exit_code();
+    Ok(match outputs::write(&checked, &a.outputs)? {
+        // A bad output is an error, said after the others are written.
+        false => ExitCode::from(2),
+        true => ExitCode::from(code),
+    })
+}
+
+/// What the tier requires, by kind of evidence.
+fn requires(policy: &portcullis::policy::Policy, tier: &str) -> Vec<EvidenceKind> {
+    let Some(spec) = policy.tier(tier) else { return Vec::new() };
+    let mut kinds = Vec::new();
+    if spec.vulnerabilities.is_some() {
+        kinds.push(EvidenceKind::Vulnerabilities);
+    }
+    if spec.tests.is_some() {
+        kinds.push(EvidenceKind::Tests);
+    }
+    if spec.provenance.is_some() {
+        kinds.push(EvidenceKind::Provenance);
+    }
+    if !spec.attestations.is_empty() {
+        kinds.push(EvidenceKind::Attestation);
+    }
+    if spec.licenses.is_some() {
+        kinds.push(EvidenceKind::Licenses);
+    }
+    kinds
 }
 
 /// `check --attestation`: the images, each named by digest (no registry is

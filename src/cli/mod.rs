@@ -29,6 +29,8 @@ macro_rules! outln {
 
 mod args;
 mod check;
+mod notes;
+mod outputs;
 mod report;
 mod serve;
 mod tools;
@@ -51,11 +53,14 @@ pub fn run() -> ExitCode {
             Command::Serve(a) => serve::serve(*a).await.map(|_| ExitCode::SUCCESS),
             Command::Check(a) => check::check(*a).await,
             Command::Report(a) => report::report(*a).await,
+            Command::Notes(a) => notes::notes(*a).await,
             Command::Policy(PolicyCommand::Lint { file, output }) => tools::lint(&file, output),
             Command::Audit(AuditCommand::Verify { files, heads, after, key }) => {
                 tools::audit_verify(&files, &heads, after, key.as_deref())
             }
-            Command::Normalize { report, output, top } => tools::normalize(&report, output, top),
+            Command::Normalize { report, output, top, vex, image } => {
+                tools::normalize(&report, output, top, &vex, image.as_deref())
+            }
             Command::Inspect { files, policy, output } => tools::inspect(&files, policy.as_ref(), output),
             Command::Ping(a) => tools::ping(a).await,
         }

@@ -102,8 +102,42 @@ pub(crate) fn inspect(files: &[PathBuf], policy: Option<&PathBuf>, output: Outpu
     Ok(ExitCode::from(if every_one_verifies { 0 } else { 1 }))
 }
 
-pub(crate) fn normalize(path: &PathBuf, output: Output, top: usize) -> anyhow::Result<ExitCode> {
-    use portcullis::evidence::{parse_report, Severity};
+/// The VEX files given for an image on the command line, read: each bound
+/// to the image (given for it), unsigned, named by its file's digest.
+pub(crate) fn vex_files(files: &[PathBuf]) -> anyhow::Result<Vec<portcullis::evidence::vex::Source>> {
+    use portcullis::evidence::vex;
+    files
+        .iter()
+        .map(|f| {
+            let bytes = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
+            let document = vex::parse(&bytes).map_err(|e| anyhow::anyhow!("VEX {}: {e}", f.display()))?;
+            Ok(vex::Source {
+                document: std::sync::Arc::new(document),
+                digest: portcullis::image::Digest::of(&bytes).to_string(),
+                signer: None,
+                bound: true,
+            })
+        })
+        .collect()
+}
+
+/// The image a VEX applies to, from `NAME@sha256:…`.
+pub(crate) fn vex_image(image: &str) -> anyhow::Result<portcullis::evidence::vex::Image> {
+    let r = portcullis::image::ImageRef::parse(image).map_err(|e| anyhow::anyhow!("--image {image}: {e}"))?;
+    let Some(digest) = &r.digest else {
+        anyhow::bail!("--image {image}: name the image by digest (NAME@sha256:…): VEX products name images by digest");
+    };
+    Ok(portcullis::evidence::vex::Image { digest: digest.to_string(), repository: Some(r.name()) })
+}
+
+pub(crate) fn normalize(
+    path: &PathBuf,
+    output: Output,
+    top: usize,
+    vex_paths: &[PathBuf],
+    image: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    use portcullis::evidence::{parse_report, vex, Severity};
     let bytes = if path.as_os_str() == "-" {
         let mut b = Vec::new();
         std::io::Read::read_to_end(&mut std::io::stdin(), &mut b).context("reading standard input")?;
@@ -111,7 +145,30 @@ pub(crate) fn normalize(path: &PathBuf, output: Output, top: usize) -> anyhow::R
     } else {
         std::fs::read(path).with_context(|| format!("reading {}", path.display()))?
     };
-    let report = parse_report(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let mut report = parse_report(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let mut suppressed = Vec::new();
+    let mut ignored = Vec::new();
+    // The scan's own analysis (CycloneDX), then the VEX files for the image.
+    let mut sources: Vec<vex::Source> = Vec::new();
+    if let Some(own) = &report.vex {
+        ignored.extend(own.ignored.iter().map(|why| format!("{} (the scan's own analysis): {why}", path.display())));
+        let digest = portcullis::image::Digest::of(&bytes).to_string();
+        sources.push(vex::Source { document: own.clone(), digest, signer: None, bound: true });
+    }
+    let files = vex_files(vex_paths)?;
+    for (s, p) in files.iter().zip(vex_paths) {
+        ignored.extend(s.document.ignored.iter().map(|why| format!("{}: {why}", p.display())));
+    }
+    sources.extend(files);
+    if !sources.is_empty() {
+        let image = match image {
+            Some(image) => vex_image(image)?,
+            None => vex::Image { digest: String::new(), repository: None },
+        };
+        let (kept, gone) = vex::apply(std::mem::take(&mut report.findings), &image, &sources);
+        report.findings = kept;
+        suppressed = gone;
+    }
     let counts: Vec<(Severity, usize, usize)> = Severity::ALL
         .iter()
         .map(|s| {
@@ -133,15 +190,18 @@ pub(crate) fn normalize(path: &PathBuf, output: Output, top: usize) -> anyhow::R
                 "fixable": report.findings.iter().filter(|f| f.fixable()).count(),
                 "counts": by_sev,
                 "findings": report.findings,
+                "vexSuppressed": suppressed,
+                "vexIgnored": ignored,
             });
             outln!("{}", serde_json::to_string_pretty(&out)?);
         }
         Output::Text => {
             outln!(
-                "scanner {}, finished {}, {} findings ({} fixable)",
+                "scanner {}, finished {}, {} findings{} ({} fixable)",
                 if report.scanner.is_empty() { "unknown" } else { &report.scanner },
                 finished.as_deref().unwrap_or("(no time recorded)"),
                 report.findings.len(),
+                if sources.is_empty() { "" } else { " after VEX" },
                 report.findings.iter().filter(|f| f.fixable()).count()
             );
             outln!("\n{:<10} {:>6} {:>8}", "severity", "count", "fixable");
@@ -157,6 +217,15 @@ pub(crate) fn normalize(path: &PathBuf, output: Output, top: usize) -> anyhow::R
                 }
                 if report.findings.len() > top {
                     outln!("  … and {} more (--top N, or --output json)", report.findings.len() - top);
+                }
+            }
+            if !sources.is_empty() {
+                outln!("\nsuppressed by VEX: {}", suppressed.len());
+                for s in &suppressed {
+                    outln!("  {:<8} {}", s.finding.severity.as_str().to_uppercase(), s.describe());
+                }
+                for why in &ignored {
+                    outln!("  ignored: {why}");
                 }
             }
         }

@@ -552,6 +552,31 @@ impl Cosign {
         assert!(out.status.success(), "cosign attest {image}: {}", String::from_utf8_lossy(&out.stderr));
     }
 
+    /// `cosign verify-attestation --key <key>.pub --type <type>
+    /// --insecure-ignore-tlog=true <image>`: the in-toto Statements of the
+    /// envelopes that verify, or what cosign said.
+    pub fn verify_attestation(&self, key: &str, image: &str, predicate_type: &str) -> Result<Vec<Value>, String> {
+        let key = format!("{key}.pub");
+        let out = self
+            .cmd()
+            .args(["verify-attestation", "--key", &key, "--type", predicate_type, "--insecure-ignore-tlog=true"])
+            .arg(image)
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        let b64 = base64::engine::general_purpose::STANDARD;
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                let envelope: Value = serde_json::from_str(l).unwrap();
+                serde_json::from_slice(&b64.decode(envelope["payload"].as_str().unwrap()).unwrap()).unwrap()
+            })
+            .collect())
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
