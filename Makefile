@@ -49,7 +49,7 @@ export PORTCULLIS_REVISION := $(REVISION)
 
 include mk/e2e-tools.mk
 
-.PHONY: all build run test unit e2e lint fmt tools keyless-signer certs bench clean-certs demo image image-layout fuzz
+.PHONY: all build run test unit e2e lint shellcheck fmt tools keyless-signer certs bench clean-certs demo image image-layout release-archive fuzz
 
 all: build
 
@@ -78,6 +78,15 @@ image-layout:
 $(CARGO_CYCLONEDX):
 	$(CARGO) install --locked --quiet --root $(TOOLS_DIR)/cargo-cyclonedx-$(CARGO_CYCLONEDX_VERSION) cargo-cyclonedx@$(CARGO_CYCLONEDX_VERSION)
 
+## release-archive: target/<target>/release/portcullis-<version>-<target>.tar.gz and its .sha256, the files a GitHub release attaches for the GitHub Action (action.yml) and the GitLab template to install
+RELEASE_VERSION ?= $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' Cargo.toml | head -n 1)
+RELEASE_TARGET ?= $(shell rustc -vV | sed -n 's/^host: //p')
+RELEASE_ARCHIVE := portcullis-$(RELEASE_VERSION)-$(RELEASE_TARGET).tar.gz
+release-archive:
+	$(CARGO) build --release --locked --target $(RELEASE_TARGET)
+	cd target/$(RELEASE_TARGET)/release && tar -czf $(RELEASE_ARCHIVE) portcullis && sha256sum $(RELEASE_ARCHIVE) > $(RELEASE_ARCHIVE).sha256
+	@echo "target/$(RELEASE_TARGET)/release/$(RELEASE_ARCHIVE) and its .sha256: attach both to the release v$(RELEASE_VERSION)"
+
 ## demo: a registry, three images (clean, vulnerable, unsigned) attested with cosign, Portcullis, and its decisions in a table (builds the tools first: minutes, once)
 demo: tools
 	$(CARGO) run --quiet --example demo
@@ -99,11 +108,17 @@ FUZZ_CASES ?= 1000000
 fuzz:
 	PORTCULLIS_FUZZ_CASES=$(FUZZ_CASES) $(CARGO) test --release --test fuzz -- --nocapture
 
-## lint: formatting, clippy, and the licences, bans and sources of every dependency (deny.toml)
-lint: $(CARGO_DENY)
+## lint: formatting, clippy, the licences, bans and sources of every dependency (deny.toml), and the GitHub Action's shell
+lint: $(CARGO_DENY) shellcheck
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO_DENY) check licenses bans sources
+
+## shellcheck: the GitHub Action's shell (ci/github/*.sh); shellcheck is installed with apt-get where it is missing
+shellcheck:
+	@command -v shellcheck >/dev/null || { echo "shellcheck: installing it with apt-get"; \
+		$(if $(filter 0,$(shell id -u)),,sudo) sh -c 'apt-get update -qq && apt-get install -y -qq --no-install-recommends shellcheck'; }
+	shellcheck ci/github/*.sh
 
 $(CARGO_DENY):
 	$(CARGO) install --locked --quiet --root $(TOOLS_DIR)/cargo-deny-$(CARGO_DENY_VERSION) cargo-deny@$(CARGO_DENY_VERSION)
@@ -162,6 +177,8 @@ clean-certs:
 
 ## bench: warm path against a no-op handler's ceiling, cold path against cosign, registry economy, growth and memory (writes BENCHMARKS.md); then decision latency cached and uncached, against a real registry
 bench: tools
+	@command -v /usr/bin/time >/dev/null || { echo "GNU time: installing it with apt-get (peak memory of whole processes)"; \
+		$(if $(filter 0,$(shell id -u)),,sudo) sh -c 'apt-get update -qq && apt-get install -y -qq --no-install-recommends time'; }
 	$(CARGO) build --release --bin portcullis
 	$(CARGO) run --release --example bench
 	$(CARGO) test --release --test bench -- --ignored --nocapture

@@ -18,10 +18,15 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+fn wait_until(what: &str, timeout: Duration, ok: impl FnMut() -> bool) {
+    wait_explained(what, timeout, ok, String::new)
+}
+
+/// `wait_until`, saying what `explain` finds when it times out.
+fn wait_explained(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool, explain: impl Fn() -> String) {
     let until = Instant::now() + timeout;
     while !ok() {
-        assert!(Instant::now() < until, "timed out waiting for {what}");
+        assert!(Instant::now() < until, "timed out waiting for {what}\n{}", explain());
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -163,7 +168,7 @@ impl ControlPlane {
         let bin = tool("PORTCULLIS_KUBE_CONTROLLER_MANAGER", "kube-controller-manager");
         let child = Command::new(&bin)
             .arg(format!("--kubeconfig={}", self.admin.display()))
-            .arg("--controllers=deployment-controller,replicaset-controller,replicationcontroller-controller,job-controller,cronjob-controller,clusterrole-aggregation-controller")
+            .arg("--controllers=deployment-controller,replicaset-controller,replicationcontroller-controller,statefulset-controller,daemonset-controller,job-controller,cronjob-controller,clusterrole-aggregation-controller")
             .args(["--use-service-account-credentials=true", "--leader-elect=false", "--secure-port=0"])
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(self.dir.path().join("controller-manager.log")).unwrap())
@@ -257,6 +262,15 @@ impl Drop for Portcullis {
     }
 }
 
+/// Which replica a Portcullis process is: its Pod's name (`POD_NAME`, the
+/// identity it holds the re-evaluation Lease as) and the address it listens
+/// on (port 0: any; a replica restarted in its Pod keeps its address).
+#[derive(Clone, Copy)]
+struct Replica<'a> {
+    pod: &'a str,
+    listen: &'a str,
+}
+
 impl Portcullis {
     fn start(
         bin: &Launch,
@@ -265,6 +279,7 @@ impl Portcullis {
         policy: &Path,
         tls: &TestTls,
         extra: &[String],
+        replica: Replica<'_>,
     ) -> Portcullis {
         let cert = write(&dir.join("serving.crt"), &tls.cert_pem);
         let key = write(&dir.join("serving.key"), &tls.key_pem);
@@ -274,7 +289,7 @@ impl Portcullis {
         let mut child = Command::new(&bin.program)
             .args(&bin.args)
             .envs(bin.env.iter().map(|(k, v)| (k, v)))
-            .args(["serve", "--listen", "127.0.0.1:0", "--cluster", "always", "--deadline", "8s"])
+            .args(["serve", "--listen", replica.listen, "--cluster", "always", "--deadline", "8s"])
             .args(["--metrics-listen", "127.0.0.1:0"])
             // Every Pod resolves its tag afresh, as one would after the tag TTL.
             .args(["--tag-cache-ttl", "0s"])
@@ -290,6 +305,7 @@ impl Portcullis {
             .arg(&records)
             .args(extra)
             .env("KUBECONFIG", kubeconfig)
+            .env("POD_NAME", replica.pod)
             .env("PORTCULLIS_LOG_FORMAT", "json")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -341,6 +357,111 @@ impl Portcullis {
     }
 }
 
+/// A TCP proxy in front of the replicas, as a Service is: the webhook
+/// configurations name it, and each connection goes to the next replica in
+/// turn, or to the one the test names. It passes bytes through (TLS and the
+/// API server's client certificate reach the replica untouched) and checks
+/// no replica's health: a connection to a replica that is down is closed at
+/// once, or, while `patient`, held until the replica listens (a review that
+/// reaches a replica at the first moment it can be reached).
+struct Proxy {
+    addr: String,
+    state: std::sync::Arc<ProxyState>,
+    accepting: tokio::task::JoinHandle<()>,
+}
+
+struct ProxyState {
+    backends: Vec<String>,
+    /// The replica every new connection goes to; round robin when `None`.
+    only: std::sync::Mutex<Option<usize>>,
+    next: std::sync::atomic::AtomicUsize,
+    patient: std::sync::atomic::AtomicBool,
+    /// Connections waiting for their replica to listen.
+    waiting: std::sync::atomic::AtomicUsize,
+    /// Connections made to each replica.
+    connections: Vec<std::sync::atomic::AtomicUsize>,
+    open: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.accepting.abort();
+        self.close_all();
+    }
+}
+
+impl Proxy {
+    fn start(rt: &tokio::runtime::Runtime, backends: Vec<String>) -> Proxy {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let state = std::sync::Arc::new(ProxyState {
+            connections: backends.iter().map(|_| AtomicUsize::new(0)).collect(),
+            backends,
+            only: Default::default(),
+            next: AtomicUsize::new(0),
+            patient: AtomicBool::new(false),
+            waiting: AtomicUsize::new(0),
+            open: Default::default(),
+        });
+        let st = state.clone();
+        let accepting = rt.spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let chosen = *st.only.lock().unwrap();
+                let i = chosen.unwrap_or_else(|| st.next.fetch_add(1, SeqCst) % st.backends.len());
+                let (backend, patient, s) = (st.backends[i].clone(), st.patient.load(SeqCst), st.clone());
+                let task = tokio::spawn(async move {
+                    s.waiting.fetch_add(1, SeqCst);
+                    let until = tokio::time::Instant::now() + Duration::from_secs(10);
+                    let outbound = loop {
+                        match tokio::net::TcpStream::connect(&backend).await {
+                            Ok(o) => break Some(o),
+                            Err(_) if patient && tokio::time::Instant::now() < until => {
+                                tokio::time::sleep(Duration::from_millis(5)).await
+                            }
+                            Err(_) => break None,
+                        }
+                    };
+                    s.waiting.fetch_sub(1, SeqCst);
+                    if let Some(mut outbound) = outbound {
+                        s.connections[i].fetch_add(1, SeqCst);
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                let mut open = st.open.lock().unwrap();
+                open.retain(|t| !t.is_finished());
+                open.push(task.abort_handle());
+            }
+        });
+        Proxy { addr, state, accepting }
+    }
+
+    /// Sends every new connection to replica `i` (round robin: `None`), and
+    /// closes the open ones, so that the API server's next review goes there.
+    fn route(&self, i: Option<usize>) {
+        *self.state.only.lock().unwrap() = i;
+        self.close_all();
+    }
+
+    fn close_all(&self) {
+        for t in self.state.open.lock().unwrap().drain(..) {
+            t.abort();
+        }
+    }
+
+    fn patient(&self, patient: bool) {
+        self.state.patient.store(patient, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn waiting(&self) -> usize {
+        self.state.waiting.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn connections(&self) -> Vec<usize> {
+        self.state.connections.iter().map(|c| c.load(std::sync::atomic::Ordering::SeqCst)).collect()
+    }
+}
+
 /// YAML documents (`helm get hooks`) as JSON values, empty ones dropped.
 fn docs_of(text: &str) -> Vec<Value> {
     use serde::Deserialize as _;
@@ -381,6 +502,16 @@ fn webhook_overlay(mut cfg: Value, addr: &str, ca_pem: &str) -> Value {
         w["clientConfig"] = json!({"url": format!("https://{addr}{path}"), "caBundle": ca});
     }
     cfg
+}
+
+/// Points the live webhook configurations, which name `from`, at `to`.
+fn repoint_webhooks(cp: &ControlPlane, dir: &Path, from: &str, to: &str) {
+    for kind in ["validatingwebhookconfiguration", "mutatingwebhookconfiguration"] {
+        let live = cp.kubectl(&["get", kind, "portcullis", "-o", "json"]);
+        let moved = live.replace(&format!("https://{from}/"), &format!("https://{to}/"));
+        assert_ne!(live, moved, "{kind} names {from}");
+        cp.kubectl(&["replace", "-f", &write(&dir.join(format!("{kind}.json")), &moved).to_string_lossy()]);
+    }
 }
 
 /// A Deployment whose pod template carries `annotations`.
@@ -654,6 +785,10 @@ fn portcullis_behind_a_real_api_server() {
         "2s".into(),
         "--evidence-cache-ttl".into(),
         "1s".into(),
+        // The copies of one grant gather into an Event series for two
+        // seconds (default a minute).
+        "--event-series-window".into(),
+        "2s".into(),
         "--pull-secrets".to_string(),
         "--registry-ca".into(),
         format!("{}={}", private.host, private_ca.display()),
@@ -667,7 +802,8 @@ fn portcullis_behind_a_real_api_server() {
     ];
     let bin = rt.block_on(portcullis_from_image(&w.reg, work.path()));
     let serve_started = Instant::now();
-    let mut portcullis = Portcullis::start(&bin, work.path(), &sa, &policy, &tls, &extra);
+    let replica_a = Replica { pod: "portcullis-a", listen: "127.0.0.1:0" };
+    let mut portcullis = Portcullis::start(&bin, work.path(), &sa, &policy, &tls, &extra, replica_a);
     eprintln!("--- first hour: portcullis serving {:?} after its start ---", serve_started.elapsed());
     // `helm test`'s command (the Pod needs a kubelet), run as that Pod would
     // against this Portcullis: client authentication is on (the upgrade),
@@ -1014,6 +1150,38 @@ fn portcullis_behind_a_real_api_server() {
             && note.contains("critical"),
         "{note}"
     );
+    // Two more Pods through the same grant: one Event at once, then one
+    // Event with a series for the copies after it, which the real API
+    // server takes from a create alone.
+    cp.kubectl(&["scale", "deployment", "rollfwd", "-n", "prod", "--replicas=3"]);
+    let mut series = Vec::new();
+    wait_explained(
+        "one BreakGlass Event series for rollfwd's copies",
+        Duration::from_secs(30),
+        || {
+            let all: Value =
+                serde_json::from_str(&cp.kubectl(&["get", "events.events.k8s.io", "-n", "prod", "-o", "json"]))
+                    .unwrap();
+            series = all["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["reason"] == "BreakGlass" && e["regarding"]["kind"] == "Pod" && !e["series"].is_null())
+                .cloned()
+                .collect();
+            !series.is_empty()
+        },
+        || portcullis.log_lines("Event"),
+    );
+    assert_eq!(series.len(), 1, "one series Event: {series:?}");
+    // The series counts its copies from its first: Pods b and c, and the
+    // first Pod too when they came within its window.
+    let count = series[0]["series"]["count"].as_u64().unwrap_or_default();
+    assert!((2..=3).contains(&count), "{}", series[0]);
+    let note = series[0]["note"].as_str().unwrap();
+    assert!(note.starts_with(&format!("{count} copies in 2s; the last: break-glass by alice")), "{note}");
+    assert!(series[0]["series"]["lastObservedTime"].is_string(), "{}", series[0]);
+    cp.kubectl(&["scale", "deployment", "rollfwd", "-n", "prod", "--replicas=1"]);
     // `portcullis report` sees what runs through the grant: admitted by
     // break-glass, it is still what fails the policy today.
     let out = Command::new(&bin.program)
@@ -1233,6 +1401,137 @@ fn portcullis_behind_a_real_api_server() {
         .expect("the rollback is in the audit trail");
     assert_eq!((record["fromRevision"].as_i64(), record["toRevision"].as_i64()), (Some(3), Some(1)), "{record}");
 
+    // A StatefulSet and a DaemonSet roll back through their
+    // ControllerRevisions, as `kubectl rollout undo` does for them: the
+    // good revision, then one with criticals (break-glass). The StatefulSet
+    // starts at zero replicas; the DaemonSet has no Node to run on until
+    // both revisions exist (then one Node object, no kubelet: its Pod is
+    // made, never run).
+    assert!(
+        can(&["patch", "statefulsets.apps", "-n", "guarded"])
+            && can(&["patch", "daemonsets.apps", "-n", "guarded"])
+            && can(&["list", "controllerrevisions.apps", "-n", "guarded"]),
+        "the rollback role covers StatefulSets and DaemonSets"
+    );
+    let set = |kind: &str, name: &str, image: &str| {
+        let mut o = svc(image, image != "good");
+        o["kind"] = json!(kind);
+        o["metadata"]["name"] = json!(name);
+        o["spec"]["selector"] = json!({"matchLabels": {"app": name}});
+        o["spec"]["template"]["metadata"]["labels"] = json!({"app": name});
+        let spec = o["spec"].as_object_mut().unwrap();
+        spec.remove("strategy");
+        if kind == "StatefulSet" {
+            spec.insert("serviceName".into(), json!(name));
+            spec.insert("podManagementPolicy".into(), json!("Parallel"));
+        } else {
+            // The API server taints a new Node not-ready; agents tolerate it.
+            spec.remove("replicas");
+            o["spec"]["template"]["spec"]["tolerations"] = json!([{"operator": "Exists"}]);
+        }
+        o
+    };
+    // The ControllerRevisions `kind/name` controls: (name, revision, image).
+    let controller_revisions = |kind: &str, name: &str| -> Vec<(String, i64, String)> {
+        let all: Value =
+            serde_json::from_str(&cp.kubectl(&["get", "controllerrevisions", "-n", "guarded", "-o", "json"])).unwrap();
+        let mut out: Vec<_> = all["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| {
+                r["metadata"]["ownerReferences"][0]["kind"] == kind
+                    && r["metadata"]["ownerReferences"][0]["name"] == name
+            })
+            .map(|r| {
+                (
+                    r["metadata"]["name"].as_str().unwrap_or_default().to_string(),
+                    r["revision"].as_i64().unwrap_or_default(),
+                    r["data"]["spec"]["template"]["spec"]["containers"][0]["image"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                )
+            })
+            .collect();
+        out.sort_by_key(|r| r.1);
+        out
+    };
+    for (kind, name) in [("StatefulSet", "db"), ("DaemonSet", "agent")] {
+        for (n, image) in ["good", "bad-a"].into_iter().enumerate() {
+            let (ok, out) = cp.apply_as(&set(kind, name, image), &alice);
+            assert!(ok, "{kind}/{name} at {image}: {out}");
+            wait_until(&format!("{kind}/{name} revision {}", n + 1), Duration::from_secs(30), || {
+                controller_revisions(kind, name).last().is_some_and(|r| r.1 == n as i64 + 1 && r.2.ends_with(image))
+            });
+        }
+    }
+    let good_revision = |kind: &str, name: &str| controller_revisions(kind, name)[0].0.clone();
+    let (db_good, agent_good) = (good_revision("StatefulSet", "db"), good_revision("DaemonSet", "agent"));
+    cp.kubectl(&["scale", "statefulset", "db", "-n", "guarded", "--replicas=1"]);
+    let (ok, out) = cp.apply(&json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-a"}}));
+    assert!(ok, "{out}");
+    for (kind, name, resource, good) in
+        [("StatefulSet", "db", "statefulset", &db_good), ("DaemonSet", "agent", "daemonset", &agent_good)]
+    {
+        let image = || {
+            cp.kubectl(&[
+                "get",
+                resource,
+                name,
+                "-n",
+                "guarded",
+                "-o",
+                "jsonpath={.spec.template.spec.containers[0].image}",
+            ])
+        };
+        let explain = || {
+            format!(
+                "Pods in guarded: {}\nPortcullis on {name}: {}\ncontroller manager on {name}: {}",
+                cp.kubectl(&["get", "pods", "-n", "guarded", "-o", "wide"]),
+                portcullis.log_lines(name),
+                cp.controllers_log()
+                    .lines()
+                    .filter(|l| l.contains(name) || l.contains("node-a") || l.contains("aemon"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
+        };
+        wait_explained(
+            &format!("{kind}/{name} rolled back to its good revision"),
+            Duration::from_secs(90),
+            || image().contains("shop/svc:good"),
+            explain,
+        );
+        let record = portcullis
+            .audit()
+            .into_iter()
+            .find(|r| r["action"] == "rollback" && r["workload"] == format!("{kind}/{name}"))
+            .unwrap_or_else(|| panic!("the rollback of {kind}/{name} is in the audit trail"));
+        assert_eq!(
+            (record["fromRevision"].as_i64(), record["toRevision"].as_i64(), &record["controllerRevision"]),
+            (Some(2), Some(1), &json!(good)),
+            "{record}"
+        );
+        assert!(record["imagesTo"][0].as_str().unwrap().ends_with("shop/svc:good"), "{record}");
+        let note = cp.kubectl(&[
+            "get",
+            resource,
+            name,
+            "-n",
+            "guarded",
+            "-o",
+            "jsonpath={.metadata.annotations.portcullis\\.dev/rolled-back}",
+        ]);
+        assert!(note.contains(&format!("from revision 2 to 1 (ControllerRevision {good})")), "{note}");
+        wait_until(&format!("the RolledBack Event on {kind}/{name}"), Duration::from_secs(30), || {
+            !events_on("guarded", kind, name, "RolledBack").is_empty()
+        });
+        // Rolled back, not deleted: every revision is still there.
+        assert!(controller_revisions(kind, name).len() >= 2, "nothing is deleted");
+    }
+    cp.kubectl(&["delete", "node", "node-a"]);
+
     // A ReplicaSet planted by an editor with the revision number rollback
     // would choose (owned by the Deployment, its image passing, its command
     // not): the history is ambiguous, and nothing is rolled back.
@@ -1261,9 +1560,9 @@ fn portcullis_behind_a_real_api_server() {
     assert!(ok, "the planted ReplicaSet passes admission (its image does): {out}");
     cp.kubectl(&["scale", "deployment", "twin", "-n", "guarded", "--replicas=1"]);
     wait_until("the RollbackFailed Event on twin", Duration::from_secs(90), || {
-        events_on("guarded", "Deployment", "twin", "RollbackFailed")
-            .iter()
-            .any(|e| e["note"].as_str().unwrap_or_default().contains("revision 1 is claimed by two ReplicaSets"))
+        events_on("guarded", "Deployment", "twin", "RollbackFailed").iter().any(|e| {
+            e["note"].as_str().unwrap_or_default().contains("revision 1 is claimed by two objects (ReplicaSet ")
+        })
     });
     let twin: Value =
         serde_json::from_str(&cp.kubectl(&["get", "deployment", "twin", "-n", "guarded", "-o", "json"])).unwrap();
@@ -1318,12 +1617,16 @@ fn portcullis_behind_a_real_api_server() {
     assert_eq!(seen[0]["reportingController"], "portcullis.dev/admission");
     assert!(seen[0]["regarding"]["uid"].as_str().is_some_and(|u| !u.is_empty()), "{}", seen[0]);
     // The Pods made through the grant carry it, and say so too.
+    // Any of its Pods, even one gone since: re-evaluation may already have
+    // rolled rollfwd back to a revision without the grant.
     wait_until("a BreakGlass Event on a Pod of rollfwd", Duration::from_secs(30), || {
-        let pod = pods("prod", "rollfwd");
-        pod.first().is_some_and(|p| {
-            events_on("prod", "Pod", p["metadata"]["name"].as_str().unwrap(), "BreakGlass")
-                .iter()
-                .any(|e| e["note"].as_str().unwrap().contains("(grant made on Deployment/rollfwd"))
+        let all: Value =
+            serde_json::from_str(&cp.kubectl(&["get", "events.events.k8s.io", "-n", "prod", "-o", "json"])).unwrap();
+        all["items"].as_array().unwrap().iter().any(|e| {
+            e["regarding"]["kind"] == "Pod"
+                && e["regarding"]["name"].as_str().is_some_and(|n| n.starts_with("rollfwd-"))
+                && e["reason"] == "BreakGlass"
+                && e["note"].as_str().is_some_and(|n| n.contains("(grant made on Deployment/rollfwd"))
         })
     });
 
@@ -1438,6 +1741,243 @@ fn portcullis_behind_a_real_api_server() {
         save_fixtures(&recorded, host);
     }
 
+    // Two replicas behind one webhook configuration, as the chart runs them
+    // (README, Security model): B serves the same policy with the same grant
+    // key, certificates and flags, on its own port, as its own Pod; a proxy in
+    // front of both, as the Service is, is what the API server calls now.
+    let replicas_started = Instant::now();
+    let metrics_of = |addr: &str| -> String {
+        rt.block_on(async {
+            let ca = reqwest::Certificate::from_pem(tls.ca_pem.as_bytes()).unwrap();
+            let client = reqwest::Client::builder().tls_certs_only([ca]).build().unwrap();
+            client.get(format!("https://{addr}/metrics")).send().await.unwrap().text().await.unwrap()
+        })
+    };
+    let passes_counted =
+        |p: &Portcullis| metric(&metrics_of(&p.metrics_addr), "portcullis_reevaluation_duration_seconds_count");
+    let lease = || -> Value {
+        let out = cp.kubectl(&[
+            "get",
+            "leases.coordination.k8s.io",
+            "portcullis-reevaluation",
+            "-n",
+            "portcullis-system",
+            "-o",
+            "json",
+        ]);
+        serde_json::from_str::<Value>(&out).unwrap()["spec"].clone()
+    };
+    let b_dir = work.path().join("replica-b");
+    std::fs::create_dir_all(&b_dir).unwrap();
+    let replica_b = Replica { pod: "portcullis-b", listen: "127.0.0.1:0" };
+    let mut b = Portcullis::start(&bin, &b_dir, &sa, &policy, &tls, &extra, replica_b);
+    let proxy = Proxy::start(&rt, vec![portcullis.addr.clone(), b.addr.clone()]);
+    repoint_webhooks(&cp, work.path(), &portcullis.addr, &proxy.addr);
+    wait_until("the API server to call the proxy", Duration::from_secs(30), || {
+        cp.apply_as(&pod("prod", "via-proxy", &clean_tag), &["--dry-run=server"]);
+        proxy.connections().iter().sum::<usize>() > 0
+    });
+
+    // Both decide, with the same verdicts: each object once through each
+    // replica (dry runs, nothing is stored), the proxy sending the review to
+    // it; kubectl shows the same, and each replica's audit trail has the same
+    // decision.
+    let same = [
+        ("a passing image in production", pod("prod", "twice-clean", &clean_tag), true),
+        ("criticals in production", pod("prod", "twice-crit", &crit_tag), false),
+        ("no attestation in production", pod("prod", "twice-bare", &bare_tag), false),
+        ("criticals in development", pod("sandbox", "twice-crit", &crit_tag), true),
+        ("a Deployment with criticals in production", deployment("prod", "twice", &crit_tag), false),
+    ];
+    for (case, object, admitted) in &same {
+        let of_it = |r: &Value| {
+            r["kind"] == object["kind"]
+                && r["namespace"] == object["metadata"]["namespace"]
+                && r["name"] == object["metadata"]["name"]
+                && r["dryRun"] == true
+        };
+        let mut seen = Vec::new();
+        for (i, replica) in [&portcullis, &b].into_iter().enumerate() {
+            proxy.route(Some(i));
+            let before = replica.audit().iter().filter(|r| of_it(r)).count();
+            let (mut ok, mut out) = (false, String::new());
+            wait_until(&format!("{case}: a decision by replica {i}"), Duration::from_secs(30), || {
+                (ok, out) = cp.apply_as(object, &["--dry-run=server"]);
+                replica.audit().iter().filter(|r| of_it(r)).count() > before
+            });
+            assert_eq!(ok, *admitted, "{case}, replica {i}: {out}");
+            seen.push((out, replica.audit().into_iter().rfind(of_it).unwrap()));
+        }
+        let ((out_a, ra), (out_b, rb)) = (&seen[0], &seen[1]);
+        assert_eq!(out_a, out_b, "{case}: kubectl shows the same from both replicas");
+        for field in ["allowed", "result", "reason", "message", "warnings", "tier", "policyDigest"] {
+            assert_eq!(ra[field], rb[field], "{case}: {field}");
+        }
+        let digests =
+            |r: &Value| r["images"].as_array().unwrap().iter().map(|v| v["digest"].clone()).collect::<Vec<_>>();
+        assert_eq!(digests(ra), digests(rb), "{case}: the same digests judged");
+    }
+
+    // A break-glass grant minted by A (its /mutate stamps it on the
+    // Deployment's template), to be honoured by B below.
+    proxy.route(Some(0));
+    let (ok, out) = cp.apply_as(&annotated_deployment("prod", "shared-grant", &crit_tag, 0, break_glass()), &alice);
+    assert!(ok && out.contains("BREAK-GLASS by alice"), "{out}");
+    let stamped = cp.kubectl(&[
+        "get",
+        "deployment",
+        "shared-grant",
+        "-n",
+        "prod",
+        "-o",
+        "jsonpath={.spec.template.metadata.annotations.portcullis\\.dev/break-glass-grant}",
+    ]);
+    assert!(!stamped.trim().is_empty(), "A stamped a grant on shared-grant");
+    wait_until("A's record of the grant", Duration::from_secs(30), || {
+        portcullis
+            .audit()
+            .iter()
+            .any(|r| r["kind"] == "Deployment" && r["name"] == "shared-grant" && r["result"] == "break_glass")
+    });
+
+    // A restart never admits a review unjudged: B is killed and started again
+    // in its Pod (same name, same address) while reviews are sent to it; the
+    // proxy holds them until it listens, so they reach it at the first moment
+    // it can be reached. It listens only once its policy, keys and
+    // certificates are loaded, and every one is denied by its decision.
+    assert_eq!(lease()["holderIdentity"], "portcullis-a", "A, started first, holds the Lease");
+    assert!(b.log_lines("re-evaluation pass").is_empty(), "only the holder passes");
+    let b_addr = b.addr.clone();
+    kill(&mut b.child);
+    proxy.patient(true);
+    proxy.route(Some(1));
+    let restarted_dir = work.path().join("replica-b-restarted");
+    std::fs::create_dir_all(&restarted_dir).unwrap();
+    let restart_started = Instant::now();
+    let (mut restarted, outcomes) = std::thread::scope(|s| {
+        let cp = &cp;
+        let asks: Vec<_> = (1..=3)
+            .map(|n| {
+                let object = pod("prod", &format!("restart-{n}"), &bare_tag);
+                s.spawn(move || cp.apply(&object))
+            })
+            .collect();
+        wait_until("a review to wait for the restarting replica", Duration::from_secs(30), || proxy.waiting() > 0);
+        let again = Replica { pod: "portcullis-b", listen: &b_addr };
+        let restarted = Portcullis::start(&bin, &restarted_dir, &sa, &policy, &tls, &extra, again);
+        (restarted, asks.into_iter().map(|a| a.join().unwrap()).collect::<Vec<_>>())
+    });
+    proxy.patient(false);
+    for (n, (ok, out)) in outcomes.iter().enumerate() {
+        assert!(!ok, "restart-{}: admitted while B restarted: {out}", n + 1);
+        assert!(out.contains("denied the request"), "restart-{}: denied by a decision: {out}", n + 1);
+    }
+    let mut first_decision = String::new();
+    wait_until("the restarted B's records of the reviews it was sent", Duration::from_secs(30), || {
+        let records: Vec<Value> = restarted
+            .audit()
+            .into_iter()
+            .filter(|r| r["kind"] == "Pod" && r["name"].as_str().is_some_and(|n| n.starts_with("restart-")))
+            .collect();
+        // When the first of them reached B (a record's `time` is taken as
+        // its decision begins).
+        first_decision = records.iter().filter_map(|r| r["time"].as_str()).min().unwrap_or_default().to_string();
+        records.len() == 3 && records.iter().all(|r| r["allowed"] == false)
+    });
+    let log = std::fs::read_to_string(&restarted.log).unwrap();
+    let at = |word: &str| log.lines().position(|l| l.contains(word)).unwrap_or_else(|| panic!("{word:?} in {log}"));
+    assert!(at("\"policy loaded\"") < at("\"addr\""), "B listens only once its policy is loaded");
+    let logged_at = |word: &str| {
+        let line = log.lines().nth(at(word)).unwrap();
+        serde_json::from_str::<Value>(line).unwrap()["timestamp"].as_str().unwrap().to_string()
+    };
+    eprintln!(
+        "--- replicas: restarted B listening at {}, namespace cache ready at {}, the first held review reached it at {first_decision}; {:?} from its start to the last of them decided ---",
+        logged_at("\"addr\""),
+        logged_at("namespace cache ready"),
+        restart_started.elapsed()
+    );
+
+    // Failover: the Lease holder (A) is killed; B takes the Lease once it has
+    // expired and passes, and never passed while A held it. The grant A
+    // minted is honoured by B alone meanwhile.
+    assert_eq!(passes_counted(&restarted), 0.0, "B passes only once it holds the Lease");
+    assert!(passes_counted(&portcullis) >= 1.0, "A, the holder, passes");
+    let age = |m: &str| metric(m, "portcullis_violation_age_seconds{tier=\"production\"}");
+    let age_at_a = age(&metrics_of(&portcullis.metrics_addr));
+    proxy.route(Some(1));
+    kill(&mut portcullis.child);
+    let killed = (Instant::now(), chrono::Utc::now());
+    let held = lease();
+    assert_eq!(held["holderIdentity"], "portcullis-a");
+    let expires = chrono::DateTime::parse_from_rfc3339(held["renewTime"].as_str().unwrap()).unwrap().to_utc()
+        + chrono::Duration::seconds(held["leaseDurationSeconds"].as_i64().unwrap());
+    cp.kubectl(&["scale", "deployment", "shared-grant", "-n", "prod", "--replicas=1"]);
+    let mut carried = Value::Null;
+    wait_until("B to admit a Pod of shared-grant through A's grant", Duration::from_secs(60), || {
+        carried = restarted
+            .audit()
+            .into_iter()
+            .find(|r| r["kind"] == "Pod" && r["breakGlass"]["carried"]["grantedOn"] == "Deployment/shared-grant")
+            .unwrap_or(Value::Null);
+        !carried.is_null()
+    });
+    assert_eq!(carried["allowed"], true, "{carried}");
+    assert_eq!(carried["breakGlass"]["user"], "alice", "{carried}");
+    assert_eq!(
+        carried["breakGlass"]["carried"]["presentedBy"], "system:serviceaccount:kube-system:replicaset-controller",
+        "{carried}"
+    );
+    wait_until("B to take the Lease and pass", Duration::from_secs(60), || passes_counted(&restarted) >= 1.0);
+    let failover = killed.0.elapsed();
+    // Each replica remembers on its own since when a violation lasts: the
+    // new holder counts from its first pass (printed, for the record).
+    eprintln!(
+        "--- replicas: the oldest violation in production: {age_at_a}s by A before it was killed, {}s by B after it took over ---",
+        age(&metrics_of(&restarted.metrics_addr))
+    );
+    let taken = lease();
+    assert_eq!(taken["holderIdentity"], "portcullis-b", "{taken}");
+    assert_eq!(taken["leaseTransitions"].as_i64(), held["leaseTransitions"].as_i64().map(|t| t + 1), "{taken}");
+    // Never two passes at once: A's all ended before it was killed, B's
+    // first began after A's Lease expired.
+    let passes = |p: &Portcullis| -> Vec<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)> {
+        p.log_lines("re-evaluation pass")
+            .lines()
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).unwrap();
+                let end = chrono::DateTime::parse_from_rfc3339(v["timestamp"].as_str().unwrap()).unwrap().to_utc();
+                (end - chrono::Duration::milliseconds(v["fields"]["ms"].as_i64().unwrap() + 1), end)
+            })
+            .collect()
+    };
+    let (by_a, by_b) = (passes(&portcullis), passes(&restarted));
+    assert!(!by_a.is_empty() && by_a.iter().all(|(_, end)| *end <= killed.1), "{by_a:?}");
+    for (a, b) in by_a.iter().flat_map(|a| by_b.iter().map(move |b| (a, b))) {
+        assert!(a.1 < b.0 || b.1 < a.0, "A's pass {a:?} and B's pass {b:?} overlap");
+    }
+    assert!(
+        !by_b.is_empty() && by_b.iter().all(|(start, _)| *start > expires),
+        "B passed before A's Lease expired at {expires}: {by_b:?}"
+    );
+    // Within the Lease's duration (A renewed it at most 10 s before it was
+    // killed), one look by B (every 10 s, in whole seconds) and one look at
+    // the lead by its loop (1 s): at most 42 s, here with 3 s to spare.
+    let lasts = held["leaseDurationSeconds"].as_u64().unwrap();
+    let bound = Duration::from_secs(lasts + 10 + 1 + 1 + 3);
+    assert!(failover < bound, "failover took {failover:?}, more than {bound:?}");
+    let decisions = |p: &Portcullis| p.audit().iter().filter(|r| r["allowed"].is_boolean()).count();
+    eprintln!(
+        "--- replicas: failover {failover:?} (the Lease expired {:.1}s after A was killed); decisions: A {}, B {} (+{} after its restart); connections through the proxy {:?}; {:?} for the replicas part ---",
+        (expires - killed.1).num_milliseconds() as f64 / 1000.0,
+        decisions(&portcullis),
+        decisions(&b),
+        decisions(&restarted),
+        proxy.connections(),
+        replicas_started.elapsed()
+    );
+    kill(&mut restarted.child);
+
     // With Portcullis down, enforcing tiers fail closed and lenient ones fail open.
     kill(&mut portcullis.child);
     let (ok, out) = cp.apply(&pod("prod", "while-down", &clean_tag));
@@ -1454,7 +1994,15 @@ fn portcullis_behind_a_real_api_server() {
     let second_dir = work.path().join("second");
     std::fs::create_dir_all(&second_dir).unwrap();
     let second_started = Instant::now();
-    let second = Portcullis::start(&bin, &second_dir, &sa, &policy, &tls, &[]);
+    let second = Portcullis::start(
+        &bin,
+        &second_dir,
+        &sa,
+        &policy,
+        &tls,
+        &[],
+        Replica { pod: "portcullis-c", listen: "127.0.0.1:0" },
+    );
     let passes = || {
         let m = rt.block_on(async {
             let ca = reqwest::Certificate::from_pem(tls.ca_pem.as_bytes()).unwrap();
