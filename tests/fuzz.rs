@@ -121,6 +121,25 @@ fn admission_reviews() {
     });
 }
 
+/// Image manifests and configs, as the base image rule reads them: no
+/// panic, and a base name is never longer than the bound.
+#[test]
+fn base_image_annotations() {
+    let seeds: Vec<Vec<u8>> = [
+        r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","annotations":{"org.opencontainers.image.base.name":"docker.io/library/alpine:3.20","org.opencontainers.image.base.digest":"sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"}}"#,
+        r#"{"created":"2026-11-01T10:00:00.5Z","architecture":"amd64","os":"linux"}"#,
+    ]
+    .iter()
+    .map(|s| s.as_bytes().to_vec())
+    .collect();
+    fuzz("base image annotations", seeds, |b| {
+        if let Some(a) = portcullis::evidence::base::annotated(b) {
+            assert!(a.name.len() <= 512, "{}", a.name.len());
+        }
+        let _ = portcullis::evidence::base::created(b);
+    });
+}
+
 #[test]
 fn image_references() {
     let seeds: Vec<Vec<u8>> = [

@@ -99,6 +99,7 @@ impl Source for Files {
                 found: self.found.iter().enumerate().map(|(i, found)| read(i, found.clone())).collect(),
                 unread: Unread::default(),
                 platforms: None,
+                base: None,
             })
         })
     }

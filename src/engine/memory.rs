@@ -23,6 +23,9 @@ pub struct Memory {
     tags: Mutex<HashMap<String, Digest>>,
     attestations: Mutex<HashMap<Digest, Vec<Signed>>>,
     errors: Mutex<HashMap<String, LookupError>>,
+    /// The base each digest's manifest names, and each digest's config time.
+    bases: Mutex<HashMap<Digest, crate::evidence::base::Annotated>>,
+    created: Mutex<HashMap<Digest, chrono::DateTime<chrono::Utc>>>,
     /// Logins refused, by their cache scope (`""` for Portcullis' own).
     refused: Mutex<Vec<String>>,
     resolves: AtomicU64,
@@ -44,6 +47,17 @@ impl Memory {
     /// `signed` is attached to `digest`.
     pub fn attest(&self, digest: &Digest, signed: Signed) {
         self.attestations.lock().unwrap().entry(digest.clone()).or_default().push(signed);
+    }
+
+    /// `digest`'s manifest names `base` (`name`, built on `on`).
+    pub fn base(&self, digest: &Digest, name: &str, on: &Digest) {
+        let a = crate::evidence::base::Annotated { name: name.to_string(), digest: Ok(on.clone()) };
+        self.bases.lock().unwrap().insert(digest.clone(), a);
+    }
+
+    /// `digest`'s config says it was created at `at`.
+    pub fn created_at(&self, digest: &Digest, at: chrono::DateTime<chrono::Utc>) {
+        self.created.lock().unwrap().insert(digest.clone(), at);
     }
 
     /// Every lookup of `reference` (as written), or of a digest's
@@ -146,7 +160,20 @@ impl Source for Memory {
                 found: signed.into_iter().enumerate().map(|(i, s)| read(i, (Digest::of(s.bytes()), s))).collect(),
                 unread: Unread::default(),
                 platforms: None,
+                base: self.bases.lock().unwrap().get(digest).cloned(),
             })
+        })
+    }
+
+    fn created<'a>(
+        &'a self,
+        image: &'a ImageRef,
+        auth: &'a Auth,
+        digest: &'a Digest,
+    ) -> BoxFuture<'a, Result<Option<chrono::DateTime<chrono::Utc>>, LookupError>> {
+        Box::pin(async move {
+            self.login(image, auth)?;
+            Ok(self.created.lock().unwrap().get(digest).copied())
         })
     }
 

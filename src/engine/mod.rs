@@ -54,7 +54,8 @@ impl Default for EngineConfig {
     }
 }
 
-/// (image name, digest, trust fingerprint, auth scope, predicate types kept whole).
+/// (image name, digest, trust fingerprint, auth scope, predicate types kept
+/// whole and whether the base image is looked up).
 type EvidenceKey = (String, Digest, String, String, String);
 type Gathered = Result<Arc<ImageEvidence>, LookupError>;
 /// (reference, auth scope).
@@ -128,6 +129,9 @@ pub struct Engine {
     source: Arc<dyn Source>,
     tags: Cache<TagKey, Resolved>,
     evidence: Cache<EvidenceKey, Gathered>,
+    /// When each base image digest was first seen as what its name points
+    /// to (a fact no config can forge; see [`crate::evidence::base::Current`]).
+    first_seen: Cache<Digest, DateTime<Utc>>,
     metrics: Arc<Metrics>,
 }
 
@@ -149,6 +153,7 @@ impl Engine {
                 .max_capacity(cfg.cache_capacity)
                 .expire_after(Expiry { positive: cfg.evidence_ttl, negative: cfg.negative_ttl, error: cfg.error_ttl })
                 .build(),
+            first_seen: Cache::builder().max_capacity(cfg.cache_capacity).build(),
             metrics,
         })
     }
@@ -256,6 +261,10 @@ impl Engine {
                     }
                     _ => vec![],
                 };
+                let base = match found.base {
+                    Some(a) if policy.base_images => Some(me.base_now(&img, &auth, a).await),
+                    _ => None,
+                };
                 let mut ev = ImageEvidence {
                     digest,
                     location: found.location,
@@ -264,6 +273,7 @@ impl Engine {
                     index: found.platforms.is_some(),
                     entries: vec![],
                     platforms: vec![],
+                    base,
                 };
                 // Every entry with something to run, whatever its platform:
                 // which ones a tier judges is the policy's to say.
@@ -283,6 +293,39 @@ impl Engine {
             .await;
         self.metrics.cache("evidence", !entry.is_fresh());
         entry.into_value()
+    }
+
+    /// What the base `a` an image of `image`'s repository names is now: its
+    /// name's tag resolved (through the tag cache), and for a digest other
+    /// than the one built on, its config's `created` and when it was first
+    /// seen. The image's own login serves a base in the same registry;
+    /// Portcullis' own credentials any other (a pull secret is the image's,
+    /// not its base's). A base that cannot be resolved is unknown, never an
+    /// error of the image's lookup.
+    async fn base_now(
+        self: &Arc<Self>,
+        image: &ImageRef,
+        auth: &Auth,
+        a: crate::evidence::base::Annotated,
+    ) -> crate::evidence::base::BaseImage {
+        use crate::evidence::base::{BaseImage, Current};
+        let now = async {
+            let mut base =
+                ImageRef::parse(&a.name).map_err(|e| format!("the base name {:?} is not a reference: {e}", a.name))?;
+            // `alpine:3.20@sha256:…`: what is asked is where the tag is now.
+            if base.tag.is_some() {
+                base.digest = None;
+            }
+            let auth = if base.registry == image.registry { auth.clone() } else { Auth::Own };
+            let digest = self.resolve_as(&base, &auth).await.map_err(|e| e.to_string())?;
+            let first_seen = self.first_seen.get_with(digest.clone(), async { Utc::now() }).await;
+            let created = match &a.digest {
+                Ok(on) if *on == digest => None,
+                _ => self.source.created(&base, &auth, &digest).await.ok().flatten(),
+            };
+            Ok(Current { digest, created, first_seen })
+        };
+        BaseImage { now: now.await, name: a.name, built_on: a.digest }
     }
 
     /// The digest `image` names: its own, or its tag's now (cached for the
@@ -380,7 +423,12 @@ impl Engine {
 /// Where the evidence of `image`'s `digest`, verified under `policy`'s trust
 /// with `auth`, is cached: the lookup and the warm path must agree on it.
 fn evidence_key(image: &ImageRef, digest: Digest, policy: &Policy, auth: &Auth) -> EvidenceKey {
-    (image.name(), digest, policy.trust.fingerprint().to_string(), auth.scope(), policy.conditioned.join("\n"))
+    let mut kept = policy.conditioned.join("\n");
+    if policy.base_images {
+        // Evidence gathered for a policy that judges base images holds the base.
+        kept.push_str("\n#base");
+    }
+    (image.name(), digest, policy.trust.fingerprint().to_string(), auth.scope(), kept)
 }
 
 /// Where the digest of `image`'s tag, resolved with `auth`, is cached.

@@ -41,6 +41,17 @@ pub trait Source: Send + Sync + 'static {
         listed: &'a [PlatformManifest],
     ) -> BoxFuture<'a, Result<Vec<Entry>, LookupError>>;
 
+    /// When the image `digest` names was built (its config's `created`),
+    /// when the source can tell: asked for a base image that has moved on.
+    fn created<'a>(
+        &'a self,
+        _image: &'a ImageRef,
+        _auth: &'a Auth,
+        _digest: &'a Digest,
+    ) -> BoxFuture<'a, Result<Option<chrono::DateTime<chrono::Utc>>, LookupError>> {
+        Box::pin(async { Ok(None) })
+    }
+
     /// Requests sent so far (HTTP requests, for a registry).
     fn requests(&self) -> u64 {
         0
@@ -70,6 +81,15 @@ impl Source for Registry {
         listed: &'a [PlatformManifest],
     ) -> BoxFuture<'a, Result<Vec<Entry>, LookupError>> {
         Box::pin(async move { Ok(Registry::index_entries(self, image, auth, index, listed).await?) })
+    }
+
+    fn created<'a>(
+        &'a self,
+        image: &'a ImageRef,
+        auth: &'a Auth,
+        digest: &'a Digest,
+    ) -> BoxFuture<'a, Result<Option<chrono::DateTime<chrono::Utc>>, LookupError>> {
+        Box::pin(async move { Ok(Registry::created(self, image, auth, digest).await?) })
     }
 
     fn requests(&self) -> u64 {

@@ -113,3 +113,66 @@ async fn the_deadline_answers_and_the_lookup_goes_on_to_fill_the_cache() {
     assert_eq!(retry[0].error, None);
     assert_eq!((memory.resolves(), memory.lookups()), (1, 1));
 }
+
+/// A policy whose tier `t` judges base images.
+fn base_policy() -> Arc<Policy> {
+    let y = "apiVersion: portcullis.dev/v1alpha1\nkind: PromotionPolicy\nspec:\n  signers: {}\n  tiers:\n    t:\n      baseImage: {maxBehind: 14d}\n";
+    Arc::new(Policy::from_yaml(y, "base").unwrap())
+}
+
+#[tokio::test]
+async fn the_base_an_image_names_is_resolved_only_for_a_policy_that_judges_it() {
+    let (memory, engine, default_policy, image) = setup(config(LONG, LONG));
+    let (built_on, moved) = (Digest::of(b"alpine 3.20 old"), Digest::of(b"alpine 3.20 new"));
+    memory.base(&Digest::of(b"app v1"), "r.example/library/alpine:3.20", &built_on);
+    memory.tag("r.example/library/alpine:3.20", &moved);
+    let made: chrono::DateTime<Utc> = "2026-01-02T03:04:05Z".parse().unwrap();
+    memory.created_at(&moved, made);
+
+    // The default policy judges no base: nothing is resolved for it.
+    let ev = engine.gather(&image, &default_policy, &Keychain::default()).await.unwrap();
+    assert!(ev.base.is_none());
+    assert_eq!(memory.resolves(), 1, "only the image's own tag");
+
+    let policy = base_policy();
+    let before = Utc::now();
+    let ev = engine.gather(&image, &policy, &Keychain::default()).await.unwrap();
+    let base = ev.base.as_ref().expect("the base, for a policy that judges it");
+    assert_eq!(base.name, "r.example/library/alpine:3.20");
+    assert_eq!(base.built_on.as_ref().unwrap(), &built_on);
+    let now = base.now.as_ref().unwrap();
+    assert_eq!(now.digest, moved);
+    assert_eq!(now.created, Some(made));
+    assert!(now.first_seen >= before && now.first_seen <= Utc::now());
+    assert_eq!(now.since(), made);
+    assert_eq!(memory.resolves(), 2, "the base's tag, once");
+
+    // Another image on the same base: the first sight is remembered, the
+    // tag resolution shared.
+    let other = Digest::of(b"worker v1");
+    memory.tag("r.example/worker:v1", &other);
+    memory.base(&other, "r.example/library/alpine:3.20", &moved);
+    let worker = ImageRef::parse("r.example/worker:v1").unwrap();
+    let ev2 = engine.gather(&worker, &policy, &Keychain::default()).await.unwrap();
+    let now2 = ev2.base.as_ref().unwrap().now.as_ref().unwrap();
+    assert_eq!(now2.first_seen, now.first_seen);
+    assert_eq!(now2.created, None, "built on the current base: its time is not read");
+    assert_eq!(memory.resolves(), 3, "the worker's tag; the base's came from the cache");
+}
+
+#[tokio::test]
+async fn a_base_that_cannot_be_resolved_is_unknown_not_an_error_of_the_image() {
+    let (memory, engine, _, image) = setup(config(LONG, LONG));
+    memory.base(&Digest::of(b"app v1"), "r.example/library/gone:1", &Digest::of(b"gone"));
+    memory.fail("r.example/library/gone:1", LookupError::Source("manifest unknown".into()));
+    let ev = engine.gather(&image, &base_policy(), &Keychain::default()).await.unwrap();
+    let why = ev.base.as_ref().unwrap().now.as_ref().unwrap_err();
+    assert!(why.contains("manifest unknown"), "{why}");
+
+    memory.base(&Digest::of(b"app v1"), "not a reference!", &Digest::of(b"gone"));
+    // A new engine: the first answer is cached in the old one.
+    let engine = Engine::with_source(memory.clone() as Arc<dyn Source>, &config(LONG, LONG), Arc::new(Metrics::new()));
+    let ev = engine.gather(&image, &base_policy(), &Keychain::default()).await.unwrap();
+    let why = ev.base.as_ref().unwrap().now.as_ref().unwrap_err();
+    assert!(why.contains("is not a reference"), "{why}");
+}

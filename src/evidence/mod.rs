@@ -11,6 +11,7 @@ use crate::attest::VerifiedStatement;
 pub use formats::{parse_report, scanner_report, ReportError, UNDERSTOOD};
 pub use lookup::LookupError;
 
+pub mod base;
 pub(crate) mod bounded;
 mod cosign;
 pub(crate) mod cyclonedx;
@@ -464,6 +465,9 @@ pub struct ImageEvidence {
     /// For an index without attestations of its own: the evidence of each
     /// entry with something to run (or why it could not be gathered).
     pub platforms: Vec<PlatformEvidence>,
+    /// The base image its manifest names, and what that base is now: only
+    /// looked up when a tier of the policy judges base images (`baseImage`).
+    pub base: Option<base::BaseImage>,
 }
 
 /// The evidence of one entry of an index.
@@ -591,6 +595,7 @@ impl ImageEvidence {
             index: false,
             entries: vec![],
             platforms: vec![],
+            base: None,
         }
     }
 

@@ -197,6 +197,8 @@ pub struct Attestations<T> {
     /// as it lists them (their content not read yet: see
     /// [`Registry::index_entries`]). None for a single manifest.
     pub platforms: Option<Vec<PlatformManifest>>,
+    /// The base image the digest's own manifest names in its annotations.
+    pub base: Option<crate::evidence::base::Annotated>,
 }
 
 /// What is done with each attestation as it is read, off the async workers,
@@ -549,7 +551,7 @@ impl Registry {
                 self.referrers(image, auth, digest),
                 self.platforms(image, auth, digest)
             );
-            let (legacy, referrers, platforms) = (legacy?, referrers?, platforms?);
+            let (legacy, referrers, (platforms, base)) = (legacy?, referrers?, platforms?);
             let hints = |l: &Listing| l.items.iter().map(|(_, listed)| listed.clone()).collect::<Vec<_>>();
             let (order, past_count) = plan::plan(&hints(&legacy), &hints(&referrers), self.limits.attestation_layers);
             let mut budget = plan::Budget::new(
@@ -611,6 +613,7 @@ impl Registry {
                 found: found.into_iter().map(|(_, t)| t).collect(),
                 unread: budget.unread(),
                 platforms,
+                base,
             })
         })
         .await
@@ -621,28 +624,71 @@ impl Registry {
     /// any case; a field named twice is refused), at most
     /// [`MAX_INDEX_ENTRIES`]. Nothing is left out here: what each entry holds
     /// is read by [`Registry::index_entries`], when the index is judged by
-    /// its platforms.
+    /// its platforms. With them, the base image its annotations name.
     async fn platforms(
         &self,
         image: &ImageRef,
         auth: &Auth,
         digest: &Digest,
-    ) -> Result<Option<Vec<PlatformManifest>>, RegistryError> {
+    ) -> Result<(Option<Vec<PlatformManifest>>, Option<crate::evidence::base::Annotated>), RegistryError> {
         let what = image.pinned(digest);
         let Some(body) = self.manifest_by_digest(image, auth, digest, &what).await? else {
             return Err(RegistryError::NotFound { what });
         };
+        let base = crate::evidence::base::annotated(&body);
         let protocol = |why: String| RegistryError::Protocol { what: what.clone(), why };
         // An index is what has a `manifests` list (its mediaType is optional).
-        let Some(listed) = platform::read_index(&body, MAX_INDEX_ENTRIES).map_err(protocol)? else { return Ok(None) };
-        listed
+        let Some(listed) = platform::read_index(&body, MAX_INDEX_ENTRIES).map_err(protocol)? else {
+            return Ok((None, base));
+        };
+        let listed = listed
             .into_iter()
             .map(|l| {
                 let digest = Digest::parse(&l.digest).map_err(|e| protocol(e.to_string()))?;
                 Ok(PlatformManifest { platform: l.platform, written: l.written, digest })
             })
-            .collect::<Result<Vec<_>, _>>()
-            .map(Some)
+            .collect::<Result<Vec<_>, RegistryError>>()?;
+        Ok((Some(listed), base))
+    }
+
+    /// When the image `digest` names was built: its config's `created`
+    /// (for an index, that of its first image entry), read bounded to
+    /// [`Limits::manifest_bytes`]; None when it has none or it cannot be
+    /// read. Used for a base image that has moved on.
+    pub async fn created(
+        &self,
+        image: &ImageRef,
+        auth: &Auth,
+        digest: &Digest,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, RegistryError> {
+        self.bounded(image, async {
+            let _turn = self.turn(image).await?;
+            let what = image.pinned(digest);
+            let Some(mut body) = self.manifest_by_digest(image, auth, digest, &what).await? else {
+                return Err(RegistryError::NotFound { what });
+            };
+            if let Some(listed) = platform::read_index(&body, MAX_INDEX_ENTRIES)
+                .map_err(|why| RegistryError::Protocol { what: what.clone(), why })?
+            {
+                let Some(first) = listed.iter().find_map(|l| Digest::parse(&l.digest).ok()) else { return Ok(None) };
+                let entry = format!("index entry {}", first.short());
+                match self.manifest_by_digest(image, auth, &first, &entry).await? {
+                    Some(b) => body = b,
+                    None => return Ok(None),
+                }
+            }
+            let Ok(platform::Manifest::Image { config: Some((config, size)), .. }) = platform::read_manifest(&body)
+            else {
+                return Ok(None);
+            };
+            let Ok(config) = Digest::parse(&config) else { return Ok(None) };
+            if size < 0 || size as u64 > self.limits.manifest_bytes as u64 {
+                return Ok(None);
+            }
+            let blob = self.blob(image, auth, &config, size as u64).await?;
+            Ok(crate::evidence::base::created(&blob.bytes))
+        })
+        .await
     }
 
     /// What each entry of an index holds, read from its content (bounded,
