@@ -157,6 +157,7 @@ async fn one_decision_every_format_read_back_by_its_consumer() {
         (&crit_img, "production scan", "failure", "2 critical vulnerabilities exceed the limit 0"),
         (&crit_img, "production tests", "success", ""),
         (&crit_img, "production provenance", "skipped", "does not check provenance"),
+        (&crit_img, "production base-image", "skipped", "does not check base-image"),
         (&crit_img, "production signers", "success", ""),
         (&crit_img, "production freshness", "success", ""),
         (&clean_img, "production scan", "success", ""),
@@ -178,7 +179,7 @@ async fn one_decision_every_format_read_back_by_its_consumer() {
     let junit_parser::TestStatus::Failure(f) = &failure.status else { unreachable!() };
     assert!(f.text.contains("To fix:\n- upgrade openssl to 3.0.13"), "{}", f.text);
     assert_eq!(suite(&crit_img).failures, 1);
-    assert_eq!(suite(&crit_img).cases.len(), 8);
+    assert_eq!(suite(&crit_img).cases.len(), 9);
 
     // GitHub: an ::error per problem of the denied image, nothing for the clean one; the summary appended.
     let commands = read(Path::new(&github));
@@ -188,8 +189,8 @@ async fn one_decision_every_format_read_back_by_its_consumer() {
     assert!(lines[0].contains("2 critical vulnerabilities exceed the limit 0"), "{commands}");
     let summary = read(Path::new(&markdown));
     assert!(summary.starts_with("## Portcullis: denied (production)"), "{summary}");
-    assert!(summary.contains("| production | ❌ denied | ✅ | ❌ | ✅ | – | – | – | ✅ | ✅ |"), "{summary}");
-    assert!(summary.contains("| production | ✅ admitted | ✅ | ✅ | ✅ | – | – | – | ✅ | ✅ |"), "{summary}");
+    assert!(summary.contains("| production | ❌ denied | ✅ | ❌ | ✅ | – | – | – | – | ✅ | ✅ |"), "{summary}");
+    assert!(summary.contains("| production | ✅ admitted | ✅ | ✅ | ✅ | – | – | – | – | ✅ | ✅ |"), "{summary}");
     assert_eq!(read(Path::new(&step_summary)), format!("earlier step\n{summary}"));
 
     // GitLab code quality: the fields GitLab reads, a fingerprint each, unique.
@@ -307,7 +308,7 @@ async fn several_tiers_in_one_run() {
     assert_eq!((&tiers[1]["tier"], &tiers[1]["allowed"]), (&Value::from("production"), &Value::from(false)));
     let suites = junit_parser::from_reader(std::io::BufReader::new(std::fs::File::open(&junit).unwrap())).unwrap();
     let suite = &suites.suites[0];
-    assert_eq!(suite.cases.len(), 16);
+    assert_eq!(suite.cases.len(), 18);
     let case = |name: &str| suite.cases.iter().find(|c| c.original_name == name).unwrap();
     // Admitted in warn mode: it passes, and says what would deny it.
     let dev = case("development scan");

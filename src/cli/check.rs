@@ -107,6 +107,9 @@ fn requires(policy: &portcullis::policy::Policy, tier: &str) -> Vec<EvidenceKind
     if spec.licenses.is_some() {
         kinds.push(EvidenceKind::Licenses);
     }
+    if spec.base_image.is_some() {
+        kinds.push(EvidenceKind::BaseImage);
+    }
     kinds
 }
 

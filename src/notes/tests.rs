@@ -109,6 +109,7 @@ fn evidence(seed: &str, outcomes: Vec<Outcome>) -> ImageEvidence {
         index: false,
         entries: vec![],
         platforms: vec![],
+        base: None,
     }
 }
 

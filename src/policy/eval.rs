@@ -40,6 +40,9 @@ pub enum Reason {
     Licenses,
     /// A multi-arch image none of whose platforms the tier judges.
     Platforms,
+    /// Built on a base image that has moved on for longer than the tier
+    /// allows, or whose base is not known (`baseImage`).
+    BaseImage,
 }
 
 impl Reason {
@@ -57,6 +60,7 @@ impl Reason {
             Reason::Conditions => "conditions",
             Reason::Licenses => "licenses",
             Reason::Platforms => "platforms",
+            Reason::BaseImage => "base_image",
         }
     }
 }
@@ -73,6 +77,8 @@ pub enum EvidenceKind {
     Vex,
     /// An SBOM whose packages' licences a tier judges.
     Licenses,
+    /// The base image the image's manifest names, and where its tag is now.
+    BaseImage,
 }
 
 impl EvidenceKind {
@@ -84,6 +90,7 @@ impl EvidenceKind {
             EvidenceKind::Attestation => "attestation",
             EvidenceKind::Vex => "vex",
             EvidenceKind::Licenses => "licenses",
+            EvidenceKind::BaseImage => "baseImage",
         }
     }
 }
@@ -163,6 +170,12 @@ pub struct Verdict {
     /// the document's digest.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub vex_suppressed: Vec<crate::evidence::vex::Suppressed>,
+    /// The base image judged, when the tier judges base images
+    /// (`baseImage`): the name, the digest built on, the digest its name
+    /// points to now, since when, and the status. For an index judged by
+    /// its platforms, its worst platform's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base_image: Option<super::rules::base_image::BaseImageStatus>,
     /// Each problem with what it concerns, in the order of `problems`, for
     /// outputs that file problems by check (JUnit's testcases, SARIF's
     /// rules). Not serialised: the outputs keep their fields.
@@ -331,6 +344,11 @@ impl Verdict {
         if self.error.is_none() {
             self.error = pv.error.map(|e| format!("{label}: {e}"));
         }
+        if let Some(b) = pv.base_image {
+            if self.base_image.as_ref().is_none_or(|mine| mine.status < b.status) {
+                self.base_image = Some(b);
+            }
+        }
     }
 
     /// Cites an attestation the verdict rests on.
@@ -426,6 +444,13 @@ pub fn evaluate_with_vex(
             for f in &mut v.failures[before..] {
                 f.kind = Some(rule.kind());
             }
+        }
+    }
+    if let Some(rule) = &tier.base_image {
+        let before = v.failures.len();
+        rules::base_image::judge(rule, tier_name, image, ev, now, &mut v);
+        for f in &mut v.failures[before..] {
+            f.kind = Some(EvidenceKind::BaseImage);
         }
     }
     v.admitted = v.problems.is_empty() || tier.mode == Mode::Warn;
@@ -764,12 +789,16 @@ pub(super) mod tests {
             index: false,
             entries: vec![],
             platforms: vec![],
+            base: None,
         }
     }
 
     /// A multi-arch image: an index with `own` attestations and these
     /// platforms (each an image).
-    fn index(own: Vec<Outcome>, platforms: Vec<(&str, Result<Vec<Outcome>, &str>)>) -> ImageEvidence {
+    pub(in crate::policy) fn index(
+        own: Vec<Outcome>,
+        platforms: Vec<(&str, Result<Vec<Outcome>, &str>)>,
+    ) -> ImageEvidence {
         let entries = platforms.into_iter().map(|(p, e)| (p, crate::platform::Content::Image, e)).collect();
         index_of(own, entries)
     }

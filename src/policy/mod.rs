@@ -25,3 +25,4 @@ pub use eval::{
     evaluate, evaluate_with_vex, Cited, Counted, EvidenceKind, ExpiringException, Failure, Reason, Verdict,
 };
 pub use model::*;
+pub use rules::base_image::{BaseImageStatus, BaseState};

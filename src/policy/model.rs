@@ -161,6 +161,9 @@ pub struct TierSpec {
     /// The licences of the packages a signed SBOM lists.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub licenses: Option<LicenseRule>,
+    /// How far behind its base image's tag an image may be built.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_image: Option<BaseImageRule>,
     /// Which attestations judge a multi-arch image (an index). Empty (the
     /// default): the index's own if it has any, else those of every entry
     /// with something to run, each having to pass. `[index]`: only the
@@ -274,6 +277,31 @@ pub struct LicenseRule {
     /// not parse: `warn` (the default), `deny` or `allow`.
     #[serde(default)]
     pub unknown: UnknownLicense,
+}
+
+/// `baseImage`: the base an image's manifest names
+/// (`org.opencontainers.image.base.name` and `.base.digest`) may not have
+/// moved on to a newer digest for longer than `maxBehind`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BaseImageRule {
+    /// How long the base's tag may have pointed to a newer digest than the
+    /// one built on (`14d`).
+    pub max_behind: Duration,
+    /// An image whose base is not known (no annotations, a base that cannot
+    /// be resolved): `deny` (the default), `warn` or `allow`.
+    #[serde(default)]
+    pub on_unknown: OnUnknownBase,
+}
+
+/// What a `baseImage` rule does about an image whose base is not known.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnUnknownBase {
+    #[default]
+    Deny,
+    Warn,
+    Allow,
 }
 
 /// What a `licenses` rule does about a package of unknown licence.
@@ -484,6 +512,9 @@ pub struct Policy {
     /// The predicate types it sets conditions on, sorted: attestations of
     /// these are kept whole as evidence (the predicate and subjects).
     pub conditioned: Vec<String>,
+    /// A tier judges base images: evidence lookups then resolve the base
+    /// an image names.
+    pub base_images: bool,
 }
 
 /// The name of a tier a policy defines, checked once where the tier is
@@ -717,8 +748,9 @@ impl Policy {
             }
         }
         conditioned.sort();
+        let base_images = file.spec.tiers.values().any(|t| t.base_image.is_some());
         let digest = crate::image::Digest::of(text.as_bytes());
-        Ok(Policy { file, digest, trust, root_files, vex, patterns, conditioned })
+        Ok(Policy { file, digest, trust, root_files, vex, patterns, conditioned, base_images })
     }
 
     pub fn tier(&self, name: &str) -> Option<&TierSpec> {

@@ -258,18 +258,21 @@ pub(crate) enum Check {
     Attestations,
     /// The licences of the packages an SBOM lists.
     Licenses,
+    /// The base image the image is built on (`baseImage`).
+    BaseImage,
     Signers,
     Freshness,
 }
 
 impl Check {
-    pub(crate) const ALL: [Check; 8] = [
+    pub(crate) const ALL: [Check; 9] = [
         Check::Image,
         Check::Scan,
         Check::Tests,
         Check::Provenance,
         Check::Attestations,
         Check::Licenses,
+        Check::BaseImage,
         Check::Signers,
         Check::Freshness,
     ];
@@ -282,6 +285,7 @@ impl Check {
             Check::Provenance => "provenance",
             Check::Attestations => "attestations",
             Check::Licenses => "licenses",
+            Check::BaseImage => "base-image",
             Check::Signers => "signers",
             Check::Freshness => "freshness",
         }
@@ -296,6 +300,7 @@ impl Check {
             EvidenceKind::Provenance => Check::Provenance,
             EvidenceKind::Attestation => Check::Attestations,
             EvidenceKind::Licenses => Check::Licenses,
+            EvidenceKind::BaseImage => Check::BaseImage,
         }
     }
 
@@ -313,6 +318,7 @@ impl Check {
             (Reason::Tests, None) => vec![Check::Tests],
             (Reason::Provenance, None) => vec![Check::Provenance],
             (Reason::Licenses, None) => vec![Check::Licenses],
+            (Reason::BaseImage, None) => vec![Check::BaseImage],
             _ => vec![Check::Image],
         }
     }
@@ -321,12 +327,14 @@ impl Check {
     pub(crate) fn made(self, requires: &[EvidenceKind]) -> bool {
         match self {
             Check::Image => true,
-            Check::Signers | Check::Freshness => !requires.is_empty(),
+            // Attested evidence; the base image is read from the manifest.
+            Check::Signers | Check::Freshness => requires.iter().any(|k| *k != EvidenceKind::BaseImage),
             Check::Scan => requires.contains(&EvidenceKind::Vulnerabilities),
             Check::Tests => requires.contains(&EvidenceKind::Tests),
             Check::Provenance => requires.contains(&EvidenceKind::Provenance),
             Check::Attestations => requires.contains(&EvidenceKind::Attestation),
             Check::Licenses => requires.contains(&EvidenceKind::Licenses),
+            Check::BaseImage => requires.contains(&EvidenceKind::BaseImage),
         }
     }
 }

@@ -152,6 +152,7 @@ fn kind_word(kind: Option<EvidenceKind>) -> &'static str {
         Some(EvidenceKind::Provenance) => "provenance",
         Some(EvidenceKind::Vex) => "vex",
         Some(EvidenceKind::Licenses) => "licenses",
+        Some(EvidenceKind::BaseImage) => "base-image",
         Some(EvidenceKind::Attestation) | None => "attestations",
     }
 }
@@ -214,6 +215,16 @@ fn failure_rule(f: &Failure) -> Rule {
                 "Replace or remove the packages named, or ask for a licence exception (spec.licenseExceptions: a purl \
                  pattern and the licence, with expires, reason and approvedBy); a package of unknown licence needs \
                  its licence stated in the SBOM."
+                    .into(),
+                6.0,
+            ),
+            (Reason::BaseImage, _) => (
+                "portcullis/base-image/behind".into(),
+                "BaseImageBehind",
+                "The image is built on a base image that has moved on for longer than the tier allows, or whose base is not known".into(),
+                "Rebuild the image on the current base (docker buildx build --pull), push and attest it; an image \
+                 whose base is not known needs the base annotations (org.opencontainers.image.base.name and \
+                 .base.digest), which buildah, podman and ko write, and docker buildx with --annotation."
                     .into(),
                 6.0,
             ),

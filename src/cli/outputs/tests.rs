@@ -106,11 +106,11 @@ fn the_summary_is_a_table_per_image_and_the_problems_inert() {
     assert!(md.starts_with("## Portcullis: denied (production)\n"), "{md}");
     assert!(
         md.contains(
-            "| tier | verdict | image | scan | tests | provenance | attestations | licenses | signers | freshness |"
+            "| tier | verdict | image | scan | tests | provenance | attestations | licenses | base-image | signers | freshness |"
         ),
         "{md}"
     );
-    assert!(md.contains("| production | ❌ denied | ✅ | ✅ | ❌ | – | – | – | ✅ | ✅ |"), "{md}");
+    assert!(md.contains("| production | ❌ denied | ✅ | ✅ | ❌ | – | – | – | – | ✅ | ✅ |"), "{md}");
     // The problem is one list item, its pipes escaped: no row of its own.
     assert!(md.contains("- **production**: 100% bad  ::error::forged, at a:b \\| x \\| y \\|\n"), "{md}");
     assert!(md.contains("  - to fix: fix the tests\n"), "{md}");

@@ -338,6 +338,7 @@ mod table {
             index: false,
             entries: vec![],
             platforms: vec![],
+            base: None,
         }
     }
 

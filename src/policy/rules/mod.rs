@@ -14,6 +14,7 @@ use crate::evidence::{Attestation, Claim, ImageEvidence, Outcome};
 use crate::image::ImageRef;
 
 mod attestation;
+pub(super) mod base_image;
 pub(super) mod licenses;
 mod provenance;
 mod tests;
