@@ -245,6 +245,7 @@ pub struct Metrics {
     catch_up: Mutex<()>,
     running: Family<TierStatusLabels, Gauge>,
     verified: Family<TierLabels, Gauge<f64, AtomicU64>>,
+    base_current: Family<TierLabels, Gauge<f64, AtomicU64>>,
     violation_age: Family<TierLabels, Gauge>,
     reevaluations: Family<ResultLabels, Counter>,
     reevaluation_duration: Histogram,
@@ -302,6 +303,7 @@ impl Metrics {
             catch_up: Mutex::default(),
             running: Family::default(),
             verified: Family::default(),
+            base_current: Family::default(),
             violation_age: Family::default(),
             reevaluations: Family::default(),
             reevaluation_duration: Histogram::new(REGISTRY_BUCKETS.iter().map(|b| b * 10.0)),
@@ -399,6 +401,11 @@ impl Metrics {
             "Share of the images running in a tier whose evidence verified (status neither unverified nor error), at the last re-evaluation",
             m.verified.clone(),
         );
+        m.registry.register(
+            "portcullis_running_base_image_current_ratio",
+            "Share of the images running in a tier whose base image is current (built on the digest its tag points to now), among those whose base is known, at the last re-evaluation; only for tiers that judge base images (baseImage)",
+            m.base_current.clone(),
+        );
         m.registry.register_with_unit(
             "portcullis_violation_age",
             "How long the oldest ongoing violation in a tier has lasted (since the re-evaluation that first saw it)",
@@ -429,7 +436,23 @@ impl Metrics {
     /// share verified per tier, and the oldest ongoing violation per tier
     /// (seconds); each family replaced whole.
     pub fn running(&self, counts: &[(String, String, i64)], verified: &[(String, f64)], oldest: &[(String, i64)]) {
+        self.running_with_bases(counts, verified, oldest, &[])
+    }
+
+    /// [`Metrics::running`], with the share of running images on a current
+    /// base image per tier that judges base images.
+    pub fn running_with_bases(
+        &self,
+        counts: &[(String, String, i64)],
+        verified: &[(String, f64)],
+        oldest: &[(String, i64)],
+        base_current: &[(String, f64)],
+    ) {
         let _one_at_a_time = self.running_lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.base_current.clear();
+        for (tier, ratio) in base_current {
+            self.base_current.get_or_create(&TierLabels { tier: s(tier) }).set(*ratio);
+        }
         self.running.clear();
         for (tier, status, n) in counts {
             self.running.get_or_create(&TierStatusLabels { tier: s(tier), status: s(status) }).set(*n);

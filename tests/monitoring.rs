@@ -77,10 +77,11 @@ fn rendered() -> String {
     m.promotion("production", 86400.0);
     m.audit_write_error();
     m.events_dropped();
-    m.running(
+    m.running_with_bases(
         &[("production".into(), "violating".into(), 2)],
         &[("production".into(), 0.5)],
         &[("production".into(), 3600)],
+        &[("production".into(), 0.75)],
     );
     m.reevaluation("success", 1.5);
     m.refresh(&policy, Utc::now());
@@ -121,6 +122,7 @@ fn metrics_are_exported_under_their_documented_names() {
         "portcullis_build_info",
         "portcullis_running_images",
         "portcullis_running_verified_ratio",
+        "portcullis_running_base_image_current_ratio",
         "portcullis_violation_age_seconds",
         "portcullis_reevaluations_total",
     ]
@@ -179,8 +181,12 @@ fn the_dashboard_shows_what_runs() {
                 .map(move |t| (title.clone(), t["expr"].as_str().unwrap_or_default().to_string()))
         })
         .collect();
-    for metric in ["portcullis_running_images", "portcullis_running_verified_ratio", "portcullis_violation_age_seconds"]
-    {
+    for metric in [
+        "portcullis_running_images",
+        "portcullis_running_verified_ratio",
+        "portcullis_violation_age_seconds",
+        "portcullis_running_base_image_current_ratio",
+    ] {
         assert!(exprs.iter().any(|(_, e)| e.contains(metric)), "no panel shows {metric}: {exprs:?}");
     }
     let ids: BTreeSet<u64> = dashboard["panels"].as_array().unwrap().iter().filter_map(|p| p["id"].as_u64()).collect();

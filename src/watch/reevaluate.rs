@@ -328,7 +328,11 @@ fn publish_metrics(st: &AppState, rows: &[Row], changes: &Changes, now: DateTime
     let verified: Vec<_> = verified.into_iter().map(|(t, (ok, all))| (t, ok as f64 / all.max(1) as f64)).collect();
     let oldest: Vec<_> =
         changes.failing_since.iter().map(|(t, since)| (t.clone(), (now - *since).num_seconds().max(0))).collect();
-    st.metrics.running(&counts, &verified, &oldest);
+    let bases: Vec<_> = crate::watch::report::base_images(rows)
+        .into_iter()
+        .map(|b| (b.tier, b.current as f64 / b.known.max(1) as f64))
+        .collect();
+    st.metrics.running_with_bases(&counts, &verified, &oldest, &bases);
 }
 
 #[cfg(test)]

@@ -197,7 +197,57 @@ pub fn table(rows: &[Row], all: bool) -> String {
         rows.len(),
         if all || failing == rows.len() { "" } else { " (--all lists the others)" }
     ));
+    for b in base_images(rows) {
+        out.push_str(&format!(
+            "tier {}: {} of {} running images on a current base image ({:.0}%){}\n",
+            b.tier,
+            b.current,
+            b.known,
+            100.0 * b.current as f64 / b.known.max(1) as f64,
+            if b.unknown > 0 { format!("; {} more of unknown base", b.unknown) } else { String::new() }
+        ));
+    }
     out
+}
+
+/// How the running images of a tier that judges base images stand against
+/// their bases.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BaseImages {
+    pub tier: String,
+    /// Built on the digest their base's tag points to now.
+    pub current: u64,
+    /// Whose base is known (named and resolved): `current` is a share of these.
+    pub known: u64,
+    /// Whose base is not known.
+    pub unknown: u64,
+}
+
+/// Per tier that judged a base image, how many running images are on a
+/// current one: the seed of `portcullis_running_base_image_current_ratio`.
+pub fn base_images(rows: &[Row]) -> Vec<BaseImages> {
+    use crate::policy::BaseState;
+    let mut by_tier: std::collections::BTreeMap<&str, BaseImages> = Default::default();
+    for r in rows {
+        let (Some(tier), Some(b)) = (r.tier.as_deref(), r.verdict.as_ref().and_then(|v| v.base_image.as_ref())) else {
+            continue;
+        };
+        let t = by_tier.entry(tier).or_insert_with(|| BaseImages {
+            tier: tier.to_string(),
+            current: 0,
+            known: 0,
+            unknown: 0,
+        });
+        match b.status {
+            BaseState::Unknown => t.unknown += 1,
+            BaseState::Current => {
+                t.current += 1;
+                t.known += 1
+            }
+            BaseState::Behind | BaseState::Outdated => t.known += 1,
+        }
+    }
+    by_tier.into_values().collect()
 }
 
 #[cfg(test)]
@@ -322,6 +372,53 @@ mod tests {
         let t = table(&rows, true);
         assert!(
             t.contains("    suppressed by VEX: CVE-1 in openssl 3.0.1: not_affected (vulnerable_code_not_in_execute_path), by Acme Security, signed by security\n"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn the_share_of_images_on_a_current_base_is_counted_per_tier() {
+        use crate::policy::{BaseImageStatus, BaseState};
+        let running = |w: &str| RunningImage {
+            namespace: "shop".into(),
+            workload: w.parse().unwrap(),
+            image: "r.example/app:1".into(),
+            digest: None,
+            pods: vec!["p".into()],
+            pull: Default::default(),
+        };
+        let on = |state: Option<BaseState>| {
+            let mut verdict = v(&[], &[], &[], None);
+            verdict.base_image = state.map(|status| BaseImageStatus {
+                name: "alpine:3.20".into(),
+                built_on: None,
+                current: None,
+                since: None,
+                status,
+            });
+            verdict
+        };
+        let rows = vec![
+            Row::judged(running("Deployment/a"), "production".into(), on(Some(BaseState::Current))),
+            Row::judged(running("Deployment/b"), "production".into(), on(Some(BaseState::Current))),
+            Row::judged(running("Deployment/c"), "production".into(), on(Some(BaseState::Behind))),
+            Row::judged(running("Deployment/d"), "production".into(), on(Some(BaseState::Outdated))),
+            Row::judged(running("Deployment/e"), "production".into(), on(Some(BaseState::Unknown))),
+            // A tier that does not judge base images has no share.
+            Row::judged(running("Deployment/f"), "development".into(), on(None)),
+            Row::unjudged(running("Pod/x"), "no tier".into()),
+        ];
+        let b = base_images(&rows);
+        assert_eq!(
+            b,
+            vec![BaseImages { tier: "production".into(), current: 2, known: 4, unknown: 1 }],
+            "development judges no base"
+        );
+        let t = table(&rows, true);
+        assert!(
+            t.contains(
+                "tier production: 2 of 4 running images on a current base image (50%); 1 more of unknown base\n"
+            ),
             "{t}"
         );
     }
