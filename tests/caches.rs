@@ -116,3 +116,36 @@ async fn the_evidence_cache_is_bounded() {
     assert!(held <= capacity, "{held} entries cached, more than the capacity of {capacity}");
     assert!(held > 0, "nothing cached at all");
 }
+
+/// A registry without the referrers API (the distribution registry) is
+/// asked through the referrers tag alone once it has said so: one request
+/// fewer per lookup, and cosign v3's bundles, attached through that tag,
+/// still found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_without_the_referrers_api_is_asked_through_the_tag_alone() {
+    use portcullis::image::{Digest, ImageRef};
+    use portcullis::registry::{Auth, Limits, Reader, Registry as Client};
+    let w = world().await;
+    let plain = w.reg.push_image("shop/economy", "plain", "plain").await;
+    let bundled = w.reg.push_image("shop/economy", "bundled", "bundled").await;
+    w.cosign.attest_v3("scanner", &bundled, VULN, &clean());
+    let client = Client::new(Limits::default(), vec![], Default::default(), &[]).unwrap();
+    let read: Reader<()> = std::sync::Arc::new(|_, _| ());
+    let lookup = |image: String| {
+        let (client, read) = (&client, read.clone());
+        async move {
+            let r = ImageRef::parse(&image).unwrap();
+            let digest = Digest::parse(image.rsplit('@').next().unwrap()).unwrap();
+            let before = client.requests();
+            let found = client.attestations(&r, &Auth::Own, &digest, read).await.unwrap();
+            (client.requests() - before, found.found.len())
+        }
+    };
+    let (first, none) = lookup(plain.clone()).await;
+    let (again, _) = lookup(plain).await;
+    eprintln!("plain image: {first} then {again} requests");
+    assert_eq!(none, 0);
+    assert_eq!(again, first - 1, "the referrers API is not asked again ({first} requests, then {again})");
+    let (_, found) = lookup(bundled).await;
+    assert_eq!(found, 1, "cosign v3's bundle, through the referrers tag");
+}

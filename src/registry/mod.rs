@@ -234,6 +234,13 @@ struct Gate {
     health: Mutex<Health>,
 }
 
+/// How long a registry that answered a referrers request as one without
+/// the API (404, 400, 405, 501) is asked through the referrers tag alone,
+/// without trying the API first: one request per lookup instead of two. A
+/// registry with the API never answers so (OCI distribution 1.1: it MUST
+/// NOT return 404), and one upgraded meanwhile is asked again after this.
+pub const NO_REFERRERS_API: Duration = Duration::from_secs(300);
+
 /// How long a registry one of whose requests timed out is held to the
 /// share of registries not known to answer, whatever it answers meanwhile
 /// (a registry that answers once and then hangs cannot win its way back).
@@ -245,6 +252,9 @@ struct Health {
     answered: bool,
     /// When a request to it last timed out.
     timed_out: Option<Instant>,
+    /// When it last answered a referrers request as a registry without the
+    /// referrers API ([`NO_REFERRERS_API`]).
+    no_referrers_api: Option<Instant>,
 }
 
 impl Gate {
@@ -260,6 +270,16 @@ impl Gate {
 
     fn timed_out(&self) {
         self.health.lock().unwrap_or_else(|e| e.into_inner()).timed_out = Some(Instant::now());
+    }
+
+    /// It lately answered as a registry without the referrers API.
+    fn lacks_referrers_api(&self) -> bool {
+        let h = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        h.no_referrers_api.is_some_and(|t| t.elapsed() < NO_REFERRERS_API)
+    }
+
+    fn no_referrers_api(&self) {
+        self.health.lock().unwrap_or_else(|e| e.into_inner()).no_referrers_api = Some(Instant::now());
     }
 }
 
@@ -782,17 +802,30 @@ impl Registry {
     async fn referrers(&self, image: &ImageRef, auth: &Auth, digest: &Digest) -> Result<Listing, RegistryError> {
         let what = format!("referrers of {}", image.pinned(digest));
         let url = format!("{}/referrers/{digest}", self.base(image));
-        let index = match self.send(image, auth, Operation::Referrers, reqwest::Method::GET, &url, &what).await {
-            Ok(resp) => self.read_charged(image, resp, self.limits.manifest_bytes, &what).await?,
-            // No referrers API here: the referrers tag schema.
-            Err(RegistryError::NotFound { .. }) | Err(RegistryError::Status { status: 400 | 405 | 501, .. }) => {
-                let tag = format!("sha256-{}", digest.hex());
-                match self.manifest(image, auth, &tag, &format!("{}:{tag}", image.name())).await? {
-                    Some(b) => b,
-                    None => return Ok(Listing::default()),
-                }
+        let gate = self.gate(&image.registry);
+        let tag_schema = || async {
+            let tag = format!("sha256-{}", digest.hex());
+            self.manifest(image, auth, &tag, &format!("{}:{tag}", image.name())).await
+        };
+        let index = if gate.lacks_referrers_api() {
+            // Known to lack the API lately: the referrers tag schema only.
+            match tag_schema().await? {
+                Some(b) => b,
+                None => return Ok(Listing::default()),
             }
-            Err(e) => return Err(e),
+        } else {
+            match self.send(image, auth, Operation::Referrers, reqwest::Method::GET, &url, &what).await {
+                Ok(resp) => self.read_charged(image, resp, self.limits.manifest_bytes, &what).await?,
+                // No referrers API here: the referrers tag schema.
+                Err(RegistryError::NotFound { .. }) | Err(RegistryError::Status { status: 400 | 405 | 501, .. }) => {
+                    gate.no_referrers_api();
+                    match tag_schema().await? {
+                        Some(b) => b,
+                        None => return Ok(Listing::default()),
+                    }
+                }
+                Err(e) => return Err(e),
+            }
         };
         let index: listing::Index = serde_json::from_slice(&index)
             .map_err(|e| RegistryError::Protocol { what: what.clone(), why: format!("not an image index: {e}") })?;
