@@ -743,3 +743,71 @@ async fn vex_attested_with_cosign_suppresses_where_the_tier_trusts_its_signer() 
     assert_eq!(code, 0);
     assert!(out.contains("VEX documents ignored: this tier trusts no VEX"), "{out}");
 }
+
+/// `check --attestation` with a quarantined flaky test and an upstream SBOM
+/// (Grype's own CycloneDX golden, attested with cosign `--type cyclonedx`),
+/// the registry down: the quarantined failure does not fail the gate and is
+/// named; the licence rule denies a package whose licences (all apply)
+/// include a denied one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_from_files_applies_quarantine_and_licences() {
+    let mut w = world().await;
+    let image = w.image("shop/flaky", "1", None, Some(("ci", test_predicate("FAILED", &["flaky-login"])))).await;
+    let sbom = std::fs::read_to_string(format!(
+        "{}/tests/fixtures/reports/upstream/grype-cyclonedx-image.json",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    w.cosign.attest_text("ci", &image, "cyclonedx", &sbom);
+    let dir = w.cosign.path().to_path_buf();
+    let m = w.reg.get_manifest("shop/flaky", &att_tag(&image)).await;
+    let mut files = Vec::new();
+    for (i, layer) in m["layers"].as_array().unwrap().iter().enumerate() {
+        let bytes = w.reg.get_blob("shop/flaky", layer["digest"].as_str().unwrap()).await;
+        let f = dir.join(format!("flaky-{i}.dsse.json"));
+        std::fs::write(&f, bytes).unwrap();
+        files.push(f);
+    }
+    assert_eq!(files.len(), 2, "the test result and the SBOM");
+    w.reg.stop();
+    let expires = (chrono::Utc::now() + chrono::Duration::days(60)).format("%Y-%m-%d");
+    let (head, _) = w.policy.split_once("  namespaceTiers:").unwrap();
+    let tier = |name: &str, deny: &str| {
+        format!(
+            "    {name}:\n      tests:\n        signedBy: [ci]\n        require: PASSED\n        quarantine:\n          - {{test: flaky-login, expires: {expires}, reason: races the clock, approvedBy: qa@example.com}}\n      licenses: {{signedBy: [ci], deny: [{deny}], unknown: allow}}\n"
+        )
+    };
+    let policy = dir.join("quarantine-policy.yaml");
+    std::fs::write(
+        &policy,
+        format!("{head}  tiers:\n{}{}", tier("production", "MIT"), tier("staging", "GPL-3.0-only")),
+    )
+    .unwrap();
+    let (code, out, err) = portcullis(&["policy", "lint", policy.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out} {err}");
+    let digest = image.rsplit('@').next().unwrap().to_string();
+    let check = |tier: &str| {
+        let mut args = vec!["check".to_string(), digest.clone()];
+        for f in &files {
+            args.extend(["--attestation".to_string(), f.to_str().unwrap().to_string()]);
+        }
+        args.extend(["--policy", policy.to_str().unwrap(), "--tier", tier, "--output", "json"].map(String::from));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        portcullis(&args)
+    };
+    let quarantined = format!(
+        "test flaky-login failed and is quarantined until {expires} (approved by qa@example.com: races the clock)"
+    );
+    // staging denies no licence in the SBOM: admitted, the quarantine named.
+    let (code, out, err) = check("staging");
+    assert_eq!(code, 0, "{out} {err}");
+    assert!(out.contains(&quarantined), "{out}");
+    // production denies MIT: package-2 is under Apache-2.0 AND MIT.
+    let (code, out, err) = check("production");
+    assert_eq!(code, 1, "{out} {err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let problems = v["verdicts"][0]["problems"].to_string();
+    assert!(problems.contains("package-2") && problems.contains("MIT denied"), "{problems}");
+    assert!(!problems.contains("flaky-login"), "the quarantined failure is not a problem: {problems}");
+    assert!(out.contains(&quarantined), "{out}");
+}
