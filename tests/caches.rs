@@ -137,7 +137,7 @@ async fn a_registry_without_the_referrers_api_is_asked_through_the_tag_alone() {
             let r = ImageRef::parse(&image).unwrap();
             let digest = Digest::parse(image.rsplit('@').next().unwrap()).unwrap();
             let before = client.requests();
-            let found = client.attestations(&r, &Auth::Own, &digest, read).await.unwrap();
+            let found = client.attestations(&r, &Auth::Own, &digest, false, read).await.unwrap();
             (client.requests() - before, found.found.len())
         }
     };
@@ -148,4 +148,52 @@ async fn a_registry_without_the_referrers_api_is_asked_through_the_tag_alone() {
     assert_eq!(again, first - 1, "the referrers API is not asked again ({first} requests, then {again})");
     let (_, found) = lookup(bundled).await;
     assert_eq!(found, 1, "cosign v3's bundle, through the referrers tag");
+}
+
+/// A tag's HEAD that says its digest is a single image spares the lookup
+/// that follows its GET of that manifest (one request fewer); an index's
+/// HEAD does not (its entries must be read), nor a lookup that wants the
+/// base image the manifest names, nor a digest no HEAD has spoken of.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tag_head_that_says_single_image_spares_the_manifest_get() {
+    use portcullis::image::ImageRef;
+    use portcullis::registry::{Auth, Limits, Reader, Registry as Client};
+    let w = world().await;
+    let pinned = w.reg.push_image("shop/head", "plain", "head plain").await;
+    let (index, _) = w.reg.push_index("shop/head", "multi", &["linux/amd64", "linux/arm64"], false).await;
+    let read: Reader<()> = std::sync::Arc::new(|_, _| ());
+    // (case, reference, resolve by tag first, with_base, requests saved)
+    let cases: &[(&str, String, bool, bool, u64)] = &[
+        ("a single image by tag", format!("{}/shop/head:plain", w.reg.host), true, false, 1),
+        ("a single image by tag, its base wanted", format!("{}/shop/head:plain", w.reg.host), true, true, 0),
+        ("a single image by digest, no HEAD", pinned.clone(), false, false, 0),
+        ("an index by tag", format!("{}/shop/head:multi", w.reg.host), true, false, 0),
+    ];
+    for (case, reference, by_tag, with_base, saved) in cases {
+        // A fresh client each time: nothing remembered from another case;
+        // and the same lookup by digest on a client that never saw the HEAD.
+        let cost = |head: bool| {
+            let read = read.clone();
+            async move {
+                let client = Client::new(Limits::default(), vec![], Default::default(), &[]).unwrap();
+                let r = ImageRef::parse(reference).unwrap();
+                let digest = client.resolve(&r, &Auth::Own).await.unwrap();
+                let client = if head {
+                    client
+                } else {
+                    Client::new(Limits::default(), vec![], Default::default(), &[]).unwrap()
+                };
+                let before = client.requests();
+                let found = client.attestations(&r, &Auth::Own, &digest, *with_base, read).await.unwrap();
+                (client.requests() - before, found.platforms.is_some())
+            }
+        };
+        let (after_head, is_index) = cost(*by_tag).await;
+        let (without, was_index) = cost(false).await;
+        eprintln!("{case}: {after_head} requests after the HEAD, {without} without");
+        assert_eq!(without - after_head, *saved, "{case}: {without} requests without the HEAD, {after_head} after it");
+        assert_eq!(is_index, was_index, "{case}: an index is known as one either way");
+        assert_eq!(is_index, reference.ends_with(":multi"), "{case}");
+    }
+    let _ = index;
 }

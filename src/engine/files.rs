@@ -91,6 +91,7 @@ impl Source for Files {
         _: &'a ImageRef,
         _: &'a Auth,
         _: &'a Digest,
+        _: bool,
         read: Reader<Attestation>,
     ) -> BoxFuture<'a, Result<Attestations<Attestation>, LookupError>> {
         Box::pin(async move {

@@ -145,6 +145,7 @@ impl Source for Memory {
         image: &'a ImageRef,
         auth: &'a Auth,
         digest: &'a Digest,
+        _with_base: bool,
         read: Reader<Attestation>,
     ) -> BoxFuture<'a, Result<Attestations<Attestation>, LookupError>> {
         Box::pin(async move {

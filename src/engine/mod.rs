@@ -254,7 +254,7 @@ impl Engine {
                 let read: Reader<Attestation> = Arc::new(move |index, (source, signed)| {
                     Attestation::read(index, source, &signed, &trust, &d, &keep)
                 });
-                let found = me.source.attestations(&img, &auth, &digest, read).await?;
+                let found = me.source.attestations(&img, &auth, &digest, policy.base_images, read).await?;
                 let entries = match &found.platforms {
                     Some(listed) if expand && found.found.is_empty() => {
                         me.source.index_entries(&img, &auth, &digest, listed).await?

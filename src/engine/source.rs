@@ -22,12 +22,14 @@ pub trait Source: Send + Sync + 'static {
 
     /// The attestations of `digest`, each handed to `read` as it is found
     /// (which verifies it and keeps what it says); and, when `digest` is an
-    /// image index, the entries it lists.
+    /// image index, the entries it lists; with `with_base`, the base image
+    /// its manifest names.
     fn attestations<'a>(
         &'a self,
         image: &'a ImageRef,
         auth: &'a Auth,
         digest: &'a Digest,
+        with_base: bool,
         read: Reader<Attestation>,
     ) -> BoxFuture<'a, Result<Attestations<Attestation>, LookupError>>;
 
@@ -68,9 +70,10 @@ impl Source for Registry {
         image: &'a ImageRef,
         auth: &'a Auth,
         digest: &'a Digest,
+        with_base: bool,
         read: Reader<Attestation>,
     ) -> BoxFuture<'a, Result<Attestations<Attestation>, LookupError>> {
-        Box::pin(async move { Ok(Registry::attestations(self, image, auth, digest, read).await?) })
+        Box::pin(async move { Ok(Registry::attestations(self, image, auth, digest, with_base, read).await?) })
     }
 
     fn index_entries<'a>(

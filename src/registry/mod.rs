@@ -384,7 +384,26 @@ pub struct Registry {
     requests: std::sync::atomic::AtomicU64,
     /// Where each request is counted and timed, when set.
     metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// The digests a tag's HEAD just said are single-image manifests, by
+    /// (registry, repository, auth scope, digest): the lookup of their
+    /// attestations that follows skips its GET of the manifest
+    /// ([`SAID_MANIFEST`]).
+    said_manifest: moka::sync::Cache<(String, String, String, Digest), ()>,
 }
+
+/// How long a tag's HEAD answer that its digest is a single-image manifest
+/// (its `Content-Type`) spares the attestation lookup that follows the GET
+/// of that manifest, and how many such answers are kept. The GET is only
+/// read to learn whether the digest is an index and which base image its
+/// annotations name: a registry that said "manifest" for what is an index
+/// gets that index judged by its own attestations alone, which is never
+/// more lenient (an index without any has nothing verified).
+pub const SAID_MANIFEST: Duration = Duration::from_secs(60);
+const SAID_MANIFEST_ENTRIES: u64 = 4096;
+
+/// The `Content-Type`s of a single-image manifest (OCI, Docker schema 2).
+const SINGLE_MANIFEST_TYPES: [&str; 2] =
+    ["application/vnd.oci.image.manifest.v1+json", "application/vnd.docker.distribution.manifest.v2+json"];
 
 /// What a registry request is for, as metrics label it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -453,6 +472,10 @@ impl Registry {
             gates: Mutex::default(),
             requests: Default::default(),
             metrics: None,
+            said_manifest: moka::sync::Cache::builder()
+                .max_capacity(SAID_MANIFEST_ENTRIES)
+                .time_to_live(SAID_MANIFEST)
+                .build(),
         })
     }
 
@@ -509,6 +532,10 @@ impl Registry {
             let resp = self.send(image, auth, Operation::Manifest, reqwest::Method::HEAD, &url, &what).await?;
             if let Some(d) = resp.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()) {
                 if let Ok(d) = Digest::parse(d) {
+                    let content_type = resp.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+                    if content_type.is_some_and(|t| SINGLE_MANIFEST_TYPES.contains(&t.trim())) {
+                        self.said_manifest.insert(said_key(image, auth, &d), ());
+                    }
                     return Ok(d);
                 }
             }
@@ -555,11 +582,16 @@ impl Registry {
     /// in all: each blob is fetched, handed to `read` (off the async workers)
     /// and dropped before the next is fetched, so a lookup holds about one
     /// attestation at a time, charged to [`Limits::bytes_in_flight`].
+    ///
+    /// The digest's own manifest is read too (whether it is an index, the
+    /// base image it names), unless its tag's HEAD just said it is a single
+    /// image and `with_base` does not ask for its base ([`SAID_MANIFEST`]).
     pub async fn attestations<T: Send + 'static>(
         &self,
         image: &ImageRef,
         auth: &Auth,
         digest: &Digest,
+        with_base: bool,
         read: Reader<T>,
     ) -> Result<Attestations<T>, RegistryError> {
         self.bounded(image, async {
@@ -569,7 +601,7 @@ impl Registry {
             let (legacy, referrers, platforms) = tokio::join!(
                 self.legacy_listing(image, auth, digest),
                 self.referrers(image, auth, digest),
-                self.platforms(image, auth, digest)
+                self.platforms(image, auth, digest, with_base)
             );
             let (legacy, referrers, (platforms, base)) = (legacy?, referrers?, platforms?);
             let hints = |l: &Listing| l.items.iter().map(|(_, listed)| listed.clone()).collect::<Vec<_>>();
@@ -650,7 +682,11 @@ impl Registry {
         image: &ImageRef,
         auth: &Auth,
         digest: &Digest,
+        with_base: bool,
     ) -> Result<(Option<Vec<PlatformManifest>>, Option<crate::evidence::base::Annotated>), RegistryError> {
+        if !with_base && self.said_manifest.contains_key(&said_key(image, auth, digest)) {
+            return Ok((None, None));
+        }
         let what = image.pinned(digest);
         let Some(body) = self.manifest_by_digest(image, auth, digest, &what).await? else {
             return Err(RegistryError::NotFound { what });
@@ -1197,6 +1233,11 @@ impl Registry {
 }
 
 /// Reads a response body, failing as soon as it passes `limit` bytes.
+/// Where [`Registry::said_manifest`] keeps what a HEAD said of `digest`.
+fn said_key(image: &ImageRef, auth: &Auth, digest: &Digest) -> (String, String, String, Digest) {
+    (image.registry.clone(), image.repository.clone(), auth.scope(), digest.clone())
+}
+
 async fn read_bounded(mut resp: reqwest::Response, limit: usize, what: &str) -> Result<Bytes, RegistryError> {
     let too_large = || RegistryError::TooLarge { what: what.to_string(), limit };
     if resp.content_length().is_some_and(|n| n > limit as u64) {
