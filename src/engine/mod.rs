@@ -159,6 +159,12 @@ impl Engine {
     }
 
     /// Requests sent to the source so far (HTTP requests to registries).
+    /// How many images a caller judging many at once should look up
+    /// together ([`Source::lookups_at_once`]).
+    pub fn lookups_at_once(&self) -> usize {
+        self.source.lookups_at_once()
+    }
+
     pub fn registry_requests(&self) -> u64 {
         self.source.requests()
     }

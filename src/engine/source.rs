@@ -58,6 +58,14 @@ pub trait Source: Send + Sync + 'static {
     fn requests(&self) -> u64 {
         0
     }
+
+    /// How many lookups of one registry a caller judging many images at
+    /// once (a re-evaluation pass, `report`) should start together: well
+    /// within what one registry lets run and wait, so that none is refused
+    /// as saturating it, and admission keeps room beside them.
+    fn lookups_at_once(&self) -> usize {
+        usize::MAX
+    }
 }
 
 impl Source for Registry {
@@ -97,5 +105,10 @@ impl Source for Registry {
 
     fn requests(&self) -> u64 {
         Registry::requests(self)
+    }
+
+    fn lookups_at_once(&self) -> usize {
+        let l = self.limits();
+        ((l.concurrent_lookups_per_registry + l.queued_lookups_per_registry) / 2).max(1)
     }
 }

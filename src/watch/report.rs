@@ -131,29 +131,37 @@ pub async fn judge(
             rows.extend(judged.into_iter().map(|r| Row::unjudged(r, why.clone())));
             continue;
         }
+        // Read once, when a lookup first needs it, for every batch.
         let keychain = match (pull_secrets, &logins) {
-            (Some(ps), Some((namespace, pull))) => {
-                Keys::later(async move { ps.keychain(namespace, &pull.secrets, &pull.service_account).await })
-            }
-            _ => Keys::default(),
+            (Some(ps), Some((namespace, pull))) => Some(futures::FutureExt::shared(Box::pin(async move {
+                ps.keychain(namespace, &pull.secrets, &pull.service_account).await
+            }))),
+            _ => None,
         };
-        let written: Vec<String> = judged.iter().map(RunningImage::reference).collect();
-        let judgement = gate
-            .judge(Ask {
-                place: Place::Tier(&tier),
-                what: format!("what runs in tier {tier}"),
-                images: written.iter().map(|w| Written::new(w, "the running image")).collect(),
-                max_images: None,
-                keychain,
-                break_glass: Default::default(),
-                deadline,
-                vex: &[],
-            })
-            .await;
-        for (r, w) in judged.into_iter().zip(&written) {
-            match judgement.verdict(w) {
-                Some(v) => rows.push(Row::judged(r, tier.clone(), v.clone())),
-                None => rows.push(Row::unjudged(r, judgement.decision.message.clone().unwrap_or_default())),
+        // A few dozen at a time: thousands of never-seen images started at
+        // once would be refused as saturating their registry.
+        let at_once = gate.engine().lookups_at_once();
+        let mut judged = judged.into_iter().peekable();
+        while judged.peek().is_some() {
+            let batch: Vec<RunningImage> = judged.by_ref().take(at_once).collect();
+            let written: Vec<String> = batch.iter().map(RunningImage::reference).collect();
+            let judgement = gate
+                .judge(Ask {
+                    place: Place::Tier(&tier),
+                    what: format!("what runs in tier {tier}"),
+                    images: written.iter().map(|w| Written::new(w, "the running image")).collect(),
+                    max_images: None,
+                    keychain: keychain.clone().map(Keys::later).unwrap_or_default(),
+                    break_glass: Default::default(),
+                    deadline,
+                    vex: &[],
+                })
+                .await;
+            for (r, w) in batch.into_iter().zip(&written) {
+                match judgement.verdict(w) {
+                    Some(v) => rows.push(Row::judged(r, tier.clone(), v.clone())),
+                    None => rows.push(Row::unjudged(r, judgement.decision.message.clone().unwrap_or_default())),
+                }
             }
         }
     }
