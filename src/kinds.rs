@@ -536,7 +536,7 @@ mod tests {
     /// ephemeral containers and image volumes alike.
     #[test]
     fn every_door_sees_the_same_images_of_every_kind() {
-        use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+        use k8s_openapi::api::core::v1::PodTemplateSpec;
         let spec = json!({
             "initContainers": [{"name": "init", "image": "r.example/init:1"}],
             "containers": [{"name": "app", "image": "r.example/app:1"}, {"name": "side", "image": "r.example/side:1"}],
@@ -573,7 +573,7 @@ mod tests {
                     json!({"apiVersion": "v1", "kind": k, "name": n, "uid": "u", "controller": true})
                 })
                 .collect();
-            let pod: Pod = serde_json::from_value(json!({
+            let pod: crate::watch::running::Pod = serde_json::from_value(json!({
                 "metadata": {"name": "web-x", "namespace": "shop", "ownerReferences": owner_refs,
                              "labels": {"pod-template-hash": "5d9c"}},
                 "spec": object.pointer(kind.spec).unwrap(),

@@ -19,8 +19,10 @@ use super::{cluster_client, load_policy, registry};
 /// `portcullis report`: lists the Pods and namespaces once, judges every
 /// distinct running image in its namespace's tier, prints the rows.
 pub(crate) async fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
-    use k8s_openapi::api::core::v1::{Namespace, Pod};
+    use k8s_openapi::api::core::v1::Namespace;
+    // Each Pod read as far as it says what it runs, not whole.
     use portcullis::watch::report::table;
+    use portcullis::watch::running::Pod;
     let policy = Arc::new(load_policy(a.policy.as_ref())?);
     let client = cluster_client(a.kubeconfig.as_deref()).await?;
     let list = kube::api::ListParams::default();

@@ -15,8 +15,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::watch::running::Pod;
 use chrono::{DateTime, Utc};
-use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client};
@@ -60,16 +60,23 @@ pub struct Config {
     pub skip: Vec<String>,
 }
 
+/// What the Pod cache keeps of each Pod beyond what [`Pod`] reads at all:
+/// not its managed fields, annotations or finalizers (often most of its
+/// metadata), nor the names of volumes that hold no image.
+pub fn trim(p: &mut Pod) {
+    let m = &mut p.metadata;
+    m.managed_fields = None;
+    m.annotations = None;
+    m.finalizers = None;
+    p.spec.volumes.retain(|v| v.image.is_some());
+}
+
 /// Starts the Pod reflector, the Lease and the loop.
 pub fn start(st: Arc<AppState>, client: Client, cfg: Config) {
     let (store, writer) = reflector::store();
     let stream = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
         .default_backoff()
-        .modify(|p: &mut Pod| {
-            // Only what a pass reads is kept.
-            p.metadata.managed_fields = None;
-            p.metadata.annotations = None;
-        })
+        .modify(trim)
         .reflect(writer)
         .applied_objects();
     tokio::spawn(async move {
@@ -119,7 +126,7 @@ async fn run(st: Arc<AppState>, client: Client, store: Store<Pod>, leader: Leade
             .into_iter()
             .filter(|p| !p.metadata.namespace.as_ref().is_some_and(|ns| skip.contains(ns)))
             .collect();
-        let rows = judge(&st, &pods).await;
+        let rows = judge(&st.gate, st.pull_secrets.as_ref(), &pods).await;
         let now = crate::webhook::portcullis_now();
         let changes = memory.update(&rows, now);
         publish_metrics(&st, &rows, &changes, now);
@@ -300,16 +307,21 @@ fn jittered(every: Duration) -> Duration {
     Duration::from_millis((every.as_millis() as i128 + offset).max(1) as u64)
 }
 
-/// Every running image, judged in its namespace's tier.
-async fn judge(st: &AppState, pods: &[Arc<Pod>]) -> Vec<Row> {
-    let policy = st.policy();
+/// Every running image of `pods`, judged in its namespace's tier: a pass's
+/// rows (what `make bench` times over ten thousand Pods).
+pub async fn judge(
+    gate: &crate::gate::Gate,
+    pull_secrets: Option<&crate::cluster::PullSecrets>,
+    pods: &[Arc<Pod>],
+) -> Vec<Row> {
+    let policy = gate.policy();
     let mut running = Vec::new();
     for r in crate::watch::running::images(pods.iter().map(|p| p.as_ref())) {
-        let tier = st.gate.tiers().tier_of(&r.namespace, &policy).await.map_err(|e| e.to_string());
+        let tier = gate.tiers().tier_of(&r.namespace, &policy).await.map_err(|e| e.to_string());
         running.push((r, tier));
     }
     let deadline = tokio::time::Instant::now() + PASS_BUDGET;
-    crate::watch::report::judge(&st.gate, st.pull_secrets.as_ref(), running, deadline).await
+    crate::watch::report::judge(gate, pull_secrets, running, deadline).await
 }
 
 fn publish_metrics(st: &AppState, rows: &[Row], changes: &Changes, now: DateTime<Utc>) {
@@ -352,6 +364,51 @@ mod tests {
         ];
         for (case, leading, judged_by, over, due) in rows {
             assert_eq!(pass_due(*leading, *judged_by, &a, *over), *due, "{case}");
+        }
+    }
+
+    /// Whatever the cache drops, a pass sees the same running images.
+    #[test]
+    fn a_trimmed_pod_runs_the_same_images() {
+        let digest = |c: char| format!("sha256:{}", c.to_string().repeat(64));
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web-7d9-x1", "namespace": "shop", "labels": {"pod-template-hash": "7d9"},
+                "annotations": {"a": "b"}, "finalizers": ["f"],
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-7d9", "uid": "u", "controller": true}],
+                "managedFields": [{"manager": "m", "operation": "Update"}]},
+            "spec": {
+                "containers": [{"name": "app", "image": "r.example/app:1", "env": [{"name": "A", "value": "1"}]},
+                               {"name": "side", "image": format!("r.example/side@{}", digest('b'))}],
+                "initContainers": [{"name": "migrate", "image": "r.example/migrate:2", "command": ["m"]}],
+                "ephemeralContainers": [{"name": "debug", "image": "r.example/debug:3"}],
+                "volumes": [{"name": "models", "image": {"reference": format!("r.example/models@{}", digest('c'))}},
+                            {"name": "token", "projected": {"sources": []}}],
+                "imagePullSecrets": [{"name": "pull"}],
+                "serviceAccountName": "web",
+                "tolerations": [{"key": "k", "operator": "Exists"}]
+            },
+            "status": {
+                "phase": "Running",
+                "conditions": [{"type": "Ready", "status": "True"}],
+                "containerStatuses": [
+                    {"name": "app", "image": "r.example/app:1", "imageID": format!("r.example/app@{}", digest('a')), "ready": true, "restartCount": 0}
+                ],
+                "initContainerStatuses": [
+                    {"name": "migrate", "image": "r.example/migrate:2", "imageID": format!("docker-pullable://r.example/migrate@{}", digest('d')), "ready": false, "restartCount": 1}
+                ]
+            }
+        }))
+        .unwrap();
+        let mut trimmed = pod.clone();
+        trim(&mut trimmed);
+        let before = crate::watch::running::images([&pod]);
+        assert_eq!(before.len(), 5, "{before:?}");
+        assert_eq!(crate::watch::running::images([&trimmed]), before);
+        let kept = serde_json::to_string(&trimmed).unwrap();
+        for gone in
+            ["managedFields", "annotations", "finalizers", "env", "command", "token", "tolerations", "conditions"]
+        {
+            assert!(!kept.contains(gone), "{gone} is kept: {kept}");
         }
     }
 

@@ -2,13 +2,138 @@
 //! digest the kubelet actually pulled. Pure: Pods in, images out; listing
 //! or watching the Pods is the caller's.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::Pod;
-use serde::Serialize;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::image::Digest;
 use crate::kinds::{self, ObjectId};
+
+/// A Pod as re-evaluation and `report` read it, decoded straight from the
+/// API server's answer: its metadata, and of its spec and status only what
+/// says which images it runs (the names and images of its containers and
+/// image volumes, its pull secrets and service account, its phase, the
+/// digests its container statuses report). Everything else a Pod holds
+/// (environment, resources, probes, other volumes, conditions) is skipped
+/// as it is read, never built: a Pod cache of ten thousand of these is a
+/// fraction of one of `k8s_openapi`'s `Pod`s, whose every container alone
+/// is 2 KiB before its first field (`make bench` measures the store).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+pub struct Pod {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default, deserialize_with = "nullable")]
+    pub spec: PodSpec,
+    #[serde(default, deserialize_with = "nullable")]
+    pub status: PodStatus,
+}
+
+/// What a Pod's spec says it runs (the names are the API's, for
+/// [`kinds::images`] to read it as it reads any pod spec).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PodSpec {
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Vec::is_empty")]
+    pub containers: Vec<Container>,
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Vec::is_empty")]
+    pub init_containers: Vec<Container>,
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Vec::is_empty")]
+    pub ephemeral_containers: Vec<Container>,
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<Volume>,
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Vec::is_empty")]
+    pub image_pull_secrets: Vec<Named>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_account_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<String>,
+}
+
+/// A container (init, app or ephemeral): its name and image.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Container {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+}
+
+/// A volume: its name, and its image when it is an image volume.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Volume {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageVolume>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct ImageVolume {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+}
+
+/// A pull secret named by a Pod.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Named {
+    pub name: String,
+}
+
+/// A Pod's phase and the digests its containers were pulled at.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PodStatus {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Vec::is_empty")]
+    pub init_container_statuses: Vec<ContainerStatus>,
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Vec::is_empty")]
+    pub container_statuses: Vec<ContainerStatus>,
+    #[serde(deserialize_with = "nullable", skip_serializing_if = "Vec::is_empty")]
+    pub ephemeral_container_statuses: Vec<ContainerStatus>,
+}
+
+/// A container's status: the digest the kubelet pulled (`imageID`).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct ContainerStatus {
+    pub name: String,
+    #[serde(rename = "imageID")]
+    pub image_id: String,
+}
+
+/// `null` read as the field's empty value, as the API's own types read it.
+fn nullable<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(d: D) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+impl kube::Resource for Pod {
+    type DynamicType = ();
+    type Scope = kube::core::NamespaceResourceScope;
+
+    fn kind(_: &()) -> Cow<'_, str> {
+        "Pod".into()
+    }
+    fn group(_: &()) -> Cow<'_, str> {
+        "".into()
+    }
+    fn version(_: &()) -> Cow<'_, str> {
+        "v1".into()
+    }
+    fn plural(_: &()) -> Cow<'_, str> {
+        "pods".into()
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
 
 /// One image as it runs in one workload.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -64,7 +189,7 @@ pub fn images<'a>(pods: impl IntoIterator<Item = &'a Pod>) -> Vec<RunningImage> 
     type Key = (String, ObjectId, String, Option<Digest>);
     let mut out: BTreeMap<Key, (Vec<String>, PodPull)> = BTreeMap::new();
     for pod in pods {
-        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
+        let phase = pod.status.phase.as_deref().unwrap_or("Pending");
         if !matches!(phase, "Pending" | "Running") {
             continue;
         }
@@ -75,16 +200,12 @@ pub fn images<'a>(pods: impl IntoIterator<Item = &'a Pod>) -> Vec<RunningImage> 
         let workload = workload_of(pod, &object);
         let (secrets, service_account) = kinds::pull_secrets(&kinds::POD, &object);
         let pull = PodPull { secrets, service_account };
-        let statuses: Vec<_> = pod
-            .status
+        let s = &pod.status;
+        let statuses: Vec<&ContainerStatus> = s
+            .init_container_statuses
             .iter()
-            .flat_map(|s| {
-                s.init_container_statuses
-                    .iter()
-                    .flatten()
-                    .chain(s.container_statuses.iter().flatten())
-                    .chain(s.ephemeral_container_statuses.iter().flatten())
-            })
+            .chain(&s.container_statuses)
+            .chain(&s.ephemeral_container_statuses)
             .collect();
         for c in found {
             if c.image.is_empty() {
