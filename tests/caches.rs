@@ -197,3 +197,33 @@ async fn a_tag_head_that_says_single_image_spares_the_manifest_get() {
     }
     let _ = index;
 }
+
+/// A pass over more never-seen images than one registry lets run and wait
+/// (8 + 64) judges them all: none is refused as saturating the registry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_over_more_images_than_a_registry_queues_judges_them_all() {
+    use portcullis::kinds::ObjectId;
+    use portcullis::watch::running::RunningImage;
+    let w = world().await;
+    let hook = Webhook::start(&w.policy, EngineConfig::default()).await;
+    let mut running = Vec::new();
+    for i in 0..150 {
+        let image = w.reg.push_image("shop/fleet", &format!("v{i}"), &format!("fleet-{i}")).await;
+        let r = RunningImage {
+            namespace: "prod".into(),
+            workload: ObjectId::new("Deployment", &format!("app-{i}")),
+            image,
+            digest: None,
+            pods: vec![format!("app-{i}-x")],
+            pull: Default::default(),
+        };
+        running.push((r, Ok("production".to_string())));
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let rows = portcullis::watch::report::judge(&hook.state.gate, None, running, deadline).await;
+    assert_eq!(rows.len(), 150);
+    let refused: Vec<String> = rows.iter().map(|r| r.why()).filter(|w| w.contains("saturated")).collect();
+    assert!(refused.is_empty(), "{} of 150 refused, the first: {}", refused.len(), refused[0]);
+    // Each is judged on what it lacks: no attestations.
+    assert!(rows.iter().all(|r| r.why().contains("no attestations")), "{}", rows[0].why());
+}
