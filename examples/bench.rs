@@ -812,8 +812,12 @@ fn rss_mib(pid: u32) -> f64 {
     kib / 1024.0
 }
 
-/// The release binary `make bench` builds next to this program.
+/// The release binary `make bench` builds next to this program; or the
+/// program `PORTCULLIS_BENCH_BINARY` names (a profiler's wrapper, say).
 fn binary() -> PathBuf {
+    if let Some(bin) = std::env::var_os("PORTCULLIS_BENCH_BINARY") {
+        return bin.into();
+    }
     let exe = std::env::current_exe().unwrap();
     let bin = exe.parent().and_then(Path::parent).unwrap().join("portcullis");
     assert!(bin.exists(), "{} is missing: run `make bench` (it builds it)", bin.display());
