@@ -539,7 +539,16 @@ async fn economy(w: &World) -> String {
     w.cosign.attest("ci", &digest_ref, TEST_RESULT, &passed());
     let image = format!("{}/bench/stampede:v1", reg.host);
     let tag_ttl = Duration::from_secs(2);
-    let hook = Webhook::start(&w.policy, EngineConfig { tag_ttl, ..Default::default() }).await;
+    // Each of the 1000 admissions on a connection of its own, all from this
+    // address (the API server sends as many over a few): the server's
+    // per-peer and total connection bounds are raised to let them in.
+    let server = portcullis::webhook::ServerLimits {
+        max_connections: 2 * STAMPEDE,
+        max_connections_per_peer: 2 * STAMPEDE,
+        ..Default::default()
+    };
+    let cfg = EngineConfig { tag_ttl, ..Default::default() };
+    let hook = Webhook::start_with(&w.policy, HookOptions { cfg, server, ..HookOptions::default() }).await;
     let url = format!("{}/validate?timeout=10s", hook.url);
     let body = bytes::Bytes::from(serde_json::to_vec(&pod_review("prod", &[&image], json!({}), &[])).unwrap());
 
