@@ -211,7 +211,7 @@ async fn a_pass_over_more_images_than_a_registry_queues_judges_them_all() {
         let image = w.reg.push_image("shop/fleet", &format!("v{i}"), &format!("fleet-{i}")).await;
         let r = RunningImage {
             namespace: "prod".into(),
-            workload: ObjectId::new("Deployment", &format!("app-{i}")),
+            workload: ObjectId::new("Deployment", format!("app-{i}")),
             image,
             digest: None,
             pods: vec![format!("app-{i}-x")],
