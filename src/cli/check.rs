@@ -12,22 +12,13 @@ use portcullis::policy::GrantKeys;
 
 use super::args::*;
 use super::outputs::{self, Checked, Judged, Origin};
-use super::{load_policy, registry};
+use super::{load_policy, registry, tiers_named};
 use portcullis::policy::EvidenceKind;
 
 pub(crate) async fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
     let policy = Arc::new(load_policy(a.policy.as_ref())?);
     // `--tier staging,production`: each judged, the answer decided once.
-    let tiers: Vec<&str> = a.tier.split(',').map(str::trim).filter(|t| !t.is_empty()).collect();
-    anyhow::ensure!(!tiers.is_empty(), "--tier names no tier (defined: {})", policy.tier_names().join(", "));
-    for tier in &tiers {
-        anyhow::ensure!(
-            policy.tier_name(tier).is_some(),
-            "tier {:?} is not defined in the policy (defined: {})",
-            tier,
-            policy.tier_names().join(", ")
-        );
-    }
+    let tiers = tiers_named(&policy, Some(&a.tier))?;
     let now = a.at.unwrap_or_else(portcullis::gate::now);
     // One gate whatever the evidence's source: the registry, or the files given.
     let (source, refs, origin): (Arc<dyn Source>, Vec<ImageRef>, Origin) = if a.attestations.is_empty() {
@@ -57,7 +48,7 @@ pub(crate) async fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
     // One deadline for every tier; the engine's caches look each image up once.
     let deadline = tokio::time::Instant::now() + a.timeout;
     let mut judged = Vec::new();
-    for tier in tiers {
+    for tier in &tiers {
         let judgement = gate
             .judge(Ask {
                 place: Place::Tier(tier),

@@ -116,6 +116,25 @@ pub(crate) fn load_policy(path: Option<&PathBuf>) -> anyhow::Result<Policy> {
     }
 }
 
+/// The tiers `--tier a,b` names (every tier of the policy without one),
+/// each defined in `policy`: what `check` and `notes` judge in.
+pub(crate) fn tiers_named(policy: &Policy, list: Option<&str>) -> anyhow::Result<Vec<String>> {
+    let tiers: Vec<String> = match list {
+        Some(t) => t.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_string).collect(),
+        None => policy.tier_names().iter().map(|t| t.to_string()).collect(),
+    };
+    let defined = || policy.tier_names().join(", ");
+    anyhow::ensure!(!tiers.is_empty(), "--tier names no tier (defined: {})", defined());
+    for tier in &tiers {
+        anyhow::ensure!(
+            policy.tier_name(tier).is_some(),
+            "tier {tier:?} is not defined in the policy (defined: {})",
+            defined()
+        );
+    }
+    Ok(tiers)
+}
+
 pub(crate) fn registry(a: &RegistryArgs) -> anyhow::Result<Registry> {
     anyhow::ensure!(
         a.registry_max_bytes_in_flight / 2 >= a.max_attestation_bytes,

@@ -16,23 +16,11 @@ use portcullis::policy::{GrantKeys, Verdict};
 
 use super::args::*;
 use super::outputs::inert;
-use super::{load_policy, registry};
+use super::{load_policy, registry, tiers_named};
 
 pub(crate) async fn notes(a: NotesArgs) -> anyhow::Result<ExitCode> {
     let policy = Arc::new(load_policy(a.policy.as_ref())?);
-    let tiers: Vec<String> = match &a.tier {
-        Some(t) => t.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_string).collect(),
-        None => policy.tier_names().iter().map(|t| t.to_string()).collect(),
-    };
-    anyhow::ensure!(!tiers.is_empty(), "no tier to judge in (defined: {})", policy.tier_names().join(", "));
-    for tier in &tiers {
-        anyhow::ensure!(
-            policy.tier_name(tier).is_some(),
-            "tier {:?} is not defined in the policy (defined: {})",
-            tier,
-            policy.tier_names().join(", ")
-        );
-    }
+    let tiers = tiers_named(&policy, a.tier.as_deref())?;
     let now = a.at.unwrap_or_else(portcullis::gate::now);
     let written: Vec<String> = std::iter::once(a.image.clone()).chain(a.previous.clone()).collect();
     let (source, refs): (Arc<dyn Source>, Vec<ImageRef>) = if a.attestations.is_empty() {

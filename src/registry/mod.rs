@@ -738,10 +738,7 @@ impl Registry {
                 return Ok(None);
             };
             let Ok(config) = Digest::parse(&config) else { return Ok(None) };
-            if size < 0 || size as u64 > self.limits.manifest_bytes as u64 {
-                return Ok(None);
-            }
-            let blob = self.blob(image, auth, &config, size as u64).await?;
+            let Some(blob) = self.config_blob(image, auth, &config, size).await? else { return Ok(None) };
             Ok(crate::evidence::base::created(&blob.bytes))
         })
         .await
@@ -806,11 +803,24 @@ impl Registry {
     /// [`Limits::manifest_bytes`]; None when it cannot be read.
     async fn config_platform(&self, image: &ImageRef, auth: &Auth, digest: &str, size: i64) -> Option<Platform> {
         let d = Digest::parse(digest).ok()?;
-        if size < 0 || size as u64 > self.limits.manifest_bytes as u64 {
-            return None;
-        }
-        let body = self.blob(image, auth, &d, size as u64).await.ok()?;
+        let body = self.config_blob(image, auth, &d, size).await.ok()??;
         platform::read_config_platform(&body.bytes).ok()
+    }
+
+    /// An image's config blob, read within [`Limits::manifest_bytes`] (a
+    /// config is a small JSON document); None when its declared size is
+    /// negative or past that.
+    async fn config_blob(
+        &self,
+        image: &ImageRef,
+        auth: &Auth,
+        digest: &Digest,
+        size: i64,
+    ) -> Result<Option<Held>, RegistryError> {
+        if size < 0 || size as u64 > self.limits.manifest_bytes as u64 {
+            return Ok(None);
+        }
+        Ok(Some(self.blob(image, auth, digest, size as u64).await?))
     }
 
     /// The DSSE layers the legacy `.att` manifest lists, oldest first (cosign
