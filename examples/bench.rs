@@ -682,6 +682,24 @@ async fn push_attested(reg: &Registry, repo: &str, n: usize, envelopes: impl Fn(
     image
 }
 
+/// `count` distinct images in `repo`, each with a clean scan (by the
+/// scanner) and a passed test result (by CI), 32 pushed at a time.
+async fn push_scanned_and_tested(reg: &Registry, signer: &Signer, repo: &str, count: usize) -> Vec<String> {
+    shared_blobs(reg, repo).await;
+    futures::stream::iter(0..count)
+        .map(|n| {
+            push_attested(reg, repo, n, |image| {
+                vec![
+                    signer.envelope(false, image, VULN_TYPE, &clean()),
+                    signer.envelope(true, image, TEST_RESULT, &passed()),
+                ]
+            })
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await
+}
+
 /// The config (`{}`) and layer blobs every pushed image shares, once per repository.
 async fn shared_blobs(reg: &Registry, repo: &str) -> (String, String) {
     static DONE: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
@@ -845,19 +863,7 @@ impl Drop for Child {
 async fn memory(w: &World, signer: &Signer, policy: &str) -> String {
     eprintln!("memory: pushing {CACHED} attested images…");
     let t = Instant::now();
-    shared_blobs(&w.reg, "bench/memory").await;
-    let images: Vec<String> = futures::stream::iter(0..CACHED)
-        .map(|n| {
-            push_attested(&w.reg, "bench/memory", n, |image| {
-                vec![
-                    signer.envelope(false, image, VULN_TYPE, &clean()),
-                    signer.envelope(true, image, TEST_RESULT, &passed()),
-                ]
-            })
-        })
-        .buffer_unordered(32)
-        .collect()
-        .await;
+    let images = push_scanned_and_tested(&w.reg, signer, "bench/memory", CACHED).await;
     eprintln!("memory: pushed in {:.0} s; starting portcullis serve…", t.elapsed().as_secs_f64());
 
     let dir = tempfile::tempdir().unwrap();
@@ -939,19 +945,7 @@ Target: under 64 MiB with 10,000 cached digests.
 async fn reevaluation(w: &World, signer: &Signer, policy: &str) -> String {
     use reevaluation::{IMAGES, PODS};
     eprintln!("re-evaluation: pushing {IMAGES} attested images…");
-    shared_blobs(&w.reg, "bench/running").await;
-    let images: Vec<String> = futures::stream::iter(0..IMAGES)
-        .map(|n| {
-            push_attested(&w.reg, "bench/running", n, |image| {
-                vec![
-                    signer.envelope(false, image, VULN_TYPE, &clean()),
-                    signer.envelope(true, image, TEST_RESULT, &passed()),
-                ]
-            })
-        })
-        .buffer_unordered(32)
-        .collect()
-        .await;
+    let images = push_scanned_and_tested(&w.reg, signer, "bench/running", IMAGES).await;
     let dir = tempfile::tempdir().unwrap();
     reevaluation::write_inputs(dir.path(), policy, &images);
     eprintln!("re-evaluation: a pass over {PODS} Pods, in a process of its own…");
