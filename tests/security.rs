@@ -1384,94 +1384,164 @@ async fn a_flood_of_one_predicate_type_cannot_push_out_another() {
     assert!(kinds.contains(&"vulnerabilities") && kinds.contains(&"tests"), "{record}");
 }
 
-/// The bytes of registry bodies held at once are bounded (Finding 4), and
-/// half of that budget is kept for registries that answer: a lookup of a
-/// registry never heard from, which then sends a blob's headers and never
-/// its body, holds only the other half, so reviews of images on registries
-/// that answer still read their attestations. (A lookup that takes its turn
-/// after that registry's first answer counts it as answering: it can hold
-/// the kept half until its read times out. One stalling lookup here, so
-/// that the test does not depend on which of several takes its turn first.)
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn registries_that_stall_bodies_cannot_hold_the_bytes_in_flight() {
-    use axum::http::header;
-    use axum::routing::get;
-    let w = world().await;
-    let warm = w.image("shop/warm", "v1", Some(("scanner", clean())), Some(("ci", passed()))).await;
-    let good = w.image("shop/fresh", "v1", Some(("scanner", clean())), Some(("ci", passed()))).await;
-    // A "registry" (no real one can be made to stall a body) whose images'
-    // `.att` list one attestation of 16 MiB, whose body never comes.
-    let manifest = serde_json::to_vec(&json!({
-        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": format!("sha256:{}", "0".repeat(64)), "size": 2},
-        "layers": []
-    }))
-    .unwrap();
-    let digest = format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&manifest)));
-    let att = serde_json::to_vec(&json!({
-        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": format!("sha256:{}", "0".repeat(64)), "size": 2},
-        "layers": [{"mediaType": "application/vnd.dsse.envelope.v1+json", "digest": format!("sha256:{}", "1".repeat(64)), "size": 16 << 20}]
-    }))
-    .unwrap();
-    let stalled = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let (m, a, d, s) = (manifest.clone(), att.clone(), digest.clone(), stalled.clone());
-    let app = axum::Router::new()
-        .route(
-            "/v2/stall/{repo}/manifests/{reference}",
-            get(move |axum::extract::Path((_, reference)): axum::extract::Path<(String, String)>| {
-                let (m, a, d) = (m.clone(), a.clone(), d.clone());
-                async move {
-                    let oci = [(header::CONTENT_TYPE, "application/vnd.oci.image.manifest.v1+json".to_string())];
-                    if reference == "v1" || reference == d {
-                        (axum::http::StatusCode::OK, oci, m).into_response()
-                    } else if reference.ends_with(".att") {
-                        (axum::http::StatusCode::OK, oci, a).into_response()
-                    } else {
-                        axum::http::StatusCode::NOT_FOUND.into_response()
-                    }
-                }
-            }),
-        )
-        .route("/v2/stall/{repo}/referrers/{digest}", get(|| async { axum::http::StatusCode::NOT_FOUND }))
-        .route(
-            "/v2/stall/{repo}/blobs/{digest}",
-            get(move || {
-                s.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                async move {
-                    let never = futures::stream::pending::<Result<bytes::Bytes, std::io::Error>>();
-                    ([(header::CONTENT_LENGTH, (16u64 << 20).to_string())], axum::body::Body::from_stream(never))
-                }
-            }),
-        );
-    use axum::response::IntoResponse;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let host = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+/// A "registry" (no real one can be made to stall a body) serving one image
+/// manifest under tag `v1` and its digest in every repository, and for its
+/// `.att` one attestation layer: in repository `small`, a small body it
+/// sends in full; in every other, 16 MiB whose body never comes. Counts the
+/// stalled body reads.
+struct Stalling {
+    host: String,
+    digest: String,
+    stalled: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
 
+impl Stalling {
+    async fn start() -> Stalling {
+        use axum::http::header;
+        use axum::response::IntoResponse;
+        use axum::routing::get;
+        let sha = |b: &[u8]| format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b)));
+        let config = json!({"mediaType": "application/vnd.oci.image.config.v1+json", "digest": format!("sha256:{}", "0".repeat(64)), "size": 2});
+        let manifest = serde_json::to_vec(&json!({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "config": config, "layers": []
+        }))
+        .unwrap();
+        let digest = sha(&manifest);
+        let small_body = bytes::Bytes::from_static(b"{\"payloadType\":\"x\",\"payload\":\"\",\"signatures\":[]}");
+        let small = sha(&small_body);
+        let att = |layer: &str, size: usize| {
+            serde_json::to_vec(&json!({
+                "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "config": config,
+                "layers": [{"mediaType": "application/vnd.dsse.envelope.v1+json", "digest": layer, "size": size}]
+            }))
+            .unwrap()
+        };
+        let (att_small, att_big) =
+            (att(&small, small_body.len()), att(&format!("sha256:{}", "1".repeat(64)), 16 << 20));
+        let stalled = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (m, d, s) = (manifest.clone(), digest.clone(), stalled.clone());
+        let app = axum::Router::new()
+            .route(
+                "/v2/stall/{repo}/manifests/{reference}",
+                get(move |axum::extract::Path((repo, reference)): axum::extract::Path<(String, String)>| {
+                    let (m, d) = (m.clone(), d.clone());
+                    let att = if repo == "small" { att_small.clone() } else { att_big.clone() };
+                    async move {
+                        let oci = [(header::CONTENT_TYPE, "application/vnd.oci.image.manifest.v1+json".to_string())];
+                        if reference == "v1" || reference == d {
+                            (axum::http::StatusCode::OK, oci, m).into_response()
+                        } else if reference.ends_with(".att") {
+                            (axum::http::StatusCode::OK, oci, att).into_response()
+                        } else {
+                            axum::http::StatusCode::NOT_FOUND.into_response()
+                        }
+                    }
+                }),
+            )
+            .route("/v2/stall/{repo}/referrers/{digest}", get(|| async { axum::http::StatusCode::NOT_FOUND }))
+            .route(
+                "/v2/stall/{repo}/blobs/{digest}",
+                get(move |axum::extract::Path((_, blob)): axum::extract::Path<(String, String)>| {
+                    let (small, small_body, s) = (small.clone(), small_body.clone(), s.clone());
+                    async move {
+                        if blob == small {
+                            return small_body.into_response();
+                        }
+                        s.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        let never = futures::stream::pending::<Result<bytes::Bytes, std::io::Error>>();
+                        ([(header::CONTENT_LENGTH, (16u64 << 20).to_string())], axum::body::Body::from_stream(never))
+                            .into_response()
+                    }
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let host = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Stalling { host, digest, stalled }
+    }
+
+    /// The image of `repo`, by digest.
+    fn image(&self, repo: &str) -> String {
+        format!("{}/stall/{repo}@{}", self.host, self.digest)
+    }
+
+    fn stalled(&self) -> usize {
+        self.stalled.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Waits until `n` body reads have stalled.
+    async fn until_stalled(&self, n: usize) {
+        let until = std::time::Instant::now() + Duration::from_secs(20);
+        while self.stalled() < n {
+            assert!(std::time::Instant::now() < until, "no blob was asked of the stalling registry");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// Registry reads that never time out on their own (120 s), so that only
+/// the split of the bytes in flight decides whether a healthy lookup goes on.
+fn patient() -> HookOptions {
     let limits = portcullis::registry::Limits {
         request_timeout: Duration::from_secs(120),
         lookup_timeout: Duration::from_secs(120),
         ..Default::default()
     };
-    let hook = std::sync::Arc::new(Webhook::start_with(&w.policy, HookOptions { limits, ..Default::default() }).await);
+    HookOptions { limits, ..Default::default() }
+}
+
+/// The bytes of registry bodies held at once are bounded (Finding 4), and
+/// half of that budget is kept for registries that answer: a lookup of a
+/// registry never heard from, which then sends a blob's headers and never
+/// its body, holds only the other half, so reviews of images on registries
+/// that answer still read their attestations.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registries_that_stall_bodies_cannot_hold_the_bytes_in_flight() {
+    let w = world().await;
+    let warm = w.image("shop/warm", "v1", Some(("scanner", clean())), Some(("ci", passed()))).await;
+    let good = w.image("shop/fresh", "v1", Some(("scanner", clean())), Some(("ci", passed()))).await;
+    let stall = Stalling::start().await;
+    let hook = std::sync::Arc::new(Webhook::start_with(&w.policy, patient()).await);
     let resp = hook.admit_pod("prod", &[&warm], json!({}), &[]).await;
     assert_eq!(resp["allowed"], true, "{resp}");
     let flood = {
-        let hook = hook.clone();
-        let images: Vec<String> = vec![format!("{host}/stall/a0@{digest}")];
-        tokio::spawn(async move {
-            let refs: Vec<&str> = images.iter().map(String::as_str).collect();
-            hook.admit_pod("dev", &refs, json!({}), &[]).await
-        })
+        let (hook, image) = (hook.clone(), stall.image("a0"));
+        tokio::spawn(async move { hook.admit_pod("dev", &[&image], json!({}), &[]).await })
     };
-    let until = std::time::Instant::now() + Duration::from_secs(20);
-    while stalled.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-        assert!(std::time::Instant::now() < until, "no blob was asked of the stalling registry");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    stall.until_stalled(1).await;
     let resp = hook.admit_pod("prod", &[&good], json!({}), &[]).await;
     assert_eq!(resp["allowed"], true, "a healthy registry's attestations are still read: {resp}");
     assert_eq!(flood.await.unwrap()["allowed"], true, "dev fails open on errors");
-    assert_eq!(stalled.load(std::sync::atomic::Ordering::SeqCst), 1, "the stalled body held the other half");
+    assert_eq!(stall.stalled(), 1, "the stalled body held the other half");
+}
+
+/// A registry that has answered is not trusted with the kept half of the
+/// bytes in flight beyond what it has delivered: one that served manifests
+/// and a small body in full, then sends a 16 MiB blob's headers and never
+/// its body, holds the other half with it, so a healthy registry's lookup
+/// still reads its attestations. (Before, any answer made it "answering":
+/// its 16 MiB charge held all of the kept half until its read timed out,
+/// and the healthy lookup waited past the admission deadline.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_that_answered_cannot_hold_more_of_the_kept_bytes_than_it_delivered() {
+    let w = world().await;
+    let warm = w.image("shop/warm", "v1", Some(("scanner", clean())), Some(("ci", passed()))).await;
+    let good = w.image("shop/fresh", "v1", Some(("scanner", clean())), Some(("ci", passed()))).await;
+    let stall = Stalling::start().await;
+    let hook = std::sync::Arc::new(Webhook::start_with(&w.policy, patient()).await);
+    let resp = hook.admit_pod("prod", &[&warm], json!({}), &[]).await;
+    assert_eq!(resp["allowed"], true, "{resp}");
+    // The stalling registry answers in full once: manifests, a small body.
+    let resp = hook.admit_pod("dev", &[&stall.image("small")], json!({}), &[]).await;
+    assert_eq!(resp["allowed"], true, "dev fails open on errors: {resp}");
+    assert_eq!(stall.stalled(), 0);
+    // Then its next lookup's 16 MiB body stalls.
+    let flood = {
+        let (hook, image) = (hook.clone(), stall.image("big"));
+        tokio::spawn(async move { hook.admit_pod("dev", &[&image], json!({}), &[]).await })
+    };
+    stall.until_stalled(1).await;
+    let resp = hook.admit_pod("prod", &[&good], json!({}), &[]).await;
+    assert_eq!(resp["allowed"], true, "a healthy registry's attestations are still read: {resp}");
+    assert_eq!(flood.await.unwrap()["allowed"], true, "dev fails open on errors");
 }

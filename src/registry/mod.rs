@@ -38,13 +38,19 @@
 //! ([`Limits::request_timeout`]), then is quarantined. The bytes in flight
 //! are split the same way: half for registries known to answer (when the
 //! lookup began), half for the others, so that registries that trickle
-//! bodies cannot hold the budget either.
+//! bodies cannot hold the budget either. A registry known to answer holds
+//! of the kept half at most as many bytes as it has sent in full since it
+//! was last quarantined (its *credit*); a body past that is charged to the
+//! other half. So a registry that answers small manifests promptly and
+//! then stalls a large body holds the other half with it, and holding the
+//! kept half costs sending as much first.
 //!
 //! What is not guarded: a registry never heard from before (a new one, or
 //! every one after a restart) competes with the unknown ones for their
 //! share until it has answered once. And registries made to answer once
 //! beforehand, then to hang together, each hold their own share of the
-//! answering half for one request timeout before they are quarantined: many
+//! answering half's slots (and of its bytes, as many as each sent in full
+//! first) for one request timeout before they are quarantined: many
 //! prepared so can hold it for longer (per-namespace shares would bound
 //! that; lookups are shared across namespaces, so they are not charged to
 //! one).
@@ -109,7 +115,8 @@ pub struct Limits {
     /// Most bytes of registry bodies (attestations and manifests) held at
     /// once, across all lookups: each is charged its size before it is read
     /// and until it has been verified and dropped. Half is for registries
-    /// known to answer, half for the others (so that registries that trickle
+    /// known to answer, each within the bytes it has sent in full since it
+    /// last timed out, half for the others (so that registries that trickle
     /// bodies cannot hold all of it); a body larger than its half waits for
     /// all of that half.
     pub bytes_in_flight: usize,
@@ -255,6 +262,11 @@ struct Health {
     /// When it last answered a referrers request as a registry without the
     /// referrers API ([`NO_REFERRERS_API`]).
     no_referrers_api: Option<Instant>,
+    /// Bytes of bodies it sent in full since it was last quarantined.
+    delivered: u64,
+    /// Bytes charged to the kept half of the bytes in flight for its bodies
+    /// now, at most `delivered` ([`Gate::take_credit`]).
+    held: u64,
 }
 
 impl Gate {
@@ -269,7 +281,32 @@ impl Gate {
     }
 
     fn timed_out(&self) {
-        self.health.lock().unwrap_or_else(|e| e.into_inner()).timed_out = Some(Instant::now());
+        let mut h = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        h.timed_out = Some(Instant::now());
+        h.delivered = 0;
+    }
+
+    /// It sent a body of `bytes` in full.
+    fn delivered(&self, bytes: usize) {
+        let mut h = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        h.delivered = h.delivered.saturating_add(bytes as u64);
+    }
+
+    /// Takes `bytes` of its credit for the kept half of the bytes in flight:
+    /// whether what it holds there with them stays within what it has sent
+    /// in full ([`Health::delivered`]). Given back by [`Gate::give_credit`].
+    fn take_credit(&self, bytes: u64) -> bool {
+        let mut h = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        let fits = h.held.checked_add(bytes).is_some_and(|held| held <= h.delivered);
+        if fits {
+            h.held += bytes;
+        }
+        fits
+    }
+
+    fn give_credit(&self, bytes: u64) {
+        let mut h = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        h.held = h.held.saturating_sub(bytes);
     }
 
     /// It lately answered as a registry without the referrers API.
@@ -317,9 +354,20 @@ impl std::ops::Deref for Held {
     }
 }
 
-/// A charge against [`Limits::bytes_in_flight`], in KiB.
+/// A charge against [`Limits::bytes_in_flight`], in KiB; in the kept half,
+/// with the bytes of its registry's credit it took.
 #[allow(dead_code)]
-struct Charge(tokio::sync::OwnedSemaphorePermit);
+struct Charge(tokio::sync::OwnedSemaphorePermit, Option<Credit>);
+
+/// Bytes of a registry's credit taken ([`Gate::take_credit`]), given back
+/// when dropped.
+struct Credit(Arc<Gate>, u64);
+
+impl Drop for Credit {
+    fn drop(&mut self) {
+        self.0.give_credit(self.1);
+    }
+}
 
 /// The halves of [`Limits::bytes_in_flight`] (for registries known to
 /// answer, for the others), in the KiB charges count.
@@ -1036,27 +1084,31 @@ impl Registry {
         read: impl std::future::Future<Output = Result<Bytes, RegistryError>>,
     ) -> Result<Bytes, RegistryError> {
         let r = read.await;
-        if let Err(RegistryError::Protocol { why, .. }) = &r {
-            if why.contains("timed out") {
-                self.gate(&image.registry).timed_out();
+        match &r {
+            Ok(body) => self.gate(&image.registry).delivered(body.len()),
+            Err(RegistryError::Protocol { why, .. }) if why.contains("timed out") => {
+                self.gate(&image.registry).timed_out()
             }
+            Err(_) => {}
         }
         r
     }
 
     /// Waits until `bytes` fit in the half of [`Limits::bytes_in_flight`]
     /// of `image`'s registry: the half for registries known to answer (when
-    /// this lookup began), or the other. A registry quarantined while its
-    /// charge waited waits again in the other half.
+    /// this lookup began), within what the registry has sent in full (its
+    /// credit), or the other. A registry quarantined while its charge
+    /// waited waits again in the other half.
     async fn charge(&self, image: &ImageRef, bytes: u64) -> Result<Charge, RegistryError> {
         let gate = self.gate(&image.registry);
         let (proven_kib, unproven_kib) = byte_pools(&self.limits);
         let unproven_lookup = UNPROVEN_LOOKUP.try_with(|u| u.get()).unwrap_or(false);
         loop {
-            let proven = !unproven_lookup && gate.proven();
-            let (pool, total) = match proven {
-                true => (&self.bytes_proven, proven_kib),
-                false => (&self.bytes_unproven, unproven_kib),
+            let credit =
+                (!unproven_lookup && gate.proven() && gate.take_credit(bytes)).then(|| Credit(gate.clone(), bytes));
+            let (pool, total) = match credit {
+                Some(_) => (&self.bytes_proven, proven_kib),
+                None => (&self.bytes_unproven, unproven_kib),
             };
             let units = bytes.div_ceil(1024).clamp(1, total as u64) as u32;
             let permit = pool
@@ -1064,10 +1116,10 @@ impl Registry {
                 .acquire_many_owned(units)
                 .await
                 .map_err(|_| RegistryError::Protocol { what: "registry reads".into(), why: "shutting down".into() })?;
-            if proven && !gate.proven() {
+            if credit.is_some() && !gate.proven() {
                 continue;
             }
-            return Ok(Charge(permit));
+            return Ok(Charge(permit, credit));
         }
     }
 
@@ -1368,6 +1420,35 @@ fn parse_challenge(h: &str) -> (String, HashMap<String, String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A registry's credit for the kept half of the bytes in flight: what
+    /// it holds there stays within what it sent in full since it last timed
+    /// out, and is given back when a charge ends.
+    #[test]
+    fn a_registry_holds_of_the_kept_bytes_at_most_what_it_sent() {
+        let gate = Arc::new(Gate {
+            slots: Arc::new(tokio::sync::Semaphore::new(1)),
+            waiting: AtomicUsize::new(0),
+            health: Mutex::default(),
+        });
+        assert!(!gate.take_credit(1), "nothing sent, no credit");
+        gate.delivered(1000);
+        assert!(!gate.take_credit(1001), "more than it sent");
+        let first = Credit(gate.clone(), 600);
+        assert!(gate.take_credit(600));
+        assert!(!gate.take_credit(401), "600 already held of 1000");
+        assert!(gate.take_credit(400));
+        gate.give_credit(400);
+        drop(first);
+        assert!(gate.take_credit(1000), "given back");
+        gate.give_credit(1000);
+        gate.timed_out();
+        assert!(!gate.take_credit(1), "a timeout takes the credit away");
+        gate.delivered(usize::MAX);
+        gate.delivered(usize::MAX);
+        assert!(gate.take_credit(u64::MAX), "counts saturate");
+        assert!(!gate.take_credit(1));
+    }
 
     #[test]
     fn registry_errors_reach_the_core_in_the_same_words() {
