@@ -92,12 +92,25 @@ demo: tools
 	$(CARGO) run --quiet --example demo
 
 ## test: everything: unit, integration (real registry, real cosign) and end-to-end (real kube-apiserver, Portcullis run from its image) tests
+# Built in the release profile: the dependencies, the library and the binary
+# the tests run are the ones the image was just built from (one build, not a
+# debug one besides). The end-to-end suite, which mostly waits on a real API
+# server (Leases expiring, controllers), runs beside the others.
 test: tools e2e-tools certs image-layout
-	$(CARGO) test --all-targets
+	$(CARGO) test --release --locked --all-targets --no-run
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-e2e test-others
+
+TESTS_BESIDE_E2E := --lib --bins --examples $(patsubst tests/%.rs,--test %,$(filter-out tests/e2e.rs,$(wildcard tests/*.rs)))
+
+.PHONY: test-e2e test-others
+test-e2e:
+	$(CARGO) test --release --locked --test e2e
+test-others:
+	$(CARGO) test --release --locked $(TESTS_BESIDE_E2E)
 
 ## e2e: only the end-to-end suite against a real kube-apiserver and etcd
 e2e: tools e2e-tools image-layout
-	$(CARGO) test --test e2e -- --nocapture
+	$(CARGO) test --release --locked --test e2e -- --nocapture
 
 ## unit: only the fast tests that need no tools
 unit:
