@@ -1490,13 +1490,11 @@ fn patient() -> HookOptions {
     HookOptions { limits, ..Default::default() }
 }
 
-/// The bytes of registry bodies held at once are bounded (Finding 4), and
-/// half of that budget is kept for registries that answer: a lookup of a
-/// registry never heard from, which then sends a blob's headers and never
-/// its body, holds only the other half, so reviews of images on registries
-/// that answer still read their attestations.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn registries_that_stall_bodies_cannot_hold_the_bytes_in_flight() {
+/// A lookup of the stalling registry's 16 MiB body that never comes, and
+/// meanwhile a production admission of a healthy registry's image, which
+/// must still be read and allowed. With `answered_first`, the stalling
+/// registry first answers one lookup in full (manifests, a small body).
+async fn a_stalled_body_beside_a_healthy_lookup(answered_first: bool) -> Stalling {
     let w = world().await;
     let warm = w.image("shop/warm", "v1", Some(("scanner", clean())), Some(("ci", passed()))).await;
     let good = w.image("shop/fresh", "v1", Some(("scanner", clean())), Some(("ci", passed()))).await;
@@ -1504,14 +1502,30 @@ async fn registries_that_stall_bodies_cannot_hold_the_bytes_in_flight() {
     let hook = std::sync::Arc::new(Webhook::start_with(&w.policy, patient()).await);
     let resp = hook.admit_pod("prod", &[&warm], json!({}), &[]).await;
     assert_eq!(resp["allowed"], true, "{resp}");
+    if answered_first {
+        let resp = hook.admit_pod("dev", &[&stall.image("small")], json!({}), &[]).await;
+        assert_eq!(resp["allowed"], true, "dev fails open on errors: {resp}");
+        assert_eq!(stall.stalled(), 0);
+    }
     let flood = {
-        let (hook, image) = (hook.clone(), stall.image("a0"));
+        let (hook, image) = (hook.clone(), stall.image("big"));
         tokio::spawn(async move { hook.admit_pod("dev", &[&image], json!({}), &[]).await })
     };
     stall.until_stalled(1).await;
     let resp = hook.admit_pod("prod", &[&good], json!({}), &[]).await;
     assert_eq!(resp["allowed"], true, "a healthy registry's attestations are still read: {resp}");
     assert_eq!(flood.await.unwrap()["allowed"], true, "dev fails open on errors");
+    stall
+}
+
+/// The bytes of registry bodies held at once are bounded (Finding 4), and
+/// half of that budget is kept for registries that answer: a lookup of a
+/// registry never heard from, which then sends a blob's headers and never
+/// its body, holds only the other half, so reviews of images on registries
+/// that answer still read their attestations.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registries_that_stall_bodies_cannot_hold_the_bytes_in_flight() {
+    let stall = a_stalled_body_beside_a_healthy_lookup(false).await;
     assert_eq!(stall.stalled(), 1, "the stalled body held the other half");
 }
 
@@ -1524,24 +1538,6 @@ async fn registries_that_stall_bodies_cannot_hold_the_bytes_in_flight() {
 /// and the healthy lookup waited past the admission deadline.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registry_that_answered_cannot_hold_more_of_the_kept_bytes_than_it_delivered() {
-    let w = world().await;
-    let warm = w.image("shop/warm", "v1", Some(("scanner", clean())), Some(("ci", passed()))).await;
-    let good = w.image("shop/fresh", "v1", Some(("scanner", clean())), Some(("ci", passed()))).await;
-    let stall = Stalling::start().await;
-    let hook = std::sync::Arc::new(Webhook::start_with(&w.policy, patient()).await);
-    let resp = hook.admit_pod("prod", &[&warm], json!({}), &[]).await;
-    assert_eq!(resp["allowed"], true, "{resp}");
-    // The stalling registry answers in full once: manifests, a small body.
-    let resp = hook.admit_pod("dev", &[&stall.image("small")], json!({}), &[]).await;
-    assert_eq!(resp["allowed"], true, "dev fails open on errors: {resp}");
-    assert_eq!(stall.stalled(), 0);
-    // Then its next lookup's 16 MiB body stalls.
-    let flood = {
-        let (hook, image) = (hook.clone(), stall.image("big"));
-        tokio::spawn(async move { hook.admit_pod("dev", &[&image], json!({}), &[]).await })
-    };
-    stall.until_stalled(1).await;
-    let resp = hook.admit_pod("prod", &[&good], json!({}), &[]).await;
-    assert_eq!(resp["allowed"], true, "a healthy registry's attestations are still read: {resp}");
-    assert_eq!(flood.await.unwrap()["allowed"], true, "dev fails open on errors");
+    let stall = a_stalled_body_beside_a_healthy_lookup(true).await;
+    assert_eq!(stall.stalled(), 1, "the stalled body held the other half");
 }
