@@ -11,10 +11,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use crate::image::weight;
 use crate::policy::{EvidenceKind, Outcome, Verdict};
 
-/// Most workloads and (image, tier) pairs remembered.
-const CAPACITY: u64 = 100_000;
+/// Bytes of workloads and of (image, tier) pairs remembered, each: their
+/// text and the cache's own entry ([`weight`]). Past it, the least used are
+/// forgotten first (about 25,000 to 40,000 entries each, at most 16 MiB
+/// together, however long the names).
+const CAPACITY_BYTES: u64 = 8 << 20;
 /// How long a denial waits for its remediation, and how long a first
 /// admission is remembered.
 const HORIZON: Duration = Duration::from_secs(90 * 24 * 3600);
@@ -51,8 +55,18 @@ pub struct Timelines {
 impl Default for Timelines {
     fn default() -> Self {
         Timelines {
-            denied_since: moka::sync::Cache::builder().max_capacity(CAPACITY).time_to_live(HORIZON).build(),
-            admitted: moka::sync::Cache::builder().max_capacity(CAPACITY).time_to_live(HORIZON).build(),
+            denied_since: moka::sync::Cache::builder()
+                .weigher(|(ns, workload, tier): &(String, String, String), _| {
+                    weight(ns.len() + workload.len() + tier.len())
+                })
+                .max_capacity(CAPACITY_BYTES)
+                .time_to_live(HORIZON)
+                .build(),
+            admitted: moka::sync::Cache::builder()
+                .weigher(|(digest, tier): &(String, String), _| weight(digest.len() + tier.len()))
+                .max_capacity(CAPACITY_BYTES)
+                .time_to_live(HORIZON)
+                .build(),
         }
     }
 }
@@ -128,6 +142,31 @@ mod tests {
                 .collect(),
             ..Default::default()
         }
+    }
+
+    /// The timelines are bounded by bytes, not entries: denials of
+    /// workloads with long names cannot make them hold more.
+    #[test]
+    fn long_names_cannot_grow_the_timelines_past_their_bytes() {
+        let t = Timelines::default();
+        let long = "w".repeat(256 << 10);
+        let bad = [verdict("sha256:bad", false, Some(0))];
+        for i in 0..64 {
+            let workload = format!("{long}{i}");
+            let seen = Seen {
+                namespace: "shop",
+                workload: &workload,
+                tier: "production",
+                outcome: Outcome::Denied,
+                verdicts: &bad,
+                now: at(0),
+            };
+            t.observe(&seen);
+        }
+        t.denied_since.run_pending_tasks();
+        let held: usize = t.denied_since.iter().map(|(k, _)| k.0.len() + k.1.len() + k.2.len()).sum();
+        assert!(held > 0);
+        assert!(held as u64 <= CAPACITY_BYTES, "{held} bytes of names held (16 MiB offered)");
     }
 
     #[test]
