@@ -348,12 +348,24 @@ impl Portcullis {
         log.lines().filter(|l| l.contains(word)).collect::<Vec<_>>().join("\n")
     }
 
+    /// The records written so far (whole lines: the writer may be in the
+    /// middle of the last one).
     fn audit(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.audit)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap()["audit"].clone())
-            .collect()
+        let text = std::fs::read_to_string(&self.audit).unwrap_or_default();
+        let whole = text.rfind('\n').map_or("", |end| &text[..end]);
+        whole.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["audit"].clone()).collect()
+    }
+
+    /// The last record `matching`, waited for: the audit writer writes a
+    /// record shortly after what it records (an admission's answer, a
+    /// rollback) is seen in the cluster.
+    fn record(&self, what: &str, matching: impl Fn(&Value) -> bool) -> Value {
+        let mut found = None;
+        wait_until(what, Duration::from_secs(30), || {
+            found = self.audit().into_iter().rfind(|r| matching(r));
+            found.is_some()
+        });
+        found.unwrap_or_default()
     }
 }
 
@@ -1074,12 +1086,9 @@ fn portcullis_behind_a_real_api_server() {
     let image = running[0]["spec"]["containers"][0]["image"].as_str().unwrap().to_string();
     assert_eq!(image, format!("{crit_tag}@{}", crit_img.rsplit('@').next().unwrap()), "the Pod runs the digest judged");
     assert!(running[0]["metadata"]["annotations"]["portcullis.dev/break-glass-grant"].as_str().is_some());
-    let record = portcullis
-        .audit()
-        .into_iter()
-        .rev()
-        .find(|r| r["kind"] == "Pod" && r["breakGlass"]["carried"]["grantedOn"] == "Deployment/rollfwd")
-        .expect("the Pod was admitted through the grant");
+    let record = portcullis.record("the record of the Pod admitted through the grant", |r| {
+        r["kind"] == "Pod" && r["breakGlass"]["carried"]["grantedOn"] == "Deployment/rollfwd"
+    });
     assert_eq!(record["breakGlass"]["user"], "alice");
     assert_eq!(
         record["breakGlass"]["carried"]["presentedBy"],
@@ -1395,10 +1404,7 @@ fn portcullis_behind_a_real_api_server() {
         !events_on("guarded", "Deployment", "svc", "RolledBack").is_empty()
     });
     let record = portcullis
-        .audit()
-        .into_iter()
-        .find(|r| r["action"] == "rollback" && r["workload"] == "Deployment/svc")
-        .expect("the rollback is in the audit trail");
+        .record("the rollback in the audit trail", |r| r["action"] == "rollback" && r["workload"] == "Deployment/svc");
     assert_eq!((record["fromRevision"].as_i64(), record["toRevision"].as_i64()), (Some(3), Some(1)), "{record}");
 
     // A StatefulSet and a DaemonSet roll back through their
@@ -1503,11 +1509,9 @@ fn portcullis_behind_a_real_api_server() {
             || image().contains("shop/svc:good"),
             explain,
         );
-        let record = portcullis
-            .audit()
-            .into_iter()
-            .find(|r| r["action"] == "rollback" && r["workload"] == format!("{kind}/{name}"))
-            .unwrap_or_else(|| panic!("the rollback of {kind}/{name} is in the audit trail"));
+        let record = portcullis.record(&format!("the rollback of {kind}/{name} in the audit trail"), |r| {
+            r["action"] == "rollback" && r["workload"] == format!("{kind}/{name}")
+        });
         assert_eq!(
             (record["fromRevision"].as_i64(), record["toRevision"].as_i64(), &record["controllerRevision"]),
             (Some(2), Some(1), &json!(good)),
@@ -1611,7 +1615,7 @@ fn portcullis_behind_a_real_api_server() {
         .map(|l| serde_json::from_str::<Value>(l).unwrap()["span"]["uid"].as_str().unwrap_or_default().to_string())
         .collect();
     assert!(!uids.is_empty() && uids.iter().all(|u| !u.is_empty()), "{logged}");
-    assert!(portcullis.audit().iter().any(|r| r["uid"] == uids[0].as_str()), "{}", uids[0]);
+    portcullis.record(&format!("the record of review {}", uids[0]), |r| r["uid"] == uids[0].as_str());
     assert_eq!(seen[0]["type"], "Warning");
     assert_eq!(seen[0]["action"], "Admitted");
     assert_eq!(seen[0]["reportingController"], "portcullis.dev/admission");
