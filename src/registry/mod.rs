@@ -1434,8 +1434,8 @@ mod tests {
         assert!(!gate.take_credit(1), "nothing sent, no credit");
         gate.delivered(1000);
         assert!(!gate.take_credit(1001), "more than it sent");
-        let first = Credit(gate.clone(), 600);
         assert!(gate.take_credit(600));
+        let first = Credit(gate.clone(), 600);
         assert!(!gate.take_credit(401), "600 already held of 1000");
         assert!(gate.take_credit(400));
         gate.give_credit(400);
