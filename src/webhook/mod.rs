@@ -453,10 +453,7 @@ fn account(st: &AppState, review: &Review, record: &Record, elapsed: f64) {
         }
     }
     let kind = record.kind.split('/').next().unwrap_or_default();
-    let workload = record
-        .owner
-        .clone()
-        .unwrap_or_else(|| format!("{kind}/{}", regarding(review, record).name.unwrap_or_default()));
+    let workload = record.owner.clone().unwrap_or_else(|| format!("{kind}/{}", object_name(review)));
     let seen = st.timelines.observe(&crate::timelines::Seen {
         namespace: &record.namespace,
         workload: &workload,
@@ -681,10 +678,20 @@ impl Record {
     }
 }
 
+/// The name of the object under review: its metadata's, else the request's
+/// (a Pod created with `generateName` has none yet).
+fn object_name(review: &Review) -> &str {
+    review
+        .object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .unwrap_or(&review.req.name)
+}
+
 /// The object a request is about, as an Event refers to it.
 fn regarding(review: &Review, record: &Record) -> k8s_openapi::api::core::v1::ObjectReference {
     let req = &review.req;
-    let meta = |field: &str| review.object.pointer(&format!("/metadata/{field}")).and_then(Value::as_str);
     k8s_openapi::api::core::v1::ObjectReference {
         api_version: Some(if req.kind.group.is_empty() {
             req.kind.version.clone()
@@ -692,9 +699,9 @@ fn regarding(review: &Review, record: &Record) -> k8s_openapi::api::core::v1::Ob
             format!("{}/{}", req.kind.group, req.kind.version)
         }),
         kind: Some(req.kind.kind.clone()),
-        name: meta("name").filter(|n| !n.is_empty()).map(String::from).or_else(|| Some(req.name.clone())),
+        name: Some(object_name(review).to_string()),
         namespace: Some(record.namespace.clone()),
-        uid: meta("uid").map(String::from),
+        uid: review.object.pointer("/metadata/uid").and_then(Value::as_str).map(String::from),
         ..Default::default()
     }
 }
