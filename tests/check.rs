@@ -97,6 +97,27 @@ async fn check_exit_codes_and_the_same_verdict_as_admission() {
 /// `check --attestation` with cosign's own DSSE envelopes (signed with keys)
 /// saved as files: the same verdicts as through the registry, and no
 /// registry asked (the images are named by digest alone).
+/// The system roots are read at the first TLS handshake, not with the
+/// registry client: a check against a plain-HTTP registry runs where there
+/// are none at all (and every check is spared reading them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_http_registry_needs_no_system_roots() {
+    let w = world().await;
+    let img = w.image("shop/api", "clean", Some(("scanner", clean())), Some(("ci", passed()))).await;
+    let policy = w.cosign.path().join("policy.yaml");
+    std::fs::write(&policy, &w.policy).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["check", &img, "--policy", policy.to_str().unwrap(), "--tier", "production"])
+        .env("SSL_CERT_FILE", "/nonexistent/ca-certificates.crt")
+        .env("SSL_CERT_DIR", "/nonexistent/certs")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "stdout {stdout} stderr {stderr}");
+    assert!(stdout.contains("ADMIT"), "{stdout}");
+    assert!(!stderr.contains("CA root certificate"), "the system roots were read: {stderr}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_from_envelope_files_without_a_registry() {
     let mut w = world().await;

@@ -150,6 +150,31 @@ async fn pull_secrets_in_the_kubelets_order_and_never_across_logins() {
     }
 }
 
+/// The registry's certificate is verified at the handshake (the system
+/// roots and the registry's CA bundle, read only then): a registry whose
+/// certificate chains to neither is refused, whatever the credentials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_certificate_from_an_untrusted_ca_is_refused() {
+    portcullis::install_crypto_provider();
+    let (reg, tls, image, sigstore) = private("basic").await;
+    let policy = policy(&sigstore);
+    let right = Keychain { secrets: vec![secret("regcred", &reg.host, "ci", "pw")], ..Default::default() };
+    let other = test_tls();
+    // (case, the CA bundle trusted for the registry, admitted, text in the denial)
+    let rows =
+        [("its own CA", tls.ca_pem.as_str(), true, ""), ("another CA", other.ca_pem.as_str(), false, "certificate")];
+    for (case, ca, admitted, text) in rows {
+        let client = Client::new(Limits::default(), vec![], Credentials::default(), &[])
+            .unwrap()
+            .with_host_ca(&reg.host, ca.as_bytes())
+            .unwrap();
+        let engine = Engine::new(client, &EngineConfig::default(), Default::default());
+        let (got, said) = judge(&engine, &policy, &image, &right).await;
+        assert_eq!(got, admitted, "{case}: {said}");
+        assert!(said.contains(text), "{case}: want {text:?} in {said:?}");
+    }
+}
+
 /// `credHelpers` and `credsStore` run `docker-credential-<name> get`, as
 /// docker and crane do: here a script on PATH standing in for ECR's, GCR's
 /// or ACR's helper (none of which can reach their cloud from here).
