@@ -1365,8 +1365,6 @@ fn check_manifest(body: &[u8], content_type: Option<&str>) -> Result<(), String>
     Ok(())
 }
 
-/// A registry client: bounded in time, following few redirects, trusting
-/// `roots` besides the system roots.
 /// Why a registry client cannot be made.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
@@ -1378,6 +1376,8 @@ pub enum SetupError {
     ForHost { host: String, why: Box<SetupError> },
 }
 
+/// A registry client: bounded in time, following few redirects, trusting
+/// `roots` besides the system roots (read at its first TLS handshake).
 fn client(limits: &Limits, roots: &[Vec<u8>]) -> Result<reqwest::Client, SetupError> {
     let mut extra = Vec::new();
     for pem in roots {
