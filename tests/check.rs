@@ -94,9 +94,6 @@ async fn check_exit_codes_and_the_same_verdict_as_admission() {
     }
 }
 
-/// `check --attestation` with cosign's own DSSE envelopes (signed with keys)
-/// saved as files: the same verdicts as through the registry, and no
-/// registry asked (the images are named by digest alone).
 /// The system roots are read at the first TLS handshake, not with the
 /// registry client: a check against a plain-HTTP registry runs where there
 /// are none at all (and every check is spared reading them).
@@ -118,6 +115,9 @@ async fn a_plain_http_registry_needs_no_system_roots() {
     assert!(!stderr.contains("CA root certificate"), "the system roots were read: {stderr}");
 }
 
+/// `check --attestation` with cosign's own DSSE envelopes (signed with keys)
+/// saved as files: the same verdicts as through the registry, and no
+/// registry asked (the images are named by digest alone).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_from_envelope_files_without_a_registry() {
     let mut w = world().await;

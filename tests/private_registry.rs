@@ -160,15 +160,10 @@ async fn a_registry_certificate_from_an_untrusted_ca_is_refused() {
     let policy = policy(&sigstore);
     let right = Keychain { secrets: vec![secret("regcred", &reg.host, "ci", "pw")], ..Default::default() };
     let other = test_tls();
-    // (case, the CA bundle trusted for the registry, admitted, text in the denial)
-    let rows =
-        [("its own CA", tls.ca_pem.as_str(), true, ""), ("another CA", other.ca_pem.as_str(), false, "certificate")];
+    // (case, whose CA bundle is trusted for the registry, admitted, text in the denial)
+    let rows = [("its own CA", &tls, true, ""), ("another CA", &other, false, "certificate")];
     for (case, ca, admitted, text) in rows {
-        let client = Client::new(Limits::default(), vec![], Credentials::default(), &[])
-            .unwrap()
-            .with_host_ca(&reg.host, ca.as_bytes())
-            .unwrap();
-        let engine = Engine::new(client, &EngineConfig::default(), Default::default());
+        let engine = engine_for(&reg, ca, Credentials::default());
         let (got, said) = judge(&engine, &policy, &image, &right).await;
         assert_eq!(got, admitted, "{case}: {said}");
         assert!(said.contains(text), "{case}: want {text:?} in {said:?}");
