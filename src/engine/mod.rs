@@ -54,9 +54,10 @@ impl Default for EngineConfig {
     }
 }
 
-/// (image name, digest, trust fingerprint, auth scope, predicate types kept
-/// whole and whether the base image is looked up).
-type EvidenceKey = (String, Digest, String, String, String);
+/// (image name, digest, the policy's evidence scope (its trust, the predicate
+/// types kept whole and whether the base image is looked up: one text per
+/// policy, shared by every entry), auth scope).
+type EvidenceKey = (String, Digest, Arc<str>, String);
 type Gathered = Result<Arc<ImageEvidence>, LookupError>;
 /// (reference, auth scope).
 type TagKey = (String, String);
@@ -75,6 +76,11 @@ pub struct Keychain {
 }
 
 impl Keychain {
+    /// The first login [`Keychain::candidates`] gives for `registry`.
+    pub fn first(&self, registry: &str) -> Auth {
+        self.secrets.iter().find_map(|c| c.stored(registry)).map_or(Auth::Own, Auth::Secret)
+    }
+
     /// The logins to try for `registry`, in order; Portcullis' own last.
     pub fn candidates(&self, registry: &str) -> Vec<Auth> {
         let mut out: Vec<Auth> = Vec::new();
@@ -421,7 +427,7 @@ impl Engine {
     /// when its tag's digest is cached too; `None` when anything is missing
     /// or what is cached is an error.
     async fn cached(&self, image: &ImageRef, policy: &Policy, keys: &Keychain) -> Option<Arc<ImageEvidence>> {
-        let auth = keys.candidates(&image.registry).into_iter().next()?;
+        let auth = keys.first(&image.registry);
         let digest = match &image.digest {
             Some(d) => d.clone(),
             None => self.tags.get(&tag_key(image, &auth)).await?.ok()?,
@@ -438,12 +444,7 @@ impl Engine {
 /// Where the evidence of `image`'s `digest`, verified under `policy`'s trust
 /// with `auth`, is cached: the lookup and the warm path must agree on it.
 fn evidence_key(image: &ImageRef, digest: Digest, policy: &Policy, auth: &Auth) -> EvidenceKey {
-    let mut kept = policy.conditioned.join("\n");
-    if policy.base_images {
-        // Evidence gathered for a policy that judges base images holds the base.
-        kept.push_str("\n#base");
-    }
-    (image.name(), digest, policy.trust.fingerprint().to_string(), auth.scope(), kept)
+    (image.name(), digest, policy.evidence_scope().clone(), auth.scope())
 }
 
 /// Where the digest of `image`'s tag, resolved with `auth`, is cached.

@@ -176,3 +176,25 @@ async fn a_base_that_cannot_be_resolved_is_unknown_not_an_error_of_the_image() {
     let why = ev.base.as_ref().unwrap().now.as_ref().unwrap_err();
     assert!(why.contains("is not a reference"), "{why}");
 }
+
+/// The warm path looks evidence up under [`Keychain::first`]; it must be the
+/// login a lookup tries first, or a cached answer would be another login's.
+#[test]
+fn the_first_login_is_the_first_candidate() {
+    use crate::registry::Credentials;
+    let secret = |registry: &str, source: &str| {
+        let json = format!(r#"{{"auths": {{"{registry}": {{"username": "u-{source}", "password": "p"}}}}}}"#);
+        Arc::new(Credentials::from_config(json.as_bytes(), source).unwrap())
+    };
+    let keychains = [
+        Keychain::default(),
+        Keychain { secrets: vec![secret("other.example", "a")], unreadable: vec![] },
+        Keychain { secrets: vec![secret("other.example", "a"), secret("r.example", "b")], unreadable: vec![] },
+        Keychain { secrets: vec![secret("r.example", "c"), secret("r.example", "d")], unreadable: vec!["e".into()] },
+    ];
+    for keys in &keychains {
+        assert_eq!(keys.first("r.example"), keys.candidates("r.example")[0], "{keys:?}");
+    }
+    assert_eq!(keychains[3].first("r.example").scope(), keychains[3].candidates("r.example")[0].scope());
+    assert!(keychains[3].first("r.example").scope().starts_with("c#"));
+}

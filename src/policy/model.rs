@@ -515,6 +515,11 @@ pub struct Policy {
     /// A tier judges base images: evidence lookups then resolve the base
     /// an image names.
     pub base_images: bool,
+    /// What evidence gathered under this policy depends on besides the
+    /// image and the login (the trust's fingerprint, the predicate types
+    /// kept whole, whether bases are looked up), written once: every cached
+    /// entry and every warm lookup shares it (see [`Policy::evidence_scope`]).
+    evidence_scope: Arc<str>,
 }
 
 /// The name of a tier a policy defines, checked once where the tier is
@@ -641,6 +646,21 @@ fn built_in_root(name: &str) -> Option<Result<Arc<Root>, String>> {
     Some(cell.get_or_init(|| Root::built_in(name).unwrap_or_else(|| Err("unknown".into())).map(Arc::new)).clone())
 }
 
+/// [`Policy::evidence_scope`]: the trust's fingerprint, then each
+/// predicate type kept whole, then `#base` when base images are looked up.
+fn evidence_scope(trust: &Trust, conditioned: &[String], base_images: bool) -> Arc<str> {
+    let mut scope = trust.fingerprint().to_string();
+    for t in conditioned {
+        scope.push('\n');
+        scope.push_str(t);
+    }
+    if base_images {
+        // Evidence gathered for a policy that judges base images holds the base.
+        scope.push_str("\n#base");
+    }
+    scope.into()
+}
+
 impl Policy {
     /// The exceptions written for finding `f` of the image `image`
     /// (`registry/repository`) in `tier`, expired or not, in the policy's
@@ -750,7 +770,15 @@ impl Policy {
         conditioned.sort();
         let base_images = file.spec.tiers.values().any(|t| t.base_image.is_some());
         let digest = crate::image::Digest::of(text.as_bytes());
-        Ok(Policy { file, digest, trust, root_files, vex, patterns, conditioned, base_images })
+        let evidence_scope = evidence_scope(&trust, &conditioned, base_images);
+        Ok(Policy { file, digest, trust, root_files, vex, patterns, conditioned, base_images, evidence_scope })
+    }
+
+    /// What evidence gathered under this policy depends on besides the
+    /// image and the login: two policies with the same scope verify and
+    /// keep the same evidence, so it is cached under it.
+    pub fn evidence_scope(&self) -> &Arc<str> {
+        &self.evidence_scope
     }
 
     pub fn tier(&self, name: &str) -> Option<&TierSpec> {
