@@ -51,7 +51,7 @@ impl fmt::Display for Digest {
     }
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ReferenceError {
     #[error("image reference is empty")]
     Empty,
@@ -86,6 +86,10 @@ impl ImageRef {
     /// tags are `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`; digests are sha256.
     /// Anything else (`..`, `?`, `#`, spaces) is refused, so a reference can
     /// never address anything but a manifest in a repository.
+    ///
+    /// Admission sees the same references again and again, and parsing one
+    /// (the grammar's regular expression above all) costs more than looking
+    /// it up: each answer is remembered, within [`PARSED_BYTES`].
     pub fn parse(input: &str) -> Result<Self, ReferenceError> {
         let s = input.trim();
         if s.is_empty() {
@@ -94,6 +98,25 @@ impl ImageRef {
         if s.len() > 512 {
             return Err(ReferenceError::TooLong(s.chars().take(64).collect()));
         }
+        static PARSED: std::sync::OnceLock<moka::sync::Cache<String, Result<ImageRef, ReferenceError>>> =
+            std::sync::OnceLock::new();
+        let parsed = PARSED.get_or_init(|| {
+            moka::sync::Cache::builder()
+                .weigher(|k: &String, _| weight(PARSED_PER_BYTE * k.len() + std::mem::size_of::<ImageRef>()))
+                .max_capacity(PARSED_BYTES)
+                .build()
+        });
+        if let Some(r) = parsed.get(s) {
+            return r;
+        }
+        let r = ImageRef::parse_now(s);
+        parsed.insert(s.to_string(), r.clone());
+        r
+    }
+
+    /// [`ImageRef::parse`] of a trimmed reference of 1 to 512 characters,
+    /// not remembered.
+    fn parse_now(s: &str) -> Result<Self, ReferenceError> {
         let invalid = |why| ReferenceError::Invalid { reference: s.to_string(), why };
         check_grammar(s).map_err(invalid)?;
         let (name_tag, digest) = match s.split_once('@') {
@@ -183,29 +206,6 @@ impl ImageRef {
     }
 }
 
-/// The distribution reference grammar (distribution/reference's
-/// `ReferenceRegexp`, as `docker pull` and the kubelet read references),
-/// checked by its own regular expression. That grammar predates bracketed
-/// IPv6 hosts, which the distribution accepts today: such a host is checked
-/// as an address and the rest of the reference by the grammar.
-fn check_grammar(s: &str) -> Result<(), &'static str> {
-    // The grammar's regular expression is the costliest part of parsing a
-    // reference, and admission sees the same references again and again:
-    // each answer is remembered, within CHECKED_BYTES (the references' text
-    // and the cache's own entries).
-    static CHECKED: std::sync::OnceLock<moka::sync::Cache<String, Result<(), &'static str>>> =
-        std::sync::OnceLock::new();
-    let checked = CHECKED.get_or_init(|| {
-        moka::sync::Cache::builder().weigher(|k: &String, _| weight(k.len())).max_capacity(CHECKED_BYTES).build()
-    });
-    if let Some(r) = checked.get(s) {
-        return r;
-    }
-    let r = check_grammar_now(s);
-    checked.insert(s.to_string(), r);
-    r
-}
-
 /// What an entry of a cache keyed by text costs besides that text
 /// (measured: about 230 bytes of moka's bookkeeping and a small value).
 const ENTRY_BYTES: usize = 256;
@@ -216,10 +216,14 @@ pub fn weight(text: usize) -> u32 {
     u32::try_from(text.saturating_add(ENTRY_BYTES)).unwrap_or(u32::MAX)
 }
 
-/// Bytes the memo of checked references holds: about 5,000 references of
-/// 150 characters (16,384 references, whatever their length, held 5.4 MB
-/// with 10,000 images admitted).
-const CHECKED_BYTES: u64 = 2 << 20;
+/// Bytes the memo of parsed references holds: about 3,000 references of
+/// 100 characters (16,384 references, whatever their length, held 5.4 MB
+/// with 10,000 images admitted, when only the grammar's answer was kept).
+const PARSED_BYTES: u64 = 2 << 20;
+
+/// What a remembered reference holds per character of its text, about:
+/// the key, the original and the registry and repository it splits into.
+const PARSED_PER_BYTE: usize = 3;
 
 /// distribution/reference's `ReferenceRegexp`: name (an optional domain,
 /// then lowercase path components), tag, digest. Go's `\w` is ASCII, so it
@@ -242,7 +246,12 @@ fn reference_grammar() -> Option<&'static regex::Regex> {
 /// Longest repository name the distribution accepts.
 const NAME_MAX: usize = 255;
 
-fn check_grammar_now(s: &str) -> Result<(), &'static str> {
+/// The distribution reference grammar (distribution/reference's
+/// `ReferenceRegexp`, as `docker pull` and the kubelet read references),
+/// checked by its own regular expression. That grammar predates bracketed
+/// IPv6 hosts, which the distribution accepts today: such a host is checked
+/// as an address and the rest of the reference by the grammar.
+fn check_grammar(s: &str) -> Result<(), &'static str> {
     let checked = match s.strip_prefix('[') {
         Some(rest) => {
             let (addr, after) = rest.split_once(']').ok_or("unterminated IPv6 address")?;
@@ -304,6 +313,24 @@ mod tests {
     use super::*;
 
     const D: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    /// A remembered answer is the answer: asked again (trimmed or not), a
+    /// reference parses, or is refused, exactly as it was the first time.
+    #[test]
+    fn a_remembered_reference_is_parsed_the_same() {
+        let at = format!("shop/api@{D}");
+        for input in ["nginx", " r.example:5000/shop/api:v1 ", at.as_str(), "Shop/API", "a..b", "x@sha256:00", ""] {
+            let first = ImageRef::parse(input);
+            for _ in 0..2 {
+                assert_eq!(ImageRef::parse(input), first, "{input:?}");
+                assert_eq!(ImageRef::parse(&format!("\t{input} ")), first, "{input:?}");
+            }
+            match input.trim() {
+                "" => assert_eq!(first, Err(ReferenceError::Empty)),
+                s => assert_eq!(ImageRef::parse_now(s), first, "{input:?}"),
+            }
+        }
+    }
 
     #[test]
     fn forms_users_write() {
