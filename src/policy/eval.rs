@@ -1402,4 +1402,34 @@ pub(super) mod tests {
         assert!(v.exceptions.is_empty(), "{:?}", v.exceptions);
         assert!(!v.admitted);
     }
+
+    /// Evidence is cached under the policy's evidence scope: whatever
+    /// changes what a lookup verifies or keeps (the trust, the predicate
+    /// types kept whole for conditions, base images) must change it, or
+    /// evidence verified under one trust would be served under another.
+    #[test]
+    fn evidence_is_cached_apart_for_whatever_changes_it() {
+        let plain = policy("mode: enforce", "");
+        assert_eq!(
+            plain.evidence_scope(),
+            policy("mode: enforce", "").evidence_scope(),
+            "the same policy, the same scope"
+        );
+        let cond = "attestations: [ { predicateType: x, signedBy: [ci], conditions: [ { expression: \"true\", message: m } ] } ]";
+        let other_trust = Policy::from_yaml(
+            "apiVersion: portcullis.dev/v1alpha1\nkind: PromotionPolicy\nspec:\n  signers: {}\n  tiers:\n    t:\n      mode: enforce\n",
+            "table",
+        )
+        .unwrap();
+        let changed = [
+            ("another trust", other_trust),
+            ("conditions on a predicate type", policy(cond, "")),
+            ("base images judged", policy("baseImage: {maxBehind: 14d}", "")),
+        ];
+        for (what, p) in &changed {
+            assert_ne!(p.evidence_scope(), plain.evidence_scope(), "{what}");
+        }
+        assert!(changed[1].1.evidence_scope().ends_with("\nx"));
+        assert!(changed[2].1.evidence_scope().ends_with("\n#base"));
+    }
 }

@@ -499,7 +499,10 @@ pub struct Policy {
     pub file: PolicyFile,
     /// The digest of the policy file's bytes, reported with every decision.
     pub digest: crate::image::Digest,
-    /// The keys and keyless identities signers are trusted by.
+    /// The keys and keyless identities signers are trusted by. Its
+    /// fingerprint, the predicate types kept whole and whether bases are
+    /// looked up make [`Policy::evidence_scope`], written when the policy is
+    /// read: a policy is not changed once read (a new one is put in force).
     pub trust: Trust,
     /// The files the policy refers to (trusted roots, VEX), as resolved
     /// paths, with the digest of what was read; a change to one reloads the
