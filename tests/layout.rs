@@ -118,3 +118,49 @@ fn the_root_of_src_is_short() {
     let want = ["audit.rs", "image.rs", "kinds.rs", "lib.rs", "main.rs", "metrics.rs", "platform.rs", "timelines.rs"];
     assert_eq!(root, want, "files at the root of src/: keep the crate map (src/lib.rs) in step");
 }
+
+/// Every package `cargo tree` shows and its features: `name version` -> `features`.
+fn features_of(edges: &str) -> BTreeMap<String, String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .args(["tree", "--locked", "--offline", "--prefix", "none", "--format", "{p}|{f}", "-e", edges])
+        .arg("--manifest-path")
+        .arg(format!("{ROOT}/Cargo.toml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "cargo tree: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let (package, features) = l.trim_end_matches(" (*)").split_once('|')?;
+            // `name vX.Y.Z (path or proc-macro)`: the name and version.
+            let package = package.split(' ').take(2).collect::<Vec<_>>().join(" ");
+            Some((package, features.to_string()))
+        })
+        .collect()
+}
+
+/// The tests and examples need the dev-dependencies, which may turn on
+/// features of crates the binary has too; a crate with other features is
+/// built again, and so is everything above it (tokio's `test-util` alone
+/// rebuilt hyper, kube, the library and the binary: minutes of `make test`,
+/// and the binary the tests ran was not the image's). Cargo.toml turns those
+/// features on for every build instead.
+#[test]
+fn the_dev_dependencies_turn_on_no_feature_the_binary_lacks() {
+    let shipped = features_of("normal,build");
+    let tested = features_of("normal,build,dev");
+    let drift: Vec<String> = shipped
+        .iter()
+        .filter_map(|(package, features)| {
+            let more = tested.get(package).filter(|t| *t != features)?;
+            Some(format!("{package}: [{features}] in the binary, [{more}] in the tests"))
+        })
+        .collect();
+    assert!(
+        drift.is_empty(),
+        "features the dev-dependencies add (turn them on in Cargo.toml's [dependencies], beside ahash's):\n{}",
+        drift.join("\n")
+    );
+}
