@@ -100,17 +100,17 @@ test: tools e2e-tools certs image-layout
 	$(CARGO) test --release --locked --all-targets --no-run
 	$(MAKE) --no-print-directory -j2 --output-sync=target test-e2e test-others
 
-TESTS_BESIDE_E2E := --lib --bins --examples $(patsubst tests/%.rs,--test %,$(filter-out tests/e2e.rs,$(wildcard tests/*.rs)))
-
+# Every suite of tests/ is a module of one test binary (tests/integration.rs);
+# the end-to-end suite is its module e2e.
 .PHONY: test-e2e test-others
 test-e2e:
-	$(CARGO) test --release --locked --test e2e
+	$(CARGO) test --release --locked --test integration e2e::
 test-others:
-	$(CARGO) test --release --locked $(TESTS_BESIDE_E2E)
+	$(CARGO) test --release --locked --lib --bins --examples --test integration -- --skip e2e::
 
 ## e2e: only the end-to-end suite against a real kube-apiserver and etcd
 e2e: tools e2e-tools image-layout
-	$(CARGO) test --release --locked --test e2e -- --nocapture
+	$(CARGO) test --release --locked --test integration e2e:: -- --nocapture
 
 ## unit: only the fast tests that need no tools
 unit:
@@ -119,7 +119,7 @@ unit:
 ## fuzz: the property-based fuzzing of every parser (tests/fuzz.rs), long: FUZZ_CASES per target (make test runs 256)
 FUZZ_CASES ?= 1000000
 fuzz:
-	PORTCULLIS_FUZZ_CASES=$(FUZZ_CASES) $(CARGO) test --release --test fuzz -- --nocapture
+	PORTCULLIS_FUZZ_CASES=$(FUZZ_CASES) $(CARGO) test --release --test integration fuzz:: -- --nocapture
 
 ## lint: formatting, clippy, the licences, bans and sources of every dependency (deny.toml), and the GitHub Action's shell
 lint: $(CARGO_DENY) shellcheck
@@ -194,4 +194,4 @@ bench: tools
 		$(if $(filter 0,$(shell id -u)),,sudo) sh -c 'apt-get update -qq && apt-get install -y -qq --no-install-recommends time'; }
 	$(CARGO) build --release --bin portcullis
 	$(CARGO) run --release --example bench
-	$(CARGO) test --release --test bench -- --ignored --nocapture
+	$(CARGO) test --release --test integration bench:: -- --ignored --nocapture

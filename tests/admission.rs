@@ -1,7 +1,7 @@
 //! Admission through the HTTPS endpoint, against a real registry with
 //! attestations made by the real cosign. One row per case.
 
-mod common;
+use crate::common;
 
 use chrono::{Duration as Age, Utc};
 use common::*;

@@ -3,7 +3,7 @@
 //! and `.base.digest`, as buildah writes them), and the base's tag moved on
 //! in the registry, then `portcullis check`.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

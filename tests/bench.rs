@@ -2,7 +2,7 @@
 //! uncached (tag resolution, attestation fetch, verification) and cached.
 //! Run with `make bench`; it prints numbers and asserts nothing about speed.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

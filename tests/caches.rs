@@ -3,7 +3,7 @@
 //! are remembered only briefly, and the caches are bounded. (Concurrent
 //! misses sharing one lookup: `admission::concurrent_requests_for_a_new_image_share_one_lookup`.)
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

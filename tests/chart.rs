@@ -4,7 +4,7 @@
 //! the two install paths stay in step. (The end-to-end suite installs it
 //! into a real API server.)
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

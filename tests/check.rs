@@ -1,7 +1,7 @@
 //! `portcullis check` (the CI entry point) and `portcullis policy lint`, run
 //! as the real binary against a real registry and cosign attestations.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -9,7 +9,7 @@
 //! schema of it is published), its inputs fetched back from the registry,
 //! then signed and verified by the real cosign.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -9,7 +9,7 @@
 //! and checking images in the test registry: the exit code is the step's
 //! or job's.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

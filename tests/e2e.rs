@@ -3,7 +3,7 @@
 //! scheduler: admission happens in the API server. The binaries are built
 //! from the Go module proxy by `make e2e-tools`.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};

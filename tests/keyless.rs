@@ -5,7 +5,7 @@
 //! verify with cosign and sigstore-go against the root it writes). Judged by
 //! the webhook and by `portcullis check`, from the registry and from files.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -2,7 +2,7 @@
 //! cosign (`--type spdxjson`, `--type cyclonedx`) to a real registry, then
 //! `portcullis check` and its JUnit output.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

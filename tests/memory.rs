@@ -5,7 +5,7 @@
 //!
 //! The ceilings are well under the chart's memory limit (256 MiB).
 
-mod common;
+use crate::common;
 
 use std::io::BufRead;
 use std::process::{Command, Stdio};

@@ -3,7 +3,7 @@
 //! dashboard name only metrics `/metrics` exports, and the chart and the
 //! plain manifests ship the same rules and the same dashboard.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

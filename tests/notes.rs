@@ -4,7 +4,7 @@
 //! test, and is built from a newer commit; a test result signed by a key
 //! the policy does not trust is attached to 2.0 and must never be quoted.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

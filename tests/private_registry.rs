@@ -5,7 +5,7 @@
 //! what one login learns is never served to a request without it. Also
 //! Portcullis' own credentials file, and a credential helper on PATH.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -5,7 +5,7 @@
 //! controllers' requests are written as the real ones send them (the
 //! end-to-end suite makes them with the real kube-controller-manager).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
