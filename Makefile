@@ -92,12 +92,16 @@ demo: tools
 	$(CARGO) run --quiet --example demo
 
 ## test: everything: unit, integration (real registry, real cosign) and end-to-end (real kube-apiserver, Portcullis run from its image) tests
-# Built in the release profile: the dependencies, the library and the binary
-# the tests run are the ones the image was just built from (one build, not a
-# debug one besides). The end-to-end suite, which mostly waits on a real API
-# server (Leases expiring, controllers), runs beside the others.
-test: tools e2e-tools certs image-layout
-	$(CARGO) test --release --locked --all-targets --no-run
+# Built in the release profile, in one cargo build (the library, its unit
+# tests and the suites compile side by side on every core): the
+# dependencies, the library and the binary the tests run are the ones the
+# image is then made from (one build, not a debug one besides). The other
+# examples (bench, demo) are left to their make targets; `make lint` checks
+# them. The end-to-end suite, which mostly waits on a real API server
+# (Leases expiring, controllers), runs beside the others.
+test: tools e2e-tools certs
+	$(CARGO) build --release --locked --lib --bins --tests --example oci-image
+	$(MAKE) --no-print-directory image-layout
 	$(MAKE) --no-print-directory -j2 --output-sync=target test-e2e test-others
 
 # Every suite of tests/ is a module of one test binary (tests/integration.rs);
@@ -106,7 +110,7 @@ test: tools e2e-tools certs image-layout
 test-e2e:
 	$(CARGO) test --release --locked --test integration e2e::
 test-others:
-	$(CARGO) test --release --locked --lib --bins --examples --test integration -- --skip e2e::
+	$(CARGO) test --release --locked --lib --bins --test integration -- --skip e2e::
 
 ## e2e: only the end-to-end suite against a real kube-apiserver and etcd
 e2e: tools e2e-tools image-layout
