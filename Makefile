@@ -126,10 +126,10 @@ fuzz:
 	PORTCULLIS_FUZZ_CASES=$(FUZZ_CASES) $(CARGO) test --release --test integration fuzz:: -- --nocapture
 
 ## lint: formatting, clippy, the licences, bans and sources of every dependency (deny.toml), and the GitHub Action's shell
+# Clippy in the release profile: it builds the build scripts and proc macros,
+# and `make test` (release) then reuses them instead of building them again.
 lint: $(CARGO_DENY) shellcheck
 	$(CARGO) fmt --check
-	# The release profile: clippy builds the build scripts and proc macros,
-	# and `make test` (release) then reuses them instead of building them again.
 	$(CARGO) clippy --release --locked --all-targets -- -D warnings
 	$(CARGO_DENY) check licenses bans sources
 
