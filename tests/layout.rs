@@ -164,3 +164,28 @@ fn the_dev_dependencies_turn_on_no_feature_the_binary_lacks() {
         drift.join("\n")
     );
 }
+
+/// Cargo.toml builds some crates only the tests use without optimisation
+/// (`[profile.release.package.NAME]`): a crate the binary has must never be
+/// among them, or the image would ship it unoptimised.
+#[test]
+fn the_crates_built_without_optimisation_are_not_in_the_binary() {
+    let manifest = std::fs::read_to_string(format!("{ROOT}/Cargo.toml")).unwrap();
+    let lowered: Vec<&str> = manifest
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("[profile.release.package.")?.strip_suffix(']'))
+        .map(|name| name.trim_matches('"'))
+        .collect();
+    assert!(lowered.contains(&"jsonschema"), "the overrides this test reads: {lowered:?}");
+    let shipped = features_of("normal,build");
+    let tested = features_of("normal,build,dev");
+    let in_binary: Vec<&String> =
+        shipped.keys().filter(|package| lowered.iter().any(|name| package.split(' ').next() == Some(*name))).collect();
+    assert!(in_binary.is_empty(), "crates of the binary built without optimisation: {in_binary:?}");
+    for name in &lowered {
+        assert!(
+            tested.keys().any(|package| package.split(' ').next() == Some(*name)),
+            "{name}: an override for a crate no build has"
+        );
+    }
+}
