@@ -102,14 +102,13 @@ demo: tools
 # image) is the release build either way. `cargo rustc` gives the flag to
 # that one target, whose artifact gets a hash of its own (an optimised
 # `cargo test --release --test integration` stays apart), and $(SUITE)
-# points at it. The other examples (bench, demo) are left to their make
-# targets; `make lint` checks them. The end-to-end suite, which mostly
-# waits on a real API server (Leases expiring, controllers), runs beside
-# the others.
+# points at it (both runs below depend on it: make builds it once). The
+# other examples (bench, demo) are left to their make targets; `make lint`
+# checks them. The end-to-end suite, which mostly waits on a real API
+# server (Leases expiring, controllers), runs beside the others.
 SUITE := target/release/suite
 test: tools e2e-tools certs
 	$(CARGO) test --release --locked --no-run --lib --bins
-	$(MAKE) --no-print-directory suite
 	$(MAKE) --no-print-directory image-layout
 	$(MAKE) --no-print-directory -j2 --output-sync=target test-e2e test-others
 
